@@ -1,0 +1,112 @@
+"""Advice from a stored curve: the minimal fraction within δ of the full layer, and its fairness cost.
+
+Pure functions over curve points: the service answers any δ from the stored curve, never by
+recomputing probes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from redundancy.config import Criterion, DeltaMode
+from redundancy.errors import InvalidConfigError
+from redundancy.fairness import fairness_cost
+from redundancy.report import CurvePoint, FractionSummary, Recommendation
+
+_EPS = 1e-12
+
+
+def summarize(curve: Sequence[CurvePoint], kind: str = "random") -> list[FractionSummary]:
+    """Per distinct k, ascending: mean/std/min accuracy over seeds, mean CKA, mean per-class accuracy."""
+    groups: dict[int, list[CurvePoint]] = defaultdict(list)
+    for p in curve:
+        if p.kind == kind:
+            groups[p.k].append(p)
+    out = []
+    for k in sorted(groups):
+        pts = groups[k]
+        acc = np.array([p.accuracy for p in pts])
+        out.append(
+            FractionSummary(
+                fraction=min(p.fraction for p in pts),
+                k=k,
+                seeds=len(pts),
+                accuracy_mean=float(acc.mean()),
+                accuracy_std=float(acc.std(ddof=1)) if len(pts) > 1 else 0.0,
+                accuracy_min=float(acc.min()),
+                cka_mean=float(np.mean([p.cka for p in pts])),
+                per_class_accuracy=np.mean([p.per_class_accuracy for p in pts], axis=0).tolist(),
+            )
+        )
+    return out
+
+
+def threshold(full_accuracy: float, delta: float, mode: DeltaMode) -> float:
+    """The accuracy a fraction must reach: `(1 − δ)·acc(1)` (relative) or `acc(1) − δ` (absolute)."""
+    if not 0.0 <= delta < 1.0:
+        raise InvalidConfigError(f"delta {delta} is outside [0, 1)", field="delta")
+    if mode == "relative":
+        return (1.0 - delta) * full_accuracy
+    if mode == "absolute":
+        return full_accuracy - delta
+    raise InvalidConfigError(f"delta_mode {mode!r} is not 'relative' or 'absolute'", field="delta_mode")
+
+
+def recommend(
+    curve: Sequence[CurvePoint],
+    classes: list[str],
+    d: int,
+    delta: float,
+    mode: DeltaMode = "relative",
+    criterion: Criterion = "mean",
+) -> Recommendation:
+    """The smallest tested fraction whose accuracy (seed mean, or worst seed) is within δ of the full
+    layer's; fraction 1.0, said so, when none below 1 is."""
+    if criterion not in ("mean", "worst_seed"):
+        raise InvalidConfigError(f"criterion {criterion!r} is not 'mean' or 'worst_seed'", field="criterion")
+    summary = summarize(curve)
+    full = next((s for s in summary if s.k == d), None)
+    if full is None:
+        raise InvalidConfigError(f"the curve has no full-layer point (k = d = {d})", field="curve")
+    bar = threshold(full.accuracy_mean, delta, mode)
+    chosen = full
+    for s in summary:
+        stat = s.accuracy_mean if criterion == "mean" else s.accuracy_min
+        if stat >= bar - _EPS:
+            chosen = s
+            break
+    below_full = chosen.k < d
+    acc = chosen.accuracy_mean if criterion == "mean" else chosen.accuracy_min
+    bound = f"(1 − {delta})·{full.accuracy_mean:.4f}" if mode == "relative" else f"{full.accuracy_mean:.4f} − {delta}"
+    if below_full:
+        note = (
+            f"{chosen.k} of {d} neurons (fraction {chosen.fraction:g}) is the smallest tested subset whose "
+            f"{'seed-mean' if criterion == 'mean' else 'worst-seed'} accuracy {acc:.4f} reaches "
+            f"{bound} = {bar:.4f}."
+        )
+    else:
+        note = (
+            f"No tested fraction below 1 reaches {bound} = {bar:.4f}; keep the full layer "
+            f"({d} neurons)."
+        )
+    fraction = chosen.fraction if below_full else 1.0
+    return Recommendation(
+        delta=delta,
+        mode=mode,
+        criterion=criterion,
+        fraction=fraction,
+        k=chosen.k,
+        d=d,
+        dr=1.0 - fraction,
+        accuracy=acc,
+        full_accuracy=full.accuracy_mean,
+        threshold=bar,
+        met_below_full=below_full,
+        note=note,
+        fairness=fairness_cost(
+            np.array(full.per_class_accuracy), np.array(chosen.per_class_accuracy), classes
+        ),
+    )

@@ -1,0 +1,99 @@
+"""The analysis configuration: everything that determines a result, validated at the edge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The paper's grid for wide ResNets (Nanda et al. 2023): 14 fractions, 5 seeds each.
+PAPER_FRACTIONS: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 1.0,
+)
+DEFAULT_DELTAS: tuple[float, ...] = (0.01, 0.05, 0.1)
+
+DeltaMode = Literal["relative", "absolute"]
+Criterion = Literal["mean", "worst_seed"]
+ProbeKind = Literal["ridge", "logistic"]
+WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        ..., min_length=1, max_length=200, description="A timm model name.",
+        examples=["tf_efficientnet_lite0"],
+    )
+    weights: WeightsSpec = Field(
+        "hub",
+        min_length=1,
+        description="`hub` (timm pretrained, needs internet or a warm cache), `bundled` "
+        "(offline ImageNet weights for tf_efficientnet_lite0), `random` (tests only) or a path to a "
+        ".safetensors / .pth checkpoint.",
+        examples=["bundled"],
+    )
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str = Field(
+        ..., min_length=1, max_length=1000,
+        description="`digits`, `npz:<path>`, `imagefolder:<root>`, `cifar10`, `cifar100`, "
+        "`oxford_pets`, `flowers102`.",
+        examples=["digits"],
+    )
+    max_train: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on train samples.")
+    max_test: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on test samples.")
+
+
+class AnalysisConfig(BaseModel):
+    """What to analyse and how. Equal configs give equal results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSpec
+    dataset: DatasetSpec
+    layer: str | None = Field(
+        None, description="A named module; default: the penultimate representation (pre-logits)."
+    )
+    image_size: int | None = Field(None, ge=16, le=1024, description="Override the model's input size.")
+    fractions: list[float] = Field(default_factory=lambda: list(PAPER_FRACTIONS), min_length=1)
+    seeds: int = Field(5, ge=1, le=100, description="Random subsets per fraction.")
+    probe: ProbeKind = "ridge"
+    deltas: list[float] = Field(default_factory=lambda: list(DEFAULT_DELTAS), min_length=1)
+    delta_mode: DeltaMode = "relative"
+    criterion: Criterion = "mean"
+    seed: int = Field(0, ge=0, description="Master seed: validation split, caps and subset sampling.")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of train held out to choose λ.")
+    batch_size: int = Field(64, ge=1, le=4096)
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_in_range(cls, v: list[float]) -> list[float]:
+        for f in v:
+            if not (0.0 < f <= 1.0):
+                raise ValueError(f"fraction {f} is outside (0, 1]")
+        return sorted(set(v))
+
+    @field_validator("deltas")
+    @classmethod
+    def _deltas_in_range(cls, v: list[float]) -> list[float]:
+        for d in v:
+            if not (0.0 <= d < 1.0):
+                raise ValueError(f"delta {d} is outside [0, 1)")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _full_layer_present(self) -> AnalysisConfig:
+        if 1.0 not in self.fractions:
+            self.fractions = [*self.fractions, 1.0]
+        return self
+
+    def config_hash(self) -> str:
+        """A stable hash of everything that determines the result."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,70 @@
+"""Exceptions raised by the engine. Each names the problem and, where there is one, the field."""
+
+from __future__ import annotations
+
+
+class RedundancyError(Exception):
+    """Base class: every error the engine raises on purpose derives from it."""
+
+    code = "engine_error"
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if field is not None:
+            self.field = field
+
+
+class InvalidConfigError(RedundancyError, ValueError):
+    code = "invalid_config"
+
+
+class UnknownModelError(RedundancyError, LookupError):
+    code = "unknown_model"
+    field = "model.name"
+
+
+class WeightsNotFoundError(RedundancyError, FileNotFoundError):
+    code = "weights_not_found"
+    field = "model.weights"
+
+
+class WeightsUnavailableError(RedundancyError):
+    """The weights exist in principle but cannot be fetched here (no internet, no cache)."""
+
+    code = "weights_unavailable"
+    field = "model.weights"
+
+
+class CheckpointMismatchError(RedundancyError, ValueError):
+    code = "checkpoint_mismatch"
+    field = "model.weights"
+
+
+class UnknownLayerError(RedundancyError, LookupError):
+    code = "unknown_layer"
+    field = "layer"
+
+
+class UnknownDatasetError(RedundancyError, LookupError):
+    code = "unknown_dataset"
+    field = "dataset.spec"
+
+
+class DatasetNotFoundError(RedundancyError, FileNotFoundError):
+    code = "dataset_not_found"
+    field = "dataset.spec"
+
+
+class DatasetFormatError(RedundancyError, ValueError):
+    """The dataset exists but its contents are inconsistent (shapes, lengths, labels)."""
+
+    code = "dataset_format"
+    field = "dataset.spec"
+
+
+class Cancelled(RedundancyError):
+    """Raised between steps when the cancellation hook says stop."""
+
+    code = "cancelled"

@@ -1,0 +1,91 @@
+"""Ridge probes solved in Gram space.
+
+With standardised, centred training features `Z` (n × d), `G = ZᵀZ` and centred one-hot targets
+`B = ZᵀY_c`, the one-vs-rest ridge probe on the neurons `S` is `W_S = (G[S,S] + λI)⁻¹ B[S]`: no pass
+over the data per subset. An eigendecomposition `G[S,S] = V diag(e) Vᵀ` gives the probe for every λ
+of a grid at once; λ is chosen on a held-out validation split (best accuracy, ties to the larger λ).
+Predictions are `argmax(z_S W_S + prior)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from redundancy.stats import Standardised
+
+# λ = α·n: the standardised Gram has diagonal n, so α is scale-free.
+DEFAULT_ALPHAS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+@dataclass
+class ProbeResult:
+    accuracy: float
+    per_class_accuracy: np.ndarray  # (C,)
+    lam: float | None
+
+
+def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    correct = np.bincount(y, weights=(pred == y).astype(np.float64), minlength=num_classes)
+    counts = np.bincount(y, minlength=num_classes)
+    return correct / np.maximum(counts, 1)
+
+
+class RidgeProber:
+    """Holds the standardised problem on a device and probes one subset at a time."""
+
+    def __init__(
+        self,
+        problem: Standardised,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.num_classes = int(problem.prior.shape[0])
+        dev = {"device": self.device, "dtype": torch.float64}
+        self.gram = torch.as_tensor(problem.gram, **dev)
+        self.targets = torch.as_tensor(problem.targets, **dev)
+        self.prior = torch.as_tensor(problem.prior, **dev)
+        self.z_val = torch.as_tensor(problem.transform(x_val), **dev)
+        self.z_test = torch.as_tensor(problem.transform(x_test), **dev)
+        self.y_val = torch.as_tensor(np.asarray(y_val), device=self.device, dtype=torch.long)
+        self.y_test = np.asarray(y_test, dtype=np.int64)
+        self.lambdas = torch.as_tensor([a * problem.n for a in alphas], **dev)
+
+    def weights(self, subset: np.ndarray, lam: float) -> np.ndarray:
+        """`(G[S,S] + λI)⁻¹ B[S]` by a direct solve (used for checks and export)."""
+        idx = torch.as_tensor(subset, device=self.device, dtype=torch.long)
+        g = self.gram[idx][:, idx]
+        eye = torch.eye(len(subset), dtype=g.dtype, device=self.device)
+        return torch.linalg.solve(g + lam * eye, self.targets[idx]).cpu().numpy()
+
+    def probe(self, subset: np.ndarray, lam: float | None = None) -> ProbeResult:
+        """Fit on the subset's columns, pick λ on validation (unless given), score on test."""
+        idx = torch.as_tensor(subset, device=self.device, dtype=torch.long)
+        g = self.gram[idx][:, idx]
+        b = self.targets[idx]
+        evals, evecs = torch.linalg.eigh(g)
+        evals = evals.clamp_min(0.0)
+        proj = evecs.T @ b  # (k, C)
+        if lam is None:
+            a_val = self.z_val[:, idx] @ evecs  # (n_val, k)
+            best_acc, lam = -1.0, float(self.lambdas[0])
+            for cand in self.lambdas.tolist():
+                scores = (a_val / (evals + cand)) @ proj + self.prior
+                acc = float((scores.argmax(1) == self.y_val).double().mean())
+                if acc >= best_acc:  # ties go to the larger (more regularised) λ
+                    best_acc, lam = acc, cand
+        w = evecs @ (proj / (evals + lam)[:, None])
+        scores = self.z_test[:, idx] @ w + self.prior
+        pred = scores.argmax(1).cpu().numpy()
+        return ProbeResult(
+            accuracy=float((pred == self.y_test).mean()),
+            per_class_accuracy=per_class_accuracy(pred, self.y_test, self.num_classes),
+            lam=float(lam),
+        )

@@ -1,0 +1,117 @@
+"""The analysis report: the engine's one output, serialised to JSON by pydantic."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from redundancy.config import AnalysisConfig, Criterion, DeltaMode
+
+
+class ModelInfo(BaseModel):
+    name: str
+    weights_source: str = Field(description="hub | bundled | random | file")
+    weights_identity: str = Field(description="What exactly was loaded: a file hash, a hub tag or a seed.")
+    weights_random: bool = Field(False, description="True when the weights were random (tests only).")
+    layer: str = Field(description="The module whose output was probed.")
+    layer_pooling: str = Field(description="How the layer's output became a vector.")
+    d: int = Field(description="Layer width (neurons).")
+    input_size: list[int]
+
+
+class DatasetInfo(BaseModel):
+    spec: str
+    classes: list[str]
+    sizes: dict[str, int] = Field(description="Samples per split: train (fit), val (λ choice), test.")
+
+
+class CurvePoint(BaseModel):
+    fraction: float
+    k: int
+    seed: int
+    accuracy: float
+    per_class_accuracy: list[float]
+    cka: float
+    lam: float | None = Field(None, description="Ridge penalty chosen on the validation split.")
+    kind: str = Field("random", description="random (the grid) or a baseline/refinement name.")
+
+
+class FractionSummary(BaseModel):
+    fraction: float
+    k: int
+    seeds: int
+    accuracy_mean: float
+    accuracy_std: float
+    accuracy_min: float
+    cka_mean: float
+    per_class_accuracy: list[float] = Field(description="Mean over seeds.")
+
+
+class SkippedFraction(BaseModel):
+    fraction: float
+    k: int
+    reason: str
+
+
+class ClassLoss(BaseModel):
+    cls: str = Field(alias="class")
+    accuracy_full: float
+    accuracy_at: float
+    change: float
+
+    model_config = {"populate_by_name": True}
+
+
+class Fairness(BaseModel):
+    gini_full: float
+    gini_at: float
+    gini_change: float
+    cv_full: float
+    cv_at: float
+    cv_change: float
+    worst_class_full: float
+    worst_class_at: float
+    worst_class_change: float
+    range_full: float = Field(description="max - min per-class accuracy, full layer.")
+    range_at: float
+    range_change: float
+    most_hurt_classes: list[ClassLoss]
+
+
+class Recommendation(BaseModel):
+    delta: float
+    mode: DeltaMode
+    criterion: Criterion
+    fraction: float
+    k: int
+    d: int
+    dr: float = Field(description="Diffused redundancy: 1 - fraction.")
+    accuracy: float = Field(description="Accuracy at the recommended fraction under the criterion.")
+    full_accuracy: float
+    threshold: float = Field(description="The accuracy the criterion had to reach.")
+    met_below_full: bool = Field(description="False when no tested fraction below 1 met δ.")
+    note: str
+    fairness: Fairness
+
+
+class Environment(BaseModel):
+    device: str
+    amp: bool
+    torch: str
+    timm: str
+    numpy: str
+    python: str
+    code_version: str
+    feature_cache_hit: bool
+
+
+class Report(BaseModel):
+    config: AnalysisConfig
+    model: ModelInfo
+    dataset: DatasetInfo
+    full_accuracy: float
+    curve: list[CurvePoint]
+    summary: list[FractionSummary]
+    skipped_fractions: list[SkippedFraction] = Field(default_factory=list)
+    recommendations: list[Recommendation]
+    timings: dict[str, float] = Field(description="Seconds per stage.")
+    environment: Environment

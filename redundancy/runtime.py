@@ -1,0 +1,27 @@
+"""Where the engine runs: caches, data root, device. None of it changes a result."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("ADVISOR_HOME", Path.home() / ".cache" / "redundancy-advisor"))
+
+
+@dataclass
+class Runtime:
+    cache_dir: Path | None = field(default_factory=lambda: _default_home() / "features")
+    data_root: Path = field(default_factory=lambda: _default_home() / "datasets")
+    allow_download: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int | None = None  # data-loading processes; None: 0 on CPU, up to 8 on CUDA
+
+    def resolve_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device

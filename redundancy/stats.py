@@ -1,0 +1,132 @@
+"""Sufficient statistics of a feature matrix, accumulated in one streaming pass.
+
+Everything after extraction (ridge probes, CKA, PCA baselines) is computed from these: `n`, `Σx`,
+the raw Gram `XᵀX` and the per-class sums. They are additive, so partial statistics from several
+shards or workers can be merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class GramStats:
+    """Float64 accumulators over the rows of `X` (n × d) with labels `y` in `0..C-1`."""
+
+    n: int
+    total: np.ndarray  # (d,)   Σx
+    gram: np.ndarray  # (d, d) XᵀX, raw (uncentred)
+    class_sums: np.ndarray  # (C, d) Σ_{y=c} x
+    class_counts: np.ndarray  # (C,)
+
+    @classmethod
+    def empty(cls, d: int, num_classes: int) -> GramStats:
+        return cls(
+            n=0,
+            total=np.zeros(d),
+            gram=np.zeros((d, d)),
+            class_sums=np.zeros((num_classes, d)),
+            class_counts=np.zeros(num_classes, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_features(cls, x: np.ndarray, y: np.ndarray, num_classes: int) -> GramStats:
+        stats = cls.empty(x.shape[1], num_classes)
+        stats.update(x, y)
+        return stats
+
+    @property
+    def d(self) -> int:
+        return int(self.total.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.class_counts.shape[0])
+
+    def update(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> None:
+        """Add a batch of rows. Accepts numpy or torch (any device); sums in float64."""
+        xt = torch.as_tensor(x).to(torch.float64)
+        yt = torch.as_tensor(y).to(device=xt.device, dtype=torch.long)
+        self.n += int(xt.shape[0])
+        self.total += xt.sum(0).cpu().numpy()
+        self.gram += (xt.T @ xt).cpu().numpy()
+        sums = torch.zeros((self.num_classes, xt.shape[1]), dtype=torch.float64, device=xt.device)
+        sums.index_add_(0, yt, xt)
+        self.class_sums += sums.cpu().numpy()
+        self.class_counts += np.bincount(yt.cpu().numpy(), minlength=self.num_classes)
+
+    def merge(self, other: GramStats) -> GramStats:
+        """The statistics of the union of two disjoint sets of rows."""
+        return GramStats(
+            n=self.n + other.n,
+            total=self.total + other.total,
+            gram=self.gram + other.gram,
+            class_sums=self.class_sums + other.class_sums,
+            class_counts=self.class_counts + other.class_counts,
+        )
+
+    # Derived quantities -------------------------------------------------------------------------
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / self.n
+
+    def centred_gram(self) -> np.ndarray:
+        """`X_cᵀ X_c` with `X_c = X − 1μᵀ`: `XᵀX − n μμᵀ`."""
+        mu = self.mean
+        g = self.gram - self.n * np.outer(mu, mu)
+        return (g + g.T) / 2
+
+    def std(self) -> np.ndarray:
+        """Population standard deviation per neuron; constant neurons get 1 (they stay zero)."""
+        var = np.clip(np.diag(self.centred_gram()) / self.n, 0.0, None)
+        sd = np.sqrt(var)
+        return np.where(sd > 1e-12 * max(1.0, float(sd.max(initial=0.0))), sd, 1.0)
+
+    def standardised(self) -> Standardised:
+        """Gram and targets of the standardised, centred features with centred one-hot targets."""
+        mu, sd = self.mean, self.std()
+        gc = self.centred_gram()
+        gs = gc / np.outer(sd, sd)
+        # X_cᵀ Y_c = X_cᵀ Y (columns of X_c sum to 0); column c is Σ_{y=c}(x − μ).
+        b = (self.class_sums - np.outer(self.class_counts, mu)).T / sd[:, None]
+        prior = self.class_counts / self.n
+        return Standardised(mean=mu, std=sd, gram=gs, targets=b, prior=prior, n=self.n)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "n": np.asarray(self.n),
+            "total": self.total,
+            "gram": self.gram,
+            "class_sums": self.class_sums,
+            "class_counts": self.class_counts,
+        }
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> GramStats:
+        return cls(
+            n=int(a["n"]),
+            total=np.asarray(a["total"]),
+            gram=np.asarray(a["gram"]),
+            class_sums=np.asarray(a["class_sums"]),
+            class_counts=np.asarray(a["class_counts"]),
+        )
+
+
+@dataclass
+class Standardised:
+    """Quantities of the standardised problem: `z = (x − mean) / std`."""
+
+    mean: np.ndarray  # (d,)
+    std: np.ndarray  # (d,)
+    gram: np.ndarray  # (d, d) ZᵀZ
+    targets: np.ndarray  # (d, C) ZᵀY_c
+    prior: np.ndarray  # (C,) class frequencies: the intercept of a centred-target regression
+    n: int
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.std

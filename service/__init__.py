@@ -1,0 +1,1 @@
+"""The Redundancy Advisor REST service: FastAPI routes, settings, database models."""

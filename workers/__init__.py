@@ -1,0 +1,1 @@
+"""Celery app and tasks: run a job's stages, report progress, persist results."""
