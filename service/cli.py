@@ -1,20 +1,252 @@
-"""The `advisor` command line: `analyze` (the engine, no service needed) and the service commands."""
+"""The `advisor` command line.
+
+* ``advisor analyze ...``   one analysis locally, no service needed (the engine's CLI).
+* ``advisor serve``         the API; with no BROKER_URL it also runs an embedded worker (SQLite).
+* ``advisor worker``        a Celery worker (production: with DATABASE_URL and BROKER_URL).
+* ``advisor db upgrade|downgrade|current``   Alembic migrations, shipped inside the package.
+* ``advisor demo``          start an embedded server, run the bundled demo job, print the advice.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+from typing import Any
 
-from redundancy import cli as engine_cli
+log = logging.getLogger("advisor")
+
+
+def _add_analyze(sub: Any) -> None:
+    analyze = sub.add_parser("analyze", help="Run one analysis locally and print the advice.")
+    try:
+        from redundancy import cli as engine_cli
+    except ImportError as exc:  # the engine's CLI is optional for the service commands
+        reason = str(exc)
+
+        def _unavailable(_args: argparse.Namespace) -> int:
+            print(f"advisor analyze is unavailable: {reason}", file=sys.stderr)
+            return 2
+
+        analyze.set_defaults(func=_unavailable)
+        return
+    engine_cli.add_analyze_arguments(analyze)
+    analyze.set_defaults(func=engine_cli.run_analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advisor", description="Redundancy Advisor")
     sub = parser.add_subparsers(dest="command", required=True)
-    analyze = sub.add_parser("analyze", help="Run one analysis locally and print the advice.")
-    engine_cli.add_analyze_arguments(analyze)
-    analyze.set_defaults(func=engine_cli.run_analyze)
+    _add_analyze(sub)
+
+    serve = sub.add_parser("serve", help="Run the HTTP API (and, embedded, a worker).")
+    serve.add_argument("--host", default=os.environ.get("ADVISOR_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("ADVISOR_PORT", "8000")))
+    serve.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
+    serve.add_argument(
+        "--worker",
+        dest="worker",
+        action="store_true",
+        default=None,
+        help="Start a worker subprocess (default: only when BROKER_URL is unset).",
+    )
+    serve.add_argument("--no-worker", dest="worker", action="store_false")
+    serve.add_argument(
+        "--migrate",
+        dest="migrate",
+        action="store_true",
+        default=None,
+        help="Apply migrations first (default: only for SQLite).",
+    )
+    serve.add_argument("--no-migrate", dest="migrate", action="store_false")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="Run a Celery worker for analysis jobs.")
+    worker.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
+    worker.add_argument("-Q", "--queues", default=None, help="Default: ADVISOR_QUEUE (analysis).")
+    worker.add_argument(
+        "-P", "--pool", default="prefork", help="prefork (default; hard time limits enforced) or solo."
+    )
+    worker.add_argument("-c", "--concurrency", type=int, default=1, help="Jobs at once (default 1: one GPU).")
+    worker.add_argument("-n", "--hostname", default=None)
+    worker.add_argument("-l", "--loglevel", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="Database migrations (Alembic).")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="Apply migrations (default: to head).")
+    up.add_argument("revision", nargs="?", default="head")
+    down = dbsub.add_parser("downgrade", help="Revert migrations (default: one step; `base` for all).")
+    down.add_argument("revision", nargs="?", default="-1")
+    dbsub.add_parser("current", help="Print the database's revision.")
+    for p in (up, down, db):
+        p.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
+    db.set_defaults(func=cmd_db)
+
+    demo = sub.add_parser("demo", help="Run the bundled demo end to end on an embedded server.")
+    demo.add_argument(
+        "--data-dir",
+        default=None,
+        help="Where the embedded server keeps its files (default: a fresh temp dir).",
+    )
+    demo.add_argument("--port", type=int, default=0, help="Default: a free port.")
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="A seconds-long job (random weights, tiny caps) instead of the real demo.",
+    )
+    demo.add_argument("--timeout", type=float, default=1800.0)
+    demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _apply_data_dir(args: argparse.Namespace) -> None:
+    if getattr(args, "data_dir", None):
+        os.environ["DATA_DIR"] = os.path.abspath(args.data_dir)
+        from service.core.config import get_settings
+
+        get_settings.cache_clear()
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------------------------------
+def cmd_db(args: argparse.Namespace) -> int:
+    _apply_data_dir(args)
+    from service.core.config import get_settings
+    from service.db import migrate
+
+    settings = get_settings()
+    url = settings.db_url
+    if args.db_command == "upgrade":
+        migrate.upgrade(url, args.revision)
+        print(f"database at {migrate.current(url) or 'base'}")
+    elif args.db_command == "downgrade":
+        migrate.downgrade(url, args.revision)
+        print(f"database at {migrate.current(url) or 'base'}")
+    else:
+        print(migrate.current(url) or "base (empty)")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _apply_data_dir(args)
+    from service.core.config import get_settings
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    os.environ.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
+    from workers.celery_app import app
+
+    argv = [
+        "worker",
+        f"--pool={args.pool}",
+        f"--concurrency={args.concurrency}",
+        f"--queues={args.queues or settings.queue}",
+        f"--loglevel={args.loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    app.worker_main(argv)
+    return 0
+
+
+class _EmbeddedWorker:
+    """A `advisor worker --pool=solo` subprocess, restarted if it dies while the API runs."""
+
+    def __init__(self, env: dict[str, str], loglevel: str) -> None:
+        self.env, self.loglevel = env, loglevel
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="embedded-worker", daemon=True)
+
+    def _spawn(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            f"--loglevel={'warning' if self.loglevel == 'info' else self.loglevel}",
+        ]
+        self.proc = subprocess.Popen(cmd, env=self.env)
+        log.info("embedded worker started (pid %s)", self.proc.pid)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(2.0):
+            if self.proc is not None and self.proc.poll() is not None and not self._stopping.is_set():
+                log.warning("embedded worker exited with %s; restarting", self.proc.returncode)
+                time.sleep(1.0)
+                self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGQUIT)  # cold shutdown: do not wait for a long job to finish
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _apply_data_dir(args)
+    _logging(args.log_level)
+    import uvicorn
+
+    from service.core.config import get_settings
+    from service.db import migrate
+    from service.main import create_app
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate_first = args.migrate if args.migrate is not None else settings.db_url.startswith("sqlite")
+    if migrate_first:
+        migrate.upgrade(settings.db_url)
+    start_worker = args.worker if args.worker is not None else settings.start_worker_with_api
+    worker = None
+    if start_worker:
+        env = dict(os.environ)
+        env["DATA_DIR"] = str(settings.data_path)
+        env.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
+        worker = _EmbeddedWorker(env, args.log_level)
+        worker.start()
+    mode = "embedded (SQLite + local worker)" if settings.embedded else "production"
+    print(
+        f"advisor: serving on http://{args.host}:{args.port} — {mode}; data in {settings.data_path}",
+        flush=True,
+    )
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if worker is not None:
+            worker.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(data_dir=args.data_dir, port=args.port, quick=args.quick, timeout=args.timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,71 @@
+"""FastAPI dependencies (``Annotated`` aliases used by the routes)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from service.api.errors import ProblemError
+from service.core.config import Settings, hash_api_key
+from service.db.session import get_sessionmaker
+
+Enqueue = Callable[[str], None]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    session = get_sessionmaker(settings.db_url)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_owner(
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(description="API key (when the server requires keys).")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str:
+    """The caller's identity: the SHA-256 of its API key, or "" when the server has no keys."""
+    hashes = settings.api_key_hashes
+    if not hashes:
+        return ""
+    key = x_api_key
+    if not key and authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key:
+        raise ProblemError(
+            401,
+            "An API key is required: send it in `X-API-Key` or `Authorization: Bearer`.",
+            slug="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    digest = hash_api_key(key)
+    if not any(hmac.compare_digest(digest, h) for h in hashes):
+        raise ProblemError(
+            401, "The API key is not valid.", slug="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return digest
+
+
+OwnerDep = Annotated[str, Depends(get_owner)]
+
+
+def get_enqueue(request: Request) -> Enqueue:
+    return request.app.state.enqueue
+
+
+EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]

@@ -1,0 +1,210 @@
+"""/v1/jobs: submit, poll, list, cancel, delete, result and per-job recommendation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+
+from redundancy.report import Report
+from service import jobs as crud
+from service.api.deps import EnqueueDep, OwnerDep, SessionDep
+from service.api.errors import validation_problem
+from service.schemas import (
+    DEMO_JOB,
+    SMALL_JOB_EXAMPLE,
+    JobCreate,
+    JobList,
+    JobOut,
+    Problem,
+    RecommendationOut,
+)
+from service.validation import check_config
+
+log = logging.getLogger("service.api.jobs")
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+JobId = Annotated[
+    str, Path(description="The job's id (a UUID).", examples=["6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01"])
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    summary="Submit an analysis job",
+    responses={
+        409: {**PROBLEM, "description": "Idempotency-Key reused with another body"},
+        422: {**PROBLEM, "description": "Invalid request (names the field)"},
+    },
+)
+def submit_job(
+    body: Annotated[
+        JobCreate,
+        Body(
+            openapi_examples={
+                "demo": {
+                    "summary": "The bundled demo: EfficientNet-Lite0 (ImageNet) × digits",
+                    "value": DEMO_JOB,
+                },
+                "small": {"summary": "A few-seconds CPU job (random weights)", "value": SMALL_JOB_EXAMPLE},
+            }
+        ),
+    ],
+    response: Response,
+    session: SessionDep,
+    owner: OwnerDep,
+    enqueue: EnqueueDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Same key + same body → the same job; same key + other body → 409.",
+        ),
+    ] = None,
+) -> JobOut:
+    """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
+    poll `GET /v1/jobs/{id}`."""
+    check_config(body)
+    job, created = crud.create_job(session, body, owner=owner, idempotency_key=idempotency_key)
+    if created:
+        try:
+            enqueue(job.id)
+            crud.mark_enqueued(session, job.id)
+            session.refresh(job)
+        except Exception:  # the job stays queued; the maintenance loop enqueues it again
+            log.warning("could not enqueue job %s now; it will be retried", job.id, exc_info=True)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return crud.to_out(job)
+
+
+@router.get(
+    "",
+    response_model=JobList,
+    summary="List jobs (newest first)",
+    responses={422: {**PROBLEM, "description": "Bad page_token or filter"}},
+)
+def list_jobs(
+    session: SessionDep,
+    owner: OwnerDep,
+    page_size: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 20,
+    page_token: Annotated[str | None, Query(description="`next_page_token` of the previous page.")] = None,
+    status_: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
+        Query(alias="status", description="Only jobs in this status."),
+    ] = None,
+    model: Annotated[str | None, Query(description="Only jobs on this timm model name.")] = None,
+    dataset: Annotated[str | None, Query(description="Only jobs on this dataset spec.")] = None,
+) -> JobList:
+    rows, token = crud.list_jobs(
+        session,
+        owner,
+        page_size=page_size,
+        page_token=page_token,
+        status=status_,
+        model=model,
+        dataset=dataset,
+    )
+    return JobList(items=[crud.to_out(j) for j in rows], next_page_token=token)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    summary="Poll a job",
+    responses={404: {**PROBLEM, "description": "No such job"}},
+)
+def get_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JobOut:
+    return crud.to_out(crud.get_job(session, job_id, owner))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job",
+    responses={
+        202: {"model": JobOut, "description": "Running: it stops at its next checkpoint and ends cancelled"},
+        404: {**PROBLEM, "description": "No such job"},
+        409: {**PROBLEM, "description": "Already succeeded or failed"},
+    },
+)
+def cancel_job(job_id: JobId, response: Response, session: SessionDep, owner: OwnerDep) -> JobOut:
+    """A queued job is cancelled at once (200) and never starts. A running job is flagged (202); the
+    worker sees the flag within about a second and stops at its next checkpoint."""
+    job = crud.cancel_job(session, crud.get_job(session, job_id, owner))
+    if job.status == "running":
+        response.status_code = status.HTTP_202_ACCEPTED
+    return crud.to_out(job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a finished job and its results",
+    responses={
+        404: {**PROBLEM, "description": "No such job"},
+        409: {**PROBLEM, "description": "Queued or running: cancel it first"},
+    },
+)
+def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> Response:
+    crud.delete_job(session, crud.get_job(session, job_id, owner))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{job_id}/result",
+    response_model=Report,
+    summary="The engine's full report (curve included)",
+    responses={
+        404: {**PROBLEM, "description": "No such job"},
+        409: {**PROBLEM, "description": "Not succeeded (yet)"},
+    },
+)
+def get_result(job_id: JobId, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
+    return crud.load_report(session, crud.get_job(session, job_id, owner))
+
+
+@router.get(
+    "/{job_id}/recommendation",
+    response_model=RecommendationOut,
+    response_model_by_alias=True,
+    summary="Minimal neuron fraction within δ, and its fairness cost",
+    responses={
+        404: {**PROBLEM, "description": "No such job"},
+        409: {**PROBLEM, "description": "Not succeeded (yet)"},
+        422: {**PROBLEM, "description": "δ out of range"},
+    },
+)
+def get_recommendation(
+    job_id: JobId,
+    session: SessionDep,
+    owner: OwnerDep,
+    delta: Annotated[
+        float | None, Query(description="Tolerated loss; default: the job's first δ.", examples=[0.01])
+    ] = None,
+    delta_mode: Annotated[
+        Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")
+    ] = None,
+    criterion: Annotated[
+        Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")
+    ] = None,
+) -> RecommendationOut:
+    """Answered from the stored curve for any δ; no probe is recomputed."""
+    job = crud.get_job(session, job_id, owner)
+    d = check_delta(delta, job.request.get("deltas") or [0.01])
+    return crud.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+
+
+def check_delta(delta: float | None, job_deltas: list[float]) -> float:
+    if delta is None:
+        return float(job_deltas[0])
+    if not (0.0 <= delta < 1.0) or delta != delta:
+        raise validation_problem("delta", f"{delta} is outside [0, 1)", "query")
+    return float(delta)

@@ -1,0 +1,49 @@
+"""The API's side of the broker: send a job, check the broker is reachable, read queue depth."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from service.core.config import Settings
+
+log = logging.getLogger("service.broker")
+
+
+class Broker:
+    def __init__(self, settings: Settings) -> None:
+        from workers.celery_app import make_celery
+
+        self.settings = settings
+        self.celery = make_celery(settings)
+
+    def enqueue(self, job_id: str) -> None:
+        from workers.celery_app import RUN_JOB
+
+        self.celery.send_task(RUN_JOB, args=[job_id], queue=self.settings.queue)
+
+    def ping(self, timeout: float = 3.0) -> str | None:
+        """None when reachable, else a short reason."""
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout)
+                with conn.channel() as ch:
+                    ch.queue_declare(
+                        queue=self.settings.queue, durable=True, auto_delete=False, passive=False
+                    )
+        except Exception as exc:  # noqa: BLE001
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
+
+    def depth(self) -> int | None:
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2.0)
+                with conn.channel() as ch:
+                    return int(ch.queue_declare(queue=self.settings.queue, passive=True).message_count)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.celery.pool.force_close_all()

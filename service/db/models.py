@@ -1,0 +1,136 @@
+"""SQLAlchemy 2 models: jobs, their results, curve points and stored recommendations.
+
+The same models run on Postgres (psycopg 3) and SQLite. The schema changes only through Alembic
+(``migrations/``); ``tests/service/test_migrations.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.UniqueConstraint("owner", "idempotency_key"),
+        sa.Index("ix_jobs_status_created", "status", "created_at"),
+        sa.Index("ix_jobs_created_id", "created_at", "id"),
+        sa.Index("ix_jobs_model_dataset", "model_name", "dataset_spec", "status", "finished_at"),
+        sa.CheckConstraint(
+            "status IN ('queued','running','succeeded','failed','cancelled')", name="status_valid"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    stage: Mapped[str | None] = mapped_column(sa.String(32))
+    progress: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    config_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    model_name: Mapped[str] = mapped_column(sa.String(200))
+    dataset_spec: Mapped[str] = mapped_column(sa.String(1000))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(255))
+    cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    error_field: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    enqueue_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    started_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(sa.String(255))
+    stage_timings: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+
+    result: Mapped[JobResult | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False
+    )
+
+
+class JobResult(Base):
+    """The report minus its curve and recommendations (those have their own tables)."""
+
+    __tablename__ = "job_results"
+
+    job_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    d: Mapped[int] = mapped_column(sa.Integer)
+    classes: Mapped[list[str]] = mapped_column(JSONType)
+    full_accuracy: Mapped[float] = mapped_column(sa.Float)
+    report: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="result")
+
+
+class CurvePointRow(Base):
+    __tablename__ = "curve_points"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(sa.Integer)
+    fraction: Mapped[float] = mapped_column(sa.Float)
+    k: Mapped[int] = mapped_column(sa.Integer)
+    seed: Mapped[int] = mapped_column(sa.Integer)
+    accuracy: Mapped[float] = mapped_column(sa.Float)
+    per_class_accuracy: Mapped[list[float]] = mapped_column(JSONType)
+    cka: Mapped[float] = mapped_column(sa.Float)
+    lam: Mapped[float | None] = mapped_column(sa.Float)
+    kind: Mapped[str] = mapped_column(sa.String(64), default="random")
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class RecommendationRow(Base):
+    """The recommendations the engine made for the job's own deltas (other δ: from the curve)."""
+
+    __tablename__ = "recommendations"
+    __table_args__ = (sa.UniqueConstraint("job_id", "delta", "mode", "criterion"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    delta: Mapped[float] = mapped_column(sa.Float)
+    mode: Mapped[str] = mapped_column(sa.String(16))
+    criterion: Mapped[str] = mapped_column(sa.String(16))
+    fraction: Mapped[float] = mapped_column(sa.Float)
+    k: Mapped[int] = mapped_column(sa.Integer)
+    d: Mapped[int] = mapped_column(sa.Integer)
+    dr: Mapped[float] = mapped_column(sa.Float)
+    accuracy: Mapped[float] = mapped_column(sa.Float)
+    full_accuracy: Mapped[float] = mapped_column(sa.Float)
+    fairness: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)

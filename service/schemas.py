@@ -1,0 +1,164 @@
+"""Request and response bodies of the HTTP API (pydantic v2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from redundancy.config import AnalysisConfig
+from redundancy.report import Recommendation
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+DEMO_JOB: dict[str, Any] = {
+    "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
+    "dataset": {"spec": "digits"},
+}
+
+SMALL_JOB_EXAMPLE: dict[str, Any] = {
+    "model": {"name": "resnet18", "weights": "random"},
+    "dataset": {"spec": "digits", "max_train": 300, "max_test": 100},
+    "image_size": 32,
+    "fractions": [0.1, 0.5, 1.0],
+    "seeds": 2,
+    "probe": "ridge",
+    "deltas": [0.01, 0.05],
+    "delta_mode": "relative",
+}
+
+
+class JobCreate(AnalysisConfig):
+    """An analysis to run: the engine's `AnalysisConfig`. Omitted fields take the engine's defaults
+    (the paper's 14-fraction grid, 5 seeds, ridge probes, δ ∈ {0.01, 0.05, 0.1} relative)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [DEMO_JOB, SMALL_JOB_EXAMPLE]},
+    )
+
+
+class JobError(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `unknown_dataset`, `internal_error`.")
+    message: str
+    field: str | None = Field(None, description="The request field at fault, when there is one.")
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+    recommendation: str
+    cancel: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    stage: str | None = Field(
+        None, description="load_model | load_data | extract | probe | advise while running; done at the end."
+    )
+    progress: float = Field(ge=0.0, le=1.0, description="Overall progress, 0..1.")
+    message: str | None = None
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    cancel_requested: bool = False
+    error: JobError | None = None
+    config_hash: str
+    attempts: int = 0
+    request: dict[str, Any] = Field(description="The normalised analysis configuration.")
+    links: JobLinks
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01",
+                    "status": "running",
+                    "stage": "extract",
+                    "progress": 0.42,
+                    "message": "batch 12/28",
+                    "created_at": "2026-01-01T12:00:00Z",
+                    "started_at": "2026-01-01T12:00:01Z",
+                    "finished_at": None,
+                    "cancel_requested": False,
+                    "error": None,
+                    "config_hash": "9b1f…",
+                    "attempts": 1,
+                    "request": DEMO_JOB,
+                    "links": {
+                        "self": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01",
+                        "result": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/result",
+                        "recommendation": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/recommendation",
+                        "cancel": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/cancel",
+                    },
+                }
+            ]
+        }
+    )
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_page_token: str | None = Field(
+        None, description="Pass as `page_token` for the next page; null at the end."
+    )
+
+
+class RecommendationOut(Recommendation):
+    """The minimal neuron fraction within δ of the full layer, and its fairness cost."""
+
+    job_id: str
+    model: str
+    weights: str
+    dataset: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ProblemField(BaseModel):
+    field: str
+    reason: str
+    location: str | None = Field(None, description="body | query | path | header")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ProblemField] | None = None
+    hint: str | None = None
+
+
+class CatalogModel(BaseModel):
+    name: str
+    weights: str = Field(description="What to pass as `model.weights`.")
+    source: Literal["bundled", "checkpoint", "timm", "random"]
+    available: bool = Field(description="Whether these weights can be loaded on this server now.")
+    detail: str | None = None
+
+
+class CatalogModels(BaseModel):
+    items: list[CatalogModel]
+    truncated: bool = False
+
+
+class CatalogDataset(BaseModel):
+    spec: str = Field(description="What to pass as `dataset.spec` (a scheme when it ends with ':').")
+    available: bool
+    classes: int | None = None
+    detail: str | None = None
+
+
+class CatalogDatasets(BaseModel):
+    items: list[CatalogDataset]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
