@@ -1,0 +1,197 @@
+"""Baselines beside the random subsets: top-k PCA components, the first k neurons, a random projection.
+
+Each baseline is a k-dimensional linear map of the layer, `P = X R` with `R ∈ R^{d×k}`, probed by
+the same ridge probe as the random subsets (standardised features, λ chosen on validation). Its
+sufficient statistics follow from the layer's without a pass over the data: `Σp = Rᵀ Σx`,
+`PᵀP = Rᵀ (XᵀX) R`, per-class sums `· R`. Its linear CKA with the whole layer, on centred raw
+train features with `G = X_cᵀ X_c`, is `‖RᵀG‖²_F / (‖RᵀGR‖_F ‖G‖_F)`.
+
+- **pca**: `R` = the top-k eigenvectors of the centred train Gram (PCA of the train features).
+  Standardising the components whitens them. k is capped at the Gram's numerical rank.
+- **first_k**: `R` selects neurons `0..k−1` (for nested / Matryoshka-trained layers).
+- **random_projection**: Gaussian `R` with entries `N(0, 1/k)`, seeded; on raw features, or on
+  standardised ones with `standardise=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from redundancy.cka import GramCKA
+from redundancy.probes.ridge import DEFAULT_ALPHAS, ProbeResult, RidgeProber
+from redundancy.stats import GramStats
+
+BASELINE_KINDS: tuple[str, ...] = ("pca", "first_k", "random_projection")
+
+
+@dataclass
+class BaselineResult(ProbeResult):
+    """A ridge `ProbeResult` on a baseline representation, with its CKA and per-sample correctness."""
+
+    kind: str = ""
+    k: int = 0  # dimensions actually probed (PCA: capped at the Gram's rank)
+    cka: float = float("nan")  # linear CKA with the whole layer, centred raw train features
+    correct: np.ndarray | None = None  # (n_test,) bool
+
+
+def random_projection_matrix(d: int, k: int, seed: int, master_seed: int = 0) -> np.ndarray:
+    """A seeded Gaussian `d × k` matrix with entries `N(0, 1/k)`."""
+    rng = np.random.default_rng([master_seed, d, k, seed, 0x5250])  # "RP": distinct from subset draws
+    return rng.standard_normal((d, k)) / np.sqrt(k)
+
+
+def projected_stats(stats: GramStats, r: np.ndarray) -> GramStats:
+    """The statistics of `X R` from those of `X`: no pass over the data."""
+    r = np.asarray(r, dtype=np.float64)
+    g = r.T @ stats.gram @ r
+    return GramStats(
+        n=stats.n,
+        total=stats.total @ r,
+        gram=(g + g.T) / 2,
+        class_sums=stats.class_sums @ r,
+        class_counts=stats.class_counts.copy(),
+    )
+
+
+def projection_cka(centred_gram: np.ndarray, r: np.ndarray) -> float:
+    """Linear CKA between `X_c R` and `X_c` from `G = X_cᵀ X_c`: `‖RᵀG‖²/(‖RᵀGR‖ ‖G‖)`."""
+    rg = np.asarray(r, dtype=np.float64).T @ centred_gram
+    self_norm = np.linalg.norm(rg @ r)
+    full_norm = np.linalg.norm(centred_gram)
+    if self_norm == 0.0 or full_norm == 0.0:
+        return 0.0
+    return float((rg**2).sum() / (self_norm * full_norm))
+
+
+def ridge_test_predictions(prober: RidgeProber, subset: np.ndarray, lam: float) -> np.ndarray:
+    """Test-set class predictions of the ridge probe on `subset` at a given λ (direct solve)."""
+    w = torch.as_tensor(prober.weights(subset, lam), device=prober.device)
+    idx = torch.as_tensor(subset, device=prober.device, dtype=torch.long)
+    scores = prober.z_test[:, idx] @ w + prober.prior
+    return scores.argmax(1).cpu().numpy()
+
+
+class Baselines:
+    """Ridge probes of the three baselines for one layer; the PCA eigendecomposition is done once.
+
+    Parameters
+    ----------
+    stats
+        Train-split statistics of the layer.
+    x_val, y_val, x_test, y_test
+        Raw (un-standardised) features and labels of the validation (λ choice) and test splits.
+    """
+
+    def __init__(
+        self,
+        stats: GramStats,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.stats = stats
+        self.x_val = np.asarray(x_val, dtype=np.float64)
+        self.x_test = np.asarray(x_test, dtype=np.float64)
+        self.y_val, self.y_test = np.asarray(y_val), np.asarray(y_test)
+        self.alphas, self.device = alphas, device
+        self.centred_gram = stats.centred_gram()
+        self._pca: tuple[np.ndarray, np.ndarray] | None = None
+        self._layer_prober: RidgeProber | None = None
+        self._layer_cka: GramCKA | None = None
+
+    @property
+    def d(self) -> int:
+        return self.stats.d
+
+    def pca_components(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues (descending) and eigenvectors (columns) of the centred train Gram."""
+        if self._pca is None:
+            evals, evecs = np.linalg.eigh(self.centred_gram)
+            self._pca = (evals[::-1].copy(), evecs[:, ::-1].copy())
+        return self._pca
+
+    def pca_rank(self) -> int:
+        """Numerical rank of the centred Gram: eigenvalues above `max(e)·d·eps`."""
+        evals, _ = self.pca_components()
+        tol = max(float(evals[0]), 0.0) * self.d * np.finfo(np.float64).eps
+        return int((evals > tol).sum())
+
+    def _probe_projection(self, kind: str, r: np.ndarray) -> BaselineResult:
+        k = r.shape[1]
+        prober = RidgeProber(
+            projected_stats(self.stats, r).standardised(),
+            self.x_val @ r, self.y_val, self.x_test @ r, self.y_test,
+            alphas=self.alphas, device=self.device,
+        )
+        subset = np.arange(k)
+        res = prober.probe(subset)
+        assert res.lam is not None
+        pred = ridge_test_predictions(prober, subset, res.lam)
+        return BaselineResult(
+            accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
+            kind=kind, k=k, cka=projection_cka(self.centred_gram, r), correct=pred == self.y_test,
+        )
+
+    def pca(self, k: int) -> BaselineResult:
+        """Ridge probe on the top-k principal components of the train features."""
+        k = max(1, min(int(k), self.pca_rank()))
+        _, evecs = self.pca_components()
+        return self._probe_projection("pca", evecs[:, :k])
+
+    def random_projection(
+        self, k: int, seed: int, master_seed: int = 0, standardise: bool = False
+    ) -> BaselineResult:
+        """Ridge probe on a seeded Gaussian projection to k dimensions (of standardised features if asked)."""
+        r = random_projection_matrix(self.d, int(k), seed, master_seed)
+        if standardise:
+            r = r / self.stats.std()[:, None]
+        return self._probe_projection("random_projection", r)
+
+    def first_k(self, k: int) -> BaselineResult:
+        """Ridge probe on neurons `0..k−1`: the same probe as a random subset, on a nested one."""
+        if self._layer_prober is None:
+            self._layer_prober = RidgeProber(
+                self.stats.standardised(), self.x_val, self.y_val, self.x_test, self.y_test,
+                alphas=self.alphas, device=self.device,
+            )
+            self._layer_cka = GramCKA(self.centred_gram, device=self.device)
+        assert self._layer_cka is not None
+        subset = np.arange(min(int(k), self.d))
+        res = self._layer_prober.probe(subset)
+        assert res.lam is not None
+        pred = ridge_test_predictions(self._layer_prober, subset, res.lam)
+        return BaselineResult(
+            accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
+            kind="first_k", k=len(subset), cka=self._layer_cka(subset), correct=pred == self.y_test,
+        )
+
+
+def pca_topk_probe(
+    stats: GramStats, x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int,
+    device: str | torch.device = "cpu",
+) -> BaselineResult:
+    """One-off `Baselines(...).pca(k)`; use the class for many k (one eigendecomposition)."""
+    return Baselines(stats, x_val, y_val, x_test, y_test, device=device).pca(k)
+
+
+def first_k_probe(
+    stats: GramStats, x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int,
+    device: str | torch.device = "cpu",
+) -> BaselineResult:
+    """One-off `Baselines(...).first_k(k)`."""
+    return Baselines(stats, x_val, y_val, x_test, y_test, device=device).first_k(k)
+
+
+def random_projection_probe(
+    stats: GramStats, x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int,
+    seed: int, master_seed: int = 0, device: str | torch.device = "cpu",
+) -> BaselineResult:
+    """One-off `Baselines(...).random_projection(k, seed)`."""
+    baselines = Baselines(stats, x_val, y_val, x_test, y_test, device=device)
+    return baselines.random_projection(k, seed, master_seed)
