@@ -42,3 +42,116 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     k = h @ (x @ x.T) @ h
     l = h @ (y @ y.T) @ h
     return float((k * l).sum() / np.sqrt((k * k).sum() * (l * l).sum()))
+
+
+# Debiased CKA and subset-versus-subset CKA ----------------------------------------------------------
+#
+# The unbiased HSIC estimator (Song et al. 2012), used for debiased CKA by Nguyen et al. (2021), on
+# the n × n linear kernels `K = XXᵀ`, `L = YYᵀ` of centred features, with zeroed diagonals K̃, L̃:
+# `HSIC_u = [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))`.
+# In feature space (Kornblith et al.'s identity) with `r_X = rowwise ‖x_i‖²`:
+# `n(n−3)·HSIC_u = ‖XᵀY‖² − n/(n−2)·r_X·r_Y + ‖X‖²‖Y‖²/((n−1)(n−2))`.
+# For neuron subsets of one layer every term comes from two d × d matrices by indexing:
+# `G = XᵀX` and `H = (X∘X)ᵀ(X∘X)` give `‖X_SᵀX_T‖² = ‖G[S,T]‖²`, `r_S·r_T = ΣH[S,T]`,
+# `‖X_S‖² = Σ diag(G)[S]`.
+
+
+def _unbiased_hsic(k: np.ndarray, l: np.ndarray) -> float:
+    n = k.shape[0]
+    k = k.copy()
+    l = l.copy()
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    trace = float((k * l).sum())
+    sums = float(k.sum()) * float(l.sum()) / ((n - 1) * (n - 2))
+    cross = 2.0 / (n - 2) * float(k.sum(0) @ l.sum(1))
+    return (trace + sums - cross) / (n * (n - 3))
+
+
+def debiased_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Debiased linear CKA (unbiased HSIC) between two feature matrices over the same samples.
+
+    The slow, obvious computation on n × n kernels of centred features; needs n ≥ 4. Unlike the
+    biased estimator it can be slightly negative for unrelated features at small n.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = x.shape[0]
+    if n < 4:
+        raise ValueError("debiased CKA needs at least 4 samples")
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    k, l = x @ x.T, y @ y.T
+    xy, xx, yy = _unbiased_hsic(k, l), _unbiased_hsic(k, k), _unbiased_hsic(l, l)
+    if xx <= 0.0 or yy <= 0.0:
+        return 0.0
+    return float(xy / np.sqrt(xx * yy))
+
+
+def independent_subset_pair(d: int, k: int, seed: int, master_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent uniform draws of `k` of `d` neurons (they may overlap), as the paper compares."""
+    if k >= d:
+        return np.arange(d), np.arange(d)
+    rng = np.random.default_rng([master_seed, d, k, seed, 0x5353])  # "SS": distinct from probe subsets
+    return np.sort(rng.choice(d, size=k, replace=False)), np.sort(rng.choice(d, size=k, replace=False))
+
+
+class FeatureCKA:
+    """Biased and debiased linear CKA between neuron subsets of one layer, on a sample matrix.
+
+    Builds `G = XᵀX` and `H = (X∘X)ᵀ(X∘X)` of the centred features once (O(n·d²)); each CKA then
+    costs O(|S|·|T|) by indexing. Meant for the stored test (or validation) features.
+    """
+
+    def __init__(self, x: np.ndarray, device: str | torch.device = "cpu") -> None:
+        xt = torch.as_tensor(np.asarray(x), dtype=torch.float64, device=device)
+        self.n = int(xt.shape[0])
+        if self.n < 4:
+            raise ValueError("FeatureCKA needs at least 4 samples")
+        xt = xt - xt.mean(0)
+        sq = xt * xt
+        self.device = xt.device
+        self.gram = xt.T @ xt
+        self.h = sq.T @ sq
+        self.diag = torch.diagonal(self.gram).clone()
+        self.d = int(self.gram.shape[0])
+
+    def _idx(self, s: np.ndarray | None) -> torch.Tensor:
+        if s is None:
+            return torch.arange(self.d, device=self.device)
+        return torch.as_tensor(np.asarray(s), dtype=torch.long, device=self.device)
+
+    def _terms(self, s: torch.Tensor, t: torch.Tensor) -> tuple[float, float, float, float]:
+        block = self.gram[s][:, t]
+        return (
+            float((block**2).sum()),
+            float(self.h[s][:, t].sum()),
+            float(self.diag[s].sum()),
+            float(self.diag[t].sum()),
+        )
+
+    def _debias(self, xty: float, rr: float, nx: float, ny: float) -> float:
+        n = self.n
+        return xty - n / (n - 2) * rr + nx * ny / ((n - 1) * (n - 2))
+
+    def pair(self, s: np.ndarray | None, t: np.ndarray | None, debiased: bool = False) -> float:
+        """CKA between the neurons `s` and `t` (None: the whole layer)."""
+        si, ti = self._idx(s), self._idx(t)
+        xy, xs, ys = self._terms(si, ti), self._terms(si, si), self._terms(ti, ti)
+        if debiased:
+            num = self._debias(*xy)
+            den_sq = self._debias(*xs) * self._debias(*ys)
+        else:
+            num, den_sq = xy[0], xs[0] * ys[0]
+        if den_sq <= 0.0:
+            return 0.0
+        return float(num / np.sqrt(den_sq))
+
+    def part_whole(self, s: np.ndarray, debiased: bool = False) -> float:
+        """CKA between the subset `s` and the whole layer."""
+        return self.pair(s, None, debiased)
+
+    def subset_subset(self, k: int, seed: int, master_seed: int = 0, debiased: bool = False) -> float:
+        """CKA between two independent random subsets of `k` neurons (the paper's analysis)."""
+        s, t = independent_subset_pair(self.d, k, seed, master_seed)
+        return self.pair(s, t, debiased)
