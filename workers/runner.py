@@ -51,7 +51,6 @@ def make_runtime(settings: Settings) -> Any:
         data_root=settings.datasets_dir,
         allow_download=settings.allow_download,
         device=settings.device,
-        offline=not settings.allow_download,
     )
 
 
@@ -292,7 +291,22 @@ def execute_job(
         return "failed"
     if monitor.cancel.is_set() and _was_deleted_or_taken(settings, job_id, attempt):
         return "skipped"
-    return "succeeded" if _succeed(settings, job_id, attempt, report, monitor.timings) else "skipped"
+    try:
+        stored = _succeed(settings, job_id, attempt, report, monitor.timings)
+    except Exception as exc:  # noqa: BLE001 - nothing of the result was committed
+        log.error("job %s: storing the result failed: %s", job_id, "".join(traceback.format_exception(exc)))
+        _finish(
+            settings,
+            job_id,
+            attempt,
+            status="failed",
+            error_code="result_write_failed",
+            error_message=f"The analysis finished but its result could not be stored: "
+            f"{type(exc).__name__}: {exc}"[:2000],
+            stage_timings=monitor.timings,
+        )
+        return "failed"
+    return "succeeded" if stored else "skipped"
 
 
 def _was_deleted_or_taken(settings: Settings, job_id: str, attempt: int) -> bool:

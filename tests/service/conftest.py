@@ -1,0 +1,191 @@
+"""API tests without external services: SQLite in a temp dir, jobs run in-process with a fake engine.
+
+The fake engine returns a real `redundancy.Report` (curve, summary and recommendations computed by
+the engine's own `summarize`/`recommend`), so what the API stores and answers is checked against the
+engine's pure functions. The real engine runs in tests/integration.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from redundancy.advice import recommend, summarize
+from redundancy.config import AnalysisConfig
+from redundancy.errors import Cancelled
+from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
+from service.core.config import Settings
+from service.db import migrate
+from service.db.session import dispose_all
+from service.main import create_app
+from workers.runner import execute_job
+
+CLASSES = ["a", "b", "c"]
+D = 64
+
+
+def fake_report(config: AnalysisConfig) -> Report:
+    curve: list[CurvePoint] = []
+    for f in config.fractions:
+        k = max(1, round(f * D))
+        seeds = 1 if f == 1.0 else config.seeds
+        for s in range(seeds):
+            base = 0.5 + 0.4 * f ** 0.3 - 0.01 * s
+            per_class = [min(1.0, base + 0.05), base, max(0.0, base - 0.05 - 0.1 * (1 - f))]
+            curve.append(CurvePoint(fraction=f, k=k, seed=s, accuracy=sum(per_class) / 3,
+                                    per_class_accuracy=per_class, cka=f ** 0.5, lam=1.0))
+    summary = summarize(curve)
+    recs = [recommend(curve, CLASSES, D, dl, config.delta_mode, config.criterion) for dl in config.deltas]
+    full = next(s for s in summary if s.k == D)
+    return Report(
+        config=config,
+        model=ModelInfo(name=config.model.name, weights_source=config.model.weights, weights_identity="fake",
+                        weights_random=True, layer="head", layer_pooling="avg", d=D, input_size=[3, 32, 32]),
+        dataset=DatasetInfo(spec=config.dataset.spec, classes=CLASSES, sizes={"train": 9, "val": 1, "test": 3}),
+        full_accuracy=full.accuracy_mean,
+        curve=curve,
+        summary=summary,
+        recommendations=recs,
+        timings={"load_model": 0.01, "load_data": 0.01, "extract": 0.02, "probe": 0.01, "advise": 0.0},
+        environment=Environment(device="cpu", amp=False, torch="x", timm="x", numpy="x", python="3.11",
+                                code_version="test", feature_cache_hit=False),
+    )
+
+
+STAGES = ("load_model", "load_data", "extract", "probe", "advise")
+
+
+class FakeEngine:
+    """Callable like `redundancy.analyze`. `block` makes it wait in `extract` until told or stopped."""
+
+    def __init__(self) -> None:
+        self.block = threading.Event()
+        self.blocking = False
+        self.entered = threading.Event()
+        self.raise_: BaseException | None = None
+        self.calls = 0
+
+    def __call__(self, config: AnalysisConfig, runtime: Any = None, progress: Callable | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Report:
+        from redundancy import ProgressEvent
+
+        self.calls += 1
+        for i, stage in enumerate(STAGES):
+            if should_stop and should_stop():
+                raise Cancelled("analysis cancelled")
+            if progress:
+                progress(ProgressEvent(stage, 0.0, i / len(STAGES), f"{stage} starting"))
+            if stage == "extract":
+                if self.raise_ is not None:
+                    raise self.raise_
+                if self.blocking:
+                    self.entered.set()
+                    while not self.block.wait(0.05):
+                        if should_stop and should_stop():
+                            raise Cancelled("analysis cancelled")
+        return fake_report(config)
+
+
+class Harness:
+    def __init__(self, settings: Settings, client: TestClient, engine: FakeEngine) -> None:
+        self.settings, self.client, self.engine = settings, client, engine
+        self.sent: list[str] = []
+
+    def enqueue(self, job_id: str) -> None:
+        self.sent.append(job_id)
+
+    def run(self, job_id: str) -> str:
+        return execute_job(job_id, self.settings, analyze=self.engine, worker_name="test")
+
+    def run_all(self) -> list[str]:
+        out = []
+        while self.sent:
+            out.append(self.run(self.sent.pop(0)))
+        return out
+
+    def submit(self, body: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
+        r = self.client.post("/v1/jobs", json=body or small_job(), headers=headers)
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def wait_status(self, job_id: str, status: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] == status or time.monotonic() > deadline:
+                return job
+            time.sleep(0.05)
+
+
+def small_job(**over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": {"name": "resnet18", "weights": "random"},
+        "dataset": {"spec": "digits", "max_train": 300, "max_test": 100},
+        "image_size": 32,
+        "fractions": [0.1, 0.5, 1.0],
+        "seeds": 2,
+        "deltas": [0.01, 0.05],
+    }
+    body.update(over)
+    return body
+
+
+def make_settings(tmp_path: Path, **over: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": f"sqlite:///{tmp_path / 'advisor.sqlite'}",
+        "broker_url": None,
+        "maintenance_interval": 0,
+        "heartbeat": 0.2,
+    }
+    values.update(over)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings_factory() -> Iterator[Callable[..., Settings]]:
+    """`settings_factory(tmp_path, **overrides)`: migrated SQLite settings in that directory."""
+
+    def make(tmp: Path, **over: Any) -> Settings:
+        s = make_settings(tmp, **over)
+        migrate.upgrade(s.db_url)
+        return s
+
+    yield make
+    dispose_all()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory(tmp_path)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def harness(settings: Settings, engine: FakeEngine) -> Iterator[Harness]:
+    h = Harness(settings, None, engine)  # type: ignore[arg-type]
+    app = create_app(settings, enqueue=h.enqueue, maintenance=False)
+    with TestClient(app) as client:
+        h.client = client
+        yield h
+
+
+@pytest.fixture
+def client(harness: Harness) -> TestClient:
+    return harness.client
+
+
+@pytest.fixture
+def job_body() -> Callable[..., dict[str, Any]]:
+    """`job_body(**overrides)`: a small valid POST /v1/jobs body."""
+    return small_job
