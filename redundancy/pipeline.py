@@ -232,9 +232,10 @@ def analyze(
 
 
 def run_probes(
-    config: AnalysisConfig, features: Features, device: str, tracker: _Tracker
+    config: AnalysisConfig, features: Features, device: str = "cpu", tracker: _Tracker | None = None
 ) -> tuple[list[CurvePoint], list[tuple[float, int, str]]]:
     """Ridge probe and part-versus-whole CKA for every (fraction, seed) of the plan."""
+    tracker = tracker or _Tracker(None, None)
     d = features.d
     plan = plan_subsets(config.fractions, d, config.seeds)
     prober = RidgeProber(

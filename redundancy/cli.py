@@ -1,0 +1,172 @@
+"""`advisor analyze`: one analysis on this machine, a readable table, optionally the JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from redundancy.config import PAPER_FRACTIONS, AnalysisConfig
+from redundancy.errors import RedundancyError
+from redundancy.pipeline import ProgressEvent, analyze
+from redundancy.report import Report
+from redundancy.runtime import Runtime
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="timm model name, e.g. tf_efficientnet_lite0")
+    p.add_argument("--weights", default="hub", help="hub | bundled | random | PATH (.safetensors/.pth)")
+    p.add_argument("--dataset", required=True, help="digits | npz:PATH | imagefolder:ROOT | cifar10 | ...")
+    p.add_argument("--layer", default=None, help="named module (default: penultimate, pre-logits)")
+    p.add_argument("--max-train", type=int, default=None)
+    p.add_argument("--max-test", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the model's)")
+    p.add_argument("--fractions", type=_floats, default=list(PAPER_FRACTIONS), help="comma-separated, in (0, 1]")
+    p.add_argument("--seeds", type=int, default=5, help="random subsets per fraction")
+    p.add_argument("--probe", default="ridge", choices=["ridge", "logistic"])
+    p.add_argument("--delta", type=float, action="append", dest="deltas", help="tolerated loss; repeatable")
+    p.add_argument("--delta-mode", default="relative", choices=["relative", "absolute"])
+    p.add_argument("--criterion", default="mean", choices=["mean", "worst_seed"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default ~/.cache/redundancy-advisor)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--data-root", type=Path, default=None, help="where torchvision datasets live")
+    p.add_argument("--allow-download", action="store_true", help="let torchvision download datasets")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
+    fields: dict[str, object] = {
+        "model": {"name": args.model, "weights": args.weights},
+        "dataset": {"spec": args.dataset, "max_train": args.max_train, "max_test": args.max_test},
+        "layer": args.layer,
+        "image_size": args.image_size,
+        "fractions": args.fractions,
+        "seeds": args.seeds,
+        "probe": args.probe,
+        "delta_mode": args.delta_mode,
+        "criterion": args.criterion,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+    }
+    if args.deltas:
+        fields["deltas"] = args.deltas
+    return AnalysisConfig.model_validate(fields)
+
+
+def runtime_from_args(args: argparse.Namespace) -> Runtime:
+    rt = Runtime(device=args.device, allow_download=args.allow_download)
+    if args.no_cache:
+        rt.cache_dir = None
+    elif args.cache_dir is not None:
+        rt.cache_dir = args.cache_dir
+    if args.data_root is not None:
+        rt.data_root = args.data_root
+    return rt
+
+
+class _Bars:
+    """A tqdm bar per long stage, driven by the engine's progress events."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self.stage = ""
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if not self.enabled or ev.stage not in ("extract", "probe"):
+            return
+        if ev.stage != self.stage:
+            self.close()
+            self.stage = ev.stage
+            self.bar = tqdm(total=1000, desc=ev.stage, unit="‰", file=sys.stderr, leave=True,
+                            bar_format="{desc:8} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        assert self.bar is not None
+        self.bar.n = int(ev.stage_progress * 1000)
+        if ev.message:
+            self.bar.set_postfix_str(ev.message, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def format_report(report: Report) -> str:
+    m, ds = report.model, report.dataset
+    lines = [
+        f"model    {m.name}  weights={m.weights_source} ({m.weights_identity})  layer={m.layer} "
+        f"[{m.layer_pooling}]  d={m.d}  input={'×'.join(map(str, m.input_size))}",
+        f"dataset  {ds.spec}  classes={len(ds.classes)}  "
+        + "  ".join(f"{k}={v}" for k, v in ds.sizes.items()),
+    ]
+    if m.weights_random:
+        lines.append("WARNING  the weights were RANDOM: these numbers say nothing about a trained model.")
+    lines += ["", f"{'fraction':>9} {'k':>6} {'seeds':>5} {'accuracy':>9} {'± std':>7} {'worst':>7} {'CKA':>6}"]
+    for s in report.summary:
+        lines.append(
+            f"{s.fraction:>9g} {s.k:>6d} {s.seeds:>5d} {s.accuracy_mean:>9.4f} {s.accuracy_std:>7.4f} "
+            f"{s.accuracy_min:>7.4f} {s.cka_mean:>6.3f}"
+        )
+    for sk in report.skipped_fractions:
+        lines.append(f"{sk.fraction:>9g} {sk.k:>6d}   skipped: {sk.reason}")
+    lines += ["", f"full-layer accuracy {report.full_accuracy:.4f}", "",
+              f"{'δ':>6} {'mode':>8} {'criterion':>10} {'f*':>7} {'k':>6} {'DR':>6} {'acc':>7} "
+              f"{'Gini full→at':>16} {'worst class full→at':>21}  most hurt"]
+    for r in report.recommendations:
+        f = r.fairness
+        hurt = ", ".join(f"{c.cls} ({c.change:+.3f})" for c in f.most_hurt_classes) or "-"
+        lines.append(
+            f"{r.delta:>6g} {r.mode:>8} {r.criterion:>10} {r.fraction:>7g} {r.k:>6d} {r.dr:>6.3f} "
+            f"{r.accuracy:>7.4f} {f.gini_full:>7.4f}→{f.gini_at:<7.4f} "
+            f"{f.worst_class_full:>10.4f}→{f.worst_class_at:<10.4f}  {hurt}"
+        )
+        if not r.met_below_full:
+            lines.append(f"       {r.note}")
+    lines += ["", "timings  " + "  ".join(f"{k}={v:.2f}s" for k, v in report.timings.items())
+              + f"  device={report.environment.device}"
+              + ("  (features from cache)" if report.environment.feature_cache_hit else "")]
+    return "\n".join(lines)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        print(f"advisor: error: {where}: {err['msg']}", file=sys.stderr)
+        return 2
+    bars = _Bars(enabled=not args.quiet)
+    try:
+        report = analyze(config, runtime_from_args(args), progress=bars)
+    except RedundancyError as exc:
+        bars.close()
+        field = f" [{exc.field}]" if exc.field else ""
+        print(f"advisor: error{field}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        bars.close()
+        print("advisor: interrupted", file=sys.stderr)
+        return 130
+    bars.close()
+    print(format_report(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report.model_dump_json(indent=2, by_alias=True))
+        print(f"\nreport written to {args.out}")
+    return 0

@@ -1,0 +1,78 @@
+"""analyze() end to end on a tiny random-weight model: reproducibility, cache, progress, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from redundancy import AnalysisConfig, ProgressEvent, Runtime, analyze
+from redundancy.errors import Cancelled
+
+TINY = {
+    "model": {"name": "resnet18", "weights": "random"},
+    "dataset": {"spec": "digits", "max_train": 200, "max_test": 100},
+    "image_size": 32,
+    "fractions": [0.05, 0.25, 1.0],
+    "seeds": 2,
+    "deltas": [0.05, 0.2],
+}
+
+
+def test_same_config_gives_same_numbers_and_a_complete_report(tmp_path: Path) -> None:
+    cfg = AnalysisConfig.model_validate(TINY)
+    a = analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path))
+    b = analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path))
+    assert [p.accuracy for p in a.curve] == [p.accuracy for p in b.curve]
+    assert [p.cka for p in a.curve] == [p.cka for p in b.curve]
+    assert a.model.d == 512 and a.model.weights_random and a.model.weights_source == "random"
+    assert a.dataset.sizes == {"train": 180, "val": 20, "test": 100}
+    assert len(a.curve) == 2 + 2 + 1 and {p.k for p in a.curve} == {26, 128, 512}
+    assert len(a.recommendations) == 2 and a.recommendations[0].delta == 0.05
+    assert set(a.timings) == {"load_model", "load_data", "extract", "probe", "advise"}
+    data = a.model_dump(mode="json", by_alias=True)
+    for key in ("config", "model", "dataset", "full_accuracy", "curve", "recommendations", "timings", "environment"):
+        assert key in data
+    rec = data["recommendations"][0]
+    assert set(rec["fairness"]) >= {"gini_full", "gini_at", "gini_change", "cv_full", "cv_at", "cv_change",
+                                    "worst_class_full", "worst_class_at", "most_hurt_classes"}
+
+
+def test_second_analysis_with_other_fractions_skips_extraction(tmp_path: Path) -> None:
+    rt = Runtime(cache_dir=tmp_path / "cache", data_root=tmp_path)
+    first = analyze(AnalysisConfig.model_validate(TINY), rt)
+    other = AnalysisConfig.model_validate({**TINY, "fractions": [0.25, 0.5], "deltas": [0.01]})
+    second = analyze(other, rt)
+    assert not first.environment.feature_cache_hit and second.environment.feature_cache_hit
+    acc1 = {(p.k, p.seed): p.accuracy for p in first.curve}
+    acc2 = {(p.k, p.seed): p.accuracy for p in second.curve}
+    shared = set(acc1) & set(acc2)
+    assert shared == {(128, 0), (128, 1), (512, 0)}
+    assert all(acc1[key] == acc2[key] for key in shared)
+    # a different cap is different data: a miss
+    third = analyze(AnalysisConfig.model_validate({**TINY, "dataset": {**TINY["dataset"], "max_train": 150}}), rt)
+    assert not third.environment.feature_cache_hit
+
+
+def test_progress_runs_through_every_stage_in_order(tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    analyze(AnalysisConfig.model_validate(TINY), Runtime(cache_dir=None, data_root=tmp_path), progress=events.append)
+    stages = list(dict.fromkeys(e.stage for e in events))
+    assert stages == ["load_model", "load_data", "extract", "probe", "advise"]
+    overall = [e.overall for e in events]
+    assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
+    assert sum(e.stage == "extract" for e in events) > 3  # batch-level progress
+
+
+@pytest.mark.parametrize("stop_after", [3, 12])
+def test_should_stop_cancels_between_steps(tmp_path: Path, stop_after: int) -> None:
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > stop_after
+
+    cfg = AnalysisConfig.model_validate({**TINY, "batch_size": 16})
+    with pytest.raises(Cancelled):
+        analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path), should_stop=should_stop)
+    assert calls["n"] == stop_after + 1  # it stopped at the first "yes"

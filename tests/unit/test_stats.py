@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from redundancy.stats import GramStats
+
+
+def test_streaming_batches_and_merge_equal_one_pass() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 12)) * 5 + 3
+    y = rng.integers(0, 3, size=300)
+    whole = GramStats.from_features(x, y, 3)
+    streamed = GramStats.empty(12, 3)
+    for i in range(0, 300, 64):
+        streamed.update(torch.as_tensor(x[i : i + 64]), y[i : i + 64])
+    merged = GramStats.from_features(x[:100], y[:100], 3).merge(GramStats.from_features(x[100:], y[100:], 3))
+    for s in (streamed, merged):
+        assert s.n == whole.n
+        np.testing.assert_allclose(s.gram, whole.gram, rtol=1e-12)
+        np.testing.assert_allclose(s.class_sums, whole.class_sums, rtol=1e-12)
+        np.testing.assert_array_equal(s.class_counts, whole.class_counts)
+
+
+def test_standardised_quantities_equal_explicit_ones() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 6)) * [1, 2, 3, 4, 5, 6] + [10, -3, 0, 1, 2, 100]
+    x[:, 2] = 7.0  # a constant neuron stays zero after standardisation, not NaN
+    y = rng.integers(0, 4, size=200)
+    p = GramStats.from_features(x, y, 4).standardised()
+    sd = x.std(0)
+    sd[2] = 1.0
+    z = (x - x.mean(0)) / sd
+    yc = np.eye(4)[y] - np.eye(4)[y].mean(0)
+    np.testing.assert_allclose(p.gram, z.T @ z, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(p.targets, z.T @ yc, rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(p.prior, np.bincount(y, minlength=4) / 200)
+    assert np.all(np.isfinite(p.gram))

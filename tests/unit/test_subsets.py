@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import numpy as np
+
+from redundancy.probes.subsets import fraction_to_k, plan_subsets, sample_subset
+
+
+def test_rounding_and_honest_skips() -> None:
+    plan = plan_subsets([0.0001, 0.0005, 0.001, 0.5, 1.0], d=1280, seeds=5)
+    assert fraction_to_k(0.0005, 1280) == 1  # 0.64 rounds up
+    assert [(f, k, s) for f, k, s in plan.entries] == [(0.0005, 1, 5), (0.5, 640, 5), (1.0, 1280, 1)]
+    reasons = {f: r for f, _, r in plan.skipped}
+    assert "= 0 neurons" in reasons[0.0001]
+    assert "same subset size as fraction 0.0005" in reasons[0.001]
+    assert plan.num_probes == 11
+
+
+def test_full_layer_always_planned() -> None:
+    plan = plan_subsets([0.1], d=10, seeds=2)
+    assert plan.entries[-1] == (1.0, 10, 1)
+
+
+def test_subsets_are_seeded_distinct_and_independent_of_the_rest_of_the_grid() -> None:
+    a = sample_subset(2048, 100, seed=3, master_seed=0)
+    assert np.array_equal(a, sample_subset(2048, 100, seed=3, master_seed=0))
+    assert not np.array_equal(a, sample_subset(2048, 100, seed=4, master_seed=0))
+    assert not np.array_equal(a, sample_subset(2048, 100, seed=3, master_seed=1))
+    assert len(np.unique(a)) == 100 and a.min() >= 0 and a.max() < 2048
+    assert np.array_equal(sample_subset(50, 50, 0), np.arange(50))
