@@ -110,11 +110,7 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     val: list[np.ndarray] = []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        take = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            take = min(max(take, 1), len(idx) - 1)
-        else:
-            take = 0
+        take = min(max(int(round(fraction * len(idx))), 1), len(idx) - 1) if len(idx) >= 2 else 0
         val.append(idx[:take])
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
     fit_idx = np.setdiff1d(np.arange(len(labels)), val_idx)

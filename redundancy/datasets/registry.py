@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from redundancy.datasets.base import ImageDataset, ImageSplit, to_rgb_image
-from redundancy.hashing import hash_file
 from redundancy.errors import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
+from redundancy.hashing import hash_file
 from redundancy.runtime import Runtime
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -46,10 +46,8 @@ def describe_datasets(runtime: Runtime | None = None) -> list[dict[str, object]]
     runtime = runtime or Runtime()
     out: list[dict[str, object]] = []
     for spec, text in DATASET_SCHEMES.items():
-        if spec in TORCHVISION:
-            available = (runtime.data_root / spec).exists() or runtime.allow_download
-        else:
-            available = True
+        local = spec not in TORCHVISION or (runtime.data_root / spec).exists()
+        available = local or runtime.allow_download
         out.append({"spec": spec, "description": text, "available": available})
     return out
 

@@ -1,0 +1,36 @@
+# Redundancy Advisor: the two commands of the README, and the pieces they are made of.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo analyze test lint services clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Torch first, pinned: an unpinned resolver run may fetch a multi-GB build from elsewhere.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job: the bundled ImageNet EfficientNet-Lite0 on scikit-learn's digits, offline.
+analyze: setup
+	HF_HUB_OFFLINE=1 $(BIN)/advisor analyze --model tf_efficientnet_lite0 --weights bundled --dataset digits \
+		--delta 0.01 --delta 0.05 --delta-mode absolute --out advisor-report.json
+
+demo: analyze
+
+test: setup
+	bash scripts/services.sh
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache advisor-report.json
