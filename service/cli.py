@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     down = dbsub.add_parser("downgrade", help="Revert migrations (default: one step; `base` for all).")
     down.add_argument("revision", nargs="?", default="-1")
-    dbsub.add_parser("current", help="Print the database's revision.")
-    for p in (up, down, db):
+    cur = dbsub.add_parser("current", help="Print the database's revision.")
+    for p in (up, down, cur):
         p.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
     db.set_defaults(func=cmd_db)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-from contextlib import redirect_stdout
 from pathlib import Path
 
 from alembic import command
@@ -35,10 +33,19 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 
 def current(url: str) -> str:
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        command.current(alembic_config(url))
-    return buf.getvalue().strip()
+    """The database's revision(s), e.g. ``0001 (head)``; "" for an empty database."""
+    from alembic.migration import MigrationContext
+
+    from service.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+    finally:
+        engine.dispose()
+    head = head_revision(url)
+    return ", ".join(f"{h} (head)" if h == head else h for h in heads)
 
 
 def head_revision(url: str = "sqlite://") -> str:
