@@ -35,6 +35,7 @@ def create_app(
     *,
     enqueue: Callable[[str], None] | None = None,
     maintenance: bool = True,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """Build the app. ``enqueue`` replaces the Celery broker (tests run jobs in-process)."""
     settings = settings or get_settings()
@@ -60,6 +61,8 @@ def create_app(
             thread.stop()
         if broker is not None:
             broker.close()
+        if on_shutdown is not None:
+            on_shutdown()  # e.g. stop the embedded worker (uvicorn re-raises SIGTERM after this)
 
     app = FastAPI(
         title="Redundancy Advisor",
