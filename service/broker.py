@@ -28,9 +28,7 @@ class Broker:
             with self.celery.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout)
                 with conn.channel() as ch:
-                    ch.queue_declare(
-                        queue=self.settings.queue, durable=True, auto_delete=False, passive=False
-                    )
+                    ch.queue_declare(queue=self.settings.queue, durable=True, auto_delete=False, passive=False)
         except Exception as exc:  # noqa: BLE001
             return f"{type(exc).__name__}: {exc}"[:300]
         return None

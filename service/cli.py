@@ -70,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="Run a Celery worker for analysis jobs.")
     worker.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
     worker.add_argument("-Q", "--queues", default=None, help="Default: ADVISOR_QUEUE (analysis).")
-    worker.add_argument(
-        "-P", "--pool", default="prefork", help="prefork (default; hard time limits enforced) or solo."
-    )
+    worker.add_argument("-P", "--pool", default="prefork", help="prefork (default; hard time limits enforced) or solo.")
     worker.add_argument("-c", "--concurrency", type=int, default=1, help="Jobs at once (default 1: one GPU).")
     worker.add_argument("-n", "--hostname", default=None)
     worker.add_argument("-l", "--loglevel", default="info")

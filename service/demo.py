@@ -8,6 +8,7 @@ recommendation for δ = 0.01 (absolute and relative) and its fairness cost, and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -69,19 +70,29 @@ def print_recommendation(rec: dict[str, Any]) -> None:
     f = rec["fairness"]
     mode = "absolute" if rec["mode"] == "absolute" else "relative"
     print(f"\nδ = {rec['delta']} ({mode}, criterion {rec['criterion']}):")
-    print(f"  keep {rec['k']} of {rec['d']} neurons: fraction {rec['fraction']:g}, "
-          f"diffused redundancy DR = {rec['dr']:.3f}")
-    print(f"  accuracy {_pct(rec['accuracy'])} vs full layer {_pct(rec['full_accuracy'])} "
-          f"(threshold {_pct(rec['threshold'])})")
+    print(
+        f"  keep {rec['k']} of {rec['d']} neurons: fraction {rec['fraction']:g}, "
+        f"diffused redundancy DR = {rec['dr']:.3f}"
+    )
+    print(
+        f"  accuracy {_pct(rec['accuracy'])} vs full layer {_pct(rec['full_accuracy'])} "
+        f"(threshold {_pct(rec['threshold'])})"
+    )
     print("  fairness cost (per-class accuracy, full → subset):")
     print(f"    Gini          {f['gini_full']:.4f} → {f['gini_at']:.4f}  ({f['gini_change']:+.4f})")
     print(f"    CV            {f['cv_full']:.4f} → {f['cv_at']:.4f}  ({f['cv_change']:+.4f})")
-    print(f"    worst class   {_pct(f['worst_class_full'])} → {_pct(f['worst_class_at'])}  "
-          f"({100 * f['worst_class_change']:+.1f} pts)")
+    print(
+        f"    worst class   {_pct(f['worst_class_full'])} → {_pct(f['worst_class_at'])}  "
+        f"({100 * f['worst_class_change']:+.1f} pts)"
+    )
     hurt = [c for c in f.get("most_hurt_classes", []) if c["change"] < 0][:3]
     if hurt:
-        print("    most hurt     " + ", ".join(
-            f"{c['class']} ({_pct(c['accuracy_full']).strip()} → {_pct(c['accuracy_at']).strip()})" for c in hurt))
+        print(
+            "    most hurt     "
+            + ", ".join(
+                f"{c['class']} ({_pct(c['accuracy_full']).strip()} → {_pct(c['accuracy_at']).strip()})" for c in hurt
+            )
+        )
     print(f"  {rec['note']}")
 
 
@@ -94,9 +105,21 @@ def run_demo(data_dir: str | None = None, port: int = 0, quick: bool = False, ti
     print(f"Starting the embedded service on {base} (data: {ddir}, log: {log_path}) ...", flush=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(ddir),
-             "--log-level", "warning"],
-            env=_embedded_env(ddir), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(ddir),
+                "--log-level",
+                "warning",
+            ],
+            env=_embedded_env(ddir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -107,8 +130,11 @@ def run_demo(data_dir: str | None = None, port: int = 0, quick: bool = False, ti
             r.raise_for_status()
             job = r.json()
             what = "quick job (random weights)" if quick else "bundled demo job"
-            print(f"Submitted the {what}: {body['model']['name']} ({body['model']['weights']}) × "
-                  f"{body['dataset']['spec']} → job {job['id']} (Location: {r.headers['location']})", flush=True)
+            print(
+                f"Submitted the {what}: {body['model']['name']} ({body['model']['weights']}) × "
+                f"{body['dataset']['spec']} → job {job['id']} (Location: {r.headers['location']})",
+                flush=True,
+            )
             job = poll(client, job["id"], timeout)
             if job["status"] != "succeeded":
                 err = job.get("error") or {}
@@ -117,18 +143,15 @@ def run_demo(data_dir: str | None = None, port: int = 0, quick: bool = False, ti
             took = _seconds_between(job["started_at"], job["finished_at"])
             print(f"Job succeeded in {took:.1f} s.", flush=True)
             for mode in ("absolute", "relative"):
-                rec = client.get(f"/v1/jobs/{job['id']}/recommendation",
-                                 params={"delta": 0.01, "delta_mode": mode})
+                rec = client.get(f"/v1/jobs/{job['id']}/recommendation", params={"delta": 0.01, "delta_mode": mode})
                 rec.raise_for_status()
                 print_recommendation(rec.json())
             print(f"\nFull report: GET {base}/v1/jobs/{job['id']}/result")
             return 0
     except Exception as exc:  # noqa: BLE001 - tell the user what happened and where the log is
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        try:
+        with contextlib.suppress(OSError):
             print("--- server log (tail) ---\n" + log_path.read_text()[-3000:], file=sys.stderr)
-        except OSError:
-            pass
         return 1
     finally:
         stop(proc)

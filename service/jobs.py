@@ -217,9 +217,7 @@ def cancel_job(session: Session, job: Job) -> Job:
         .values(status="cancelled", cancel_requested=True, finished_at=now, message="cancelled before start")
     )
     if res.rowcount == 0:  # type: ignore[attr-defined]
-        session.execute(
-            sa.update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True)
-        )
+        session.execute(sa.update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True))
     session.commit()
     session.refresh(job)
     if job.status in ("succeeded", "failed"):
@@ -361,7 +359,15 @@ def recommend_for(
     mode = delta_mode or job.request.get("delta_mode") or "relative"
     crit = criterion or job.request.get("criterion") or "mean"
     curve: Sequence[CurvePoint] = curve_of(session, job.id)
-    rec = recommend(curve, list(result.classes), int(result.d), float(delta), mode=mode, criterion=crit)
+    rec = recommend(
+        curve,
+        list(result.classes),
+        int(result.d),
+        float(delta),
+        mode=mode,
+        criterion=crit,
+        intervals=stored_intervals(result.report),
+    )
     return RecommendationOut(
         **rec.model_dump(by_alias=True),
         job_id=job.id,
@@ -371,9 +377,19 @@ def recommend_for(
     )
 
 
-def latest_succeeded(
-    session: Session, owner: str, model: str, dataset: str, weights: str | None
-) -> Job | None:
+def stored_intervals(report: dict[str, Any]) -> dict[int, tuple[float, float]] | None:
+    """The bootstrap intervals by k that the engine stored in the report's summary (if any)."""
+    out: dict[int, tuple[float, float]] = {}
+    for s in report.get("summary") or []:
+        if s.get("kind", "random") != "random":
+            continue
+        lo, hi = s.get("ci_low"), s.get("ci_high")
+        if lo is not None and hi is not None:
+            out[int(s["k"])] = (float(lo), float(hi))
+    return out or None
+
+
+def latest_succeeded(session: Session, owner: str, model: str, dataset: str, weights: str | None) -> Job | None:
     q = (
         sa.select(Job)
         .where(

@@ -41,9 +41,7 @@ def run_maintenance_once(settings: Settings, enqueue: Enqueue) -> dict[str, int]
     requeued = revived = failed = 0
     with session_scope(settings.db_url) as s:
         queued = s.execute(
-            sa.select(Job.id, Job.created_at, Job.enqueued_at, Job.enqueue_count).where(
-                Job.status == "queued"
-            )
+            sa.select(Job.id, Job.created_at, Job.enqueued_at, Job.enqueue_count).where(Job.status == "queued")
         ).all()
     for row in queued:
         created, sent = _aware(row.created_at), _aware(row.enqueued_at)

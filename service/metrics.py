@@ -90,8 +90,6 @@ def render_db_metrics(session: Session, broker_depth: int | None) -> list[str]:
         "# TYPE advisor_stage_duration_seconds summary",
     ]
     for stage in sorted(set(sums) | set(STAGES)):
-        lines.append(
-            f'advisor_stage_duration_seconds_sum{{stage="{_esc(stage)}"}} {sums.get(stage, 0.0):.6f}'
-        )
+        lines.append(f'advisor_stage_duration_seconds_sum{{stage="{_esc(stage)}"}} {sums.get(stage, 0.0):.6f}')
         lines.append(f'advisor_stage_duration_seconds_count{{stage="{_esc(stage)}"}} {ns.get(stage, 0)}')
     return lines

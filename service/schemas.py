@@ -101,9 +101,7 @@ class JobOut(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobOut]
-    next_page_token: str | None = Field(
-        None, description="Pass as `page_token` for the next page; null at the end."
-    )
+    next_page_token: str | None = Field(None, description="Pass as `page_token` for the next page; null at the end.")
 
 
 class RecommendationOut(Recommendation):

@@ -51,9 +51,7 @@ def hash_api_key(key: str) -> str:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADVISOR_", extra="ignore", populate_by_name=True)
 
-    data_dir: Path = Field(
-        Path(".advisor"), validation_alias=AliasChoices("DATA_DIR", "ADVISOR_DATA_DIR", "data_dir")
-    )
+    data_dir: Path = Field(Path(".advisor"), validation_alias=AliasChoices("DATA_DIR", "ADVISOR_DATA_DIR", "data_dir"))
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "ADVISOR_DATABASE_URL", "database_url")
     )

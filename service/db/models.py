@@ -42,9 +42,7 @@ class Job(Base):
         sa.Index("ix_jobs_status_created", "status", "created_at"),
         sa.Index("ix_jobs_created_id", "created_at", "id"),
         sa.Index("ix_jobs_model_dataset", "model_name", "dataset_spec", "status", "finished_at"),
-        sa.CheckConstraint(
-            "status IN ('queued','running','succeeded','failed','cancelled')", name="status_valid"
-        ),
+        sa.CheckConstraint("status IN ('queued','running','succeeded','failed','cancelled')", name="status_valid"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -82,9 +80,7 @@ class JobResult(Base):
 
     __tablename__ = "job_results"
 
-    job_id: Mapped[str] = mapped_column(
-        sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     d: Mapped[int] = mapped_column(sa.Integer)
     classes: Mapped[list[str]] = mapped_column(JSONType)
     full_accuracy: Mapped[float] = mapped_column(sa.Float)
@@ -98,9 +94,7 @@ class CurvePointRow(Base):
     __tablename__ = "curve_points"
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(
-        sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True
-    )
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(sa.Integer)
     fraction: Mapped[float] = mapped_column(sa.Float)
     k: Mapped[int] = mapped_column(sa.Integer)
@@ -120,9 +114,7 @@ class RecommendationRow(Base):
     __table_args__ = (sa.UniqueConstraint("job_id", "delta", "mode", "criterion"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(
-        sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True
-    )
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     delta: Mapped[float] = mapped_column(sa.Float)
     mode: Mapped[str] = mapped_column(sa.String(16))
     criterion: Mapped[str] = mapped_column(sa.String(16))

@@ -7,7 +7,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from redundancy.advice import recommend
+from redundancy.advice import intervals_from_summary, recommend
 from redundancy.errors import UnknownLayerError
 from redundancy.report import Report
 from service.db.models import CurvePointRow, Job, JobResult, RecommendationRow
@@ -58,7 +58,8 @@ def test_run_to_success_and_read_result_and_recommendations(harness, job_body):
                     params={"delta": delta, "delta_mode": mode, "criterion": crit},
                 )
                 assert got.status_code == 200, got.text
-                want = recommend(report.curve, report.dataset.classes, report.model.d, delta, mode, crit)
+                want = recommend(report.curve, report.dataset.classes, report.model.d, delta, mode, crit,
+                                 intervals=intervals_from_summary(report.summary))
                 body = got.json()
                 for key in ("fraction", "k", "d", "dr", "accuracy", "full_accuracy", "threshold"):
                     assert body[key] == pytest.approx(getattr(want, key)), (delta, mode, crit, key)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from redundancy.report import Report
 from service import jobs as crud
@@ -27,9 +28,7 @@ log = logging.getLogger("service.api.jobs")
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
-JobId = Annotated[
-    str, Path(description="The job's id (a UUID).", examples=["6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01"])
-]
+JobId = Annotated[str, Path(description="The job's id (a UUID).", examples=["6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01"])]
 
 
 @router.post(
@@ -160,15 +159,18 @@ def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> Response:
 
 @router.get(
     "/{job_id}/result",
-    response_model=Report,
     summary="The engine's full report (curve included)",
+    response_class=JSONResponse,
     responses={
+        200: {"model": Report, "description": "The report exactly as the engine produced it"},
         404: {**PROBLEM, "description": "No such job"},
         409: {**PROBLEM, "description": "Not succeeded (yet)"},
     },
 )
-def get_result(job_id: JobId, session: SessionDep, owner: OwnerDep) -> dict[str, Any]:
-    return crud.load_report(session, crud.get_job(session, job_id, owner))
+def get_result(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JSONResponse:
+    """Served as stored (a historical record), so reports written by an older engine version stay
+    readable after the engine's schema grows."""
+    return JSONResponse(crud.load_report(session, crud.get_job(session, job_id, owner)))
 
 
 @router.get(

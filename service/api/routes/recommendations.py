@@ -29,9 +29,7 @@ router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 def latest_recommendation(
     session: SessionDep,
     owner: OwnerDep,
-    model: Annotated[
-        str, Query(min_length=1, description="timm model name.", examples=["tf_efficientnet_lite0"])
-    ],
+    model: Annotated[str, Query(min_length=1, description="timm model name.", examples=["tf_efficientnet_lite0"])],
     dataset: Annotated[str, Query(min_length=1, description="Dataset spec.", examples=["digits"])],
     delta: Annotated[
         float | None, Query(description="Tolerated loss; default: that job's first δ.", examples=[0.01])

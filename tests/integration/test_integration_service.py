@@ -1,0 +1,194 @@
+"""End to end against the machine's real Postgres and Redis and a real Celery worker process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from redundancy.advice import intervals_from_summary, recommend
+from redundancy.report import Report
+
+pytestmark = pytest.mark.integration
+TERMINAL = {"succeeded", "failed", "cancelled"}
+PROBLEM = "application/problem+json"
+
+
+def test_ready_against_real_services(client):
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"database": "ok (schema 0001)", "broker": "ok"}
+
+
+def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, small_job, settings):
+    r = client.post("/v1/jobs", json=small_job)
+    assert r.status_code == 202 and r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
+    job_id = r.json()["id"]
+    seen: set[tuple[str, str | None]] = set()
+    deadline = time.monotonic() + 180
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        seen.add((job["status"], job["stage"]))
+        if job["status"] in TERMINAL or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1.0 and job["started_at"] and job["finished_at"]
+    assert any(status == "running" and stage for status, stage in seen), seen
+
+    report = Report.model_validate(client.get(f"/v1/jobs/{job_id}/result").json())
+    assert report.model.name == "resnet18" and report.dataset.spec == "digits"
+    assert {p.fraction for p in report.curve} == {0.1, 0.5, 1.0}
+    intervals = intervals_from_summary(report.summary)
+    # Stored recommendations equal the engine's own for the job's deltas ...
+    for stored in report.recommendations:
+        again = recommend(report.curve, report.dataset.classes, report.model.d, stored.delta,
+                          stored.mode, stored.criterion, intervals=intervals)
+        assert again == stored
+    # ... and any δ is answered from the stored curve exactly as the engine computes it.
+    for delta in (0.0, 0.01, 0.02, 0.05, 0.1, 0.5):
+        for mode in ("relative", "absolute"):
+            got = client.get(f"/v1/jobs/{job_id}/recommendation",
+                             params={"delta": delta, "delta_mode": mode, "criterion": "worst_seed"})
+            assert got.status_code == 200, got.text
+            want = recommend(report.curve, report.dataset.classes, report.model.d, delta, mode, "worst_seed",
+                             intervals=intervals)
+            body = got.json()
+            expected = want.model_dump(mode="json", by_alias=True)
+            assert {k: body[k] for k in expected} == expected, (delta, mode)
+
+    latest = client.get("/v1/recommendations", params={"model": "resnet18", "dataset": "digits", "delta": 0.05})
+    assert latest.status_code == 200 and latest.json()["job_id"] == job_id
+
+    from service.db.models import CurvePointRow
+    from service.db.session import session_scope
+
+    with session_scope(settings.db_url) as s:
+        n = s.scalar(sa.select(sa.func.count()).select_from(CurvePointRow).where(CurvePointRow.job_id == job_id))
+        assert s.get_bind().dialect.name == "postgresql" and n == len(report.curve)
+
+    metrics = client.get("/metrics").text
+    assert 'advisor_stage_duration_seconds_count{stage="extract"}' in metrics
+
+
+def test_cancel_a_queued_and_a_running_job(client, wait, settings):
+    # A job long enough to cancel while running (the whole digits set at 64 px, the paper's grid) ...
+    long_job = {"model": {"name": "resnet18", "weights": "random"}, "dataset": {"spec": "digits"},
+                "image_size": 64, "seeds": 5, "seed": int(uuid.uuid4().int % 1000)}
+    running = client.post("/v1/jobs", json=long_job).json()
+    # ... and one queued behind it on the single-slot worker.
+    queued = client.post("/v1/jobs", json={**long_job, "seed": long_job["seed"] + 1}).json()
+    r = client.post(f"/v1/jobs/{queued['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+    deadline = time.monotonic() + 120
+    while True:
+        job = client.get(f"/v1/jobs/{running['id']}").json()
+        if job["status"] == "running" and job["stage"] in ("load_data", "extract", "probe"):
+            break
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.1)
+    r = client.post(f"/v1/jobs/{running['id']}/cancel")
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True
+    t0 = time.monotonic()
+    done = wait(client, running["id"], TERMINAL, timeout=60)
+    assert done["status"] == "cancelled", done
+    assert time.monotonic() - t0 < 30, "a running job stops at its next checkpoint"
+    assert done["error"] is None and done["finished_at"]
+
+    # The worker now receives the cancelled job's message and must not start it.
+    time.sleep(3)
+    q = client.get(f"/v1/jobs/{queued['id']}").json()
+    assert q["status"] == "cancelled" and q["started_at"] is None and q["attempts"] == 0
+    assert client.post(f"/v1/jobs/{running['id']}/cancel").status_code == 200
+    assert client.delete(f"/v1/jobs/{running['id']}").status_code == 204
+    assert client.get(f"/v1/jobs/{running['id']}").status_code == 404
+
+
+def test_idempotency_key(client, small_job):
+    key = f"it-{uuid.uuid4()}"
+    a = client.post("/v1/jobs", json=small_job, headers={"Idempotency-Key": key})
+    b = client.post("/v1/jobs", json=small_job, headers={"Idempotency-Key": key})
+    assert a.status_code == b.status_code == 202 and a.json()["id"] == b.json()["id"]
+    c = client.post("/v1/jobs", json={**small_job, "seeds": 3}, headers={"Idempotency-Key": key})
+    assert c.status_code == 409 and c.headers["content-type"] == PROBLEM
+    client.post(f"/v1/jobs/{a.json()['id']}/cancel")
+
+
+def test_pagination_across_pages(client, small_job):
+    spec = f"npz:/nonexistent/{uuid.uuid4().hex}.npz"  # unique filter value; the jobs are cancelled at once
+    ids = []
+    for i in range(7):
+        job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": spec}, "seeds": i + 1}).json()
+        client.post(f"/v1/jobs/{job['id']}/cancel")
+        ids.append(job["id"])
+    seen, token, pages = [], None, 0
+    while True:
+        page = client.get("/v1/jobs", params={"dataset": spec, "page_size": 3,
+                                              **({"page_token": token} if token else {})}).json()
+        seen += [j["id"] for j in page["items"]]
+        pages += 1
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert pages == 3 and seen == list(reversed(ids))
+
+
+def test_engine_error_fails_the_job(client, wait, small_job):
+    spec = f"npz:/nonexistent/{uuid.uuid4().hex}.npz"
+    job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": spec}}).json()
+    done = wait(client, job["id"], TERMINAL, timeout=120)
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "dataset_not_found" and done["error"]["field"] == "dataset.spec"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("post", "/v1/jobs", {"model": {"name": "resnet18"}, "dataset": {"spec": "digits"}, "fractions": [1.5]},
+         422, "fractions"),
+        ("post", "/v1/jobs", {"model": {"name": "resnet18"}, "dataset": {"spec": "s3://bucket/x"}}, 422,
+         "dataset.spec"),
+        ("post", "/v1/jobs", {"model": {"name": "no_such_net"}, "dataset": {"spec": "digits"}}, 422, "model.name"),
+        ("get", "/v1/jobs?page_token=nope", None, 422, "page_token"),
+        ("get", f"/v1/jobs/{uuid.uuid4()}", None, 404, None),
+        ("get", f"/v1/jobs/{uuid.uuid4()}/recommendation", None, 404, None),
+        ("get", "/v1/recommendations?model=resnet50&dataset=cifar100", None, 404, None),
+    ],
+)
+def test_problem_json_errors(client, method, path, body, status, field):
+    r = client.request(method.upper(), path, json=body)
+    assert r.status_code == status and r.headers["content-type"] == PROBLEM, r.text
+    problem = r.json()
+    assert problem["status"] == status and problem["title"] and problem["type"]
+    if field:
+        assert field in [e["field"] for e in problem["errors"]]
+
+
+def test_lost_message_is_requeued_and_runs(client, wait, settings, small_job):
+    """The broker loses the message: the job is still queued in Postgres and maintenance re-sends it."""
+    import datetime as dt
+
+    from fastapi.testclient import TestClient
+
+    from service.broker import Broker
+    from service.db.models import Job
+    from service.db.session import session_scope
+    from service.main import create_app
+    from service.maintenance import run_maintenance_once
+
+    with TestClient(create_app(settings, enqueue=lambda _id: None, maintenance=False)) as lossy:
+        job = lossy.post("/v1/jobs", json={**small_job, "seeds": 4}).json()
+    time.sleep(1)
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
+    with session_scope(settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(
+            enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+    broker = Broker(settings)
+    try:
+        assert run_maintenance_once(settings, broker.enqueue)["requeued"] >= 1
+    finally:
+        broker.close()
+    assert wait(client, job["id"], TERMINAL, timeout=120)["status"] == "succeeded"
