@@ -146,6 +146,18 @@ def run_demo(data_dir: str | None = None, port: int = 0, quick: bool = False, ti
                 rec = client.get(f"/v1/jobs/{job['id']}/recommendation", params={"delta": 0.01, "delta_mode": mode})
                 rec.raise_for_status()
                 print_recommendation(rec.json())
+            print("\nAny other δ is answered from the stored curve (no recomputation):")
+            print("      δ      mode   fraction      k      DR  accuracy  Gini change  worst-class change")
+            for mode in ("absolute", "relative"):
+                for delta in (0.02, 0.05, 0.1):
+                    r = client.get(
+                        f"/v1/jobs/{job['id']}/recommendation", params={"delta": delta, "delta_mode": mode}
+                    ).json()
+                    f = r["fairness"]
+                    print(
+                        f"  {delta:5.2f}  {mode:>8}  {r['fraction']:9g}  {r['k']:5d}  {r['dr']:6.3f}  "
+                        f"{_pct(r['accuracy'])}  {f['gini_change']:+11.4f}  {100 * f['worst_class_change']:+12.1f} pts"
+                    )
             print(f"\nFull report: GET {base}/v1/jobs/{job['id']}/result")
             return 0
     except Exception as exc:  # noqa: BLE001 - tell the user what happened and where the log is
