@@ -75,7 +75,8 @@ def _requeue_on_start(sender=None, **_kwargs) -> None:  # type: ignore[no-untype
     from service.maintenance import run_maintenance_once
 
     try:
-        run_maintenance_once(get_settings(), lambda job_id: app.send_task(RUN_JOB, args=[job_id]))
+        settings = app.conf.advisor_settings
+        run_maintenance_once(settings, lambda job_id: app.send_task(RUN_JOB, args=[job_id], queue=settings.queue))
     except Exception:  # noqa: BLE001 - a missing schema or an unreachable DB must not stop the worker
         import logging
 
