@@ -7,7 +7,7 @@ recomputing probes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -19,18 +19,29 @@ from redundancy.report import CurvePoint, FractionSummary, Recommendation
 _EPS = 1e-12
 
 
-def summarize(curve: Sequence[CurvePoint], kind: str = "random") -> list[FractionSummary]:
-    """Per distinct k, ascending: mean/std/min accuracy over seeds, mean CKA, mean per-class accuracy."""
+RANDOM_KINDS: tuple[str, ...] = ("random", "refinement")
+Intervals = Mapping[int, tuple[float, float]]
+
+
+def summarize(
+    curve: Sequence[CurvePoint], kinds: tuple[str, ...] = RANDOM_KINDS, intervals: Intervals | None = None
+) -> list[FractionSummary]:
+    """Per distinct k of the given kinds, ascending: mean/std/min accuracy over seeds, mean CKA, mean
+    per-class accuracy, and the bootstrap interval when one is given for that k."""
     groups: dict[int, list[CurvePoint]] = defaultdict(list)
     for p in curve:
-        if p.kind == kind:
+        if p.kind in kinds:
             groups[p.k].append(p)
+    label = "random" if kinds == RANDOM_KINDS else "+".join(kinds)
     out = []
     for k in sorted(groups):
         pts = groups[k]
         acc = np.array([p.accuracy for p in pts])
+        pairs = [p.cka_pair for p in pts if p.cka_pair is not None]
+        ci = (intervals or {}).get(k)
         out.append(
             FractionSummary(
+                kind=label,
                 fraction=min(p.fraction for p in pts),
                 k=k,
                 seeds=len(pts),
@@ -38,10 +49,18 @@ def summarize(curve: Sequence[CurvePoint], kind: str = "random") -> list[Fractio
                 accuracy_std=float(acc.std(ddof=1)) if len(pts) > 1 else 0.0,
                 accuracy_min=float(acc.min()),
                 cka_mean=float(np.mean([p.cka for p in pts])),
+                cka_pair_mean=float(np.mean(pairs)) if pairs else None,
                 per_class_accuracy=np.mean([p.per_class_accuracy for p in pts], axis=0).tolist(),
+                ci_low=ci[0] if ci else None,
+                ci_high=ci[1] if ci else None,
             )
         )
     return out
+
+
+def intervals_from_summary(summary: Sequence[FractionSummary]) -> dict[int, tuple[float, float]]:
+    """The stored bootstrap intervals by k, to pass back to `recommend`."""
+    return {s.k: (s.ci_low, s.ci_high) for s in summary if s.ci_low is not None and s.ci_high is not None}
 
 
 def threshold(full_accuracy: float, delta: float, mode: DeltaMode) -> float:
@@ -62,12 +81,14 @@ def recommend(
     delta: float,
     mode: DeltaMode = "relative",
     criterion: Criterion = "mean",
+    intervals: Intervals | None = None,
 ) -> Recommendation:
     """The smallest tested fraction whose accuracy (seed mean, or worst seed) is within δ of the full
-    layer's; fraction 1.0, said so, when none below 1 is."""
+    layer's; fraction 1.0, said so, when none below 1 is. With bootstrap `intervals` (by k) it also
+    says whether the answer holds under the interval's lower bound."""
     if criterion not in ("mean", "worst_seed"):
         raise InvalidConfigError(f"criterion {criterion!r} is not 'mean' or 'worst_seed'", field="criterion")
-    summary = summarize(curve)
+    summary = summarize(curve, intervals=intervals)
     full = next((s for s in summary if s.k == d), None)
     if full is None:
         raise InvalidConfigError(f"the curve has no full-layer point (k = d = {d})", field="curve")
@@ -93,6 +114,7 @@ def recommend(
             f"({d} neurons)."
         )
     fraction = chosen.fraction if below_full else 1.0
+    refined = any(p.kind == "refinement" and p.k == chosen.k for p in curve)
     return Recommendation(
         delta=delta,
         mode=mode,
@@ -105,6 +127,12 @@ def recommend(
         full_accuracy=full.accuracy_mean,
         threshold=bar,
         met_below_full=below_full,
+        holds_worst_seed=chosen.accuracy_min >= bar - _EPS,
+        holds_ci_lower=None if chosen.ci_low is None else chosen.ci_low >= bar - _EPS,
+        worst_seed_accuracy=chosen.accuracy_min,
+        ci_low=chosen.ci_low,
+        ci_high=chosen.ci_high,
+        refined=refined,
         note=note,
         fairness=fairness_cost(
             np.array(full.per_class_accuracy), np.array(chosen.per_class_accuracy), classes

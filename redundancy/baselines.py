@@ -6,8 +6,10 @@ sufficient statistics follow from the layer's without a pass over the data: `Σp
 `PᵀP = Rᵀ (XᵀX) R`, per-class sums `· R`. Its linear CKA with the whole layer, on centred raw
 train features with `G = X_cᵀ X_c`, is `‖RᵀG‖²_F / (‖RᵀGR‖_F ‖G‖_F)`.
 
-- **pca**: `R` = the top-k eigenvectors of the centred train Gram (PCA of the train features).
-  Standardising the components whitens them. k is capped at the Gram's numerical rank.
+- **pca**: the top-k principal components of the *standardised* train features (eigenvectors `V` of
+  the standardised Gram `G_s = V Λ Vᵀ`), probed in their own scale, not whitened: the ridge probe on
+  `Z V_k` is `(Λ_k + λI)⁻¹ V_kᵀ B`, so PCA and the random subsets share one penalty geometry and at
+  k = d PCA equals the full-layer probe. k is capped at the Gram's numerical rank.
 - **first_k**: `R` selects neurons `0..k−1` (for nested / Matryoshka-trained layers).
 - **random_projection**: Gaussian `R` with entries `N(0, 1/k)`, seeded; on raw features, or on
   standardised ones with `standardise=True`.
@@ -22,7 +24,7 @@ import torch
 
 from redundancy.cka import GramCKA
 from redundancy.probes.ridge import DEFAULT_ALPHAS, ProbeResult, RidgeProber
-from redundancy.stats import GramStats
+from redundancy.stats import GramStats, Standardised
 
 BASELINE_KINDS: tuple[str, ...] = ("pca", "first_k", "random_projection")
 
@@ -66,14 +68,6 @@ def projection_cka(centred_gram: np.ndarray, r: np.ndarray) -> float:
     return float((rg**2).sum() / (self_norm * full_norm))
 
 
-def ridge_test_predictions(prober: RidgeProber, subset: np.ndarray, lam: float) -> np.ndarray:
-    """Test-set class predictions of the ridge probe on `subset` at a given λ (direct solve)."""
-    w = torch.as_tensor(prober.weights(subset, lam), device=prober.device)
-    idx = torch.as_tensor(subset, device=prober.device, dtype=torch.long)
-    scores = prober.z_test[:, idx] @ w + prober.prior
-    return scores.argmax(1).cpu().numpy()
-
-
 class Baselines:
     """Ridge probes of the three baselines for one layer; the PCA eigendecomposition is done once.
 
@@ -101,7 +95,7 @@ class Baselines:
         self.y_val, self.y_test = np.asarray(y_val), np.asarray(y_test)
         self.alphas, self.device = alphas, device
         self.centred_gram = stats.centred_gram()
-        self._pca: tuple[np.ndarray, np.ndarray] | None = None
+        self._pca: tuple[np.ndarray, np.ndarray, RidgeProber] | None = None
         self._layer_prober: RidgeProber | None = None
         self._layer_cka: GramCKA | None = None
 
@@ -109,15 +103,31 @@ class Baselines:
     def d(self) -> int:
         return self.stats.d
 
-    def pca_components(self) -> tuple[np.ndarray, np.ndarray]:
-        """Eigenvalues (descending) and eigenvectors (columns) of the centred train Gram."""
+    def _pca_setup(self) -> tuple[np.ndarray, np.ndarray, RidgeProber]:
+        """Eigenvalues (descending), eigenvectors of the standardised Gram, and a ridge prober whose
+        neurons are the principal-component scores (already centred and in their own scale)."""
         if self._pca is None:
-            evals, evecs = np.linalg.eigh(self.centred_gram)
-            self._pca = (evals[::-1].copy(), evecs[:, ::-1].copy())
+            p = self.stats.standardised()
+            evals, evecs = np.linalg.eigh(p.gram)
+            evals, evecs = evals[::-1].copy(), evecs[:, ::-1].copy()
+            rotated = Standardised(
+                mean=np.zeros(self.d), std=np.ones(self.d), gram=np.diag(np.clip(evals, 0.0, None)),
+                targets=evecs.T @ p.targets, prior=p.prior, n=p.n,
+            )
+            prober = RidgeProber(
+                rotated, p.transform(self.x_val) @ evecs, self.y_val, p.transform(self.x_test) @ evecs,
+                self.y_test, alphas=self.alphas, device=self.device, diagonal=True,
+            )
+            self._pca = (evals, evecs, prober)
         return self._pca
 
+    def pca_components(self) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues (descending) and eigenvectors (columns) of the standardised train Gram."""
+        evals, evecs, _ = self._pca_setup()
+        return evals, evecs
+
     def pca_rank(self) -> int:
-        """Numerical rank of the centred Gram: eigenvalues above `max(e)·d·eps`."""
+        """Numerical rank of the standardised Gram: eigenvalues above `max(e)·d·eps`."""
         evals, _ = self.pca_components()
         tol = max(float(evals[0]), 0.0) * self.d * np.finfo(np.float64).eps
         return int((evals > tol).sum())
@@ -131,18 +141,22 @@ class Baselines:
         )
         subset = np.arange(k)
         res = prober.probe(subset)
-        assert res.lam is not None
-        pred = ridge_test_predictions(prober, subset, res.lam)
         return BaselineResult(
             accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
-            kind=kind, k=k, cka=projection_cka(self.centred_gram, r), correct=pred == self.y_test,
+            kind=kind, k=k, cka=projection_cka(self.centred_gram, r), correct=res.correct,
         )
 
     def pca(self, k: int) -> BaselineResult:
-        """Ridge probe on the top-k principal components of the train features."""
+        """Ridge probe on the top-k principal components of the standardised train features."""
         k = max(1, min(int(k), self.pca_rank()))
-        _, evecs = self.pca_components()
-        return self._probe_projection("pca", evecs[:, :k])
+        _, evecs, prober = self._pca_setup()
+        res = prober.probe(np.arange(k))
+        # the component scores are X_c R with R = diag(1/σ) V_k: CKA with the layer from the Gram
+        r = evecs[:, :k] / self.stats.std()[:, None]
+        return BaselineResult(
+            accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
+            kind="pca", k=k, cka=projection_cka(self.centred_gram, r), correct=res.correct,
+        )
 
     def random_projection(
         self, k: int, seed: int, master_seed: int = 0, standardise: bool = False
@@ -164,11 +178,9 @@ class Baselines:
         assert self._layer_cka is not None
         subset = np.arange(min(int(k), self.d))
         res = self._layer_prober.probe(subset)
-        assert res.lam is not None
-        pred = ridge_test_predictions(self._layer_prober, subset, res.lam)
         return BaselineResult(
             accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
-            kind="first_k", k=len(subset), cka=self._layer_cka(subset), correct=pred == self.y_test,
+            kind="first_k", k=len(subset), cka=self._layer_cka(subset), correct=res.correct,
         )
 
 

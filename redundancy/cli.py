@@ -37,6 +37,14 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delta", type=float, action="append", dest="deltas", help="tolerated loss; repeatable")
     p.add_argument("--delta-mode", default="relative", choices=["relative", "absolute"])
     p.add_argument("--criterion", default="mean", choices=["mean", "worst_seed"])
+    p.add_argument("--baselines", default="pca,first_k,random_projection",
+                   help="comma-separated subset of pca,first_k,random_projection; 'none' for none")
+    p.add_argument("--cka", default="biased", choices=["biased", "debiased"], help="CKA estimator (test features)")
+    p.add_argument("--refine", type=float, default=None, metavar="RES",
+                   help="bisect f* to this resolution (fraction of d, e.g. 0.005)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test set (0: off)")
+    p.add_argument("--logistic-epochs", type=int, default=30)
+    p.add_argument("--logistic-weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -45,6 +53,7 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None, help="where torchvision datasets live")
     p.add_argument("--allow-download", action="store_true", help="let torchvision download datasets")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    p.add_argument("--plot", type=Path, default=None, help="render the curves to this .png or .svg")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -61,6 +70,12 @@ def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
         "criterion": args.criterion,
         "seed": args.seed,
         "batch_size": args.batch_size,
+        "baselines": [] if args.baselines.strip() in ("", "none") else args.baselines.split(","),
+        "cka": args.cka,
+        "refine_resolution": args.refine,
+        "bootstrap": args.bootstrap,
+        "logistic_epochs": args.logistic_epochs,
+        "logistic_weight_decay": args.logistic_weight_decay,
     }
     if args.deltas:
         fields["deltas"] = args.deltas
@@ -116,14 +131,27 @@ def format_report(report: Report) -> str:
     ]
     if m.weights_random:
         lines.append("WARNING  the weights were RANDOM: these numbers say nothing about a trained model.")
-    lines += ["", f"{'fraction':>9} {'k':>6} {'seeds':>5} {'accuracy':>9} {'± std':>7} {'worst':>7} {'CKA':>6}"]
+    lines += ["", f"probe: {report.probe}", "",
+              f"{'fraction':>9} {'k':>6} {'seeds':>5} {'accuracy':>9} {'± std':>7} {'worst':>7} "
+              f"{'95% CI':>15} {'CKA':>6} {'CKA pair':>8}"]
     for s in report.summary:
+        ci = f"{s.ci_low:.3f}–{s.ci_high:.3f}" if s.ci_low is not None and s.ci_high is not None else "-"
+        pair = f"{s.cka_pair_mean:.3f}" if s.cka_pair_mean is not None else "-"
+        mark = "  (refined)" if any(p.kind == "refinement" and p.k == s.k for p in report.curve) else ""
         lines.append(
-            f"{s.fraction:>9g} {s.k:>6d} {s.seeds:>5d} {s.accuracy_mean:>9.4f} {s.accuracy_std:>7.4f} "
-            f"{s.accuracy_min:>7.4f} {s.cka_mean:>6.3f}"
+            f"{s.fraction:>9.4g} {s.k:>6d} {s.seeds:>5d} {s.accuracy_mean:>9.4f} {s.accuracy_std:>7.4f} "
+            f"{s.accuracy_min:>7.4f} {ci:>15} {s.cka_mean:>6.3f} {pair:>8}{mark}"
         )
     for sk in report.skipped_fractions:
         lines.append(f"{sk.fraction:>9g} {sk.k:>6d}   skipped: {sk.reason}")
+    if report.baselines:
+        kinds = list(dict.fromkeys(b.kind for b in report.baselines))
+        ks = sorted({b.k for b in report.baselines})
+        lines += ["", "baselines (ridge), accuracy by k:", f"{'k':>6} " + " ".join(f"{k:>17}" for k in kinds)]
+        table = {(b.kind, b.k): b.accuracy_mean for b in report.baselines}
+        for k in ks:
+            cells = [f"{table[(kind, k)]:>17.4f}" if (kind, k) in table else f"{'-':>17}" for kind in kinds]
+            lines.append(f"{k:>6d} " + " ".join(cells))
     lines += ["", f"full-layer accuracy {report.full_accuracy:.4f}", "",
               f"{'δ':>6} {'mode':>8} {'criterion':>10} {'f*':>7} {'k':>6} {'DR':>6} {'acc':>7} "
               f"{'Gini full→at':>16} {'worst class full→at':>21}  most hurt"]
@@ -137,6 +165,11 @@ def format_report(report: Report) -> str:
         )
         if not r.met_below_full:
             lines.append(f"       {r.note}")
+        else:
+            robust = [f"worst seed {'holds' if r.holds_worst_seed else 'FAILS'} ({r.worst_seed_accuracy:.4f})"]
+            if r.holds_ci_lower is not None:
+                robust.append(f"CI lower bound {'holds' if r.holds_ci_lower else 'FAILS'} ({r.ci_low:.4f})")
+            lines.append(f"       threshold {r.threshold:.4f}: " + "; ".join(robust))
     lines += ["", "timings  " + "  ".join(f"{k}={v:.2f}s" for k, v in report.timings.items())
               + f"  device={report.environment.device}"
               + ("  (features from cache)" if report.environment.feature_cache_hit else "")]
@@ -169,4 +202,11 @@ def run_analyze(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.model_dump_json(indent=2, by_alias=True))
         print(f"\nreport written to {args.out}")
+    if args.plot is not None:
+        from redundancy.plots import render
+
+        fmt = "svg" if args.plot.suffix.lower() == ".svg" else "png"
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        args.plot.write_bytes(render(report, fmt))  # type: ignore[arg-type]
+        print(f"plot written to {args.plot}")
     return 0

@@ -17,6 +17,8 @@ DEFAULT_DELTAS: tuple[float, ...] = (0.01, 0.05, 0.1)
 DeltaMode = Literal["relative", "absolute"]
 Criterion = Literal["mean", "worst_seed"]
 ProbeKind = Literal["ridge", "logistic"]
+BaselineKind = Literal["pca", "first_k", "random_projection"]
+CkaEstimator = Literal["biased", "debiased"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 
 
@@ -70,6 +72,28 @@ class AnalysisConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Master seed: validation split, caps and subset sampling.")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of train held out to choose λ.")
     batch_size: int = Field(64, ge=1, le=4096)
+    baselines: list[BaselineKind] = Field(
+        default_factory=lambda: ["pca", "first_k", "random_projection"],
+        description="Compared beside the random subsets at every k: top-k PCA components, the first k "
+        "neurons (nested/Matryoshka models), a seeded Gaussian projection to k dimensions.",
+    )
+    cka: CkaEstimator = Field(
+        "biased",
+        description="Estimator for part-vs-whole and subset-vs-subset CKA on the test features: the plain "
+        "(biased) HSIC as in the paper, or the debiased (unbiased-HSIC) form. The `cka` of each curve point "
+        "is always the biased one from the train Gram.",
+    )
+    refine_resolution: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="After the grid, bisect between the largest failing and smallest passing fraction for "
+        "each δ until they are this close (as a fraction of d, e.g. 0.005); None: no refinement.",
+    )
+    bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap resamples of the test set; 0: off.")
+    ci_level: float = Field(0.95, gt=0.5, lt=1.0)
+    logistic_epochs: int = Field(30, ge=1, le=500)
+    logistic_lr: float = Field(0.1, gt=0.0, le=10.0)
+    logistic_weight_decay: float = Field(5e-4, ge=0.0, le=1.0)
+    logistic_batch_size: int = Field(256, ge=1, le=65536)
 
     @field_validator("fractions")
     @classmethod
@@ -86,6 +110,11 @@ class AnalysisConfig(BaseModel):
             if not (0.0 <= d < 1.0):
                 raise ValueError(f"delta {d} is outside [0, 1)")
         return sorted(set(v))
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique_baselines(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
 
     @model_validator(mode="after")
     def _full_layer_present(self) -> AnalysisConfig:

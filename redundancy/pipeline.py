@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,16 +12,19 @@ import numpy as np
 import timm
 import torch
 
-from redundancy.advice import recommend, summarize
-from redundancy.cka import GramCKA
+from redundancy.advice import recommend, summarize, threshold
+from redundancy.baselines import Baselines
+from redundancy.cka import FeatureCKA, GramCKA
 from redundancy.config import AnalysisConfig
 from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.datasets.base import ImageSplit, validation_split
-from redundancy.errors import Cancelled, DatasetFormatError, InvalidConfigError
+from redundancy.errors import Cancelled, DatasetFormatError
 from redundancy.extraction import FEATURES_VERSION, Features, extract
 from redundancy.hashing import hash_json
 from redundancy.models import FeatureExtractor, LoadedModel, load_model
-from redundancy.probes import RidgeProber, plan_subsets, sample_subset
+from redundancy.probes import ProbeResult, RidgeProber, plan_subsets, sample_subset
+from redundancy.probes.logistic import train_logistic_grid
+from redundancy.refine import bracket, refine, resolution_to_k
 from redundancy.report import (
     CurvePoint,
     DatasetInfo,
@@ -30,6 +34,7 @@ from redundancy.report import (
     SkippedFraction,
 )
 from redundancy.runtime import Runtime
+from redundancy.uncertainty import fraction_uncertainty
 
 CODE_VERSION = "0.1.0"
 STAGES: tuple[tuple[str, float], ...] = (
@@ -157,8 +162,6 @@ def analyze(
     runtime = runtime or Runtime()
     tracker = _Tracker(progress, should_stop)
     device = runtime.resolve_device()
-    if config.probe != "ridge":
-        raise InvalidConfigError(f"probe {config.probe!r} is not available yet; use 'ridge'", field="probe")
 
     with tracker.stage("load_model"):
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
@@ -186,14 +189,19 @@ def analyze(
                 features.save(path)
 
     with tracker.stage("probe"):
-        curve, skipped = run_probes(config, features, device, tracker)
+        run = run_probes(config, features, device, tracker)
+        curve = run.curve
 
     with tracker.stage("advise"):
         classes = data.dataset.classes
         d = features.d
-        recs = [recommend(curve, classes, d, delta, config.delta_mode, config.criterion) for delta in config.deltas]
-        summary = summarize(curve)
+        recs = [
+            recommend(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals)
+            for delta in config.deltas
+        ]
+        summary = summarize(curve, intervals=run.intervals)
         full = next(s for s in summary if s.k == d)
+        baselines = [b for kind in config.baselines for b in summarize(curve, kinds=(kind,))]
 
     return Report(
         config=config,
@@ -215,7 +223,9 @@ def analyze(
         full_accuracy=full.accuracy_mean,
         curve=curve,
         summary=summary,
-        skipped_fractions=[SkippedFraction(fraction=f, k=k, reason=r) for f, k, r in skipped],
+        baselines=baselines,
+        probe=config.probe,
+        skipped_fractions=[SkippedFraction(fraction=f, k=k, reason=r) for f, k, r in run.skipped],
         recommendations=recs,
         timings=tracker.timings,
         environment=Environment(
@@ -231,31 +241,144 @@ def analyze(
     )
 
 
+@dataclass
+class ProbeRun:
+    curve: list[CurvePoint]
+    skipped: list[tuple[float, int, str]]
+    intervals: dict[int, tuple[float, float]]  # bootstrap CI of the random subsets' mean accuracy, by k
+
+
+class _SubsetProber:
+    """Probes subsets with the configured kind; every result carries per-sample test correctness."""
+
+    def __init__(self, config: AnalysisConfig, features: Features, device: str) -> None:
+        self.config, self.features, self.device = config, features, device
+        self.ridge = (
+            RidgeProber(
+                features.stats.standardised(), features.x_val, features.y_val, features.x_test,
+                features.y_test, device=device,
+            )
+            if config.probe == "ridge"
+            else None
+        )
+
+    def __call__(
+        self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
+    ) -> list[ProbeResult]:
+        if self.ridge is not None:
+            out = []
+            for i, subset in enumerate(subsets):
+                tracker.check()
+                out.append(self.ridge.probe(subset))
+                progress((i + 1) / len(subsets))
+            return out
+        f, c = self.features, self.config
+        return list(
+            train_logistic_grid(
+                f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
+                epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
+                weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
+                should_stop=tracker.should_stop, progress=progress,
+            )
+        )
+
+
 def run_probes(
     config: AnalysisConfig, features: Features, device: str = "cpu", tracker: _Tracker | None = None
-) -> tuple[list[CurvePoint], list[tuple[float, int, str]]]:
-    """Ridge probe and part-versus-whole CKA for every (fraction, seed) of the plan."""
+) -> ProbeRun:
+    """Probe every (fraction, seed) of the grid with part-vs-whole and subset-vs-subset CKA; then, as
+    configured, refine f* by bisection, probe the baselines, and bootstrap the test set."""
     tracker = tracker or _Tracker(None, None)
     d = features.d
     plan = plan_subsets(config.fractions, d, config.seeds)
-    prober = RidgeProber(
-        features.stats.standardised(), features.x_val, features.y_val, features.x_test, features.y_test,
-        device=device,
-    )
-    cka = GramCKA(features.stats.centred_gram(), device=device)
+    prober = _SubsetProber(config, features, device)
+    gram_cka = GramCKA(features.stats.centred_gram(), device=device)
+    test_cka = FeatureCKA(features.x_test, device=device)
+    debiased = config.cka == "debiased"
     curve: list[CurvePoint] = []
-    done = 0
-    for fraction, k, seeds in plan.entries:
-        for seed in range(seeds):
-            tracker.check()
-            subset = sample_subset(d, k, seed, config.seed)
-            result = prober.probe(subset)
+    correct: dict[int, list[np.ndarray]] = defaultdict(list)
+
+    def probe_random(entries: list[tuple[float, int, int]], kind: str, span: tuple[float, float]) -> None:
+        jobs = [(f, k, s, sample_subset(d, k, s, config.seed)) for f, k, n in entries for s in range(n)]
+        lo, hi = span
+        results = prober(
+            [j[3] for j in jobs], tracker, lambda x: tracker.report("probe", lo + (hi - lo) * x, kind)
+        )
+        for (fraction, k, seed, subset), r in zip(jobs, results, strict=True):
             curve.append(
                 CurvePoint(
-                    fraction=fraction, k=k, seed=seed, accuracy=result.accuracy,
-                    per_class_accuracy=result.per_class_accuracy.tolist(), cka=cka(subset), lam=result.lam,
+                    fraction=fraction, k=k, seed=seed, accuracy=r.accuracy,
+                    per_class_accuracy=r.per_class_accuracy.tolist(), cka=gram_cka(subset), lam=r.lam,
+                    kind=kind, cka_pair=test_cka.subset_subset(k, seed, config.seed, debiased=debiased),
+                    cka_debiased=test_cka.part_whole(subset, debiased=True) if debiased else None,
                 )
             )
-            done += 1
-            tracker.report("probe", done / plan.num_probes, f"k={k} seed={seed}")
-    return curve, plan.skipped
+            if r.correct is not None:
+                correct[k].append(r.correct)
+
+    probe_random(plan.entries, "random", (0.0, 0.6))
+
+    if config.refine_resolution is not None:
+        _refine(config, d, curve, lambda k: probe_random([(k / d, k, config.seeds)], "refinement", (0.6, 0.6)),
+                tracker)
+    tracker.report("probe", 0.7, "baselines")
+
+    if config.baselines:
+        base = Baselines(features.stats, features.x_val, features.y_val, features.x_test, features.y_test,
+                         device=device)
+        units = [(kind, f, k, n) for kind in config.baselines for f, k, n in plan.entries]
+        rank = base.pca_rank() if "pca" in config.baselines else d
+        for i, (kind, fraction, k, seeds) in enumerate(units):
+            tracker.check()
+            if kind == "pca" and k > rank and any(p.kind == "pca" and p.k == rank for p in curve):
+                continue  # PCA is capped at the Gram's rank: that k was probed already
+            runs = (
+                [base.pca(k)] if kind == "pca"
+                else [base.first_k(k)] if kind == "first_k"
+                else [base.random_projection(k, s, config.seed) for s in range(seeds)]
+            )
+            for seed, r in enumerate(runs):
+                curve.append(
+                    CurvePoint(
+                        fraction=fraction, k=r.k, seed=seed, accuracy=r.accuracy,
+                        per_class_accuracy=r.per_class_accuracy.tolist(), cka=r.cka, lam=r.lam, kind=kind,
+                    )
+                )
+            tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
+
+    intervals: dict[int, tuple[float, float]] = {}
+    if config.bootstrap > 0:
+        for k, arrays in correct.items():
+            accs = [float(a.mean()) for a in arrays]
+            u = fraction_uncertainty(accs, np.stack(arrays), config.bootstrap, config.ci_level, config.seed)
+            if u.ci_low is not None and u.ci_high is not None:
+                intervals[k] = (u.ci_low, u.ci_high)
+    return ProbeRun(curve=curve, skipped=plan.skipped, intervals=intervals)
+
+
+def _refine(
+    config: AnalysisConfig, d: int, curve: list[CurvePoint], probe_k: Callable[[int], None], tracker: _Tracker
+) -> None:
+    """For each δ, bisect over k between the grid's last failing and first passing subset size."""
+    resolution = resolution_to_k(config.refine_resolution or 0.0, d)
+    probed: set[int] = set()
+
+    def stat(k: int) -> float:
+        s = next(x for x in summarize(curve) if x.k == k)
+        return s.accuracy_mean if config.criterion == "mean" else s.accuracy_min
+
+    for delta in config.deltas:
+        summary = summarize(curve)
+        full = next(x for x in summary if x.k == d).accuracy_mean
+        bar = threshold(full, delta, config.delta_mode)
+        br = bracket([(x.k, stat(x.k)) for x in summary], bar)
+        if br is None:
+            continue
+
+        def probe_fn(k: int) -> float:
+            if k not in probed and all(p.k != k for p in curve):
+                probe_k(k)
+                probed.add(k)
+            return stat(k)
+
+        refine(probe_fn, br[0], br[1], bar, resolution, should_stop=tracker.should_stop)

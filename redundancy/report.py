@@ -31,11 +31,23 @@ class CurvePoint(BaseModel):
     accuracy: float
     per_class_accuracy: list[float]
     cka: float
-    lam: float | None = Field(None, description="Ridge penalty chosen on the validation split.")
-    kind: str = Field("random", description="random (the grid) or a baseline/refinement name.")
+    lam: float | None = Field(
+        None, description="Ridge: the penalty chosen on validation. Logistic: the weight decay."
+    )
+    kind: str = Field(
+        "random", description="random (the grid), refinement (bisection for f*), or a baseline: pca, first_k, "
+        "random_projection.",
+    )
+    cka_pair: float | None = Field(
+        None, description="CKA between two independent random subsets of this size (test features)."
+    )
+    cka_debiased: float | None = Field(
+        None, description="Part-vs-whole CKA with the debiased estimator (test features), when asked for."
+    )
 
 
 class FractionSummary(BaseModel):
+    kind: str = "random"
     fraction: float
     k: int
     seeds: int
@@ -43,7 +55,10 @@ class FractionSummary(BaseModel):
     accuracy_std: float
     accuracy_min: float
     cka_mean: float
+    cka_pair_mean: float | None = None
     per_class_accuracy: list[float] = Field(description="Mean over seeds.")
+    ci_low: float | None = Field(None, description="Bootstrap CI of the seed-mean accuracy over test samples.")
+    ci_high: float | None = None
 
 
 class SkippedFraction(BaseModel):
@@ -89,6 +104,14 @@ class Recommendation(BaseModel):
     full_accuracy: float
     threshold: float = Field(description="The accuracy the criterion had to reach.")
     met_below_full: bool = Field(description="False when no tested fraction below 1 met δ.")
+    holds_worst_seed: bool = Field(description="Every seed at this fraction reaches the threshold.")
+    holds_ci_lower: bool | None = Field(
+        None, description="The bootstrap CI's lower bound at this fraction reaches the threshold (None: no CI)."
+    )
+    worst_seed_accuracy: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    refined: bool = Field(False, description="f* comes from a refinement probe, not the grid.")
     note: str
     fairness: Fairness
 
@@ -110,7 +133,13 @@ class Report(BaseModel):
     dataset: DatasetInfo
     full_accuracy: float
     curve: list[CurvePoint]
-    summary: list[FractionSummary]
+    summary: list[FractionSummary] = Field(description="The random subsets (grid and refinement), per k.")
+    baselines: list[FractionSummary] = Field(default_factory=list, description="Per baseline kind and k.")
+    probe: str = "ridge"
+    cka_samples: str = Field(
+        "curve `cka`: train features (from the Gram); `cka_pair`/`cka_debiased`: test features",
+        description="Which samples each CKA was measured on.",
+    )
     skipped_fractions: list[SkippedFraction] = Field(default_factory=list)
     recommendations: list[Recommendation]
     timings: dict[str, float] = Field(description="Seconds per stage.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA
+from sklearn.preprocessing import StandardScaler
 
 from redundancy.baselines import (
     Baselines,
@@ -45,20 +46,44 @@ def _explicit_ridge(f, y, fv, yv, ft, yt, c):
     return (zt @ best_w + prior).argmax(1)
 
 
+def _explicit_ridge_unscaled(f, y, fv, yv, ft, yt, c):
+    """Ridge on features already centred and in their own scale (no standardisation), λ on validation."""
+    onehot = np.eye(c)[y]
+    prior = onehot.mean(0)
+    best, best_w = -1.0, None
+    for alpha in DEFAULT_ALPHAS:
+        w = np.linalg.solve(f.T @ f + alpha * len(y) * np.eye(f.shape[1]), f.T @ (onehot - prior))
+        acc = ((fv @ w + prior).argmax(1) == yv).mean()
+        if acc >= best:
+            best, best_w = acc, w
+    return (ft @ best_w + prior).argmax(1)
+
+
 @pytest.mark.parametrize("k", [1, 3, 12])
-def test_pca_matches_sklearn_pca_and_explicit_ridge(k: int) -> None:
+def test_pca_matches_sklearn_pca_of_standardised_features_and_explicit_ridge(k: int) -> None:
     x, y, xv, yv, xt, yt = _problem()
     stats = GramStats.from_features(x, y, 4)
     res = pca_topk_probe(stats, xv, yv, xt, yt, k)
-    pca = PCA(n_components=k).fit(x)
-    pred = _explicit_ridge(pca.transform(x), y, pca.transform(xv), yv, pca.transform(xt), yt, 4)
+    scaler = StandardScaler().fit(x)
+    pca = PCA(n_components=k).fit(scaler.transform(x))
+
+    def scores(a: np.ndarray) -> np.ndarray:
+        return pca.transform(scaler.transform(a))
+
+    pred = _explicit_ridge_unscaled(scores(x), y, scores(xv), yv, scores(xt), yt, 4)
     np.testing.assert_array_equal(res.correct, pred == yt)
     assert res.accuracy == pytest.approx((pred == yt).mean())
     assert res.kind == "pca" and res.k == k
-    assert res.cka == pytest.approx(linear_cka(pca.transform(x), x), rel=1e-8)
-    # PCA's CKA is the share of the Gram's squared spectrum in the top k
-    ev = np.sort(np.linalg.eigvalsh(stats.centred_gram()))[::-1]
-    assert res.cka == pytest.approx(np.sqrt((ev[:k] ** 2).sum() / (ev**2).sum()), rel=1e-8)
+    assert res.cka == pytest.approx(linear_cka(scores(x), x), rel=1e-8)
+
+
+def test_pca_of_every_component_is_the_full_layer_probe() -> None:
+    x, y, xv, yv, xt, yt = _problem()
+    stats = GramStats.from_features(x, y, 4)
+    full = RidgeProber(stats.standardised(), xv, yv, xt, yt).probe(np.arange(x.shape[1]))
+    res = pca_topk_probe(stats, xv, yv, xt, yt, x.shape[1])
+    np.testing.assert_array_equal(res.correct, full.correct)
+    assert res.lam == pytest.approx(full.lam)
 
 
 def test_pca_caps_k_at_rank_when_n_is_below_d() -> None:

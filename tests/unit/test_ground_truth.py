@@ -24,8 +24,11 @@ def _features(x: np.ndarray, y: np.ndarray) -> Features:
 
 
 def _dr(features: Features, delta: float) -> tuple[float, list]:
-    cfg = AnalysisConfig(model={"name": "synthetic"}, dataset={"spec": "synthetic"}, fractions=FRACTIONS, seeds=5)
-    curve, _ = run_probes(cfg, features)
+    cfg = AnalysisConfig(
+        model={"name": "synthetic"}, dataset={"spec": "synthetic"}, fractions=FRACTIONS, seeds=5, baselines=[],
+        bootstrap=0,
+    )
+    curve = run_probes(cfg, features).curve
     return recommend(curve, [str(c) for c in range(C)], D, delta, "relative").dr, curve
 
 

@@ -16,18 +16,29 @@ TINY = {
     "fractions": [0.05, 0.25, 1.0],
     "seeds": 2,
     "deltas": [0.05, 0.2],
+    "baselines": [],
+    "bootstrap": 200,
 }
 
 
 def test_same_config_gives_same_numbers_and_a_complete_report(tmp_path: Path) -> None:
-    cfg = AnalysisConfig.model_validate(TINY)
+    cfg = AnalysisConfig.model_validate({**TINY, "baselines": ["pca", "first_k", "random_projection"]})
     a = analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path))
     b = analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path))
     assert [p.accuracy for p in a.curve] == [p.accuracy for p in b.curve]
     assert [p.cka for p in a.curve] == [p.cka for p in b.curve]
     assert a.model.d == 512 and a.model.weights_random and a.model.weights_source == "random"
     assert a.dataset.sizes == {"train": 180, "val": 20, "test": 100}
-    assert len(a.curve) == 2 + 2 + 1 and {p.k for p in a.curve} == {26, 128, 512}
+    random = [p for p in a.curve if p.kind == "random"]
+    assert len(random) == 2 + 2 + 1 and {p.k for p in random} == {26, 128, 512}
+    # baselines beside them: PCA and first-k once per k, the random projection once per seed
+    # (PCA stops at the rank of the train features: random weights on 180 images give a low rank)
+    kinds = sorted(p.kind for p in a.curve if p.kind not in ("random", "pca"))
+    assert kinds == ["first_k"] * 3 + ["random_projection"] * 5
+    pca = [b.k for b in a.baselines if b.kind == "pca"]
+    assert pca[0] == 26 and pca == sorted(set(pca)) and pca[-1] < 180
+    assert all(p.cka_pair is not None and p.cka_debiased is None for p in random)
+    assert all(s.ci_low is not None and s.ci_low <= s.accuracy_mean <= s.ci_high for s in a.summary)
     assert len(a.recommendations) == 2 and a.recommendations[0].delta == 0.05
     assert set(a.timings) == {"load_model", "load_data", "extract", "probe", "advise"}
     data = a.model_dump(mode="json", by_alias=True)
@@ -76,3 +87,22 @@ def test_should_stop_cancels_between_steps(tmp_path: Path, stop_after: int) -> N
     with pytest.raises(Cancelled):
         analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path), should_stop=should_stop)
     assert calls["n"] == stop_after + 1  # it stopped at the first "yes"
+
+
+def test_logistic_probe_refinement_and_debiased_cka(tmp_path: Path) -> None:
+    cfg = AnalysisConfig.model_validate(
+        {**TINY, "probe": "logistic", "logistic_epochs": 3, "fractions": [0.02, 0.5, 1.0], "deltas": [0.1],
+         "refine_resolution": 0.05, "cka": "debiased", "baselines": []}
+    )
+    r = analyze(cfg, Runtime(cache_dir=tmp_path / "c", data_root=tmp_path))
+    assert r.probe == "logistic" and r.baselines == []
+    random = [p for p in r.curve if p.kind == "random"]
+    assert all(p.lam == cfg.logistic_weight_decay for p in random)
+    assert all(p.cka_debiased is not None for p in random)
+    refined = [p for p in r.curve if p.kind == "refinement"]
+    rec = r.recommendations[0]
+    if rec.met_below_full and rec.k > 10:  # the grid bracket (10, 256] was wide enough to bisect
+        assert refined and all(10 < p.k < 256 for p in refined)
+        assert len({p.k for p in refined}) == len(refined) // cfg.seeds
+    assert rec.holds_ci_lower is not None and rec.ci_low is not None
+    assert rec.holds_worst_seed == (rec.worst_seed_accuracy >= rec.threshold - 1e-12)
