@@ -18,12 +18,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
-# The main job: the bundled ImageNet EfficientNet-Lite0 on scikit-learn's digits, offline.
+# The main job through the service: embedded API + worker (SQLite, no Postgres or Redis), the bundled
+# ImageNet EfficientNet-Lite0 on scikit-learn's digits, progress while polling, then the advice.
+demo: setup
+	bash scripts/demo.sh
+
+# The same analysis with the engine alone, no service: the curve table and the advice.
 analyze: setup
 	HF_HUB_OFFLINE=1 $(BIN)/advisor analyze --model tf_efficientnet_lite0 --weights bundled --dataset digits \
-		--delta 0.01 --delta 0.05 --delta-mode absolute --out advisor-report.json
-
-demo: analyze
+		--delta 0.01 --delta 0.05 --delta-mode absolute --out advisor-report.json --plot advisor-report.png
 
 test: setup
 	bash scripts/services.sh
@@ -33,4 +36,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache advisor-report.json
+	rm -rf $(VENV) .pytest_cache .ruff_cache advisor-report.json advisor-report.png
