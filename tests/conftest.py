@@ -9,7 +9,14 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+def _shared_data() -> Path:
+    """Real data subsets: $ADVISOR_SHARED_DATA, else ../shared/data beside the checkout, else /work/shared/data."""
+    candidates = [Path(p) for p in [os.environ.get("ADVISOR_SHARED_DATA", "")] if p]
+    candidates += [Path(__file__).resolve().parents[1].parent / "shared" / "data", Path("/work/shared/data")]
+    return next((c for c in candidates if (c / "cifar10.npz").is_file()), candidates[0])
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture
