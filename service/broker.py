@@ -16,6 +16,10 @@ class Broker:
 
         self.settings = settings
         self.celery = make_celery(settings)
+        # kombu keeps one connection pool per broker URL per process (`kombu.pools.connections`), and a
+        # Celery app's default `pool` is that shared one: closing it would break every other Broker on the
+        # same URL in this process (a second app, a maintenance round, tests). Each Broker owns its pool.
+        self.celery._pool = self.celery.connection_for_write().Pool(limit=self.celery.conf.broker_pool_limit)
 
     def enqueue(self, job_id: str) -> None:
         from workers.celery_app import RUN_JOB

@@ -48,7 +48,12 @@ def as_utc(t: dt.datetime | None) -> dt.datetime | None:
 def job_links(job_id: str) -> JobLinks:
     base = f"/v1/jobs/{job_id}"
     return JobLinks(
-        self=base, result=f"{base}/result", recommendation=f"{base}/recommendation", cancel=f"{base}/cancel"
+        self=base,
+        result=f"{base}/result",
+        recommendation=f"{base}/recommendation",
+        cancel=f"{base}/cancel",
+        plot_png=f"{base}/plot.png",
+        plot_svg=f"{base}/plot.svg",
     )
 
 
@@ -378,15 +383,18 @@ def recommend_for(
 
 
 def stored_intervals(report: dict[str, Any]) -> dict[int, tuple[float, float]] | None:
-    """The bootstrap intervals by k that the engine stored in the report's summary (if any)."""
-    out: dict[int, tuple[float, float]] = {}
-    for s in report.get("summary") or []:
-        if s.get("kind", "random") != "random":
-            continue
-        lo, hi = s.get("ci_low"), s.get("ci_high")
-        if lo is not None and hi is not None:
-            out[int(s["k"])] = (float(lo), float(hi))
-    return out or None
+    """The bootstrap intervals by k that the engine stored in the report's summary (if any), read with
+    the engine's own `intervals_from_summary`. Only the random-subset summary counts (the baselines live
+    in `report["baselines"]`); a summary written before `kind` existed is random."""
+    from redundancy.advice import intervals_from_summary
+    from redundancy.report import FractionSummary
+
+    summary = [
+        FractionSummary.model_validate(s)
+        for s in report.get("summary") or []
+        if s.get("kind", "random") == "random"
+    ]
+    return intervals_from_summary(summary) or None
 
 
 def latest_succeeded(session: Session, owner: str, model: str, dataset: str, weights: str | None) -> Job | None:

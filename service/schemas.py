@@ -28,15 +28,87 @@ SMALL_JOB_EXAMPLE: dict[str, Any] = {
     "delta_mode": "relative",
 }
 
+LOGISTIC_JOB_EXAMPLE: dict[str, Any] = {
+    "model": {"name": "resnet18", "weights": "random"},
+    "dataset": {"spec": "digits", "max_train": 200, "max_test": 100},
+    "image_size": 32,
+    "fractions": [0.1, 0.5, 1.0],
+    "seeds": 2,
+    "probe": "logistic",
+    "logistic_epochs": 10,
+    "logistic_lr": 0.1,
+    "logistic_weight_decay": 0.0005,
+    "logistic_batch_size": 256,
+    "baselines": ["pca", "first_k", "random_projection"],
+    "cka": "debiased",
+    "refine_resolution": 0.01,
+    "bootstrap": 500,
+    "ci_level": 0.95,
+    "deltas": [0.01, 0.05],
+}
+
+# Per-field documentation for the OpenAPI schema of `JobCreate`. Validation is the engine's own
+# (`JobCreate` *is* an `AnalysisConfig`); this only adds examples and fills in missing descriptions.
+FIELD_DOCS: dict[str, dict[str, Any]] = {
+    "layer": {"examples": ["layer4", None]},
+    "image_size": {"examples": [32, 224]},
+    "fractions": {
+        "description": "Neuron fractions to probe, each in (0, 1]; 1.0 is always added. Default: the paper's "
+        "14-fraction grid.",
+        "examples": [[0.01, 0.05, 0.1, 0.5, 1.0]],
+    },
+    "seeds": {"examples": [5]},
+    "probe": {
+        "description": "Linear probe trained on each neuron subset: `ridge` (closed form, λ chosen on the "
+        "validation split) or `logistic` (softmax regression trained by SGD; see `logistic_*`).",
+        "examples": ["ridge", "logistic"],
+    },
+    "deltas": {"description": "Tolerated accuracy losses δ, each in [0, 1).", "examples": [[0.01, 0.05, 0.1]]},
+    "delta_mode": {
+        "description": "`relative`: a fraction must reach (1 − δ)·acc(1); `absolute`: acc(1) − δ.",
+        "examples": ["relative"],
+    },
+    "criterion": {
+        "description": "`mean`: the seed-mean accuracy must reach the threshold; `worst_seed`: every seed must.",
+        "examples": ["mean"],
+    },
+    "seed": {"examples": [0]},
+    "val_fraction": {"examples": [0.1]},
+    "batch_size": {"description": "Feature-extraction batch size.", "examples": [64]},
+    "baselines": {"examples": [["pca", "first_k", "random_projection"], []]},
+    "cka": {"examples": ["biased", "debiased"]},
+    "refine_resolution": {"examples": [0.005, None]},
+    "bootstrap": {"examples": [1000, 0]},
+    "ci_level": {"description": "Confidence level of the bootstrap intervals, in (0.5, 1).", "examples": [0.95]},
+    "logistic_epochs": {"description": "Logistic probe only: training epochs.", "examples": [30]},
+    "logistic_lr": {"description": "Logistic probe only: learning rate, in (0, 10].", "examples": [0.1]},
+    "logistic_weight_decay": {
+        "description": "Logistic probe only: L2 weight decay, in [0, 1] (reported as the point's `lam`).",
+        "examples": [0.0005],
+    },
+    "logistic_batch_size": {"description": "Logistic probe only: minibatch size.", "examples": [256]},
+}
+
+
+def _document_fields(schema: dict[str, Any]) -> None:
+    props = schema.get("properties", {})
+    for name, docs in FIELD_DOCS.items():
+        prop = props.get(name)
+        if prop is None:
+            continue
+        prop.setdefault("examples", docs.get("examples"))
+        if "description" in docs:
+            prop.setdefault("description", docs["description"])
+    schema["examples"] = [DEMO_JOB, SMALL_JOB_EXAMPLE, LOGISTIC_JOB_EXAMPLE]
+
 
 class JobCreate(AnalysisConfig):
-    """An analysis to run: the engine's `AnalysisConfig`. Omitted fields take the engine's defaults
-    (the paper's 14-fraction grid, 5 seeds, ridge probes, δ ∈ {0.01, 0.05, 0.1} relative)."""
+    """An analysis to run: the engine's `AnalysisConfig`, field for field, validated by the engine's own
+    rules. Omitted fields take the engine's defaults (the paper's 14-fraction grid, 5 seeds, ridge probes,
+    δ ∈ {0.01, 0.05, 0.1} relative, all three baselines, biased CKA, 1000 bootstrap resamples, no
+    refinement)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [DEMO_JOB, SMALL_JOB_EXAMPLE]},
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_fields)
 
 
 class JobError(BaseModel):
@@ -50,6 +122,8 @@ class JobLinks(BaseModel):
     result: str
     recommendation: str
     cancel: str
+    plot_png: str
+    plot_svg: str
 
 
 class JobOut(BaseModel):
@@ -92,6 +166,8 @@ class JobOut(BaseModel):
                         "result": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/result",
                         "recommendation": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/recommendation",
                         "cancel": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/cancel",
+                        "plot_png": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/plot.png",
+                        "plot_svg": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/plot.svg",
                     },
                 }
             ]

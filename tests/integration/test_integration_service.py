@@ -192,3 +192,86 @@ def test_lost_message_is_requeued_and_runs(client, wait, settings, small_job):
     finally:
         broker.close()
     assert wait(client, job["id"], TERMINAL, timeout=120)["status"] == "succeeded"
+
+
+def test_logistic_job_with_baselines_refinement_and_plots(client, wait, small_job):
+    """The engine's newer options through the real worker and Postgres (JSONB) storage."""
+    body = {**small_job, "probe": "logistic", "logistic_epochs": 2, "baselines": ["pca", "first_k"],
+            "cka": "debiased", "refine_resolution": 0.1, "bootstrap": 200, "seeds": 2}
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    job = wait(client, job_id, TERMINAL, timeout=240)
+    assert job["status"] == "succeeded", job
+    report = Report.model_validate(client.get(f"/v1/jobs/{job_id}/result").json())
+    assert report.probe == "logistic" and report.config.refine_resolution == 0.1
+    kinds = {p.kind for p in report.curve}
+    assert {"random", "pca", "first_k"} <= kinds <= {"random", "refinement", "pca", "first_k"}
+    assert {b.kind for b in report.baselines} == {"pca", "first_k"}
+    assert all(p.cka_debiased is not None for p in report.curve if p.kind == "random")
+    intervals = intervals_from_summary(report.summary)
+    assert intervals
+    for stored in report.recommendations:
+        assert stored == recommend(report.curve, report.dataset.classes, report.model.d, stored.delta,
+                                   stored.mode, stored.criterion, intervals=intervals)
+    for delta in (0.01, 0.3):
+        got = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": delta}).json()
+        want = recommend(report.curve, report.dataset.classes, report.model.d, delta, "relative", "mean",
+                         intervals=intervals).model_dump(mode="json", by_alias=True)
+        assert {k: got[k] for k in want} == want
+    png = client.get(f"/v1/jobs/{job_id}/plot.png")
+    assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    svg = client.get(f"/v1/jobs/{job_id}/plot.svg", params={"delta": [0.01, 0.3]})
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    import xml.etree.ElementTree as ET
+
+    assert ET.fromstring(svg.content).tag.endswith("svg")
+
+
+def test_every_curve_point_field_round_trips_through_postgres(settings, client):
+    """store_report → curve_of on Postgres (JSONB `extra`) gives back exactly the engine's points."""
+    import datetime as dt
+
+    from redundancy.report import CurvePoint
+    from service.db.models import Job, JobResult
+    from service.db.session import session_scope
+    from service.jobs import curve_of, store_report
+
+    curve = [
+        CurvePoint(fraction=0.1, k=5, seed=0, accuracy=0.1234567890123, per_class_accuracy=[0.1, 0.2], cka=0.3,
+                   lam=1e-3, kind="random", cka_pair=0.987654321, cka_debiased=-0.0123),
+        CurvePoint(fraction=0.15, k=8, seed=1, accuracy=0.5, per_class_accuracy=[0.5, 0.5], cka=0.4,
+                   lam=None, kind="refinement", cka_pair=None, cka_debiased=0.41),
+        CurvePoint(fraction=0.1, k=5, seed=0, accuracy=0.6, per_class_accuracy=[0.6, 0.6], cka=0.7,
+                   kind="random_projection"),
+        CurvePoint(fraction=1.0, k=50, seed=0, accuracy=0.9, per_class_accuracy=[0.9, 0.9], cka=1.0,
+                   lam=2.5, kind="random", cka_pair=1.0, cka_debiased=1.0),
+    ]
+
+    class _Report:
+        class model:  # noqa: N801
+            d = 50
+
+        class dataset:  # noqa: N801
+            classes = ["a", "b"]
+
+        full_accuracy = 0.9
+
+        @staticmethod
+        def model_dump(**_: object) -> dict:
+            return {"curve": [p.model_dump(mode="json") for p in curve], "recommendations": []}
+
+    job_id = str(uuid.uuid4())
+    with session_scope(settings.db_url) as s:
+        s.add(Job(id=job_id, owner="round-trip", status="succeeded", progress=1.0, request={}, config_hash="x",
+                  model_name="m", dataset_spec="d", cancel_requested=False, enqueue_count=0, attempts=1,
+                  created_at=dt.datetime.now(dt.UTC)))
+        s.flush()
+        store_report(s, job_id, _Report)
+    try:
+        with session_scope(settings.db_url) as s:
+            assert s.get_bind().dialect.name == "postgresql"
+            assert curve_of(s, job_id) == curve
+    finally:
+        with session_scope(settings.db_url) as s:
+            s.delete(s.get(JobResult, job_id))
+            s.execute(sa.text("DELETE FROM curve_points WHERE job_id = :i"), {"i": job_id})
+            s.delete(s.get(Job, job_id))

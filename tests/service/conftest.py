@@ -70,6 +70,7 @@ class FakeEngine:
         self.entered = threading.Event()
         self.raise_: BaseException | None = None
         self.calls = 0
+        self.report_fn: Callable[[AnalysisConfig], Report] = fake_report
 
     def __call__(self, config: AnalysisConfig, runtime: Any = None, progress: Callable | None = None,
                  should_stop: Callable[[], bool] | None = None) -> Report:
@@ -89,7 +90,7 @@ class FakeEngine:
                     while not self.block.wait(0.05):
                         if should_stop and should_stop():
                             raise Cancelled("analysis cancelled")
-        return fake_report(config)
+        return self.report_fn(config)
 
 
 class Harness:

@@ -14,6 +14,7 @@ from service.api.deps import EnqueueDep, OwnerDep, SessionDep
 from service.api.errors import validation_problem
 from service.schemas import (
     DEMO_JOB,
+    LOGISTIC_JOB_EXAMPLE,
     SMALL_JOB_EXAMPLE,
     JobCreate,
     JobList,
@@ -51,6 +52,10 @@ def submit_job(
                     "value": DEMO_JOB,
                 },
                 "small": {"summary": "A few-seconds CPU job (random weights)", "value": SMALL_JOB_EXAMPLE},
+                "logistic": {
+                    "summary": "Logistic probes, all baselines, debiased CKA, refinement and bootstrap CIs",
+                    "value": LOGISTIC_JOB_EXAMPLE,
+                },
             }
         ),
     ],
@@ -210,3 +215,65 @@ def check_delta(delta: float | None, job_deltas: list[float]) -> float:
     if not (0.0 <= delta < 1.0) or delta != delta:
         raise validation_problem("delta", f"{delta} is outside [0, 1)", "query")
     return float(delta)
+
+
+PLOT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
+PlotDeltas = Annotated[
+    list[float] | None,
+    Query(
+        alias="delta",
+        description="Mark f* for this δ (repeatable: `?delta=0.01&delta=0.05`); default: the job's own δs.",
+        examples=[[0.01, 0.05]],
+    ),
+]
+
+
+def _plot(job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: str,
+          deltas: list[float] | None) -> Response:
+    from redundancy.plots import render
+
+    job = crud.get_job(session, job_id, owner)
+    wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
+    report = crud.load_report(session, job)
+    body = render(report, fmt, deltas=wanted)
+    return Response(
+        content=body,
+        media_type=PLOT_MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'inline; filename="redundancy-{job.id}.{fmt}"'},
+    )
+
+
+def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
+    return {
+        200: {
+            "content": {PLOT_MEDIA_TYPES[fmt]: ({"schema": {"type": "string", "format": "binary"}}
+                                                if fmt == "png" else {"schema": {"type": "string"}})},
+            "description": f"The stored report rendered as {fmt.upper()}: accuracy (random subsets ± std, "
+            "refinement probes, baselines, δ band and f*), CKA and per-class Gini against the fraction.",
+        },
+        404: {**PROBLEM, "description": "No such job"},
+        409: {**PROBLEM, "description": "Not succeeded (yet): queued, running, failed or cancelled"},
+        422: {**PROBLEM, "description": "δ out of range"},
+    }
+
+
+@router.get(
+    "/{job_id}/plot.png",
+    response_class=Response,
+    summary="Plot of the stored result (PNG)",
+    responses=_plot_responses("png"),
+)
+def get_plot_png(job_id: JobId, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None) -> Response:
+    """Rendered from the stored report with `redundancy.plots.render`; no probe is recomputed."""
+    return _plot(job_id, "png", session, owner, delta)
+
+
+@router.get(
+    "/{job_id}/plot.svg",
+    response_class=Response,
+    summary="Plot of the stored result (SVG)",
+    responses=_plot_responses("svg"),
+)
+def get_plot_svg(job_id: JobId, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None) -> Response:
+    """Rendered from the stored report with `redundancy.plots.render`; text stays text in the SVG."""
+    return _plot(job_id, "svg", session, owner, delta)
