@@ -19,7 +19,7 @@ from PIL import Image
 from redundancy.datasets.base import ImageSplit
 from redundancy.errors import Cancelled
 from redundancy.models.layers import FeatureExtractor
-from redundancy.stats import GramStats
+from redundancy.stats import GramAccumulator, GramStats
 
 # Bump when anything that changes extracted features changes in this code.
 FEATURES_VERSION = "1"
@@ -115,25 +115,25 @@ def extract(
             if progress is not None:
                 progress(done / total)
 
-    stats: GramStats | None = None
+    acc: GramAccumulator | None = None
     kept: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
 
     def keep(name: str) -> Callable[[torch.Tensor, torch.Tensor], None]:
         def on_batch(feats: torch.Tensor, labels: torch.Tensor) -> None:
-            nonlocal stats
+            nonlocal acc
             if name == "train":
-                if stats is None:
-                    stats = GramStats.empty(feats.shape[1], num_classes)
-                stats.update(feats, labels)
+                if acc is None:
+                    acc = GramAccumulator(feats.shape[1], num_classes, device=feats.device)
+                acc.update(feats, labels)
             kept[name].append(feats.cpu().numpy())
 
         return on_batch
 
     for name, split in (("train", train), ("val", val), ("test", test)):
         run(split, keep(name))
-    assert stats is not None
+    assert acc is not None
     return Features(
-        stats=stats,
+        stats=acc.result(),
         x_train=np.concatenate(kept["train"]).astype(np.float32),
         y_train=train.labels.copy(),
         x_val=np.concatenate(kept["val"]).astype(np.float32),

@@ -48,16 +48,18 @@ class GramStats:
         return int(self.class_counts.shape[0])
 
     def update(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> None:
-        """Add a batch of rows. Accepts numpy or torch (any device); sums in float64."""
-        xt = torch.as_tensor(x).to(torch.float64)
-        yt = torch.as_tensor(y).to(device=xt.device, dtype=torch.long)
-        self.n += int(xt.shape[0])
-        self.total += xt.sum(0).cpu().numpy()
-        self.gram += (xt.T @ xt).cpu().numpy()
-        sums = torch.zeros((self.num_classes, xt.shape[1]), dtype=torch.float64, device=xt.device)
-        sums.index_add_(0, yt, xt)
-        self.class_sums += sums.cpu().numpy()
-        self.class_counts += np.bincount(yt.cpu().numpy(), minlength=self.num_classes)
+        """Add a batch of rows. Accepts numpy or torch (any device); sums in float64.
+
+        For many small batches use `GramAccumulator`, which buffers rows and keeps its sums on the
+        device; this is the same computation for one batch."""
+        acc = GramAccumulator(self.d, self.num_classes, device=torch.as_tensor(x).device)
+        acc.update(x, y)
+        other = acc.result()
+        self.n += other.n
+        self.total += other.total
+        self.gram += other.gram
+        self.class_sums += other.class_sums
+        self.class_counts += other.class_counts
 
     def merge(self, other: GramStats) -> GramStats:
         """The statistics of the union of two disjoint sets of rows."""
@@ -114,6 +116,58 @@ class GramStats:
             gram=np.asarray(a["gram"]),
             class_sums=np.asarray(a["class_sums"]),
             class_counts=np.asarray(a["class_counts"]),
+        )
+
+
+class GramAccumulator:
+    """Streams rows into the float64 sums on the rows' device, in blocks of `block` rows.
+
+    A float64 product per small batch is memory-bound (it rewrites the whole d × d sum); buffering
+    rows and adding in place with `addmm_` makes the pass compute-bound. Nothing leaves the device
+    until `result()`.
+    """
+
+    def __init__(self, d: int, num_classes: int, device: str | torch.device = "cpu", block: int = 4096) -> None:
+        self.device = torch.device(device)
+        opts = {"dtype": torch.float64, "device": self.device}
+        self.n = 0
+        self.total = torch.zeros(d, **opts)
+        self.gram = torch.zeros((d, d), **opts)
+        self.class_sums = torch.zeros((num_classes, d), **opts)
+        self.class_counts = torch.zeros(num_classes, dtype=torch.long, device=self.device)
+        self.block = block
+        self._rows: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._pending = 0
+
+    def update(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> None:
+        xt = torch.as_tensor(x).to(self.device)
+        self._rows.append(xt)
+        self._labels.append(torch.as_tensor(y).to(device=self.device, dtype=torch.long))
+        self._pending += int(xt.shape[0])
+        if self._pending >= self.block:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        x = torch.cat(self._rows).to(torch.float64)
+        y = torch.cat(self._labels)
+        self._rows, self._labels, self._pending = [], [], 0
+        self.n += int(x.shape[0])
+        self.total += x.sum(0)
+        self.gram.addmm_(x.T, x)
+        self.class_sums.index_add_(0, y, x)
+        self.class_counts += torch.bincount(y, minlength=self.class_counts.shape[0])
+
+    def result(self) -> GramStats:
+        self._flush()
+        return GramStats(
+            n=self.n,
+            total=self.total.cpu().numpy(),
+            gram=self.gram.cpu().numpy(),
+            class_sums=self.class_sums.cpu().numpy(),
+            class_counts=self.class_counts.cpu().numpy(),
         )
 
 

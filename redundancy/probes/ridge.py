@@ -56,8 +56,9 @@ class RidgeProber:
         self.gram = torch.as_tensor(problem.gram, **dev)
         self.targets = torch.as_tensor(problem.targets, **dev)
         self.prior = torch.as_tensor(problem.prior, **dev)
-        self.z_val = torch.as_tensor(problem.transform(x_val), **dev)
-        self.z_test = torch.as_tensor(problem.transform(x_test), **dev)
+        # neuron-major (d × n) so that a subset's rows are contiguous gathers
+        self.zt_val = torch.as_tensor(problem.transform(x_val).T.copy(), **dev)
+        self.zt_test = torch.as_tensor(problem.transform(x_test).T.copy(), **dev)
         self.y_val = torch.as_tensor(np.asarray(y_val), device=self.device, dtype=torch.long)
         self.y_test = np.asarray(y_test, dtype=np.int64)
         self.lambdas = torch.as_tensor([a * problem.n for a in alphas], **dev)
@@ -74,8 +75,9 @@ class RidgeProber:
         diagonal g (principal components) is solved elementwise."""
         if self.diagonal:
             return b[None] / (torch.diagonal(g)[None, :, None] + lams[:, None, None])
-        eye = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
-        chol = torch.linalg.cholesky(g[None] + lams[:, None, None] * eye)
+        shifted = g.expand(len(lams), *g.shape).clone()
+        shifted.diagonal(dim1=-2, dim2=-1).add_(lams[:, None])
+        chol = torch.linalg.cholesky(shifted)
         return torch.cholesky_solve(b.expand(len(lams), *b.shape), chol)
 
     def probe(self, subset: np.ndarray, lam: float | None = None) -> ProbeResult:
@@ -85,13 +87,13 @@ class RidgeProber:
         b = self.targets[idx]
         if lam is None:
             w_all = self._solve(g, b, self.lambdas)  # (L, k, C)
-            scores = self.z_val[:, idx] @ w_all + self.prior  # (L, n_val, C)
+            scores = self.zt_val[idx].T @ w_all + self.prior  # (L, n_val, C)
             acc = (scores.argmax(-1) == self.y_val).double().mean(-1)
             best = int(torch.nonzero(acc == acc.max()).max())  # ties go to the larger (more regularised) λ
             lam, w = float(self.lambdas[best]), w_all[best]
         else:
             w = self._solve(g, b, torch.as_tensor([lam], dtype=g.dtype, device=g.device))[0]
-        scores = self.z_test[:, idx] @ w + self.prior
+        scores = self.zt_test[idx].T @ w + self.prior
         pred = scores.argmax(1).cpu().numpy()
         return ProbeResult(
             accuracy=float((pred == self.y_test).mean()),

@@ -36,3 +36,20 @@ def test_standardised_quantities_equal_explicit_ones() -> None:
     np.testing.assert_allclose(p.targets, z.T @ yc, rtol=1e-9, atol=1e-8)
     np.testing.assert_allclose(p.prior, np.bincount(y, minlength=4) / 200)
     assert np.all(np.isfinite(p.gram))
+
+
+def test_accumulator_buffers_small_batches_into_the_same_sums() -> None:
+    from redundancy.stats import GramAccumulator
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1000, 16)) + 2
+    y = rng.integers(0, 5, size=1000)
+    acc = GramAccumulator(16, 5, block=100)  # 64-row batches flushed every 128 rows
+    for i in range(0, 1000, 64):
+        acc.update(torch.as_tensor(x[i : i + 64]), torch.as_tensor(y[i : i + 64]))
+    got, want = acc.result(), GramStats.from_features(x, y, 5)
+    assert got.n == 1000
+    np.testing.assert_allclose(got.gram, x.T @ x, rtol=1e-12)
+    np.testing.assert_allclose(got.total, x.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(got.class_sums, want.class_sums, rtol=1e-12)
+    np.testing.assert_array_equal(got.class_counts, np.bincount(y, minlength=5))
