@@ -70,15 +70,6 @@ PAPER_ROWS: dict[str, list[tuple[str, float, float, float, float, float, float, 
 PAPER_CKA: dict[float, float] = {0.01: 0.145, 0.1: 0.62, 0.2: 0.78, 0.5: 0.92, 0.9: 0.994}
 
 
-# Measured once, by hand, not by this run: the cold extraction that filled the feature cache for the full
-# configurations (224 px, same machine, loaded by other jobs), stage `extract` of `Report.timings`.
-COLD_EXTRACTION = (
-    "When the cache was filled (same configurations and machine, 2026-11-26, under load from other jobs; "
-    "copied by hand from that run's `timings`), extraction took 783 s for CIFAR-10 (3,500 images), 389 s "
-    "for Flowers-102 (2,040) and 432 s for digits (1,797): 27 min, about 4.6 images/s."
-)
-
-
 @dataclass
 class DataSpec:
     key: str
@@ -737,7 +728,7 @@ def write_markdown(results: list[Result], s: Settings, out: Path, command: str, 
                                   "the numbers are the run's." if rendered_by else ""),
         f"- Wall time of this run: {wall:.0f} s ({wall / 60:.1f} min) on the shared machine. Features are cached "
         "under the feature-cache directory; a rerun with the same settings skips extraction (column *cached* below; "
-        "on a cold run *extract s* is the extraction time). " + (COLD_EXTRACTION if not s.quick else ""),
+        "on a cold run *extract s* is the extraction time). ",
         f"- Model: `{MODEL}`, bundled ImageNet weights "
         f"(`{results[0].ridge.model.weights_identity}`), layer `{results[0].ridge.model.layer}` "
         f"({results[0].ridge.model.layer_pooling}), d = {results[0].ridge.model.d}, input "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -32,6 +33,14 @@ BASELINE_STYLE: dict[str, tuple[str, str, str]] = {  # kind → (label, colour, 
 _RANDOM = "random"
 _REFINE = ("refinement", "refine")
 _DELTA_COLOURS = ("tab:red", "tab:orange", "tab:olive", "tab:cyan", "tab:pink")
+
+
+def _short_spec(spec: str | None) -> str | None:
+    """`npz:/some/where/cifar10.npz` → `npz:cifar10.npz`: no machine paths in a figure."""
+    if not spec or ":" not in spec:
+        return spec
+    scheme, _, path = spec.partition(":")
+    return f"{scheme}:{Path(path).name or path}"
 
 
 def _as_dict(report: Any) -> dict[str, Any]:
@@ -107,7 +116,8 @@ def build_figure(report: Any, deltas: list[float] | None = None) -> Figure:
     fig = Figure(figsize=(7.5, 10.0), layout="constrained")
     ax_acc, ax_cka, ax_gini = fig.subplots(3, 1, sharex=True)
     title = " · ".join(
-        str(x) for x in ((rep.get("model") or {}).get("name"), (rep.get("dataset") or {}).get("spec")) if x
+        str(x) for x in ((rep.get("model") or {}).get("name"), _short_spec((rep.get("dataset") or {}).get("spec")))
+        if x
     )
     if title:
         fig.suptitle(title)
