@@ -129,8 +129,7 @@ def format_report(report: Report) -> str:
         f"dataset  {ds.spec}  classes={len(ds.classes)}  "
         + "  ".join(f"{k}={v}" for k, v in ds.sizes.items()),
     ]
-    if m.weights_random:
-        lines.append("WARNING  the weights were RANDOM: these numbers say nothing about a trained model.")
+    lines += [f"WARNING  {w}" for w in report.warnings]
     lines += ["", f"probe: {report.probe}", "",
               f"{'fraction':>9} {'k':>6} {'seeds':>5} {'accuracy':>9} {'± std':>7} {'worst':>7} "
               f"{'95% CI':>15} {'CKA':>6} {'CKA pair':>8}"]

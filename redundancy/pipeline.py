@@ -29,6 +29,7 @@ from redundancy.report import (
     CurvePoint,
     DatasetInfo,
     Environment,
+    FractionSummary,
     ModelInfo,
     Report,
     SkippedFraction,
@@ -204,6 +205,7 @@ def analyze(
         baselines = [b for kind in config.baselines for b in summarize(curve, kinds=(kind,))]
 
     return Report(
+        warnings=_warnings(loaded, features, data, full.accuracy_mean, summary),
         config=config,
         model=ModelInfo(
             name=loaded.name,
@@ -239,6 +241,31 @@ def analyze(
             feature_cache_hit=cache_hit,
         ),
     )
+
+
+def _warnings(
+    loaded: LoadedModel, features: Features, data: PreparedData, full_accuracy: float,
+    summary: list[FractionSummary],
+) -> list[str]:
+    """What a reader of the numbers should know: random weights, too little data for the width."""
+    out = []
+    if loaded.weights_random:
+        out.append("the weights were random (a test setting): these numbers say nothing about a trained model")
+    n, d, c = features.stats.n, features.d, len(data.dataset.classes)
+    if n < d:
+        out.append(
+            f"{n} training rows for {d} neurons: the full-layer probe can overfit and the λ choice on "
+            f"{len(features.y_val)} validation images is noisy, which moves every ratio to the full layer"
+        )
+    if len(features.y_val) < 5 * c:
+        out.append(f"only {len(features.y_val)} validation images for {c} classes: the λ choice is noisy")
+    better = [s for s in summary if s.k < d and s.accuracy_mean > full_accuracy + 0.01]
+    if better:
+        out.append(
+            f"subsets beat the full layer by more than 1 point (e.g. k = {better[0].k}: "
+            f"{better[0].accuracy_mean:.4f} vs {full_accuracy:.4f}); recommendations are relative to a noisy baseline"
+        )
+    return out
 
 
 @dataclass

@@ -144,3 +144,6 @@ class Report(BaseModel):
     recommendations: list[Recommendation]
     timings: dict[str, float] = Field(description="Seconds per stage.")
     environment: Environment
+    warnings: list[str] = Field(
+        default_factory=list, description="Conditions that make these numbers less trustworthy, in words."
+    )

@@ -21,7 +21,7 @@ def test_success_prints_the_table_and_writes_report_and_plot(tmp_path: Path, cap
                  "--out", str(out), "--plot", str(plot)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "WARNING  the weights were RANDOM" in text
+    assert "WARNING  the weights were random" in text
     assert "fraction" in text and "full-layer accuracy" in text and "baselines (ridge)" in text
     report = Report.model_validate(json.loads(out.read_text()))
     assert [r.delta for r in report.recommendations] == [0.05, 0.2]

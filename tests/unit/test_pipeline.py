@@ -40,6 +40,8 @@ def test_same_config_gives_same_numbers_and_a_complete_report(tmp_path: Path) ->
     assert all(p.cka_pair is not None and p.cka_debiased is None for p in random)
     assert all(s.ci_low is not None and s.ci_low <= s.accuracy_mean <= s.ci_high for s in a.summary)
     assert len(a.recommendations) == 2 and a.recommendations[0].delta == 0.05
+    assert any("weights were random" in w for w in a.warnings)
+    assert any("180 training rows for 512 neurons" in w for w in a.warnings)
     assert set(a.timings) == {"load_model", "load_data", "extract", "probe", "advise"}
     data = a.model_dump(mode="json", by_alias=True)
     for key in ("config", "model", "dataset", "full_accuracy", "curve", "recommendations", "timings", "environment"):
