@@ -22,19 +22,14 @@ from typing import Any
 
 import pytest
 
+from service.schemas import SMALL_JOB_EXAMPLE
+
 PG_ADMIN = os.environ.get("ADVISOR_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("ADVISOR_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
 REDIS_DB = int(os.environ.get("ADVISOR_TEST_REDIS_DB", "13"))
 ROOT = Path(__file__).resolve().parents[2]
 
-SMALL_JOB: dict[str, Any] = {
-    "model": {"name": "resnet18", "weights": "random"},
-    "dataset": {"spec": "digits", "max_train": 300, "max_test": 100},
-    "image_size": 32,
-    "fractions": [0.1, 0.5, 1.0],
-    "seeds": 2,
-    "deltas": [0.01, 0.05],
-}
+SMALL_JOB: dict[str, Any] = SMALL_JOB_EXAMPLE  # random weights, digits at 32 px: seconds per job
 
 
 def _pg_reachable() -> str | None:

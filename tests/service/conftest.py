@@ -7,6 +7,7 @@ engine's pure functions. The real engine runs in tests/integration.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from service.core.config import Settings
 from service.db import migrate
 from service.db.session import dispose_all
 from service.main import create_app
+from service.schemas import SMALL_JOB_EXAMPLE
 from workers.runner import execute_job
 
 CLASSES = ["a", "b", "c"]
@@ -125,14 +127,7 @@ class Harness:
 
 
 def small_job(**over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": {"name": "resnet18", "weights": "random"},
-        "dataset": {"spec": "digits", "max_train": 300, "max_test": 100},
-        "image_size": 32,
-        "fractions": [0.1, 0.5, 1.0],
-        "seeds": 2,
-        "deltas": [0.01, 0.05],
-    }
+    body: dict[str, Any] = copy.deepcopy(SMALL_JOB_EXAMPLE)
     body.update(over)
     return body
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
 
 
-def test_validation_quick_writes_markdown_and_plots(tmp_path: Path) -> None:
-    if not ((DATA / "cifar10.npz").is_file() and (DATA / "flowers102_64.npz").is_file()):
-        pytest.skip(f"real CIFAR-10/Flowers-102 subsets not present at {DATA} (../shared/data is absent here)")
+def test_validation_quick_writes_markdown_and_plots(tmp_path: Path, shared_data: Path) -> None:
+    DATA = shared_data
+    if not (DATA / "flowers102_64.npz").is_file():
+        pytest.skip(f"real Flowers-102 subset not present at {DATA}")
     pytest.importorskip("sklearn", reason="the digits data set needs scikit-learn")
     out = tmp_path / "docs"
     proc = subprocess.run(
