@@ -135,7 +135,8 @@ class FeatureCKA:
         return xty - n / (n - 2) * rr + nx * ny / ((n - 1) * (n - 2))
 
     def pair(self, s: np.ndarray | None, t: np.ndarray | None, debiased: bool = False) -> float:
-        """CKA between the neurons `s` and `t` (None: the whole layer)."""
+        """CKA between the neurons `s` and `t` (None: the whole layer); NaN when it is undefined
+        (a side with no variance, e.g. only dead neurons, or a non-positive debiased HSIC)."""
         si, ti = self._idx(s), self._idx(t)
         xy, xs, ys = self._terms(si, ti), self._terms(si, si), self._terms(ti, ti)
         if debiased:
@@ -144,7 +145,7 @@ class FeatureCKA:
         else:
             num, den_sq = xy[0], xs[0] * ys[0]
         if den_sq <= 0.0:
-            return 0.0
+            return float("nan")
         return float(num / np.sqrt(den_sq))
 
     def part_whole(self, s: np.ndarray, debiased: bool = False) -> float:

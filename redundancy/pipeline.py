@@ -336,8 +336,8 @@ def run_probes(
                 CurvePoint(
                     fraction=fraction, k=k, seed=seed, accuracy=r.accuracy,
                     per_class_accuracy=r.per_class_accuracy.tolist(), cka=gram_cka(subset), lam=r.lam,
-                    kind=kind, cka_pair=test_cka.subset_subset(k, seed, config.seed, debiased=debiased),
-                    cka_debiased=test_cka.part_whole(subset, debiased=True) if debiased else None,
+                    kind=kind, cka_pair=_defined(test_cka.subset_subset(k, seed, config.seed, debiased=debiased)),
+                    cka_debiased=_defined(test_cka.part_whole(subset, debiased=True)) if debiased else None,
                 )
             )
             if r.correct is not None:
@@ -381,6 +381,11 @@ def run_probes(
             if u.ci_low is not None and u.ci_high is not None:
                 intervals[k] = (u.ci_low, u.ci_high)
     return ProbeRun(curve=curve, skipped=plan.skipped, intervals=intervals)
+
+
+def _defined(value: float) -> float | None:
+    """An undefined CKA (NaN) is stored as absent, not as a number."""
+    return None if np.isnan(value) else value
 
 
 def _refine(

@@ -91,3 +91,17 @@ def test_independent_pairs_are_seeded_and_can_overlap() -> None:
     assert len(np.intersect1d(s, t)) > 0  # independent draws of half the layer overlap
     full_s, full_t = independent_subset_pair(10, 10, seed=0)
     np.testing.assert_array_equal(full_s, np.arange(10))
+
+
+def test_cka_of_a_subset_without_variance_is_undefined_not_zero() -> None:
+    import math
+
+    from redundancy.cka import FeatureCKA
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6))
+    x[:, :2] = 3.0  # two dead (constant) neurons
+    fc = FeatureCKA(x)
+    assert math.isnan(fc.part_whole(np.array([0, 1])))
+    assert math.isnan(fc.pair(np.array([0]), np.array([1]), debiased=True))
+    assert 0.0 < fc.part_whole(np.array([0, 2])) <= 1.0  # a live neuron makes it defined again
