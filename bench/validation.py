@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -773,8 +774,22 @@ def summary_lines(results: list[Result]) -> list[str]:
 COLOURS = {"cifar10": "tab:blue", "flowers102": "tab:red", "digits": "tab:green"}
 
 
-def save(fig: Figure, path: Path, dpi: int = 100) -> None:
-    fig.savefig(path, dpi=dpi)
+def fraction_axes() -> tuple[Figure, Any]:
+    """A figure with one axis whose x is the fraction of neurons kept, on a log scale."""
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of neurons kept (log scale)")
+    ax.grid(True, which="both", alpha=0.25)
+    return fig, ax
+
+
+def finish(fig: Figure, ax: Any, ylabel: str, title: str, path: Path, legend_size: int = 8) -> Path:
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def figures(results: list[Result], img: Path) -> list[Path]:
@@ -786,26 +801,18 @@ def figures(results: list[Result], img: Path) -> list[Path]:
         paths.append(p)
 
     # (b) retained ratio
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = fraction_axes()
     for r in results:
         xs, ys = zip(*ratio_curve(r.ridge), strict=True)
         ax.plot(xs, ys, marker="o", ms=4, color=COLOURS.get(r.ds.key),
                 label=f"{r.ds.title} ({len(r.ridge.dataset.classes)} classes, full {pct(r.ridge.full_accuracy)}%)")
     for t in (0.9, 0.95, 0.99):
         ax.axhline(t, color="gray", lw=0.7, ls=":")
-    ax.set_xscale("log")
-    ax.set_xlabel("fraction of neurons kept (log scale)")
-    ax.set_ylabel("acc(f) / acc(1)")
-    ax.set_title("Retained accuracy ratio, EfficientNet-Lite0, ridge probes")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    paths.append(img / "validation_ratio.png")
-    save(fig, paths[-1])
+    paths.append(finish(fig, ax, "acc(f) / acc(1)", "Retained accuracy ratio, EfficientNet-Lite0, ridge probes",
+                        img / "validation_ratio.png"))
 
     # (d) CKA
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = fraction_axes()
     for r in results:
         c = COLOURS.get(r.ds.key)
         xs = [s.fraction for s in r.ridge.summary]
@@ -818,48 +825,28 @@ def figures(results: list[Result], img: Path) -> list[Path]:
                     color=c, marker="x", ms=4, ls=":", label=f"{r.ds.title}: subset–subset (test, debiased)")
     ax.scatter(list(PAPER_CKA), list(PAPER_CKA.values()), color="black", marker="*", s=80, zorder=5,
                label="paper: subset–subset, ResNet50, CIFAR-10")
-    ax.set_xscale("log")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("fraction of neurons kept (log scale)")
-    ax.set_ylabel("linear CKA")
-    ax.set_title("CKA against fraction (biased estimator unless marked)")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
-    paths.append(img / "validation_cka.png")
-    save(fig, paths[-1])
+    paths.append(finish(fig, ax, "linear CKA", "CKA against fraction (biased estimator unless marked)",
+                        img / "validation_cka.png", legend_size=7))
 
     # (e) Gini
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = fraction_axes()
     for r in results:
         xs, ys = zip(*gini_rows(r.ridge), strict=True)
         ax.plot(xs, ys, marker="o", ms=4, color=COLOURS.get(r.ds.key), label=r.ds.title)
-    ax.set_xscale("log")
-    ax.set_xlabel("fraction of neurons kept (log scale)")
-    ax.set_ylabel("Gini of per-class accuracy")
-    ax.set_title("Per-class disparity against fraction, ridge probes")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
-    paths.append(img / "validation_gini.png")
-    save(fig, paths[-1])
+    paths.append(finish(fig, ax, "Gini of per-class accuracy", "Per-class disparity against fraction, ridge probes",
+                        img / "validation_gini.png"))
 
     # (f) ridge vs logistic
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = fraction_axes()
     for r in results:
         c = COLOURS.get(r.ds.key)
         ax.plot([s.fraction for s in r.ridge.summary], [s.accuracy_mean for s in r.ridge.summary], color=c,
                 marker="o", ms=4, label=f"{r.ds.title}: ridge")
         ax.plot([s.fraction for s in r.logistic.summary], [s.accuracy_mean for s in r.logistic.summary], color=c,
                 marker="s", ms=4, ls="--", label=f"{r.ds.title}: logistic")
-    ax.set_xscale("log")
-    ax.set_xlabel("fraction of neurons kept (log scale)")
-    ax.set_ylabel("test accuracy (seed mean)")
-    ax.set_title("Ridge against logistic probes on the same subsets")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
-    paths.append(img / "validation_probes.png")
-    save(fig, paths[-1])
+    paths.append(finish(fig, ax, "test accuracy (seed mean)", "Ridge against logistic probes on the same subsets",
+                        img / "validation_probes.png", legend_size=7))
     return paths
 
 
