@@ -233,6 +233,12 @@ def execute_job(
     from redundancy.errors import Cancelled, RedundancyError
 
     monitor = JobMonitor(settings, job_id, attempt)
+
+    def fail(code: str, message: str, field: str | None = None) -> str:
+        _finish(settings, job_id, attempt, status="failed", error_code=code, error_message=message,
+                error_field=field, stage_timings=monitor.timings)
+        return "failed"
+
     try:
         from redundancy import AnalysisConfig
 
@@ -244,17 +250,7 @@ def execute_job(
             )
     except Cancelled:
         if monitor.timed_out:
-            code, message = _classify(_soft_limit_error())
-            _finish(
-                settings,
-                job_id,
-                attempt,
-                status="failed",
-                error_code=code,
-                error_message=message,
-                stage_timings=monitor.timings,
-            )
-            return "failed"
+            return fail(*_classify(_soft_limit_error()))
         _finish(
             settings,
             job_id,
@@ -265,47 +261,20 @@ def execute_job(
         )
         return "cancelled"
     except RedundancyError as exc:
-        _finish(
-            settings,
-            job_id,
-            attempt,
-            status="failed",
-            error_code=exc.code,
-            error_message=exc.message,
-            error_field=exc.field,
-            stage_timings=monitor.timings,
-        )
-        return "failed"
+        return fail(exc.code, exc.message, exc.field)
     except Exception as exc:  # noqa: BLE001 - everything else is our bug or the environment's
-        code, message = _classify(exc)
         log.error("job %s failed: %s", job_id, "".join(traceback.format_exception(exc)))
-        _finish(
-            settings,
-            job_id,
-            attempt,
-            status="failed",
-            error_code=code,
-            error_message=message,
-            stage_timings=monitor.timings,
-        )
-        return "failed"
+        return fail(*_classify(exc))
     if monitor.cancel.is_set() and _was_deleted_or_taken(settings, job_id, attempt):
         return "skipped"
     try:
         stored = _succeed(settings, job_id, attempt, report, monitor.timings)
     except Exception as exc:  # noqa: BLE001 - nothing of the result was committed
         log.error("job %s: storing the result failed: %s", job_id, "".join(traceback.format_exception(exc)))
-        _finish(
-            settings,
-            job_id,
-            attempt,
-            status="failed",
-            error_code="result_write_failed",
-            error_message=f"The analysis finished but its result could not be stored: "
-            f"{type(exc).__name__}: {exc}"[:2000],
-            stage_timings=monitor.timings,
+        return fail(
+            "result_write_failed",
+            f"The analysis finished but its result could not be stored: {type(exc).__name__}: {exc}"[:2000],
         )
-        return "failed"
     return "succeeded" if stored else "skipped"
 
 
