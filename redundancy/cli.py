@@ -1,85 +1,117 @@
-"""`advisor analyze`: one analysis on this machine, a readable table, optionally the JSON report."""
+"""`advisor analyze`: one analysis on this machine, a readable table, optionally the JSON report.
+
+The analysis flags are generated from `AnalysisConfig` (`cli_options`); the rest say where the engine
+runs and where the output goes. Bad input of any kind (a flag's value, the model, weights, dataset or
+layer) is one line per bad field, `advisor: error [field]: reason`, and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from redundancy.config import PAPER_FRACTIONS, AnalysisConfig
+from redundancy.cli_options import (
+    add_config_options,
+    config_from_namespace,
+    error_line,
+    field_of_flag,
+    validation_errors,
+)
+from redundancy.cli_table import format_report
+from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
 from redundancy.pipeline import ProgressEvent, analyze
 from redundancy.report import Report
 from redundancy.runtime import Runtime
 
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+PLOT_FORMATS = (".png", ".svg")
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+DESCRIPTION = """\
+Extract a layer's features once, probe random subsets of its neurons at many fractions and seeds,
+and print the smallest fraction whose accuracy stays within δ of the full layer, with its fairness cost."""
+
+EPILOG = f"""\
+examples:
+  # the bundled offline ImageNet weights on scikit-learn's digits (minutes on 2 CPU cores)
+  advisor analyze --model tf_efficientnet_lite0 --weights bundled --dataset digits \\
+      --delta 0.01 --delta 0.05 --delta-mode absolute --out report.json --plot curve.png
+  # a plumbing check in seconds: random weights, small images, a few fractions
+  advisor analyze --model resnet18 --weights random --dataset digits --max-train 200 --max-test 100 \\
+      --image-size 32 --fractions 0.1,0.5 --seeds 2 --bootstrap 100
+
+exit codes:
+  {EXIT_OK}    success
+  {EXIT_FAILED}    the analysis failed for a reason other than its input (the message says why)
+  {EXIT_BAD_INPUT}    bad input: a flag's value, the model, weights, dataset or layer; one line per bad
+       field, naming every bad value: advisor: error [field]: reason
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+
+
+def _bad_input(field: str, reason: str) -> NoReturn:
+    print(error_line(field, reason), file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _uniform_errors(parser: argparse.ArgumentParser) -> None:
+    """Make argparse's own errors (a flag without its value, an unknown flag) use the one format.
+
+    The analyze parser is created by `service/cli.py`, so these are set on the instance: `error` is
+    argparse's documented hook, and unknown flags are reported here rather than by the top parser."""
+    pattern = re.compile(r"argument ([^:]+): (.*)")
+
+    def error(message: str) -> NoReturn:
+        m = pattern.fullmatch(message)
+        if m:
+            flag = m.group(1).split("/")[-1]
+            _bad_input(field_of_flag(flag), f"{flag}: {m.group(2)}")
+        _bad_input("arguments", message)
+
+    original = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        ns, extra = original(args, namespace)
+        if extra:
+            _bad_input(extra[0], f"unknown argument{'s' if len(extra) > 1 else ''} {' '.join(extra)}; "
+                       "see advisor analyze --help")
+        return ns, extra
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="timm model name, e.g. tf_efficientnet_lite0")
-    p.add_argument("--weights", default="hub", help="hub | bundled | random | PATH (.safetensors/.pth)")
-    p.add_argument("--dataset", required=True, help="digits | npz:PATH | imagefolder:ROOT | cifar10 | ...")
-    p.add_argument("--layer", default=None, help="named module (default: penultimate, pre-logits)")
-    p.add_argument("--max-train", type=int, default=None)
-    p.add_argument("--max-test", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the model's)")
-    p.add_argument("--fractions", type=_floats, default=list(PAPER_FRACTIONS), help="comma-separated, in (0, 1]")
-    p.add_argument("--seeds", type=int, default=5, help="random subsets per fraction")
-    p.add_argument("--probe", default="ridge", choices=["ridge", "logistic"])
-    p.add_argument("--delta", type=float, action="append", dest="deltas", help="tolerated loss; repeatable")
-    p.add_argument("--delta-mode", default="relative", choices=["relative", "absolute"])
-    p.add_argument("--criterion", default="mean", choices=["mean", "worst_seed"])
-    p.add_argument("--baselines", default="pca,first_k,random_projection",
-                   help="comma-separated subset of pca,first_k,random_projection; 'none' for none")
-    p.add_argument("--cka", default="biased", choices=["biased", "debiased"], help="CKA estimator (test features)")
-    p.add_argument("--refine", type=float, default=None, metavar="RES",
-                   help="bisect f* to this resolution (fraction of d, e.g. 0.005)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test set (0: off)")
-    p.add_argument("--logistic-epochs", type=int, default=30)
-    p.add_argument("--logistic-weight-decay", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default ~/.cache/redundancy-advisor)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    p.add_argument("--data-root", type=Path, default=None, help="where torchvision datasets live")
-    p.add_argument("--allow-download", action="store_true", help="let torchvision download datasets")
-    p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
-    p.add_argument("--plot", type=Path, default=None, help="render the curves to this .png or .svg")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    """The analysis flags (from `AnalysisConfig`), the runtime and output flags, help and errors."""
+    p.description, p.epilog = DESCRIPTION, EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_options(p.add_argument_group("analysis (each flag is a field of AnalysisConfig)"))
+    rt = Runtime()
+    g = p.add_argument_group("where it runs and what it writes")
+    g.add_argument("--device", default=rt.device, help=f"auto | cpu | cuda | cuda:N (default: {rt.device})")
+    g.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                   help=f"feature cache (default: {rt.cache_dir})")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache (default: off)")
+    g.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                   help=f"where torchvision datasets live (default: {rt.data_root})")
+    g.add_argument("--allow-download", action="store_true",
+                   help="let torchvision download datasets (default: off)")
+    g.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write the JSON report here (default: none)")
+    g.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                   help="render the curves to this .png or .svg (default: none)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    _uniform_errors(p)
 
 
 def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
-    fields: dict[str, object] = {
-        "model": {"name": args.model, "weights": args.weights},
-        "dataset": {"spec": args.dataset, "max_train": args.max_train, "max_test": args.max_test},
-        "layer": args.layer,
-        "image_size": args.image_size,
-        "fractions": args.fractions,
-        "seeds": args.seeds,
-        "probe": args.probe,
-        "delta_mode": args.delta_mode,
-        "criterion": args.criterion,
-        "seed": args.seed,
-        "batch_size": args.batch_size,
-        "baselines": [] if args.baselines.strip() in ("", "none") else args.baselines.split(","),
-        "cka": args.cka,
-        "refine_resolution": args.refine,
-        "bootstrap": args.bootstrap,
-        "logistic_epochs": args.logistic_epochs,
-        "logistic_weight_decay": args.logistic_weight_decay,
-    }
-    if args.deltas:
-        fields["deltas"] = args.deltas
-    return AnalysisConfig.model_validate(fields)
+    """The validated config (raises pydantic's `ValidationError`)."""
+    return config_from_namespace(args)
 
 
 def runtime_from_args(args: argparse.Namespace) -> Runtime:
@@ -91,6 +123,18 @@ def runtime_from_args(args: argparse.Namespace) -> Runtime:
     if args.data_root is not None:
         rt.data_root = args.data_root
     return rt
+
+
+def output_errors(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Bad output paths, found before minutes of work rather than after."""
+    out = []
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_FORMATS:
+        out.append(("plot", f"{str(args.plot)!r} must end in {' or '.join(PLOT_FORMATS)}"))
+    for name in ("out", "plot"):
+        path: Path | None = getattr(args, name)
+        if path is not None and path.is_dir():
+            out.append((name, f"{str(path)!r} is a directory, not a file"))
+    return out
 
 
 class _Bars:
@@ -121,91 +165,50 @@ class _Bars:
             self.bar = None
 
 
-def format_report(report: Report) -> str:
-    m, ds = report.model, report.dataset
-    lines = [
-        f"model    {m.name}  weights={m.weights_source} ({m.weights_identity})  layer={m.layer} "
-        f"[{m.layer_pooling}]  d={m.d}  input={'×'.join(map(str, m.input_size))}",
-        f"dataset  {ds.spec}  classes={len(ds.classes)}  "
-        + "  ".join(f"{k}={v}" for k, v in ds.sizes.items()),
-    ]
-    lines += [f"WARNING  {w}" for w in report.warnings]
-    lines += ["", f"probe: {report.probe}", "",
-              f"{'fraction':>9} {'k':>6} {'seeds':>5} {'accuracy':>9} {'± std':>7} {'worst':>7} "
-              f"{'95% CI':>15} {'CKA':>6} {'CKA pair':>8}"]
-    for s in report.summary:
-        ci = f"{s.ci_low:.3f}–{s.ci_high:.3f}" if s.ci_low is not None and s.ci_high is not None else "-"
-        pair = f"{s.cka_pair_mean:.3f}" if s.cka_pair_mean is not None else "-"
-        mark = "  (refined)" if any(p.kind == "refinement" and p.k == s.k for p in report.curve) else ""
-        lines.append(
-            f"{s.fraction:>9.4g} {s.k:>6d} {s.seeds:>5d} {s.accuracy_mean:>9.4f} {s.accuracy_std:>7.4f} "
-            f"{s.accuracy_min:>7.4f} {ci:>15} {s.cka_mean:>6.3f} {pair:>8}{mark}"
-        )
-    for sk in report.skipped_fractions:
-        lines.append(f"{sk.fraction:>9g} {sk.k:>6d}   skipped: {sk.reason}")
-    if report.baselines:
-        kinds = list(dict.fromkeys(b.kind for b in report.baselines))
-        ks = sorted({b.k for b in report.baselines})
-        lines += ["", "baselines (ridge), accuracy by k:", f"{'k':>6} " + " ".join(f"{k:>17}" for k in kinds)]
-        table = {(b.kind, b.k): b.accuracy_mean for b in report.baselines}
-        for k in ks:
-            cells = [f"{table[(kind, k)]:>17.4f}" if (kind, k) in table else f"{'-':>17}" for kind in kinds]
-            lines.append(f"{k:>6d} " + " ".join(cells))
-    lines += ["", f"full-layer accuracy {report.full_accuracy:.4f}", "",
-              f"{'δ':>6} {'mode':>8} {'criterion':>10} {'f*':>7} {'k':>6} {'DR':>6} {'acc':>7} "
-              f"{'Gini full→at':>16} {'worst class full→at':>21}  most hurt"]
-    for r in report.recommendations:
-        f = r.fairness
-        hurt = ", ".join(f"{c.cls} ({c.change:+.3f})" for c in f.most_hurt_classes) or "-"
-        lines.append(
-            f"{r.delta:>6g} {r.mode:>8} {r.criterion:>10} {r.fraction:>7g} {r.k:>6d} {r.dr:>6.3f} "
-            f"{r.accuracy:>7.4f} {f.gini_full:>7.4f}→{f.gini_at:<7.4f} "
-            f"{f.worst_class_full:>10.4f}→{f.worst_class_at:<10.4f}  {hurt}"
-        )
-        if not r.met_below_full:
-            lines.append(f"       {r.note}")
-        else:
-            robust = [f"worst seed {'holds' if r.holds_worst_seed else 'FAILS'} ({r.worst_seed_accuracy:.4f})"]
-            if r.holds_ci_lower is not None:
-                robust.append(f"CI lower bound {'holds' if r.holds_ci_lower else 'FAILS'} ({r.ci_low:.4f})")
-            lines.append(f"       threshold {r.threshold:.4f}: " + "; ".join(robust))
-    lines += ["", "timings  " + "  ".join(f"{k}={v:.2f}s" for k, v in report.timings.items())
-              + f"  device={report.environment.device}"
-              + ("  (features from cache)" if report.environment.feature_cache_hit else "")]
-    return "\n".join(lines)
+def _print_errors(errors: list[tuple[str, str]]) -> None:
+    for field, reason in errors:
+        print(error_line(field, reason), file=sys.stderr)
 
 
-def run_analyze(args: argparse.Namespace) -> int:
-    try:
-        config = config_from_args(args)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        print(f"advisor: error: {where}: {err['msg']}", file=sys.stderr)
-        return 2
-    bars = _Bars(enabled=not args.quiet)
-    try:
-        report = analyze(config, runtime_from_args(args), progress=bars)
-    except RedundancyError as exc:
-        bars.close()
-        field = f" [{exc.field}]" if exc.field else ""
-        print(f"advisor: error{field}: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        bars.close()
-        print("advisor: interrupted", file=sys.stderr)
-        return 130
-    bars.close()
-    print(format_report(report))
+def _write_outputs(report: Report, args: argparse.Namespace) -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.model_dump_json(indent=2, by_alias=True))
         print(f"\nreport written to {args.out}")
     if args.plot is not None:
-        from redundancy.plots import render
+        from redundancy.plots import render  # matplotlib only when a plot is asked for
 
-        fmt = "svg" if args.plot.suffix.lower() == ".svg" else "png"
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        args.plot.write_bytes(render(report, fmt))  # type: ignore[arg-type]
+        args.plot.write_bytes(render(report, "svg" if args.plot.suffix.lower() == ".svg" else "png"))
         print(f"plot written to {args.plot}")
-    return 0
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Validate everything, run the analysis, print the table; the exit code (see `EPILOG`)."""
+    try:
+        config = config_from_args(args)
+        errors = []
+    except ValidationError as exc:
+        config, errors = None, validation_errors(exc)
+    errors += output_errors(args)
+    if errors or config is None:
+        _print_errors(errors)
+        return EXIT_BAD_INPUT
+    bars = _Bars(enabled=not args.quiet)
+    try:
+        report = analyze(config, runtime_from_args(args), progress=bars)
+    except RedundancyError as exc:
+        bars.close()
+        if exc.field:  # it names what was wrong with the input
+            _print_errors([(exc.field, exc.message)])
+            return EXIT_BAD_INPUT
+        print(f"advisor: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        bars.close()
+        print("advisor: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bars.close()
+    print(format_report(report))
+    _write_outputs(report, args)
+    return EXIT_OK

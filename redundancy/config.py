@@ -22,6 +22,13 @@ CkaEstimator = Literal["biased", "debiased"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 
 
+def _outside(noun: str, bad: list[float], interval: str) -> str:
+    """`fraction 2 is outside (0, 1]` or, naming every bad value, `fractions 0, 2 are outside (0, 1]`."""
+    if len(bad) == 1:
+        return f"{noun} {bad[0]:g} is outside {interval}"
+    return f"{noun}s {', '.join(f'{x:g}' for x in bad)} are outside {interval}"
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,8 +55,8 @@ class DatasetSpec(BaseModel):
         "`oxford_pets`, `flowers102`.",
         examples=["digits"],
     )
-    max_train: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on train samples.")
-    max_test: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on test samples.")
+    max_train: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on train samples; none: all.")
+    max_test: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on test samples; none: all.")
 
 
 class AnalysisConfig(BaseModel):
@@ -60,18 +67,31 @@ class AnalysisConfig(BaseModel):
     model: ModelSpec
     dataset: DatasetSpec
     layer: str | None = Field(
-        None, description="A named module; default: the penultimate representation (pre-logits)."
+        None, description="A named module to probe (e.g. layer3); none: the penultimate representation (pre-logits)."
     )
-    image_size: int | None = Field(None, ge=16, le=1024, description="Override the model's input size.")
-    fractions: list[float] = Field(default_factory=lambda: list(PAPER_FRACTIONS), min_length=1)
+    image_size: int | None = Field(None, ge=16, le=1024, description="Input size in pixels; none: the model's own.")
+    fractions: list[float] = Field(
+        default_factory=lambda: list(PAPER_FRACTIONS), min_length=1,
+        description="Neuron fractions to probe, each in (0, 1]; 1 (the full layer) is always added.",
+    )
     seeds: int = Field(5, ge=1, le=100, description="Random subsets per fraction.")
-    probe: ProbeKind = "ridge"
-    deltas: list[float] = Field(default_factory=lambda: list(DEFAULT_DELTAS), min_length=1)
-    delta_mode: DeltaMode = "relative"
-    criterion: Criterion = "mean"
+    probe: ProbeKind = Field(
+        "ridge", description="`ridge`: closed-form probes from the Gram matrix (fast); `logistic`: softmax "
+        "probes trained by SGD, as in the paper.",
+    )
+    deltas: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_DELTAS), min_length=1,
+        description="Tolerated accuracy losses δ, each in [0, 1); one recommendation per δ.",
+    )
+    delta_mode: DeltaMode = Field(
+        "relative", description="`relative`: keep acc ≥ (1 − δ)·acc(full); `absolute`: acc ≥ acc(full) − δ."
+    )
+    criterion: Criterion = Field(
+        "mean", description="Which accuracy must reach the threshold: the seed `mean`, or the `worst_seed`."
+    )
     seed: int = Field(0, ge=0, description="Master seed: validation split, caps and subset sampling.")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of train held out to choose λ.")
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096, description="Images per forward pass during extraction.")
     baselines: list[BaselineKind] = Field(
         default_factory=lambda: ["pca", "first_k", "random_projection"],
         description="Compared beside the random subsets at every k: top-k PCA components, the first k "
@@ -86,29 +106,31 @@ class AnalysisConfig(BaseModel):
     refine_resolution: float | None = Field(
         None, gt=0.0, lt=1.0,
         description="After the grid, bisect between the largest failing and smallest passing fraction for "
-        "each δ until they are this close (as a fraction of d, e.g. 0.005); None: no refinement.",
+        "each δ until they are this close (as a fraction of d, e.g. 0.005); none: no refinement.",
     )
     bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap resamples of the test set; 0: off.")
-    ci_level: float = Field(0.95, gt=0.5, lt=1.0)
-    logistic_epochs: int = Field(30, ge=1, le=500)
-    logistic_lr: float = Field(0.1, gt=0.0, le=10.0)
-    logistic_weight_decay: float = Field(5e-4, ge=0.0, le=1.0)
-    logistic_batch_size: int = Field(256, ge=1, le=65536)
+    ci_level: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the bootstrap interval.")
+    logistic_epochs: int = Field(30, ge=1, le=500, description="Logistic probe: SGD epochs.")
+    logistic_lr: float = Field(
+        0.1, gt=0.0, le=10.0, description="Logistic probe: initial learning rate (×0.1 at 1/2 and 3/4 of training)."
+    )
+    logistic_weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="Logistic probe: weight decay.")
+    logistic_batch_size: int = Field(256, ge=1, le=65536, description="Logistic probe: mini-batch size.")
 
     @field_validator("fractions")
     @classmethod
     def _fractions_in_range(cls, v: list[float]) -> list[float]:
-        for f in v:
-            if not (0.0 < f <= 1.0):
-                raise ValueError(f"fraction {f} is outside (0, 1]")
+        bad = [f for f in v if not (0.0 < f <= 1.0)]
+        if bad:
+            raise ValueError(_outside("fraction", bad, "(0, 1]"))
         return sorted(set(v))
 
     @field_validator("deltas")
     @classmethod
     def _deltas_in_range(cls, v: list[float]) -> list[float]:
-        for d in v:
-            if not (0.0 <= d < 1.0):
-                raise ValueError(f"delta {d} is outside [0, 1)")
+        bad = [d for d in v if not (0.0 <= d < 1.0)]
+        if bad:
+            raise ValueError(_outside("delta", bad, "[0, 1)"))
         return sorted(set(v))
 
     @field_validator("baselines")
