@@ -51,6 +51,14 @@ def check_model_name(name: str) -> None:
     raise UnknownModelError(f"unknown timm model {name!r}{hint}")
 
 
+def offline_weights_hint(name: str) -> str:
+    """What to use instead of hub weights for `name`: only sources that exist for that model."""
+    local = f"give a local checkpoint of {name} (.safetensors or .pth) as the weights"
+    if name == BUNDLED_MODEL:
+        return f"use weights 'bundled' (offline ImageNet weights for {name}), {local}, or connect to the internet"
+    return f"{local}, or use weights 'hub' with internet access (once fills the Hugging Face cache)"
+
+
 def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict", "ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
@@ -116,7 +124,7 @@ def load_model(name: str, weights: str = "hub", seed: int = 0) -> LoadedModel:
         except Exception as exc:
             raise WeightsUnavailableError(
                 f"could not fetch pretrained weights for {name!r} from the hub ({type(exc).__name__}: "
-                f"{str(exc)[:200]}); use --weights bundled, a local checkpoint file, or run with internet"
+                f"{str(exc)[:200]}); {offline_weights_hint(name)}"
             ) from exc
         cfg = module.pretrained_cfg
         identity = f"hub:{cfg.get('hf_hub_id') or cfg.get('url') or name}"
@@ -127,7 +135,8 @@ def load_model(name: str, weights: str = "hub", seed: int = 0) -> LoadedModel:
     elif weights == "bundled":
         if name != BUNDLED_MODEL:
             raise InvalidConfigError(
-                f"bundled weights exist only for {BUNDLED_MODEL}, not {name!r}", field="model.weights"
+                f"bundled weights exist only for {BUNDLED_MODEL}, not {name!r}; {offline_weights_hint(name)}",
+                field="model.weights",
             )
         module = timm.create_model(name, pretrained=False)
         _load_state(module, load_bundled_state_dict(module), "bundled checkpoint")
