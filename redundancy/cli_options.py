@@ -106,15 +106,15 @@ def config_options(model: type[BaseModel] = AnalysisConfig, prefix: tuple[str, .
 
 
 def show(value: Any) -> str:
-    """A default as a user would type it: `0.01,0.05`, `none`, `5`."""
+    """A value as a user reads it: `0.01, 0.05`, `none`, `5`, `on`."""
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, list | tuple):
-        return ",".join(show(v) for v in value) if value else "none"
+    if isinstance(value, list | tuple):  # spaced so that help text wraps between values
+        return ", ".join(show(v) for v in value) if value else "none"
     return str(value)
 
 
