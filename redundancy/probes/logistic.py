@@ -96,6 +96,132 @@ def _predict(groups: list[_Group], x: torch.Tensor, best: bool, batch: int = 409
     return {i: torch.cat(p) for i, p in preds.items()}
 
 
+@dataclass
+class _Data:
+    """The three splits, standardised with the train mean and standard deviation, on the device."""
+
+    z_train: torch.Tensor
+    t_train: torch.Tensor
+    z_val: torch.Tensor
+    t_val: torch.Tensor
+    z_test: torch.Tensor
+    y_test: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.z_train.shape[0])
+
+
+def _standardise(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 x_test: np.ndarray, y_test: np.ndarray, dev: torch.device) -> _Data:
+    """`(x − mean) / sd` with the train statistics; constant columns (sd ≈ 0) are only centred."""
+    x_train = np.asarray(x_train, dtype=np.float64)
+    mean = x_train.mean(0)
+    sd = x_train.std(0)
+    sd = np.where(sd > 1e-12 * max(1.0, float(sd.max(initial=0.0))), sd, 1.0)
+
+    def prep(x: np.ndarray) -> torch.Tensor:
+        z = (np.asarray(x, dtype=np.float64) - mean) / sd
+        return torch.as_tensor(z, dtype=torch.float32, device=dev)
+
+    return _Data(
+        z_train=prep(x_train), t_train=torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=dev),
+        z_val=prep(x_val), t_val=torch.as_tensor(np.asarray(y_val), dtype=torch.long, device=dev),
+        z_test=prep(x_test), y_test=np.asarray(y_test, dtype=np.int64),
+    )
+
+
+def _epoch_orders(n: int, epochs: int, seed: int, dev: torch.device) -> list[torch.Tensor]:
+    """One permutation per epoch, drawn up front: every chunk sees the same order."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return [torch.randperm(n, generator=gen).to(dev) for _ in range(epochs)]
+
+
+def _groups_of(chunk: list[int], subsets: list[np.ndarray], c: int, dev: torch.device) -> list[_Group]:
+    """The chunk's probes grouped by subset size, in order of first appearance."""
+    by_k: dict[int, list[int]] = {}
+    for i in chunk:
+        by_k.setdefault(len(subsets[i]), []).append(i)
+    return [_Group(members, subsets, c, dev) for members in by_k.values()]
+
+
+def _batch_loss(groups: list[_Group], xb: torch.Tensor, yb: torch.Tensor, c: int) -> torch.Tensor:
+    """Sum over probes of each probe's mean cross-entropy: each probe gets its own gradient."""
+    loss = xb.new_zeros(())
+    for g in groups:
+        logits = g.logits(xb)  # (P_k, B, C)
+        loss = loss + torch.nn.functional.cross_entropy(
+            logits.reshape(-1, c), yb.repeat(logits.shape[0]), reduction="sum"
+        ) / yb.shape[0]
+    return loss
+
+
+def _sgd_epoch(groups: list[_Group], opt: torch.optim.Optimizer, data: _Data, order: torch.Tensor,
+               batch_size: int, c: int, should_stop: Callable[[], bool] | None) -> None:
+    """One pass over the train rows in `order`, one SGD step per mini-batch."""
+    for start in range(0, data.n, batch_size):
+        if should_stop is not None and should_stop():
+            raise Cancelled("cancelled during logistic probing")
+        rows = order[start : start + batch_size]
+        opt.zero_grad(set_to_none=True)
+        _batch_loss(groups, data.z_train[rows], data.t_train[rows], c).backward()
+        opt.step()
+
+
+@dataclass
+class _Best:
+    """Per probe: the best validation accuracy so far and its epoch (ties keep the earlier)."""
+
+    val: dict[int, float]
+    epoch: dict[int, int]
+
+    @classmethod
+    def start(cls, chunk: list[int]) -> _Best:
+        return cls(val={i: -1.0 for i in chunk}, epoch={i: -1 for i in chunk})
+
+    def update(self, groups: list[_Group], data: _Data, epoch: int, dev: torch.device) -> None:
+        """Score every probe on validation; copy the weights of those that improved."""
+        val_pred = _predict(groups, data.z_val, best=False)
+        for g in groups:
+            improved = []
+            for j, i in enumerate(g.members):
+                acc = float((val_pred[i] == data.t_val).float().mean())
+                if acc > self.val[i]:
+                    self.val[i], self.epoch[i] = acc, epoch
+                    improved.append(j)
+            if improved:
+                sel = torch.as_tensor(improved, device=dev)
+                with torch.no_grad():
+                    g.best_w[sel] = g.w.detach()[sel]
+                    g.best_b[sel] = g.b.detach()[sel]
+
+
+def _score(groups: list[_Group], chunk: list[int], data: _Data, best: _Best, c: int, weight_decay: float,
+           keep_weights: bool) -> dict[int, LogisticProbeResult]:
+    """Each probe of the chunk on test, at its best-validation weights."""
+    test_pred = _predict(groups, data.z_test, best=True)
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if keep_weights:
+        for g in groups:
+            for j, i in enumerate(g.members):
+                kept[i] = (g.best_w[j].cpu().numpy(), g.best_b[j, 0].cpu().numpy())
+    out = {}
+    for i in chunk:
+        pred = test_pred[i].cpu().numpy()
+        correct = pred == data.y_test
+        out[i] = LogisticProbeResult(
+            accuracy=float(correct.mean()),
+            per_class_accuracy=per_class_accuracy(pred, data.y_test, c),
+            lam=float(weight_decay),
+            correct=correct,
+            best_epoch=best.epoch[i],
+            val_accuracy=best.val[i],
+            coef=kept[i][0] if keep_weights else None,
+            intercept=kept[i][1] if keep_weights else None,
+        )
+    return out
+
+
 def train_logistic_grid(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -142,92 +268,25 @@ def train_logistic_grid(
     if epochs < 1:
         raise ValueError("epochs must be >= 1")
     dev = torch.device(device)
-    x_train = np.asarray(x_train, dtype=np.float64)
-    mean = x_train.mean(0)
-    sd = x_train.std(0)
-    sd = np.where(sd > 1e-12 * max(1.0, float(sd.max(initial=0.0))), sd, 1.0)
-
-    def prep(x: np.ndarray) -> torch.Tensor:
-        z = (np.asarray(x, dtype=np.float64) - mean) / sd
-        return torch.as_tensor(z, dtype=torch.float32, device=dev)
-
-    z_train, z_val, z_test = prep(x_train), prep(x_val), prep(x_test)
-    t_train = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=dev)
-    t_val = torch.as_tensor(np.asarray(y_val), dtype=torch.long, device=dev)
-    y_test_np = np.asarray(y_test, dtype=np.int64)
-    n = z_train.shape[0]
+    data = _standardise(x_train, y_train, x_val, y_val, x_test, y_test, dev)
     subsets = [np.asarray(s, dtype=np.int64) for s in subsets]
     milestones = step_milestones(epochs)
-
-    # One permutation per epoch, drawn up front: every chunk sees the same order.
-    gen = torch.Generator().manual_seed(int(seed))
-    orders = [torch.randperm(n, generator=gen).to(dev) for _ in range(epochs)]
-
-    results: dict[int, LogisticProbeResult] = {}
+    orders = _epoch_orders(data.n, epochs, seed, dev)
     chunks = _chunks(subsets, num_classes, max_params)
-    steps_total = len(chunks) * epochs
+    results: dict[int, LogisticProbeResult] = {}
     steps_done = 0
     for chunk in chunks:
-        by_k: dict[int, list[int]] = {}
-        for i in chunk:
-            by_k.setdefault(len(subsets[i]), []).append(i)
-        groups = [_Group(members, subsets, num_classes, dev) for members in by_k.values()]
-        params = [p for g in groups for p in (g.w, g.b)]
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        best_val = {i: -1.0 for i in chunk}
-        best_epoch = {i: -1 for i in chunk}
+        groups = _groups_of(chunk, subsets, num_classes, dev)
+        opt = torch.optim.SGD([p for g in groups for p in (g.w, g.b)], lr=lr, momentum=momentum,
+                              weight_decay=weight_decay)
+        best = _Best.start(chunk)
         for epoch in range(epochs):
             for group in opt.param_groups:
                 group["lr"] = _lr_at(epoch, lr, milestones)
-            order = orders[epoch]
-            for start in range(0, n, batch_size):
-                if should_stop is not None and should_stop():
-                    raise Cancelled("cancelled during logistic probing")
-                rows = order[start : start + batch_size]
-                xb, yb = z_train[rows], t_train[rows]
-                opt.zero_grad(set_to_none=True)
-                loss = z_train.new_zeros(())
-                for g in groups:
-                    logits = g.logits(xb)  # (P_k, B, C)
-                    # sum over probes of each probe's mean cross-entropy: independent gradients
-                    loss = loss + torch.nn.functional.cross_entropy(
-                        logits.reshape(-1, num_classes), yb.repeat(logits.shape[0]), reduction="sum"
-                    ) / yb.shape[0]
-                loss.backward()
-                opt.step()
-            val_pred = _predict(groups, z_val, best=False)
-            for g in groups:
-                improved = []
-                for j, i in enumerate(g.members):
-                    acc = float((val_pred[i] == t_val).float().mean())
-                    if acc > best_val[i]:
-                        best_val[i], best_epoch[i] = acc, epoch
-                        improved.append(j)
-                if improved:
-                    sel = torch.as_tensor(improved, device=dev)
-                    with torch.no_grad():
-                        g.best_w[sel] = g.w.detach()[sel]
-                        g.best_b[sel] = g.b.detach()[sel]
+            _sgd_epoch(groups, opt, data, orders[epoch], batch_size, num_classes, should_stop)
+            best.update(groups, data, epoch, dev)
             steps_done += 1
             if progress is not None:
-                progress(steps_done / steps_total)
-        test_pred = _predict(groups, z_test, best=True)
-        kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if keep_weights:
-            for g in groups:
-                for j, i in enumerate(g.members):
-                    kept[i] = (g.best_w[j].cpu().numpy(), g.best_b[j, 0].cpu().numpy())
-        for i in chunk:
-            pred = test_pred[i].cpu().numpy()
-            correct = pred == y_test_np
-            results[i] = LogisticProbeResult(
-                accuracy=float(correct.mean()),
-                per_class_accuracy=per_class_accuracy(pred, y_test_np, num_classes),
-                lam=float(weight_decay),
-                correct=correct,
-                best_epoch=best_epoch[i],
-                val_accuracy=best_val[i],
-                coef=kept[i][0] if keep_weights else None,
-                intercept=kept[i][1] if keep_weights else None,
-            )
+                progress(steps_done / (len(chunks) * epochs))
+        results |= _score(groups, chunk, data, best, num_classes, weight_decay, keep_weights)
     return [results[i] for i in range(len(subsets))]
