@@ -22,12 +22,17 @@ def _header(report: Report) -> list[str]:
     return lines + [f"WARNING  {w}" for w in report.warnings]
 
 
+def _num(x: float | None) -> str:
+    """Three decimals, or `-` where the value is undefined."""
+    return "-" if x is None or x != x else f"{x:.3f}"
+
+
 def _curve_row(s: FractionSummary, refined: bool) -> str:
     ci = f"{s.ci_low:.3f}–{s.ci_high:.3f}" if s.ci_low is not None and s.ci_high is not None else "-"
-    pair = f"{s.cka_pair_mean:.3f}" if s.cka_pair_mean is not None else "-"
     return (
         f"{s.fraction:>9.4g} {s.k:>8d} {s.seeds:>6d} {s.accuracy_mean:>9.4f} {s.accuracy_std:>7.4f} "
-        f"{s.accuracy_min:>7.4f} {ci:>13} {s.cka_mean:>10.3f} {pair:>9}" + ("  (refined)" if refined else "")
+        f"{s.accuracy_min:>7.4f} {ci:>13} {_num(s.cka_mean):>10} {_num(s.cka_pair_mean):>9}"
+        + ("  (refined)" if refined else "")
     )
 
 

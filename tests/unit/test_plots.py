@@ -110,9 +110,14 @@ def test_f_star_and_threshold_are_recommends_for_stored_and_new_deltas(refinemen
         (m,) = markers(rep, [delta], mode, criterion)
         want = recommend(rep.curve, CLASSES, D, delta, mode, criterion, intervals=intervals)
         assert (m.f_star, m.rec.k, m.rec.threshold) == (want.fraction, want.k, want.threshold), delta
-    # the rendered labels carry the same f*
-    text = _svg_text(render(rep, fmt="svg", deltas=new, mode=mode, criterion=criterion))
-    for delta in new:
+
+
+@pytest.mark.parametrize(("mode", "criterion"), [("relative", "mean"), ("absolute", "worst_seed")])
+def test_rendered_labels_carry_recommends_f_star(mode, criterion) -> None:
+    rep = Report.model_validate(_report(refinement=True))
+    deltas = [0.0, 0.004, 0.02, 0.2]
+    text = _svg_text(render(rep, fmt="svg", deltas=deltas, mode=mode, criterion=criterion))
+    for delta in deltas:
         want = recommend(rep.curve, CLASSES, D, delta, mode, criterion)
         assert f"f* = {want.fraction:g} at δ={delta:g}" in text
 
