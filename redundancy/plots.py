@@ -218,7 +218,7 @@ def _draw_gini(ax: Axes, rep: Report, random: list[FractionSummary],
         label, colour, marker = BASELINE_STYLE[kind]
         _line(ax, groups, [_seed_gini(rep.curve, g.k, kind) for g in groups], color=colour, marker=marker,
               ms=4, ls="--", label=label)
-    ax.set_ylabel("Gini of per-class accuracy")
+    ax.set_ylabel("Gini of per-class accuracy\n(mean of per-seed Ginis)")
     ax.set_xlabel("fraction of neurons kept (log scale)")
 
 
