@@ -16,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from service.schemas import DEMO_JOB
+from service.api.schemas import DEMO_JOB
 
 QUICK_JOB: dict[str, Any] = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "random"},
@@ -189,8 +190,6 @@ def poll(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
 
 
 def _seconds_between(a: str | None, b: str | None) -> float:
-    from datetime import datetime
-
     if not a or not b:
         return 0.0
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from service.schemas import SMALL_JOB_EXAMPLE
+from service.api.schemas import SMALL_JOB_EXAMPLE
 
 PG_ADMIN = os.environ.get("ADVISOR_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("ADVISOR_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
@@ -72,7 +72,7 @@ def pg_url(services: None) -> Iterator[str]:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     yield url
-    from service.db.session import dispose_all
+    from service.core.db import dispose_all
 
     dispose_all()
     with admin.connect() as c:
