@@ -52,7 +52,10 @@ QUEUED, RUNNING = JobStatus.QUEUED, JobStatus.RUNNING
 
 def _update(session: Session, job_id: str, *fence: sa.ColumnElement[bool], **values: Any) -> bool:
     """``UPDATE jobs SET values WHERE id = job_id AND fence``; True when it changed the row."""
-    res = session.execute(sa.update(Job).where(Job.id == job_id, *fence).values(**values))
+    stmt = sa.update(Job).where(Job.id == job_id, *fence).values(**values)
+    # "fetch": a Job already loaded in this session sees the change (Python-side evaluation of the fence
+    # would compare SQLite's naive datetimes with aware ones).
+    res = session.execute(stmt.execution_options(synchronize_session="fetch"))
     session.commit()
     return bool(res.rowcount)  # type: ignore[attr-defined]
 
