@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
 
 from service.core import migrate
 from service.core.config import get_settings
@@ -25,7 +24,7 @@ from service.core.config import get_settings
 log = logging.getLogger("advisor")
 
 
-def _add_analyze(sub: Any) -> None:
+def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     analyze = sub.add_parser("analyze", help="Run one analysis locally and print the advice.")
     try:
         from redundancy import cli as engine_cli  # lazy: optional hook (the service commands work without it)

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import traceback
-from typing import Protocol
+from typing import Literal, Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -27,9 +27,12 @@ from service.core import lifecycle
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.runtime import make_runtime
+from service.core.status import JobStatus
 from workers.monitor import JobMonitor
 
 log = logging.getLogger("workers.runner")
+
+Outcome = JobStatus | Literal["skipped"]
 
 
 class AnalyzeFn(Protocol):
@@ -46,7 +49,7 @@ def execute_job(
     *,
     worker_name: str | None = None,
     analyze: AnalyzeFn = engine_analyze,
-) -> str:
+) -> Outcome:
     """Run the job and return its final status ("skipped" when there was nothing to claim or the job
     changed hands while it ran)."""
     worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
@@ -58,11 +61,11 @@ def execute_job(
     attempt = claimed.attempt
     monitor = JobMonitor(settings, job_id, attempt)
 
-    def fail(code: str, message: str, field: str | None = None) -> str:
+    def fail(code: str, message: str, field: str | None = None) -> Outcome:
         with session_scope(settings.db_url) as s:
             lifecycle.fail(s, job_id, attempt, code=code, message=message, field=field,
                            stage_timings=monitor.timings)
-        return "failed"
+        return JobStatus.FAILED
 
     try:
         config = AnalysisConfig.model_validate(claimed.request)
@@ -74,7 +77,7 @@ def execute_job(
             return fail(*classify(SoftTimeLimitExceeded()))
         with session_scope(settings.db_url) as s:
             lifecycle.finish_cancelled(s, job_id, attempt, monitor.timings)
-        return "cancelled"
+        return JobStatus.CANCELLED
     except RedundancyError as exc:
         return fail(exc.code, exc.message, exc.field)
     except Exception as exc:  # noqa: BLE001 - everything else is our bug or the environment's
@@ -92,7 +95,7 @@ def execute_job(
             "result_write_failed",
             f"The analysis finished but its result could not be stored: {type(exc).__name__}: {exc}"[:2000],
         )
-    return "succeeded" if stored else "skipped"
+    return JobStatus.SUCCEEDED if stored else "skipped"
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

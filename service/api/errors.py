@@ -94,7 +94,7 @@ def problem_for(exc: domain.JobError) -> ProblemError:
             return ProblemError(409, str(exc), slug="result-not-ready", title="Result not available",
                                 job_status=exc.status.value,
                                 hint=f"Poll GET /v1/jobs/{exc.job_id} until status is succeeded.")
-        case domain.InvalidInput():
+        case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
             return validation_problem(exc.field, exc.reason, "query")
         case domain.NotFound():
             return ProblemError(404, str(exc), slug="not-found")
