@@ -28,12 +28,15 @@ analyze: setup
 	HF_HUB_OFFLINE=1 $(BIN)/advisor analyze --model tf_efficientnet_lite0 --weights bundled --dataset digits \
 		--delta 0.01 --delta 0.05 --delta-mode absolute --out advisor-report.json --plot advisor-report.png
 
+# The import contracts of docs/architecture.md (pyproject.toml [tool.importlinter]) first, then every test.
 test: setup
+	$(BIN)/lint-imports
 	bash scripts/services.sh
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache advisor-report.json advisor-report.png

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from service.db.models import Base
-from service.db.session import make_engine
+from service.core.config import get_settings
+from service.core.db import make_engine
+from service.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,8 +16,6 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from service.core.config import get_settings
-
     return get_settings().db_url
 
 

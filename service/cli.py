@@ -1,4 +1,4 @@
-"""The `advisor` command line.
+"""The `advisor` command line, and the composition root of every process it starts.
 
 * ``advisor analyze ...``   one analysis locally, no service needed (the engine's CLI).
 * ``advisor serve``         the API; with no BROKER_URL it also runs an embedded worker (SQLite).
@@ -17,15 +17,17 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+
+from service.core import migrate
+from service.core.config import get_settings
 
 log = logging.getLogger("advisor")
 
 
-def _add_analyze(sub: Any) -> None:
+def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     analyze = sub.add_parser("analyze", help="Run one analysis locally and print the advice.")
     try:
-        from redundancy import cli as engine_cli
+        from redundancy import cli as engine_cli  # lazy: optional hook (the service commands work without it)
     except ImportError as exc:  # the engine's CLI is optional for the service commands
         reason = str(exc)
 
@@ -107,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _apply_data_dir(args: argparse.Namespace) -> None:
     if getattr(args, "data_dir", None):
         os.environ["DATA_DIR"] = os.path.abspath(args.data_dir)
-        from service.core.config import get_settings
-
         get_settings.cache_clear()
 
 
@@ -119,9 +119,6 @@ def _logging(level: str) -> None:
 # ---------------------------------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
-    from service.core.config import get_settings
-    from service.db import migrate
-
     settings = get_settings()
     url = settings.db_url
     if args.db_command == "upgrade":
@@ -137,12 +134,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
-    from service.core.config import get_settings
-
     settings = get_settings()
     settings.ensure_dirs()
     os.environ.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
-    from workers.celery_app import app
+    from workers.celery_app import app  # lazy: the app reads DATA_DIR/HF_HUB_OFFLINE set just above
 
     argv = [
         "worker",
@@ -209,11 +204,9 @@ class _EmbeddedWorker:
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     _logging(args.log_level)
-    import uvicorn
+    import uvicorn  # lazy: only `serve` needs the HTTP server
 
-    from service.core.config import get_settings
-    from service.db import migrate
-    from service.main import create_app
+    from service.main import create_app  # lazy: a worker process never imports FastAPI
 
     settings = get_settings()
     settings.ensure_dirs()
@@ -243,7 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from service.demo import run_demo
+    from service.demo import run_demo  # lazy: only `demo` needs the HTTP client
 
     return run_demo(data_dir=args.data_dir, port=args.port, quick=args.quick, timeout=args.timeout)
 

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from service.schemas import DEMO_JOB
+from service.api.schemas import DEMO_JOB
+from service.core.status import JobStatus
 
 QUICK_JOB: dict[str, Any] = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "random"},
@@ -136,7 +138,7 @@ def run_demo(data_dir: str | None = None, port: int = 0, quick: bool = False, ti
                 flush=True,
             )
             job = poll(client, job["id"], timeout)
-            if job["status"] != "succeeded":
+            if job["status"] != JobStatus.SUCCEEDED:
                 err = job.get("error") or {}
                 print(f"Job ended {job['status']}: {err.get('code')}: {err.get('message')}", file=sys.stderr)
                 return 1
@@ -180,7 +182,7 @@ def poll(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
             msg = f"  {job['message']}" if job.get("message") else ""
             print(f"  [{_pct(job['progress'])}] {job['status']:<9} {job['stage'] or '':<10}{msg}", flush=True)
             last = key
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if JobStatus(job["status"]).finished:
             return job
         if time.monotonic() > deadline:
             client.post(f"/v1/jobs/{job_id}/cancel")
@@ -189,8 +191,6 @@ def poll(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
 
 
 def _seconds_between(a: str | None, b: str | None) -> float:
-    from datetime import datetime
-
     if not a or not b:
         return 0.0
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()

@@ -1,1 +1,2 @@
-"""Celery app and tasks: run a job's stages, report progress, persist results."""
+"""The Celery workers: claim a job, run ``redundancy.analyze``, report progress, store the result, all through
+the job core's transitions (``service.core.lifecycle``). Never imports the API."""

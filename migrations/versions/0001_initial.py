@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from service.core.status import status_check_sql
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -51,7 +53,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.String(length=255), nullable=True),
         sa.Column("stage_timings", _json(), nullable=True),
         sa.CheckConstraint(
-            "status IN ('queued','running','succeeded','failed','cancelled')",
+            status_check_sql(),  # from the one JobStatus enum (see service/core/status.py)
             name=op.f("ck_jobs_status_valid"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from service.api.errors import ProblemError
 from service.core.config import Settings, hash_api_key
-from service.db.session import get_sessionmaker
-
-Enqueue = Callable[[str], None]
+from service.core.db import get_sessionmaker
+from service.core.queue import BrokerProbe, JobQueue
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -64,8 +63,15 @@ def get_owner(
 OwnerDep = Annotated[str, Depends(get_owner)]
 
 
-def get_enqueue(request: Request) -> Enqueue:
-    return request.app.state.enqueue
+def get_queue(request: Request) -> JobQueue:
+    return request.app.state.queue
 
 
-EnqueueDep = Annotated[Enqueue, Depends(get_enqueue)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+
+
+def get_probe(request: Request) -> BrokerProbe | None:
+    return request.app.state.probe
+
+
+ProbeDep = Annotated[BrokerProbe | None, Depends(get_probe)]

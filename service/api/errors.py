@@ -1,4 +1,8 @@
-"""RFC 9457 problem details for every error the API returns."""
+"""RFC 9457 problem details for every error the API returns.
+
+The core's domain errors (``service.core.errors``) become problem+json here and nowhere else:
+:func:`problem_for` is the one translation table, installed as an exception handler.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.core import errors as domain
 
 log = logging.getLogger("service.api")
 
@@ -64,6 +70,37 @@ def validation_problem(field: str, reason: str, location: str = "body") -> Probl
         title="Request validation failed",
         errors=[{"field": field, "reason": reason, "location": location}],
     )
+
+
+def problem_for(exc: domain.JobError) -> ProblemError:
+    """The problem+json answer for a domain error (HTTP statuses, slugs and hints live here only)."""
+    match exc:
+        case domain.JobNotFound():
+            return ProblemError(404, str(exc), slug="job-not-found", title="Job not found",
+                                hint="List your jobs with GET /v1/jobs.")
+        case domain.ResultMissing():
+            return ProblemError(404, str(exc), slug="result-missing")
+        case domain.IdempotencyConflict():
+            return ProblemError(409, str(exc), slug="idempotency-key-reused", title="Idempotency key reused",
+                                job_id=exc.job_id)
+        case domain.AlreadyFinished():
+            return ProblemError(409, str(exc), slug="job-finished", title="Job already finished",
+                                job_status=exc.status.value)
+        case domain.NotFinished():
+            return ProblemError(409, str(exc), slug="job-not-finished", title="Job not finished",
+                                hint=f"Cancel it first: POST /v1/jobs/{exc.job_id}/cancel",
+                                job_status=exc.status.value)
+        case domain.NotSucceeded():
+            return ProblemError(409, str(exc), slug="result-not-ready", title="Result not available",
+                                job_status=exc.status.value,
+                                hint=f"Poll GET /v1/jobs/{exc.job_id} until status is succeeded.")
+        case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
+            return validation_problem(exc.field, exc.reason, "query")
+        case domain.NotFound():
+            return ProblemError(404, str(exc), slug="not-found")
+        case domain.Conflict():
+            return ProblemError(409, str(exc), slug="conflict")
+    return ProblemError(400, str(exc), slug="bad-request")
 
 
 def problem_response(
@@ -125,6 +162,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
             extra=exc.extra,
         )
+
+    @app.exception_handler(domain.JobError)
+    async def _domain(request: Request, exc: domain.JobError) -> JSONResponse:
+        return await _problem(request, problem_for(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,6 +11,7 @@ Skips (with the reason) when Postgres or Redis is unreachable; CI starts them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from service.schemas import SMALL_JOB_EXAMPLE
+from service.api.schemas import SMALL_JOB_EXAMPLE
+from service.core import migrate
+from service.core.db import dispose_all
 
 PG_ADMIN = os.environ.get("ADVISOR_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("ADVISOR_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
@@ -33,8 +37,6 @@ SMALL_JOB: dict[str, Any] = SMALL_JOB_EXAMPLE  # random weights, digits at 32 px
 
 
 def _pg_reachable() -> str | None:
-    import sqlalchemy as sa
-
     try:
         engine = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 3})
         with engine.connect() as c:
@@ -62,22 +64,43 @@ def services() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def pg_url(services: None) -> Iterator[str]:
-    import sqlalchemy as sa
-
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, randomly named, empty Postgres database (dropped afterwards); yields its URL."""
     name = f"advisor_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    yield url
-    from service.db.session import dispose_all
+    try:
+        yield sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    finally:
+        dispose_all()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
-    dispose_all()
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+
+@pytest.fixture(scope="session")
+def pg_url(services: None) -> Iterator[str]:
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def core_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of each kind (Postgres: a fresh random one; skipped when unreachable)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'core.sqlite'}"
+        migrate.upgrade(url)
+        yield url
+        dispose_all()
+        return
+    reason = _pg_reachable()
+    if reason:
+        pytest.skip(reason)
+    with fresh_pg_database() as url:
+        migrate.upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -62,8 +62,8 @@ def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, s
     latest = client.get("/v1/recommendations", params={"model": "resnet18", "dataset": "digits", "delta": 0.05})
     assert latest.status_code == 200 and latest.json()["job_id"] == job_id
 
-    from service.db.models import CurvePointRow
-    from service.db.session import session_scope
+    from service.core.db import session_scope
+    from service.core.models import CurvePointRow
 
     with session_scope(settings.db_url) as s:
         n = s.scalar(sa.select(sa.func.count()).select_from(CurvePointRow).where(CurvePointRow.job_id == job_id))
@@ -173,22 +173,26 @@ def test_lost_message_is_requeued_and_runs(client, wait, settings, small_job):
 
     from fastapi.testclient import TestClient
 
-    from service.broker import Broker
-    from service.db.models import Job
-    from service.db.session import session_scope
+    from service.broker import CeleryQueue
+    from service.core.db import session_scope
+    from service.core.maintenance import run_maintenance_once
+    from service.core.models import Job
     from service.main import create_app
-    from service.maintenance import run_maintenance_once
 
-    with TestClient(create_app(settings, enqueue=lambda _id: None, maintenance=False)) as lossy:
+    class LostQueue:  # the broker loses every message
+        def enqueue(self, job_id: str) -> None:
+            pass
+
+    with TestClient(create_app(settings, queue=LostQueue(), maintenance=False)) as lossy:
         job = lossy.post("/v1/jobs", json={**small_job, "seeds": 4}).json()
     time.sleep(1)
     assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
     with session_scope(settings.db_url) as s:
         s.execute(sa.update(Job).where(Job.id == job["id"]).values(
             enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
-    broker = Broker(settings)
+    broker = CeleryQueue(settings)
     try:
-        assert run_maintenance_once(settings, broker.enqueue)["requeued"] >= 1
+        assert run_maintenance_once(settings, broker)["requeued"] >= 1
     finally:
         broker.close()
     assert wait(client, job["id"], TERMINAL, timeout=120)["status"] == "succeeded"
@@ -231,9 +235,9 @@ def test_every_curve_point_field_round_trips_through_postgres(settings, client):
     import datetime as dt
 
     from redundancy.report import CurvePoint
-    from service.db.models import Job, JobResult
-    from service.db.session import session_scope
-    from service.jobs import curve_of, store_report
+    from service.core.db import session_scope
+    from service.core.models import Job, JobResult
+    from service.core.results import curve_of, store_report
 
     curve = [
         CurvePoint(fraction=0.1, k=5, seed=0, accuracy=0.1234567890123, per_class_accuracy=[0.1, 0.2], cka=0.3,

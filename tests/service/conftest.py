@@ -21,11 +21,11 @@ from redundancy.advice import recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.errors import Cancelled
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
+from service.api.schemas import SMALL_JOB_EXAMPLE
+from service.core import migrate
 from service.core.config import Settings
-from service.db import migrate
-from service.db.session import dispose_all
+from service.core.db import dispose_all
 from service.main import create_app
-from service.schemas import SMALL_JOB_EXAMPLE
 from workers.runner import execute_job
 
 CLASSES = ["a", "b", "c"]
@@ -95,13 +95,20 @@ class FakeEngine:
         return self.report_fn(config)
 
 
-class Harness:
-    def __init__(self, settings: Settings, client: TestClient, engine: FakeEngine) -> None:
-        self.settings, self.client, self.engine = settings, client, engine
+class RecordingQueue:
+    """A `JobQueue` that records the ids it was asked to send; the test then runs them in-process."""
+
+    def __init__(self) -> None:
         self.sent: list[str] = []
 
     def enqueue(self, job_id: str) -> None:
         self.sent.append(job_id)
+
+
+class Harness(RecordingQueue):
+    def __init__(self, settings: Settings, client: TestClient, engine: FakeEngine) -> None:
+        super().__init__()
+        self.settings, self.client, self.engine = settings, client, engine
 
     def run(self, job_id: str) -> str:
         return execute_job(job_id, self.settings, analyze=self.engine, worker_name="test")
@@ -170,10 +177,15 @@ def engine() -> FakeEngine:
 @pytest.fixture
 def harness(settings: Settings, engine: FakeEngine) -> Iterator[Harness]:
     h = Harness(settings, None, engine)  # type: ignore[arg-type]
-    app = create_app(settings, enqueue=h.enqueue, maintenance=False)
+    app = create_app(settings, queue=h, maintenance=False)
     with TestClient(app) as client:
         h.client = client
         yield h
+
+
+@pytest.fixture
+def recording_queue() -> RecordingQueue:
+    return RecordingQueue()
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from redundancy.advice import intervals_from_summary, recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, Report
-from service.db.session import session_scope
-from service.jobs import curve_of
+from service.core.db import session_scope
+from service.core.results import curve_of
 from service.main import create_app
 from workers.runner import execute_job
 
@@ -235,14 +235,13 @@ def test_plot_of_unfinished_or_failed_job_is_409_problem(harness, engine, job_bo
     assert r.status_code == 409 and r.json()["job_status"] == "failed"
 
 
-def test_plot_of_another_owners_job_is_404(tmp_path, engine, job_body, settings_factory):
+def test_plot_of_another_owners_job_is_404(tmp_path, engine, job_body, settings_factory, recording_queue):
     from fastapi.testclient import TestClient
 
     settings = settings_factory(tmp_path, api_keys="alpha,beta")
-    sent: list[str] = []
-    with TestClient(create_app(settings, enqueue=sent.append, maintenance=False)) as client:
+    with TestClient(create_app(settings, queue=recording_queue, maintenance=False)) as client:
         job = client.post("/v1/jobs", json=job_body(), headers={"X-API-Key": "alpha"}).json()
-        execute_job(sent.pop(), settings, analyze=engine, worker_name="t")
+        execute_job(recording_queue.sent.pop(), settings, analyze=engine, worker_name="t")
         assert client.get(f"/v1/jobs/{job['id']}/plot.png", headers={"X-API-Key": "alpha"}).status_code == 200
         assert client.get(f"/v1/jobs/{job['id']}/plot.png", headers={"X-API-Key": "beta"}).status_code == 404
 

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from redundancy.advice import intervals_from_summary, recommend
 from redundancy.errors import UnknownLayerError
 from redundancy.report import Report
-from service.db.models import CurvePointRow, Job, JobResult, RecommendationRow
-from service.db.session import session_scope
+from service.core.db import session_scope
+from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow
 
 PROBLEM = "application/problem+json"
 
@@ -118,16 +118,16 @@ def test_unexpected_exception_fails_as_internal_error(harness, engine, job_body)
 
 
 def test_result_write_is_atomic(harness, job_body, monkeypatch):
-    import workers.runner as runner
+    from service.core import results
 
-    real = runner.store_report
+    real = results.store_report
 
     def half_then_crash(session, job_id, report):
         real(session, job_id, report)
         session.flush()
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner, "store_report", half_then_crash)
+    monkeypatch.setattr(results, "store_report", half_then_crash)
     job = harness.submit(job_body())
     assert harness.run_all() == ["failed"]
     got = harness.client.get(f"/v1/jobs/{job['id']}").json()
@@ -259,14 +259,14 @@ def test_pagination_across_pages_and_filters(harness, job_body):
     assert harness.client.get("/v1/jobs", params={"dataset": "cifar10"}).json()["items"] == []
 
 
-def test_api_keys_scope_jobs_to_their_owner(tmp_path, job_body, settings_factory):
+def test_api_keys_scope_jobs_to_their_owner(tmp_path, job_body, settings_factory, recording_queue):
     from fastapi.testclient import TestClient
 
     from service.core.config import hash_api_key
     from service.main import create_app
 
     settings = settings_factory(tmp_path, api_keys=f"alpha,sha256:{hash_api_key('beta')}")
-    with TestClient(create_app(settings, enqueue=lambda _id: None, maintenance=False)) as client:
+    with TestClient(create_app(settings, queue=recording_queue, maintenance=False)) as client:
         r = client.post("/v1/jobs", json=job_body())
         assert r.status_code == 401 and r.headers["content-type"] == PROBLEM
         assert client.get("/v1/jobs", headers={"X-API-Key": "wrong"}).status_code == 401

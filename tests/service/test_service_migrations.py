@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from service.db import migrate
-from service.db.models import Base
+from service.core import migrate
+from service.core.models import Base
 
 
 def test_upgrade_downgrade_upgrade_sqlite(tmp_path):

@@ -14,14 +14,14 @@ def test_readyz_ok_with_migrated_db(client):
     assert r.json()["checks"]["database"].startswith("ok (schema ")
 
 
-def test_readyz_503_without_schema(tmp_path, settings_factory):
+def test_readyz_503_without_schema(tmp_path, settings_factory, recording_queue):
     from fastapi.testclient import TestClient
 
     from service.core.config import Settings
     from service.main import create_app
 
     s = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'empty.sqlite'}", maintenance_interval=0)
-    with TestClient(create_app(s, enqueue=lambda _id: None)) as client:
+    with TestClient(create_app(s, queue=recording_queue)) as client:
         r = client.get("/readyz")
     assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
     assert "advisor db upgrade" in r.json()["checks"]["database"]

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import catalog
+from service.api import catalog
 from service.api.deps import OwnerDep, SettingsDep
-from service.schemas import CatalogDatasets, CatalogModels
+from service.api.schemas import CatalogDatasets, CatalogModels
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
 

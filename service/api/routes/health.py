@@ -6,11 +6,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from service.api.deps import SessionDep, SettingsDep
+from service.api.deps import ProbeDep, SessionDep, SettingsDep
 from service.api.errors import problem_response
-from service.db.session import get_engine
-from service.metrics import render_db_metrics
-from service.schemas import Health, Problem
+from service.api.metrics import render_db_metrics
+from service.api.schemas import Health, Problem
+from service.core.db import get_engine
 
 router = APIRouter(tags=["health"])
 
@@ -32,7 +32,7 @@ def healthz() -> Health:
         }
     },
 )
-def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
+def readyz(settings: SettingsDep, broker: ProbeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with get_engine(settings.db_url).connect() as conn:
@@ -46,7 +46,6 @@ def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
             )
     except Exception as exc:  # noqa: BLE001
         checks["database"] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
-    broker = request.app.state.broker
     if broker is None:
         checks["broker"] = "ok (in-process queue)"
     else:
@@ -61,10 +60,9 @@ def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-def metrics(request: Request, session: SessionDep) -> PlainTextResponse:
+def metrics(request: Request, session: SessionDep, broker: ProbeDep) -> PlainTextResponse:
     lines = request.app.state.request_metrics.render()
     try:
-        broker = request.app.state.broker
         depth = broker.depth() if broker is not None else None
         lines += render_db_metrics(session, depth)
         lines += ["# HELP advisor_up Database reachable.", "# TYPE advisor_up gauge", "advisor_up 1"]

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
+from redundancy.plots import render
 from redundancy.report import Report
-from service import jobs as crud
-from service.api.deps import EnqueueDep, OwnerDep, SessionDep
+from service.api.deps import OwnerDep, QueueDep, SessionDep
 from service.api.errors import validation_problem
-from service.schemas import (
+from service.api.schemas import (
     DEMO_JOB,
     LOGISTIC_JOB_EXAMPLE,
     SMALL_JOB_EXAMPLE,
@@ -22,7 +22,9 @@ from service.schemas import (
     Problem,
     RecommendationOut,
 )
-from service.validation import check_config
+from service.api.validation import check_config
+from service.core import lifecycle, queries, results
+from service.core.status import JobStatus
 
 log = logging.getLogger("service.api.jobs")
 
@@ -62,7 +64,7 @@ def submit_job(
     response: Response,
     session: SessionDep,
     owner: OwnerDep,
-    enqueue: EnqueueDep,
+    queue: QueueDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -75,18 +77,18 @@ def submit_job(
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
     check_config(body)
-    job, created = crud.create_job(session, body, owner=owner, idempotency_key=idempotency_key)
+    job, created = lifecycle.create(session, body, owner=owner, idempotency_key=idempotency_key)
     if created:
         try:
-            enqueue(job.id)
-            crud.mark_enqueued(session, job.id)
+            queue.enqueue(job.id)
+            lifecycle.mark_sent(session, job.id)
             session.refresh(job)
         except Exception:  # the job stays queued; the maintenance loop enqueues it again
             log.warning("could not enqueue job %s now; it will be retried", job.id, exc_info=True)
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return crud.to_out(job)
+    return JobOut.of(job)
 
 
 @router.get(
@@ -100,14 +102,11 @@ def list_jobs(
     owner: OwnerDep,
     page_size: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 20,
     page_token: Annotated[str | None, Query(description="`next_page_token` of the previous page.")] = None,
-    status_: Annotated[
-        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
-        Query(alias="status", description="Only jobs in this status."),
-    ] = None,
+    status_: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this status.")] = None,
     model: Annotated[str | None, Query(description="Only jobs on this timm model name.")] = None,
     dataset: Annotated[str | None, Query(description="Only jobs on this dataset spec.")] = None,
 ) -> JobList:
-    rows, token = crud.list_jobs(
+    rows, token = queries.list_jobs(
         session,
         owner,
         page_size=page_size,
@@ -116,7 +115,7 @@ def list_jobs(
         model=model,
         dataset=dataset,
     )
-    return JobList(items=[crud.to_out(j) for j in rows], next_page_token=token)
+    return JobList(items=[JobOut.of(j) for j in rows], next_page_token=token)
 
 
 @router.get(
@@ -126,7 +125,7 @@ def list_jobs(
     responses={404: {**PROBLEM, "description": "No such job"}},
 )
 def get_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JobOut:
-    return crud.to_out(crud.get_job(session, job_id, owner))
+    return JobOut.of(queries.get_job(session, job_id, owner))
 
 
 @router.post(
@@ -142,10 +141,10 @@ def get_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JobOut:
 def cancel_job(job_id: JobId, response: Response, session: SessionDep, owner: OwnerDep) -> JobOut:
     """A queued job is cancelled at once (200) and never starts. A running job is flagged (202); the
     worker sees the flag within about a second and stops at its next checkpoint."""
-    job = crud.cancel_job(session, crud.get_job(session, job_id, owner))
-    if job.status == "running":
+    job = lifecycle.cancel(session, job_id, owner)
+    if job.status == JobStatus.RUNNING:
         response.status_code = status.HTTP_202_ACCEPTED
-    return crud.to_out(job)
+    return JobOut.of(job)
 
 
 @router.delete(
@@ -158,7 +157,7 @@ def cancel_job(job_id: JobId, response: Response, session: SessionDep, owner: Ow
     },
 )
 def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> Response:
-    crud.delete_job(session, crud.get_job(session, job_id, owner))
+    lifecycle.delete(session, job_id, owner)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -175,7 +174,7 @@ def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> Response:
 def get_result(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JSONResponse:
     """Served as stored (a historical record), so reports written by an older engine version stay
     readable after the engine's schema grows."""
-    return JSONResponse(crud.load_report(session, crud.get_job(session, job_id, owner)))
+    return JSONResponse(results.load_report(session, queries.get_job(session, job_id, owner)))
 
 
 @router.get(
@@ -204,9 +203,10 @@ def get_recommendation(
     ] = None,
 ) -> RecommendationOut:
     """Answered from the stored curve for any δ; no probe is recomputed."""
-    job = crud.get_job(session, job_id, owner)
+    job = queries.get_job(session, job_id, owner)
     d = check_delta(delta, job.request.get("deltas") or [0.01])
-    return crud.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    return RecommendationOut.of(rec, job)
 
 
 def check_delta(delta: float | None, job_deltas: list[float]) -> float:
@@ -230,11 +230,9 @@ PlotDeltas = Annotated[
 
 def _plot(job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: str,
           deltas: list[float] | None) -> Response:
-    from redundancy.plots import render
-
-    job = crud.get_job(session, job_id, owner)
+    job = queries.get_job(session, job_id, owner)
     wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
-    report = crud.load_report(session, job)
+    report = results.load_report(session, job)
     body = render(report, fmt, deltas=wanted)
     return Response(
         content=body,

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from service import jobs as crud
 from service.api.deps import OwnerDep, SessionDep
 from service.api.errors import ProblemError
 from service.api.routes.jobs import PROBLEM, check_delta
-from service.schemas import RecommendationOut
+from service.api.schemas import RecommendationOut
+from service.core import queries, results
 
 router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 
@@ -38,7 +38,7 @@ def latest_recommendation(
     criterion: Annotated[Literal["mean", "worst_seed"] | None, Query()] = None,
     weights: Annotated[str | None, Query(description="Only jobs that used these weights.")] = None,
 ) -> RecommendationOut:
-    job = crud.latest_succeeded(session, owner, model, dataset, weights)
+    job = queries.latest_succeeded(session, owner, model, dataset, weights)
     if job is None:
         body = {"model": {"name": model, "weights": weights or "hub"}, "dataset": {"spec": dataset}}
         raise ProblemError(
@@ -51,4 +51,5 @@ def latest_recommendation(
             hint=f"Submit one: POST /v1/jobs with {json.dumps(body)}, then poll it until it succeeds.",
         )
     d = check_delta(delta, job.request.get("deltas") or [0.01])
-    return crud.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    return RecommendationOut.of(rec, job)

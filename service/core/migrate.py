@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 import migrations
+from service.core.db import make_engine
 
 
 def alembic_config(url: str) -> Config:
@@ -20,8 +24,6 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     if url.startswith("sqlite"):
-        import sqlalchemy as sa
-
         db = sa.engine.make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
@@ -34,10 +36,6 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 def current(url: str) -> str:
     """The database's revision(s), e.g. ``0001 (head)``; "" for an empty database."""
-    from alembic.migration import MigrationContext
-
-    from service.db.session import make_engine
-
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -49,8 +47,6 @@ def current(url: str) -> str:
 
 
 def head_revision(url: str = "sqlite://") -> str:
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert head is not None
     return head

@@ -1,4 +1,4 @@
-"""Engines and sessions, one engine per database URL per process."""
+"""Engines and sessions, one engine per database URL per process (SQLite or Postgres)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """SQLAlchemy 2 models: jobs, their results, curve points and stored recommendations.
 
 The same models run on Postgres (psycopg 3) and SQLite. The schema changes only through Alembic
-(``migrations/``); ``tests/service/test_migrations.py`` checks the two agree.
+(``migrations/``); ``tests/service/test_service_migrations.py`` checks the two agree. ``Job.status`` holds a
+:class:`~service.core.status.JobStatus`; how it changes is :mod:`service.core.lifecycle`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,28 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+from service.core.status import JobStatus, status_check_sql
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# Stored as its value in a VARCHAR(16) (the check constraint, not a database enum type, guards it).
+StatusType = sa.Enum(
+    JobStatus,
+    native_enum=False,
+    create_constraint=False,
+    length=16,
+    values_callable=lambda e: [m.value for m in e],
+)
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def as_utc(t: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if t is None:
+        return None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -42,12 +57,12 @@ class Job(Base):
         sa.Index("ix_jobs_status_created", "status", "created_at"),
         sa.Index("ix_jobs_created_id", "created_at", "id"),
         sa.Index("ix_jobs_model_dataset", "model_name", "dataset_spec", "status", "finished_at"),
-        sa.CheckConstraint("status IN ('queued','running','succeeded','failed','cancelled')", name="status_valid"),
+        sa.CheckConstraint(status_check_sql(), name="status_valid"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     owner: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    status: Mapped[JobStatus] = mapped_column(StatusType, default=JobStatus.QUEUED)
     stage: Mapped[str | None] = mapped_column(sa.String(32))
     progress: Mapped[float] = mapped_column(sa.Float, default=0.0)
     message: Mapped[str | None] = mapped_column(sa.Text)

@@ -7,10 +7,12 @@ a dataset's contents) is left to the engine: the job then fails with its error `
 
 from __future__ import annotations
 
-import threading
+import timm
 
 from redundancy.config import AnalysisConfig
+from redundancy.datasets.registry import parse_spec
 from redundancy.errors import RedundancyError
+from redundancy.models.loading import check_model_name
 from service.api.errors import ProblemError
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")
@@ -18,18 +20,7 @@ BUNDLED_MODEL = "tf_efficientnet_lite0"
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")
 
 
-def _import_model_loading() -> None:
-    import redundancy.models.loading  # noqa: F401  (imports torch and timm: a few seconds)
-
-
-def warm_up() -> None:
-    """Import torch/timm in the background so the first submit is not slow."""
-    threading.Thread(target=_import_model_loading, name="engine-import", daemon=True).start()
-
-
 def is_timm_model(name: str) -> bool:
-    import timm
-
     return bool(timm.is_model(name))
 
 
@@ -46,8 +37,6 @@ def field_error(field: str, reason: str, code: str | None = None) -> ProblemErro
 
 
 def check_dataset_spec(spec: str) -> None:
-    from redundancy.datasets.registry import parse_spec
-
     try:
         parse_spec(spec)
     except RedundancyError as exc:
@@ -55,8 +44,6 @@ def check_dataset_spec(spec: str) -> None:
 
 
 def check_model(name: str, weights: str) -> None:
-    from redundancy.models.loading import check_model_name
-
     try:
         check_model_name(name)
     except RedundancyError as exc:

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from redundancy.config import AnalysisConfig
 from redundancy.report import Recommendation
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from service.core.models import Job, as_utc
+from service.core.status import JobStatus
 
 DEMO_JOB: dict[str, Any] = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
@@ -125,6 +125,18 @@ class JobLinks(BaseModel):
     plot_png: str
     plot_svg: str
 
+    @classmethod
+    def of(cls, job_id: str) -> JobLinks:
+        base = f"/v1/jobs/{job_id}"
+        return cls(
+            self=base,
+            result=f"{base}/result",
+            recommendation=f"{base}/recommendation",
+            cancel=f"{base}/cancel",
+            plot_png=f"{base}/plot.png",
+            plot_svg=f"{base}/plot.svg",
+        )
+
 
 class JobOut(BaseModel):
     id: str
@@ -175,6 +187,29 @@ class JobOut(BaseModel):
     )
 
 
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        error = None
+        if job.error_code:
+            error = JobError(code=job.error_code, message=job.error_message or "", field=job.error_field)
+        return cls(
+            id=job.id,
+            status=job.status,
+            stage=job.stage,
+            progress=max(0.0, min(1.0, float(job.progress or 0.0))),
+            message=job.message,
+            created_at=as_utc(job.created_at),  # type: ignore[arg-type]
+            started_at=as_utc(job.started_at),
+            finished_at=as_utc(job.finished_at),
+            cancel_requested=bool(job.cancel_requested),
+            error=error,
+            config_hash=job.config_hash,
+            attempts=job.attempts or 0,
+            request=job.request,
+            links=JobLinks.of(job.id),
+        )
+
+
 class JobList(BaseModel):
     items: list[JobOut]
     next_page_token: str | None = Field(None, description="Pass as `page_token` for the next page; null at the end.")
@@ -189,6 +224,16 @@ class RecommendationOut(Recommendation):
     dataset: str
 
     model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def of(cls, rec: Recommendation, job: Job) -> RecommendationOut:
+        return cls(
+            **rec.model_dump(by_alias=True),
+            job_id=job.id,
+            model=job.model_name,
+            weights=str(job.request.get("model", {}).get("weights", "")),
+            dataset=job.dataset_spec,
+        )
 
 
 class ProblemField(BaseModel):

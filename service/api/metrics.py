@@ -9,7 +9,8 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from service.db.models import JOB_STATUSES, Job
+from service.core.models import Job
+from service.core.status import JobStatus
 
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STAGES: tuple[str, ...] = ("load_model", "load_data", "extract", "probe", "advise")
@@ -54,15 +55,15 @@ def _esc(s: str) -> str:
 
 def render_db_metrics(session: Session, broker_depth: int | None) -> list[str]:
     lines = ["# HELP advisor_jobs Jobs by status.", "# TYPE advisor_jobs gauge"]
-    counts = dict.fromkeys(JOB_STATUSES, 0)
+    counts = dict.fromkeys(JobStatus, 0)
     for status, n in session.execute(sa.select(Job.status, sa.func.count()).group_by(Job.status)):
         counts[status] = n
-    for status in JOB_STATUSES:
-        lines.append(f'advisor_jobs{{status="{status}"}} {counts[status]}')
+    for status in JobStatus:
+        lines.append(f'advisor_jobs{{status="{status.value}"}} {counts[status]}')
     lines += [
         "# HELP advisor_queue_depth Jobs waiting for a worker (database).",
         "# TYPE advisor_queue_depth gauge",
-        f"advisor_queue_depth {counts['queued']}",
+        f"advisor_queue_depth {counts[JobStatus.QUEUED]}",
     ]
     if broker_depth is not None:
         lines += [
@@ -74,7 +75,7 @@ def render_db_metrics(session: Session, broker_depth: int | None) -> list[str]:
     ns: dict[str, int] = defaultdict(int)
     rows = session.execute(
         sa.select(Job.stage_timings)
-        .where(Job.stage_timings.is_not(None), Job.status != "queued")
+        .where(Job.stage_timings.is_not(None), Job.status != JobStatus.QUEUED)
         .order_by(Job.created_at.desc())
         .limit(5000)
     )

@@ -7,9 +7,15 @@ import importlib.util
 import os
 from pathlib import Path
 
+import timm
+from huggingface_hub import try_to_load_from_cache
+from timm.models import get_pretrained_cfg
+
+from redundancy.datasets import describe_datasets
+from service.api.schemas import CatalogDataset, CatalogModel
+from service.api.validation import CHECKPOINT_SUFFIXES, is_timm_model
 from service.core.config import Settings
-from service.schemas import CatalogDataset, CatalogModel
-from service.validation import CHECKPOINT_SUFFIXES, is_timm_model
+from service.core.runtime import make_runtime
 
 BUNDLED: dict[str, str] = {
     # model name -> the Python package that ships its weights
@@ -27,8 +33,6 @@ def _pattern(q: str | None) -> str:
 def _hub_weights_cached(name: str) -> tuple[bool, str | None]:
     """Are the hub weights for ``name`` in the local Hugging Face or torch hub cache?"""
     try:
-        from timm.models import get_pretrained_cfg
-
         cfg = get_pretrained_cfg(name)
     except Exception:  # noqa: BLE001 - no pretrained config at all
         return False, "no pretrained weights registered in timm"
@@ -37,8 +41,6 @@ def _hub_weights_cached(name: str) -> tuple[bool, str | None]:
     hub_id = getattr(cfg, "hf_hub_id", None)
     if hub_id:
         try:
-            from huggingface_hub import try_to_load_from_cache
-
             for fname in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
                 hit = try_to_load_from_cache(hub_id, fname)
                 if isinstance(hit, str):
@@ -71,8 +73,6 @@ def list_models(settings: Settings, q: str | None, limit: int) -> tuple[list[Cat
                 )
             )
     items.extend(_checkpoints(settings, pat))
-    import timm
-
     names = timm.list_models(pat)
     truncated = len(names) > limit
     for name in names[:limit]:
@@ -110,9 +110,6 @@ def _checkpoints(settings: Settings, pat: str) -> list[CatalogModel]:
 
 def list_datasets(settings: Settings) -> list[CatalogDataset]:
     """The engine's dataset schemes, plus the .npz files found under DATA_DIR/datasets."""
-    from redundancy.datasets import describe_datasets
-    from workers.runner import make_runtime
-
     runtime = make_runtime(settings)
     out: list[CatalogDataset] = []
     for item in describe_datasets(runtime):

@@ -1,0 +1,341 @@
+"""Every state transition of a job, in the order a job lives them. Read top to bottom.
+
+::
+
+    create ─▶ queued ─▶ mark_sent / unmark_sent        (the API and the maintenance sweep hand it to a queue)
+               │  ▲
+        claim  │  └── requeue_stale                     (its worker stopped heart-beating)
+               ▼
+             running ─▶ heartbeat (progress; answers "go on?")
+               ├─▶ succeed        ─▶ succeeded          (report rows and status in one transaction)
+               ├─▶ fail           ─▶ failed             (engine error, time limit, result write)
+               ├─▶ fail_stale     ─▶ failed             (worker lost MAX_ATTEMPTS times)
+               ├─▶ finish_cancelled / cancel_stale ─▶ cancelled
+    cancel:  queued ─▶ cancelled at once; running ─▶ cancel_requested (the worker stops at its next checkpoint)
+    delete:  a finished job and its rows
+
+Postgres (or the embedded SQLite file) is the truth about a job. Every change is one conditional
+``UPDATE ... WHERE`` so that the API, the maintenance sweep, a worker and a second worker racing on a
+duplicate message cannot both win: a queued job is fenced by its status (and, when sent, by its send
+count); a running job by its status **and attempt number**, so a worker that lost its job (requeued,
+taken over, deleted) can no longer write to it. Each function takes a session and commits before it
+returns: one transition, one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from redundancy.config import AnalysisConfig
+from redundancy.report import Report
+from service.core import results
+from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
+from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
+from service.core.queries import get_job
+from service.core.status import JobStatus
+
+log = logging.getLogger("service.core.lifecycle")
+
+MAX_ATTEMPTS = 3
+"""A job whose worker is lost this many times fails with ``worker_lost`` instead of being requeued."""
+
+QUEUED, RUNNING = JobStatus.QUEUED, JobStatus.RUNNING
+
+
+def _update(session: Session, job_id: str, *fence: sa.ColumnElement[bool], **values: Any) -> bool:
+    """``UPDATE jobs SET values WHERE id = job_id AND fence``; True when it changed the row."""
+    stmt = sa.update(Job).where(Job.id == job_id, *fence).values(**values)
+    # "fetch": a Job already loaded in this session sees the change (Python-side evaluation of the fence
+    # would compare SQLite's naive datetimes with aware ones).
+    res = session.execute(stmt.execution_options(synchronize_session="fetch"))
+    session.commit()
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def _held(attempt: int) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+    """The fence of a running job: still running, and still the same attempt."""
+    return Job.status == RUNNING, Job.attempts == attempt
+
+
+# ---------------------------------------------------------------------------------------------
+# queued
+
+
+def create(
+    session: Session, config: AnalysisConfig, *, owner: str, idempotency_key: str | None
+) -> tuple[Job, bool]:
+    """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
+    same config). The same key with another config raises :class:`IdempotencyConflict`."""
+    chash = config.config_hash()
+    if idempotency_key is not None:
+        existing = _by_key(session, owner, idempotency_key)
+        if existing is not None:
+            return _replay(existing, chash, idempotency_key), False
+    job = Job(
+        id=str(uuid.uuid4()),
+        owner=owner,
+        status=QUEUED,
+        progress=0.0,
+        request=config.model_dump(mode="json"),
+        config_hash=chash,
+        model_name=config.model.name,
+        dataset_spec=config.dataset.spec,
+        idempotency_key=idempotency_key,
+        cancel_requested=False,
+        created_at=utcnow(),
+        enqueue_count=0,
+        attempts=0,
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:  # a concurrent request with the same key won the insert
+        session.rollback()
+        existing = _by_key(session, owner, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(existing, chash, idempotency_key or ""), False
+    return job, True
+
+
+def _by_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.scalar(sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+
+
+def _replay(existing: Job, chash: str, key: str) -> Job:
+    if existing.config_hash != chash:
+        raise IdempotencyConflict(key, existing.id)
+    return existing
+
+
+def mark_sent(session: Session, job_id: str, *, seen_count: int | None = None) -> bool:
+    """Record that the job's message was (or is about to be) sent. With ``seen_count``, only if nobody
+    sent it since that count was read, so two API replicas sweeping at once do not both resend."""
+    fence = [Job.status == QUEUED] + ([Job.enqueue_count == seen_count] if seen_count is not None else [])
+    return _update(session, job_id, *fence, enqueued_at=utcnow(), enqueue_count=Job.enqueue_count + 1)
+
+
+def unmark_sent(session: Session, job_id: str) -> bool:
+    """The send failed (broker down): the next sweep sends it again at once."""
+    return _update(session, job_id, Job.status == QUEUED, enqueued_at=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# queued → running
+
+
+@dataclass(frozen=True)
+class Claim:
+    attempt: int
+    request: dict[str, Any]
+
+
+def claim(session: Session, job_id: str, *, worker: str, stale_after: float) -> Claim | None:
+    """queued → running, or take over a running job whose worker stopped heart-beating ``stale_after``
+    seconds ago (and that nobody asked to cancel). None: nothing to claim (cancelled, finished, deleted
+    or running elsewhere), so a duplicate message is harmless."""
+    now = utcnow()
+    stale = now - dt.timedelta(seconds=stale_after)
+    taken = _update(
+        session,
+        job_id,
+        sa.or_(
+            Job.status == QUEUED,
+            sa.and_(Job.status == RUNNING, Job.heartbeat_at < stale, Job.cancel_requested.is_(False)),
+        ),
+        status=RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=Job.attempts + 1,
+        worker=worker[:255],
+        stage=None,
+        progress=0.0,
+        message=None,
+    )
+    if not taken:
+        return None
+    row = session.execute(sa.select(Job.attempts, Job.request).where(Job.id == job_id)).one()
+    return Claim(attempt=int(row.attempts), request=dict(row.request))
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def heartbeat(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    *,
+    progress: float,
+    stage: str | None,
+    message: str | None,
+    stage_timings: dict[str, float],
+) -> bool:
+    """Write progress and the heartbeat. Returns whether the worker should go on: False once the job
+    was cancelled, deleted, requeued or taken over by another attempt."""
+    values: dict[str, Any] = {
+        "progress": progress,
+        "heartbeat_at": utcnow(),
+        "message": (message or "")[:2000] or None,
+        "stage_timings": stage_timings,
+    }
+    if stage is not None:
+        values["stage"] = stage
+    _update(session, job_id, *_held(attempt), **values)
+    row = session.execute(sa.select(Job.status, Job.cancel_requested, Job.attempts).where(Job.id == job_id)).first()
+    return not (row is None or row.cancel_requested or row.status != RUNNING or row.attempts != attempt)
+
+
+def is_held(session: Session, job_id: str, attempt: int) -> bool:
+    """Is the job still running under this attempt (not deleted, cancelled or taken over)?"""
+    row = session.execute(sa.select(Job.status, Job.attempts).where(Job.id == job_id)).first()
+    return row is not None and row.status == RUNNING and row.attempts == attempt
+
+
+def cancel(session: Session, job_id: str, owner: str) -> Job:
+    """Queued → cancelled now; running → flag for the worker (it stops at its next checkpoint).
+    Cancelling a cancelled job is a no-op; a succeeded or failed one raises :class:`AlreadyFinished`."""
+    job = get_job(session, job_id, owner)
+    stopped = _update(
+        session,
+        job.id,
+        Job.status == QUEUED,
+        status=JobStatus.CANCELLED,
+        cancel_requested=True,
+        finished_at=utcnow(),
+        message="cancelled before start",
+    )
+    if not stopped:
+        _update(session, job.id, Job.status == RUNNING, cancel_requested=True)
+    session.refresh(job)
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        raise AlreadyFinished(job.id, job.status)
+    return job
+
+
+# ---------------------------------------------------------------------------------------------
+# running → finished (by its worker)
+
+
+def succeed(session: Session, job_id: str, attempt: int, report: Report, timings: dict[str, float]) -> bool:
+    """running → succeeded with the report's rows, in ONE transaction: a half-written job never looks
+    finished. False (and nothing written) when the job changed hands or was deleted meanwhile."""
+    q = sa.select(Job).where(Job.id == job_id)
+    if session.get_bind().dialect.name != "sqlite":  # SQLite has no row locks (its writes are serialised)
+        q = q.with_for_update()
+    job = session.scalar(q)
+    if job is None or job.status != RUNNING or job.attempts != attempt:
+        log.warning("job %s changed hands or was deleted; dropping its result", job_id)
+        session.rollback()
+        return False
+    try:
+        results.store_report(session, job_id, report)
+        now = utcnow()
+        job.status = JobStatus.SUCCEEDED
+        job.stage = "done"
+        job.progress = 1.0
+        job.message = None
+        job.finished_at = now
+        job.heartbeat_at = now
+        job.stage_timings = {k: float(v) for k, v in (report.timings or timings).items()}
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return True
+
+
+def fail(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    *,
+    code: str,
+    message: str,
+    field: str | None = None,
+    stage_timings: dict[str, float] | None = None,
+) -> bool:
+    """running → failed with a structured error ``{code, message, field}``."""
+    return _finish(
+        session, job_id, attempt, JobStatus.FAILED, stage_timings,
+        error_code=code, error_message=message, error_field=field,
+    )
+
+
+def finish_cancelled(session: Session, job_id: str, attempt: int, stage_timings: dict[str, float] | None) -> bool:
+    """running → cancelled: the worker saw the cancel flag and stopped."""
+    return _finish(session, job_id, attempt, JobStatus.CANCELLED, stage_timings, message="cancelled while running")
+
+
+def _finish(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    status: JobStatus,
+    stage_timings: dict[str, float] | None,
+    **values: Any,
+) -> bool:
+    now = utcnow()
+    return _update(
+        session, job_id, *_held(attempt), status=status, finished_at=now, heartbeat_at=now,
+        stage_timings=stage_timings, **values,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# running, worker lost (the maintenance sweep)
+
+
+def _stale(attempt: int, stale_before: dt.datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    return (*_held(attempt), Job.heartbeat_at < stale_before)
+
+
+def requeue_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
+    """running → queued (not yet sent): its worker stopped heart-beating before ``stale_before``."""
+    return _update(
+        session, job_id, *_stale(attempt, stale_before),
+        status=QUEUED, stage=None, progress=0.0, enqueued_at=None,
+        message="requeued: its worker stopped responding",
+    )
+
+
+def fail_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
+    """running → failed (``worker_lost``): its worker was lost on every one of its attempts."""
+    return _update(
+        session, job_id, *_stale(attempt, stale_before),
+        status=JobStatus.FAILED, finished_at=utcnow(), error_code="worker_lost",
+        error_message=f"The worker running this job stopped responding {attempt} times (killed, out of "
+        f"memory or past the hard time limit).",
+    )
+
+
+def cancel_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
+    """running with cancel requested → cancelled: the worker died before it could stop."""
+    return _update(
+        session, job_id, *_stale(attempt, stale_before),
+        status=JobStatus.CANCELLED, finished_at=utcnow(), message="worker lost after cancel",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# finished → gone
+
+
+def delete(session: Session, job_id: str, owner: str) -> None:
+    """A finished job and all its rows. Queued or running raises :class:`NotFinished` (cancel first)."""
+    job = get_job(session, job_id, owner)
+    if not job.status.finished:
+        raise NotFinished(job.id, job.status)
+    for model in (CurvePointRow, RecommendationRow, JobResult):
+        session.execute(sa.delete(model).where(model.job_id == job.id))
+    session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
+    session.commit()

@@ -1,0 +1,104 @@
+"""Lost messages must not lose jobs.
+
+The database is the truth. Periodically (in the API process, and once when a worker starts):
+
+* a **queued** job whose message was never sent, or was sent ``ADVISOR_REQUEUE_AFTER`` seconds ago
+  (doubling with each resend, capped at 32x) and not picked up, is enqueued again;
+* a **running** job whose worker stopped heart-beating for ``ADVISOR_STALE_AFTER`` seconds (killed,
+  OOM, machine lost) is put back to queued and enqueued again, or failed with ``worker_lost`` after
+  ``MAX_ATTEMPTS`` attempts (or cancelled, if a cancel was asked for).
+
+Duplicate messages are harmless: a worker claims a job with a conditional UPDATE, so only one wins.
+The transitions themselves are in :mod:`service.core.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from service.core import lifecycle, queries
+from service.core.config import Settings
+from service.core.db import session_scope
+from service.core.lifecycle import MAX_ATTEMPTS
+from service.core.models import as_utc, utcnow
+from service.core.queue import JobQueue
+
+log = logging.getLogger("service.maintenance")
+
+__all__ = ["MAX_ATTEMPTS", "MaintenanceThread", "run_maintenance_once"]
+
+
+def run_maintenance_once(settings: Settings, queue: JobQueue) -> dict[str, int]:
+    now = utcnow()
+    requeued = revived = failed = 0
+    with session_scope(settings.db_url) as s:
+        queued = queries.queued_jobs(s)
+    for row in queued:
+        created, sent = as_utc(row.created_at), as_utc(row.enqueued_at)
+        if sent is None:
+            due = created is not None and (now - created).total_seconds() > 2.0
+        else:
+            backoff = settings.requeue_after * 2 ** min(max(row.enqueue_count - 1, 0), 5)
+            due = (now - sent).total_seconds() > backoff
+        if due and _resend(settings, row.id, row.enqueue_count, queue):
+            requeued += 1
+
+    stale_before = now - dt.timedelta(seconds=settings.stale_after)
+    with session_scope(settings.db_url) as s:
+        for row in queries.stale_running_jobs(s, stale_before):
+            if row.cancel_requested:
+                lifecycle.cancel_stale(s, row.id, row.attempts, stale_before)
+            elif row.attempts >= MAX_ATTEMPTS:
+                failed += lifecycle.fail_stale(s, row.id, row.attempts, stale_before)
+            else:
+                revived += lifecycle.requeue_stale(s, row.id, row.attempts, stale_before)
+    if revived:
+        # They are queued with enqueued_at NULL now; send them right away.
+        with session_scope(settings.db_url) as s:
+            ids = queries.unsent_jobs(s)
+        for job_id in ids:
+            _resend(settings, job_id, None, queue)
+    stats = {"requeued": requeued, "revived": revived, "failed": failed}
+    if any(stats.values()):
+        log.warning("maintenance: %s", stats)
+    return stats
+
+
+def _resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
+    """Claim the right to resend (so two API replicas do not both resend), then send."""
+    with session_scope(settings.db_url) as s:
+        if not lifecycle.mark_sent(s, job_id, seen_count=seen_count):
+            return False
+    try:
+        queue.enqueue(job_id)
+    except Exception:  # noqa: BLE001 - broker down: try again next round
+        log.warning("could not enqueue job %s", job_id, exc_info=True)
+        with session_scope(settings.db_url) as s:
+            lifecycle.unmark_sent(s, job_id)
+        return False
+    return True
+
+
+class MaintenanceThread:
+    """Runs :func:`run_maintenance_once` every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, settings: Settings, queue: JobQueue, interval: float) -> None:
+        self.settings, self.queue, self.interval = settings, queue, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="advisor-maintenance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                run_maintenance_once(self.settings, self.queue)
+            except Exception:  # noqa: BLE001
+                log.warning("maintenance round failed", exc_info=True)

@@ -1,0 +1,116 @@
+"""Reads: one job, a page of jobs (keyset pagination with opaque tokens), the latest succeeded job on a
+model and dataset, and what the maintenance sweep looks at. Nothing here changes a row."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from service.core.errors import InvalidInput, JobNotFound
+from service.core.models import Job, as_utc
+from service.core.status import JobStatus
+
+
+def get_job(session: Session, job_id: str, owner: str) -> Job:
+    """The job, if it exists and belongs to ``owner``; else :class:`JobNotFound` (another owner's job
+    is indistinguishable from a missing one)."""
+    job = session.get(Job, job_id)
+    if job is None or job.owner != owner:
+        raise JobNotFound(job_id)
+    return job
+
+
+def encode_page_token(created_at: dt.datetime, job_id: str) -> str:
+    raw = json.dumps({"t": as_utc(created_at).isoformat(), "i": job_id}, separators=(",", ":"))  # type: ignore[union-attr]
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[dt.datetime, str]:
+    try:
+        pad = "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(token + pad))
+        t = dt.datetime.fromisoformat(data["t"])
+        i = str(data["i"])
+    except (binascii.Error, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise InvalidInput("page_token", "not a token this API issued") from exc
+    return t, i
+
+
+def list_jobs(
+    session: Session,
+    owner: str,
+    *,
+    page_size: int,
+    page_token: str | None,
+    status: JobStatus | None,
+    model: str | None,
+    dataset: str | None,
+) -> tuple[list[Job], str | None]:
+    """Newest first; returns the page and the token of the next one (None at the end)."""
+    q = sa.select(Job).where(Job.owner == owner)
+    if status:
+        q = q.where(Job.status == status)
+    if model:
+        q = q.where(Job.model_name == model)
+    if dataset:
+        q = q.where(Job.dataset_spec == dataset)
+    if page_token:
+        t, i = decode_page_token(page_token)
+        t_db = t.astimezone(dt.UTC)
+        if session.get_bind().dialect.name == "sqlite":
+            t_db = t_db.replace(tzinfo=None)
+        q = q.where(sa.or_(Job.created_at < t_db, sa.and_(Job.created_at == t_db, Job.id < i)))
+    q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(page_size + 1)
+    rows = list(session.scalars(q))
+    next_token = None
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        next_token = encode_page_token(rows[-1].created_at, rows[-1].id)
+    return rows, next_token
+
+
+def latest_succeeded(session: Session, owner: str, model: str, dataset: str, weights: str | None) -> Job | None:
+    q = (
+        sa.select(Job)
+        .where(
+            Job.owner == owner,
+            Job.model_name == model,
+            Job.dataset_spec == dataset,
+            Job.status == JobStatus.SUCCEEDED,
+        )
+        .order_by(Job.finished_at.desc(), Job.created_at.desc())
+    )
+    for job in session.scalars(q.limit(200)):
+        if weights is None or job.request.get("model", {}).get("weights") == weights:
+            return job
+    return None
+
+
+def queued_jobs(session: Session) -> Sequence[Row[tuple[str, dt.datetime, dt.datetime | None, int]]]:
+    """(id, created_at, enqueued_at, enqueue_count) of every queued job."""
+    return session.execute(
+        sa.select(Job.id, Job.created_at, Job.enqueued_at, Job.enqueue_count).where(Job.status == JobStatus.QUEUED)
+    ).all()
+
+
+def stale_running_jobs(session: Session, stale_before: dt.datetime) -> Sequence[Row[tuple[str, int, bool]]]:
+    """(id, attempts, cancel_requested) of running jobs with no heartbeat since ``stale_before``."""
+    return session.execute(
+        sa.select(Job.id, Job.attempts, Job.cancel_requested).where(
+            Job.status == JobStatus.RUNNING, Job.heartbeat_at < stale_before
+        )
+    ).all()
+
+
+def unsent_jobs(session: Session) -> Sequence[str]:
+    """Queued jobs whose message is not (or no longer) sent."""
+    return session.scalars(
+        sa.select(Job.id).where(Job.status == JobStatus.QUEUED, Job.enqueued_at.is_(None))
+    ).all()

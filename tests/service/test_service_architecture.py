@@ -1,0 +1,75 @@
+"""The layout of docs/architecture.md holds: the import contracts are kept, the worker process never loads
+FastAPI, and every import placed inside a function of the service or the workers says why."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = ("service", "workers", "migrations")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_import_contracts_are_kept():
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.skip(f"import-linter is not installed beside {sys.executable} (pip install -e '.[dev]')")
+    out = subprocess.run([str(lint)], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
+
+
+def test_the_worker_process_never_imports_fastapi():
+    """What `celery -A workers.celery_app worker` and `advisor worker` import, in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "import service.cli, workers.celery_app, workers.tasks, workers.runner\n"
+        "workers.celery_app.app.loader.import_default_modules()\n"  # the task modules a worker loads at start
+        "web = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn', 'httpx'))\n"
+        "api = sorted(m for m in sys.modules if m.startswith(('service.api', 'service.main', 'service.broker')))\n"
+        "print(web, api, 'redundancy.pipeline' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-3:] == ["[]", "[]", "True"], f"the worker loaded web modules: {out.stdout[-2000:]}"
+
+
+def _function_level_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, source line) of every import inside a function body without a ``# lazy: reason`` comment."""
+    lines = path.read_text().splitlines()
+    bad: list[tuple[int, str]] = []
+    for fn in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                line = lines[node.lineno - 1]
+                if "# lazy: " not in line:
+                    bad.append((node.lineno, line.strip()))
+    return bad
+
+
+def test_imports_inside_functions_state_their_reason():
+    bad = {
+        str(p.relative_to(ROOT)): found
+        for pkg in PRODUCT
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        if (found := _function_level_imports(p))
+    }
+    assert bad == {}, "give each function-level import a one-line `# lazy: reason`, or move it to the top"
+
+
+def test_the_reason_check_finds_a_bare_function_level_import(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    import json\n    from os import path  # lazy: a reason\n    return json, path\n")
+    assert _function_level_imports(src) == [(2, "import json")]
