@@ -136,10 +136,11 @@ def format_report(report: Report) -> str:
     for s in report.summary:
         ci = f"{s.ci_low:.3f}–{s.ci_high:.3f}" if s.ci_low is not None and s.ci_high is not None else "-"
         pair = f"{s.cka_pair_mean:.3f}" if s.cka_pair_mean is not None else "-"
+        cka = f"{s.cka_mean:.3f}" if s.cka_mean is not None else "-"
         mark = "  (refined)" if any(p.kind == "refinement" and p.k == s.k for p in report.curve) else ""
         lines.append(
             f"{s.fraction:>9.4g} {s.k:>6d} {s.seeds:>5d} {s.accuracy_mean:>9.4f} {s.accuracy_std:>7.4f} "
-            f"{s.accuracy_min:>7.4f} {ci:>15} {s.cka_mean:>6.3f} {pair:>8}{mark}"
+            f"{s.accuracy_min:>7.4f} {ci:>15} {cka:>6} {pair:>8}{mark}"
         )
     for sk in report.skipped_fractions:
         lines.append(f"{sk.fraction:>9g} {sk.k:>6d}   skipped: {sk.reason}")

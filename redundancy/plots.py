@@ -76,7 +76,7 @@ def _groups(points: list[dict[str, Any]], kinds: tuple[str, ...]) -> list[dict[s
                 "cka": mean_of("cka"),
                 "cka_debiased": mean_of("cka_debiased"),
                 "cka_pair": mean_of("cka_pair"),
-                "gini": gini(np.mean(per_class, axis=0)) if per_class else None,
+                "gini": float(np.mean([gini(v) for v in per_class])) if per_class else None,  # per seed
             }
         )
     return out
@@ -178,7 +178,7 @@ def build_figure(report: Any, deltas: list[float] | None = None) -> Figure:
     for kind, groups in baselines.items():
         label, colour, marker = BASELINE_STYLE[kind]
         cka_line(ax_gini, groups, "gini", color=colour, marker=marker, ms=4, ls="--", label=label)
-    ax_gini.set_ylabel("Gini of per-class accuracy")
+    ax_gini.set_ylabel("Gini of per-class accuracy\n(mean of per-seed Ginis)")
     ax_gini.set_xlabel("fraction of neurons kept (log scale)")
     if ax_gini.get_legend_handles_labels()[0]:
         ax_gini.legend(fontsize=7, loc="best")
