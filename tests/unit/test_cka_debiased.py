@@ -105,3 +105,22 @@ def test_cka_of_a_subset_without_variance_is_undefined_not_zero() -> None:
     assert math.isnan(fc.part_whole(np.array([0, 1])))
     assert math.isnan(fc.pair(np.array([0]), np.array([1]), debiased=True))
     assert 0.0 < fc.part_whole(np.array([0, 2])) <= 1.0  # a live neuron makes it defined again
+
+
+def test_debiased_cka_is_undefined_when_both_self_hsics_are_negative() -> None:
+    """A single outlier makes a neuron's unbiased self-HSIC negative; two such neurons give a positive
+    product of negative terms, which must not pass for a CKA."""
+    import math
+
+    from redundancy.cka import FeatureCKA, _unbiased_hsic, debiased_linear_cka
+
+    n = 20
+    x = np.zeros((n, 3))
+    x[0, 0], x[1, 1] = 10.0, 7.0  # one spike each
+    x[:, 2] = np.random.default_rng(0).normal(size=n)
+    for j in (0, 1):
+        c = x[:, [j]] - x[:, [j]].mean(0)
+        assert _unbiased_hsic(c @ c.T, c @ c.T) < 0
+    assert math.isnan(debiased_linear_cka(x[:, [0]], x[:, [1]]))
+    assert math.isnan(FeatureCKA(x).pair(np.array([0]), np.array([1]), debiased=True))
+    assert not math.isnan(FeatureCKA(x).pair(np.array([0]), np.array([1])))  # biased: defined
