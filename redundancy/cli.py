@@ -168,7 +168,9 @@ def format_report(report: Report) -> str:
         else:
             robust = [f"worst seed {'holds' if r.holds_worst_seed else 'FAILS'} ({r.worst_seed_accuracy:.4f})"]
             if r.holds_ci_lower is not None:
-                robust.append(f"CI lower bound {'holds' if r.holds_ci_lower else 'FAILS'} ({r.ci_low:.4f})")
+                low = (f"paired margin low {r.margin_ci_low:+.4f}" if r.margin_ci_low is not None
+                       else f"CI low {r.ci_low:.4f}")
+                robust.append(f"CI lower bound {'holds' if r.holds_ci_lower else 'FAILS'} ({low})")
             lines.append(f"       threshold {r.threshold:.4f}: " + "; ".join(robust))
     lines += ["", "timings  " + "  ".join(f"{k}={v:.2f}s" for k, v in report.timings.items())
               + f"  device={report.environment.device}"
