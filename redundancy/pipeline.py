@@ -403,7 +403,7 @@ def run_probes(
     train = training_problem(config, features)
     ctx = _Context(
         config, features, train, _SubsetProber(config, features, train, device),
-        GramCKA(features.stats.centred_gram(), device=device), FeatureCKA(features.x_test, device=device),
+        GramCKA(train.stats.centred_gram(), device=device), FeatureCKA(features.x_test, device=device),
         tracker, device,
     )
     plan = plan_subsets(config.fractions, features.d, config.seeds)

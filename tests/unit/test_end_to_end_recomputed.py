@@ -94,7 +94,7 @@ def test_every_number_recomputed_with_sklearn_and_numpy(run: tuple) -> None:
         assert p.lam == pytest.approx(lam, rel=1e-9)
         assert p.selection == "gcv" and p.selection_score == pytest.approx(gcv, rel=1e-6)
         assert p.accuracy == pytest.approx(acc, abs=1e-12)
-        ref_cka = cka_slow(f.x_train[:, subset].astype(np.float64), f.x_train.astype(np.float64))
+        ref_cka = cka_slow(x_all[:, subset], x_all)  # CKA on the rows the probe was fitted on
         assert (p.cka is None) == np.isnan(ref_cka)
         if p.cka is not None:
             assert p.cka == pytest.approx(ref_cka, rel=1e-6)
@@ -121,7 +121,7 @@ def test_baselines_recomputed(run: tuple) -> None:
         assert p.lam == pytest.approx(lam, rel=1e-9), (p.kind, p.k)
         assert p.selection_score == pytest.approx(gcv, rel=1e-5)
         assert p.accuracy == pytest.approx(acc, abs=1e-12)
-        ref_cka = cka_slow(f.x_train @ r, f.x_train.astype(np.float64))
+        ref_cka = cka_slow(x_all @ r, x_all)
         if p.cka is not None:
             assert p.cka == pytest.approx(ref_cka, rel=1e-6)
         else:

@@ -139,7 +139,7 @@ def test_gcv_with_fewer_rows_than_neurons_on_real_shaped_features() -> None:
     stats = GramStats.from_features(x, y, c)
     p = stats.standardised()
     evals = np.linalg.eigvalsh(p.gram)
-    assert evals.min() < -1e-9 * evals.max()  # the case: rounding made part of the null space negative
+    assert (evals < 0).sum() > 10  # the case: rounding made part of the null space negative
     xt = x[:40] + 0.001
     prober = RidgeProber(p, None, None, xt, y[:40], select="gcv")
     got = prober.probe(np.arange(d))
