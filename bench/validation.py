@@ -806,7 +806,7 @@ def write_markdown(results: list[Result], s: Settings, out: Path, command: str, 
     for r in results:
         z = r.ridge.dataset.sizes
         caps.append(f"{r.ds.title}: train {z['train']} + validation {z['val']}, test {z['test']}"
-                    f" ({len(r.ridge.dataset.classes)} classes)")
+                    f" ({len(r.ridge.dataset.classes)} classes, input {r.ridge.model.input_size[-1]} px)")
     timing_rows = [
         [r.ds.title, name, f"{sec:.0f}", str(rep.environment.feature_cache_hit),
          f"{rep.timings.get('extract', 0.0):.0f}", f"{rep.timings.get('probe', 0.0):.0f}"]
