@@ -15,6 +15,7 @@ from redundancy.config import Criterion, DeltaMode
 from redundancy.errors import InvalidConfigError
 from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, FractionSummary, Recommendation
+from redundancy.uncertainty import PairedBootstrap
 
 _EPS = 1e-12
 
@@ -26,8 +27,9 @@ Intervals = Mapping[int, tuple[float, float]]
 def summarize(
     curve: Sequence[CurvePoint], kinds: tuple[str, ...] = RANDOM_KINDS, intervals: Intervals | None = None
 ) -> list[FractionSummary]:
-    """Per distinct k of the given kinds, ascending: mean/std/min accuracy over seeds, mean CKA, mean
-    per-class accuracy, and the bootstrap interval when one is given for that k."""
+    """Per distinct k of the given kinds, ascending: mean/std/min accuracy over seeds, mean CKA over the
+    seeds where it is defined (with that count), mean per-class accuracy, and the bootstrap interval
+    when one is given for that k."""
     groups: dict[int, list[CurvePoint]] = defaultdict(list)
     for p in curve:
         if p.kind in kinds:
@@ -37,7 +39,8 @@ def summarize(
     for k in sorted(groups):
         pts = groups[k]
         acc = np.array([p.accuracy for p in pts])
-        pairs = [p.cka_pair for p in pts if p.cka_pair is not None]
+        cka = _defined_mean([p.cka for p in pts])
+        pairs = _defined_mean([p.cka_pair for p in pts])
         ci = (intervals or {}).get(k)
         out.append(
             FractionSummary(
@@ -48,14 +51,27 @@ def summarize(
                 accuracy_mean=float(acc.mean()),
                 accuracy_std=float(acc.std(ddof=1)) if len(pts) > 1 else 0.0,
                 accuracy_min=float(acc.min()),
-                cka_mean=float(np.mean([p.cka for p in pts])),
-                cka_pair_mean=float(np.mean(pairs)) if pairs else None,
+                cka_mean=cka[0],
+                cka_count=cka[1],
+                cka_pair_mean=pairs[0],
+                cka_pair_count=pairs[1],
                 per_class_accuracy=np.mean([p.per_class_accuracy for p in pts], axis=0).tolist(),
                 ci_low=ci[0] if ci else None,
                 ci_high=ci[1] if ci else None,
             )
         )
     return out
+
+
+def _defined_mean(values: Sequence[float | None]) -> tuple[float | None, int]:
+    """Mean over the defined values (not None, not NaN) and their count; None when there are none."""
+    ok = [float(v) for v in values if v is not None and not np.isnan(v)]
+    return (float(np.mean(ok)) if ok else None), len(ok)
+
+
+def per_seed_vectors(curve: Sequence[CurvePoint], k: int, kinds: tuple[str, ...] = RANDOM_KINDS) -> np.ndarray:
+    """`(seeds, C)`: each seed's per-class accuracy at subset size k."""
+    return np.array([p.per_class_accuracy for p in curve if p.kind in kinds and p.k == k])
 
 
 def intervals_from_summary(summary: Sequence[FractionSummary]) -> dict[int, tuple[float, float]]:
@@ -82,10 +98,15 @@ def recommend(
     mode: DeltaMode = "relative",
     criterion: Criterion = "mean",
     intervals: Intervals | None = None,
+    paired: PairedBootstrap | None = None,
 ) -> Recommendation:
     """The smallest tested fraction whose accuracy (seed mean, or worst seed) is within δ of the full
-    layer's; fraction 1.0, said so, when none below 1 is. With bootstrap `intervals` (by k) it also
-    says whether the answer holds under the interval's lower bound."""
+    layer's; fraction 1.0, said so, when none below 1 is.
+
+    Whether it holds under the test-set bootstrap: with `paired` (per-sample correctness, at analysis
+    time) from the paired interval of (accuracy − threshold), the full layer resampled on the same
+    images; otherwise, from a stored report, from the stored interval of the fraction's accuracy
+    against the fixed threshold (`ci_method` says which). Fairness is per seed (`fairness_cost`)."""
     if criterion not in ("mean", "worst_seed"):
         raise InvalidConfigError(f"criterion {criterion!r} is not 'mean' or 'worst_seed'", field="criterion")
     summary = summarize(curve, intervals=intervals)
@@ -115,6 +136,7 @@ def recommend(
         )
     fraction = chosen.fraction if below_full else 1.0
     refined = any(p.kind == "refinement" and p.k == chosen.k for p in curve)
+    robust = _ci_holds(chosen, bar, delta, mode, paired)
     return Recommendation(
         delta=delta,
         mode=mode,
@@ -128,13 +150,26 @@ def recommend(
         threshold=bar,
         met_below_full=below_full,
         holds_worst_seed=chosen.accuracy_min >= bar - _EPS,
-        holds_ci_lower=None if chosen.ci_low is None else chosen.ci_low >= bar - _EPS,
         worst_seed_accuracy=chosen.accuracy_min,
         ci_low=chosen.ci_low,
         ci_high=chosen.ci_high,
         refined=refined,
         note=note,
-        fairness=fairness_cost(
-            np.array(full.per_class_accuracy), np.array(chosen.per_class_accuracy), classes
-        ),
+        fairness=fairness_cost(per_seed_vectors(curve, d), per_seed_vectors(curve, chosen.k), classes),
+        **robust,
     )
+
+
+def _ci_holds(
+    chosen: FractionSummary, bar: float, delta: float, mode: DeltaMode, paired: PairedBootstrap | None
+) -> dict[str, object]:
+    """`holds_ci_lower` and the interval behind it: paired margin when available, else the stored CI."""
+    if paired is not None and paired.covers(chosen.k):
+        lo, hi = paired.margin_ci(chosen.k, delta, mode)
+        return {"holds_ci_lower": lo >= -_EPS, "margin_ci_low": lo, "margin_ci_high": hi,
+                "ci_method": paired.describe()}
+    if chosen.ci_low is None:
+        return {"holds_ci_lower": None}
+    return {"holds_ci_lower": chosen.ci_low >= bar - _EPS,
+            "ci_method": "stored bootstrap interval of this fraction's seed-mean accuracy against the fixed "
+            "threshold (the full layer not resampled: no per-sample data in a stored report)"}

@@ -1,7 +1,7 @@
 """Baselines beside the random subsets: top-k PCA components, the first k neurons, a random projection.
 
 Each baseline is a k-dimensional linear map of the layer, `P = X R` with `R ∈ R^{d×k}`, probed by
-the same ridge probe as the random subsets (standardised features, λ chosen on validation). Its
+the same ridge probe as the random subsets (standardised features, λ by the same rule: GCV or validation). Its
 sufficient statistics follow from the layer's without a pass over the data: `Σp = Rᵀ Σx`,
 `PᵀP = Rᵀ (XᵀX) R`, per-class sums `· R`. Its linear CKA with the whole layer, on centred raw
 train features with `G = X_cᵀ X_c`, is `‖RᵀG‖²_F / (‖RᵀGR‖_F ‖G‖_F)`.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from redundancy.cka import GramCKA
-from redundancy.probes.ridge import DEFAULT_ALPHAS, ProbeResult, RidgeProber
+from redundancy.probes.ridge import ProbeResult, RidgeProber
 from redundancy.stats import GramStats, Standardised
 
 BASELINE_KINDS: tuple[str, ...] = ("pca", "first_k", "random_projection")
@@ -59,12 +59,13 @@ def projected_stats(stats: GramStats, r: np.ndarray) -> GramStats:
 
 
 def projection_cka(centred_gram: np.ndarray, r: np.ndarray) -> float:
-    """Linear CKA between `X_c R` and `X_c` from `G = X_cᵀ X_c`: `‖RᵀG‖²/(‖RᵀGR‖ ‖G‖)`."""
+    """Linear CKA between `X_c R` and `X_c` from `G = X_cᵀ X_c`: `‖RᵀG‖²/(‖RᵀGR‖ ‖G‖)`; NaN when
+    either side has no variance (undefined, not 0)."""
     rg = np.asarray(r, dtype=np.float64).T @ centred_gram
     self_norm = np.linalg.norm(rg @ r)
     full_norm = np.linalg.norm(centred_gram)
     if self_norm == 0.0 or full_norm == 0.0:
-        return 0.0
+        return float("nan")
     return float((rg**2).sum() / (self_norm * full_norm))
 
 
@@ -76,23 +77,28 @@ class Baselines:
     stats
         Train-split statistics of the layer.
     x_val, y_val, x_test, y_test
-        Raw (un-standardised) features and labels of the validation (λ choice) and test splits.
+        Raw (un-standardised) features and labels of the validation (λ choice) and test splits;
+        `x_val`, `y_val` may be None with `select="gcv"` (λ by GCV on the rows behind `stats`).
+    select
+        `"gcv"` or `"val"`, as for `RidgeProber`.
     """
 
     def __init__(
         self,
         stats: GramStats,
-        x_val: np.ndarray,
-        y_val: np.ndarray,
+        x_val: np.ndarray | None,
+        y_val: np.ndarray | None,
         x_test: np.ndarray,
         y_test: np.ndarray,
-        alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+        alphas: tuple[float, ...] | None = None,
         device: str | torch.device = "cpu",
+        select: str = "val",
     ) -> None:
         self.stats = stats
-        self.x_val = np.asarray(x_val, dtype=np.float64)
+        self.select = select
+        self.x_val = None if x_val is None else np.asarray(x_val, dtype=np.float64)
         self.x_test = np.asarray(x_test, dtype=np.float64)
-        self.y_val, self.y_test = np.asarray(y_val), np.asarray(y_test)
+        self.y_val, self.y_test = y_val, np.asarray(y_test)
         self.alphas, self.device = alphas, device
         self.centred_gram = stats.centred_gram()
         self._pca: tuple[np.ndarray, np.ndarray, RidgeProber] | None = None
@@ -115,11 +121,19 @@ class Baselines:
                 targets=evecs.T @ p.targets, prior=p.prior, n=p.n,
             )
             prober = RidgeProber(
-                rotated, p.transform(self.x_val) @ evecs, self.y_val, p.transform(self.x_test) @ evecs,
-                self.y_test, alphas=self.alphas, device=self.device, diagonal=True,
+                rotated, self._rotate(p, evecs), self.y_val, p.transform(self.x_test) @ evecs,
+                self.y_test, alphas=self.alphas, device=self.device, diagonal=True, select=self.select,
             )
             self._pca = (evals, evecs, prober)
         return self._pca
+
+    def _rotate(self, p: Standardised, evecs: np.ndarray) -> np.ndarray | None:
+        return None if self.x_val is None else p.transform(self.x_val) @ evecs
+
+    def _val(self, r: np.ndarray | None = None) -> np.ndarray | None:
+        if self.x_val is None:
+            return None
+        return self.x_val if r is None else self.x_val @ r
 
     def pca_components(self) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues (descending) and eigenvectors (columns) of the standardised train Gram."""
@@ -136,14 +150,15 @@ class Baselines:
         k = r.shape[1]
         prober = RidgeProber(
             projected_stats(self.stats, r).standardised(),
-            self.x_val @ r, self.y_val, self.x_test @ r, self.y_test,
-            alphas=self.alphas, device=self.device,
+            self._val(r), self.y_val, self.x_test @ r, self.y_test,
+            alphas=self.alphas, device=self.device, select=self.select,
         )
         subset = np.arange(k)
         res = prober.probe(subset)
         return BaselineResult(
             accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
-            kind=kind, k=k, cka=projection_cka(self.centred_gram, r), correct=res.correct,
+            score=res.score, lam_at_edge=res.lam_at_edge, kind=kind, k=k,
+            cka=projection_cka(self.centred_gram, r), correct=res.correct,
         )
 
     def pca(self, k: int) -> BaselineResult:
@@ -155,7 +170,8 @@ class Baselines:
         r = evecs[:, :k] / self.stats.std()[:, None]
         return BaselineResult(
             accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
-            kind="pca", k=k, cka=projection_cka(self.centred_gram, r), correct=res.correct,
+            score=res.score, lam_at_edge=res.lam_at_edge, kind="pca", k=k,
+            cka=projection_cka(self.centred_gram, r), correct=res.correct,
         )
 
     def random_projection(
@@ -171,8 +187,8 @@ class Baselines:
         """Ridge probe on neurons `0..k−1`: the same probe as a random subset, on a nested one."""
         if self._layer_prober is None:
             self._layer_prober = RidgeProber(
-                self.stats.standardised(), self.x_val, self.y_val, self.x_test, self.y_test,
-                alphas=self.alphas, device=self.device,
+                self.stats.standardised(), self._val(), self.y_val, self.x_test, self.y_test,
+                alphas=self.alphas, device=self.device, select=self.select,
             )
             self._layer_cka = GramCKA(self.centred_gram, device=self.device)
         assert self._layer_cka is not None
@@ -180,7 +196,8 @@ class Baselines:
         res = self._layer_prober.probe(subset)
         return BaselineResult(
             accuracy=res.accuracy, per_class_accuracy=res.per_class_accuracy, lam=res.lam,
-            kind="first_k", k=len(subset), cka=self._layer_cka(subset), correct=res.correct,
+            score=res.score, lam_at_edge=res.lam_at_edge, kind="first_k", k=len(subset),
+            cka=self._layer_cka(subset), correct=res.correct,
         )
 
 

@@ -13,7 +13,7 @@ import torch
 
 
 class GramCKA:
-    """Part-versus-whole linear CKA for many subsets of one layer."""
+    """Part-versus-whole linear CKA for many subsets of one layer; NaN when undefined (no variance)."""
 
     def __init__(self, centred_gram: np.ndarray, device: str | torch.device = "cpu") -> None:
         self.gram = torch.as_tensor(centred_gram, dtype=torch.float64, device=device)
@@ -26,22 +26,22 @@ class GramCKA:
         cross = float((rows**2).sum())
         self_norm = float(torch.linalg.matrix_norm(rows[:, idx]))
         if self_norm == 0.0 or self.norm_full == 0.0:
-            return 0.0
+            return float("nan")  # a subset with no variance (e.g. only dead neurons): undefined, not 0
         return cross / (self_norm * self.norm_full)
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA between two feature matrices over the same samples (rows), via sample Grams.
 
-    The slow, obvious computation: centre the n × n kernels and take the normalised HSIC.
+    The slow, obvious computation: centre the n × n kernels and take the normalised HSIC. NaN when a
+    side has no variance (CKA is undefined there).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    n = x.shape[0]
-    h = np.eye(n) - 1.0 / n
-    k = h @ (x @ x.T) @ h
-    l = h @ (y @ y.T) @ h
-    return float((k * l).sum() / np.sqrt((k * k).sum() * (l * l).sum()))
+    x, y = x - x.mean(0), y - y.mean(0)  # centring the features centres the kernels
+    k, l = x @ x.T, y @ y.T
+    den = float((k * k).sum() * (l * l).sum())
+    return float((k * l).sum() / np.sqrt(den)) if den > 0.0 else float("nan")
 
 
 # Debiased CKA and subset-versus-subset CKA ----------------------------------------------------------
@@ -72,7 +72,9 @@ def debiased_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Debiased linear CKA (unbiased HSIC) between two feature matrices over the same samples.
 
     The slow, obvious computation on n × n kernels of centred features; needs n ≥ 4. Unlike the
-    biased estimator it can be slightly negative for unrelated features at small n.
+    biased estimator it can be slightly negative for unrelated features at small n. NaN when either
+    self-HSIC is not positive (no variance, or an estimate below zero): the ratio is then meaningless,
+    even when both are negative and their product is positive.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -83,8 +85,13 @@ def debiased_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     y = y - y.mean(0)
     k, l = x @ x.T, y @ y.T
     xy, xx, yy = _unbiased_hsic(k, l), _unbiased_hsic(k, k), _unbiased_hsic(l, l)
-    if xx <= 0.0 or yy <= 0.0:
-        return 0.0
+    return _ratio(xy, xx, yy)
+
+
+def _ratio(xy: float, xx: float, yy: float) -> float:
+    """`xy / √(xx·yy)`, NaN unless both self terms are positive (the sign case included)."""
+    if not (xx > 0.0 and yy > 0.0):
+        return float("nan")
     return float(xy / np.sqrt(xx * yy))
 
 
@@ -136,17 +143,12 @@ class FeatureCKA:
 
     def pair(self, s: np.ndarray | None, t: np.ndarray | None, debiased: bool = False) -> float:
         """CKA between the neurons `s` and `t` (None: the whole layer); NaN when it is undefined
-        (a side with no variance, e.g. only dead neurons, or a non-positive debiased HSIC)."""
+        (a side with no variance, e.g. only dead neurons, or a non-positive self-HSIC on either side)."""
         si, ti = self._idx(s), self._idx(t)
         xy, xs, ys = self._terms(si, ti), self._terms(si, si), self._terms(ti, ti)
         if debiased:
-            num = self._debias(*xy)
-            den_sq = self._debias(*xs) * self._debias(*ys)
-        else:
-            num, den_sq = xy[0], xs[0] * ys[0]
-        if den_sq <= 0.0:
-            return float("nan")
-        return float(num / np.sqrt(den_sq))
+            return _ratio(self._debias(*xy), self._debias(*xs), self._debias(*ys))
+        return _ratio(xy[0], xs[0], ys[0])
 
     def part_whole(self, s: np.ndarray, debiased: bool = False) -> float:
         """CKA between the subset `s` and the whole layer."""

@@ -117,7 +117,9 @@ def what_to_do(rec: Recommendation, report: Report) -> str | None:
 def _robustness(rec: Recommendation) -> str:
     checks = [f"worst seed {'holds' if rec.holds_worst_seed else 'FAILS'} ({rec.worst_seed_accuracy:.4f})"]
     if rec.holds_ci_lower is not None and rec.ci_low is not None:
-        checks.append(f"CI lower bound {'holds' if rec.holds_ci_lower else 'FAILS'} ({rec.ci_low:.4f})")
+        low = (f"paired margin low {rec.margin_ci_low:+.4f}" if rec.margin_ci_low is not None
+               else f"CI low {rec.ci_low:.4f}")
+        checks.append(f"CI lower bound {'holds' if rec.holds_ci_lower else 'FAILS'} ({low})")
     return f"         threshold {rec.threshold:.4f}: " + "; ".join(checks)
 
 

@@ -19,6 +19,7 @@ Criterion = Literal["mean", "worst_seed"]
 ProbeKind = Literal["ridge", "logistic"]
 BaselineKind = Literal["pca", "first_k", "random_projection"]
 CkaEstimator = Literal["biased", "debiased"]
+LambdaSelect = Literal["gcv", "val"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 
 
@@ -116,6 +117,12 @@ class AnalysisConfig(BaseModel):
     )
     logistic_weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="Logistic probe: weight decay.")
     logistic_batch_size: int = Field(256, ge=1, le=65536, description="Logistic probe: mini-batch size.")
+    lambda_select: LambdaSelect = Field(
+        "gcv",
+        description="How the ridge probe chooses λ: `gcv` (generalised cross-validation in closed form on "
+        "all training rows, validation split included) or `val` (best accuracy on the held-out validation "
+        "split, the fit split only). The logistic probe always uses the validation split.",
+    )
 
     @field_validator("fractions")
     @classmethod

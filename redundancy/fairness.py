@@ -1,6 +1,14 @@
-"""Inequality of per-class accuracy, and how much it changes when neurons are dropped."""
+"""Inequality of per-class accuracy, and how much it changes when neurons are dropped.
+
+Every metric is computed on each seed's own per-class accuracy vector and then averaged over seeds
+(the mean of per-seed Ginis, not the Gini of the seed-mean vector: averaging the vectors first
+smooths away each seed's own errors and can flip the sign of the change). The spread is the
+standard deviation over seeds (ddof = 1; 0 for one seed).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -24,32 +32,54 @@ def coefficient_of_variation(values: np.ndarray) -> float:
     return float(a.std() / mean) if mean > 0 else 0.0
 
 
+def worst_class(values: np.ndarray) -> float:
+    return float(np.min(values))
+
+
+def accuracy_range(values: np.ndarray) -> float:
+    return float(np.max(values) - np.min(values))
+
+
+METRICS: dict[str, Callable[[np.ndarray], float]] = {
+    "gini": gini, "cv": coefficient_of_variation, "worst_class": worst_class, "range": accuracy_range,
+}
+
+
+def per_seed(metric: Callable[[np.ndarray], float], vectors: np.ndarray) -> tuple[float, float]:
+    """Mean and spread (std over seeds, ddof = 1) of a metric applied to each seed's vector."""
+    values = np.array([metric(v) for v in np.atleast_2d(vectors)])
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
 def fairness_cost(
     per_class_full: np.ndarray, per_class_at: np.ndarray, classes: list[str], top: int = 3
 ) -> Fairness:
-    """Each metric at the full layer, at the chosen fraction, and the change; the classes that lose most."""
-    full = np.asarray(per_class_full, dtype=np.float64)
-    at = np.asarray(per_class_at, dtype=np.float64)
-    g_full, g_at = gini(full), gini(at)
-    cv_full, cv_at = coefficient_of_variation(full), coefficient_of_variation(at)
-    loss = full - at
-    order = [int(i) for i in np.argsort(-loss, kind="stable") if loss[i] > 0][:top]
+    """Each metric per seed at the full layer and at the chosen fraction, averaged over seeds, with its
+    spread and the change; the classes whose per-seed mean change is most negative.
+
+    Parameters
+    ----------
+    per_class_full, per_class_at
+        Per-class accuracy, `(C,)` for one seed or `(seeds, C)`.
+    """
+    full = np.atleast_2d(np.asarray(per_class_full, dtype=np.float64))
+    at = np.atleast_2d(np.asarray(per_class_at, dtype=np.float64))
+    fields: dict[str, float] = {}
+    for name, metric in METRICS.items():
+        f_mean, f_std = per_seed(metric, full)
+        a_mean, a_std = per_seed(metric, at)
+        fields |= {f"{name}_full": f_mean, f"{name}_at": a_mean, f"{name}_change": a_mean - f_mean,
+                   f"{name}_full_std": f_std, f"{name}_at_std": a_std}
+    full_mean = full.mean(0)
+    change = (at - full_mean).mean(0)  # per-seed mean of each class's change against the full layer
+    order = [int(i) for i in np.argsort(change, kind="stable") if change[i] < -1e-12][:top]
     return Fairness(
-        gini_full=g_full,
-        gini_at=g_at,
-        gini_change=g_at - g_full,
-        cv_full=cv_full,
-        cv_at=cv_at,
-        cv_change=cv_at - cv_full,
-        worst_class_full=float(full.min()),
-        worst_class_at=float(at.min()),
-        worst_class_change=float(at.min() - full.min()),
-        range_full=float(full.max() - full.min()),
-        range_at=float(at.max() - at.min()),
-        range_change=float((at.max() - at.min()) - (full.max() - full.min())),
+        **fields,
+        seeds_full=full.shape[0],
+        seeds_at=at.shape[0],
         most_hurt_classes=[
-            ClassLoss(cls=classes[i], accuracy_full=float(full[i]), accuracy_at=float(at[i]),
-                      change=float(-loss[i]))
+            ClassLoss(cls=classes[i], accuracy_full=float(full_mean[i]), accuracy_at=float(at[:, i].mean()),
+                      change=float(change[i]))
             for i in order
         ],
     )

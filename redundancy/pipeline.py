@@ -6,7 +6,7 @@ import platform
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import timm
@@ -35,7 +35,8 @@ from redundancy.report import (
     SkippedFraction,
 )
 from redundancy.runtime import Runtime
-from redundancy.uncertainty import fraction_uncertainty
+from redundancy.stats import GramStats, Standardised, standardised_from_rows
+from redundancy.uncertainty import PairedBootstrap, fraction_uncertainty
 
 CODE_VERSION = "0.1.0"
 STAGES: tuple[tuple[str, float], ...] = (
@@ -197,7 +198,7 @@ def analyze(
         classes = data.dataset.classes
         d = features.d
         recs = [
-            recommend(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals)
+            recommend(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
             for delta in config.deltas
         ]
         summary = summarize(curve, intervals=run.intervals)
@@ -205,7 +206,7 @@ def analyze(
         baselines = [b for kind in config.baselines for b in summarize(curve, kinds=(kind,))]
 
     return Report(
-        warnings=_warnings(loaded, features, data, full.accuracy_mean, summary),
+        warnings=_warnings(config, loaded, features, run, full.accuracy_mean, summary),
         config=config,
         model=ModelInfo(
             name=loaded.name,
@@ -244,21 +245,25 @@ def analyze(
 
 
 def _warnings(
-    loaded: LoadedModel, features: Features, data: PreparedData, full_accuracy: float,
+    config: AnalysisConfig, loaded: LoadedModel, features: Features, run: ProbeRun, full_accuracy: float,
     summary: list[FractionSummary],
 ) -> list[str]:
-    """What a reader of the numbers should know: random weights, too little data for the width."""
+    """What a reader of the numbers should know: random weights, too little data for the width, a λ
+    at the edge of its grid, subsets above the full layer."""
     out = []
     if loaded.weights_random:
         out.append("the weights were random (a test setting): these numbers say nothing about a trained model")
-    n, d, c = features.stats.n, features.d, len(data.dataset.classes)
+    d, c, n_val = features.d, features.stats.num_classes, len(features.y_val)
+    by_val = config.probe == "logistic" or config.lambda_select == "val"
+    n = run.n_train if config.probe == "ridge" else features.stats.n
     if n < d:
-        out.append(
-            f"{n} training rows for {d} neurons: the full-layer probe can overfit and the λ choice on "
-            f"{len(features.y_val)} validation images is noisy, which moves every ratio to the full layer"
-        )
-    if len(features.y_val) < 5 * c:
-        out.append(f"only {len(features.y_val)} validation images for {c} classes: the λ choice is noisy")
+        out.append(f"{n} training rows for {d} neurons: the full-layer probe can overfit, which moves every ratio "
+                   "to the full layer")
+    if by_val and n_val < 5 * c:
+        out.append(f"only {n_val} validation images for {c} classes: the selection on validation is noisy")
+    if run.edge_ks:
+        out.append(f"the GCV-chosen λ sat at the edge of its grid for k = {', '.join(map(str, run.edge_ks[:8]))}"
+                   f"{' …' if len(run.edge_ks) > 8 else ''}: GCV was still falling there")
     better = [s for s in summary if s.k < d and s.accuracy_mean > full_accuracy + 0.01]
     if better:
         out.append(
@@ -273,41 +278,120 @@ class ProbeRun:
     curve: list[CurvePoint]
     skipped: list[tuple[float, int, str]]
     intervals: dict[int, tuple[float, float]]  # bootstrap CI of the random subsets' mean accuracy, by k
+    paired: PairedBootstrap | None = None  # per-sample correctness by k, for the paired margin
+    n_train: int = 0  # rows the ridge probe was fitted on
+    edge_ks: list[int] = field(default_factory=list)  # subset sizes whose GCV λ sat at the grid's edge
+
+
+@dataclass
+class _Probed:
+    """Curve points and the random subsets' per-sample test correctness, by k."""
+
+    points: list[CurvePoint] = field(default_factory=list)
+    correct: dict[int, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+    edge_ks: set[int] = field(default_factory=set)
+
+    def extend(self, other: _Probed) -> None:
+        self.points.extend(other.points)
+        for k, arrays in other.correct.items():
+            self.correct[k].extend(arrays)
+        self.edge_ks |= other.edge_ks
+
+
+@dataclass
+class TrainingProblem:
+    """What the ridge probes fit on: all training rows (GCV) or the fit split (validation selection)."""
+
+    stats: GramStats
+    problem: Standardised
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+
+
+def training_problem(config: AnalysisConfig, features: Features) -> TrainingProblem:
+    """GCV needs no held-out rows, so it fits on train + validation; `val` keeps the split."""
+    f = features
+    if config.lambda_select == "val":
+        return TrainingProblem(f.stats, f.stats.standardised(), f.x_val, f.y_val)
+    x = np.concatenate([f.x_train, f.x_val]).astype(np.float64)
+    y = np.concatenate([f.y_train, f.y_val]).astype(np.int64)
+    c = f.stats.num_classes
+    return TrainingProblem(GramStats.from_features(x, y, c), standardised_from_rows(x, y, c), None, None)
 
 
 class _SubsetProber:
-    """Probes subsets with the configured kind; every result carries per-sample test correctness."""
+    """Probes subsets with the configured kind; every result carries per-sample test correctness and
+    its training-side selection score."""
 
-    def __init__(self, config: AnalysisConfig, features: Features, device: str) -> None:
+    def __init__(self, config: AnalysisConfig, features: Features, train: TrainingProblem, device: str) -> None:
         self.config, self.features, self.device = config, features, device
+        self.selection = config.lambda_select if config.probe == "ridge" else "val"
         self.ridge = (
-            RidgeProber(
-                features.stats.standardised(), features.x_val, features.y_val, features.x_test,
-                features.y_test, device=device,
-            )
-            if config.probe == "ridge"
-            else None
+            RidgeProber(train.problem, train.x_val, train.y_val, features.x_test, features.y_test,
+                        device=device, select=config.lambda_select)
+            if config.probe == "ridge" else None
         )
 
     def __call__(
         self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
-        if self.ridge is not None:
-            out = []
-            for i, subset in enumerate(subsets):
-                tracker.check()
-                out.append(self.ridge.probe(subset))
-                progress((i + 1) / len(subsets))
-            return out
+        return self._ridge(subsets, tracker, progress) if self.ridge is not None else self._logistic(
+            subsets, tracker, progress)
+
+    def _ridge(
+        self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
+    ) -> list[ProbeResult]:
+        """Same-size subsets (a fraction's seeds) are probed as one group: one λ choice per group."""
+        assert self.ridge is not None
+        out: list[ProbeResult] = []
+        for group in _same_size_runs(subsets):
+            tracker.check()
+            out.extend(self.ridge.probe_group(group))
+            progress(len(out) / len(subsets))
+        return out
+
+    def _logistic(
+        self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
+    ) -> list[ProbeResult]:
         f, c = self.features, self.config
-        return list(
-            train_logistic_grid(
-                f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
-                epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
-                weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
-                should_stop=tracker.should_stop, progress=progress,
-            )
+        results = train_logistic_grid(
+            f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
+            epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
+            weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
+            should_stop=tracker.should_stop, progress=progress,
         )
+        for r in results:
+            r.score = r.val_accuracy
+        return list(results)
+
+
+def _same_size_runs(subsets: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Consecutive subsets of equal size, in order."""
+    runs: list[list[np.ndarray]] = []
+    for s in subsets:
+        if runs and len(runs[-1][0]) == len(s):
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
+
+
+@dataclass
+class _Context:
+    """Everything the probing steps share; built once by `run_probes`."""
+
+    config: AnalysisConfig
+    features: Features
+    train: TrainingProblem
+    prober: _SubsetProber
+    gram_cka: GramCKA
+    test_cka: FeatureCKA
+    tracker: _Tracker
+    device: str
+
+    @property
+    def d(self) -> int:
+        return self.features.d
 
 
 def run_probes(
@@ -316,63 +400,86 @@ def run_probes(
     """Probe every (fraction, seed) of the grid with part-vs-whole and subset-vs-subset CKA; then, as
     configured, refine f* by bisection, probe the baselines, and bootstrap the test set."""
     tracker = tracker or _Tracker(None, None)
-    d = features.d
-    plan = plan_subsets(config.fractions, d, config.seeds)
-    prober = _SubsetProber(config, features, device)
-    gram_cka = GramCKA(features.stats.centred_gram(), device=device)
-    test_cka = FeatureCKA(features.x_test, device=device)
-    debiased = config.cka == "debiased"
-    curve: list[CurvePoint] = []
-    correct: dict[int, list[np.ndarray]] = defaultdict(list)
-
-    def probe_random(entries: list[tuple[float, int, int]], kind: str, span: tuple[float, float]) -> None:
-        jobs = [(f, k, s, sample_subset(d, k, s, config.seed)) for f, k, n in entries for s in range(n)]
-        lo, hi = span
-        results = prober(
-            [j[3] for j in jobs], tracker, lambda x: tracker.report("probe", lo + (hi - lo) * x, kind)
-        )
-        for (fraction, k, seed, subset), r in zip(jobs, results, strict=True):
-            curve.append(
-                CurvePoint(
-                    fraction=fraction, k=k, seed=seed, accuracy=r.accuracy,
-                    per_class_accuracy=r.per_class_accuracy.tolist(), cka=gram_cka(subset), lam=r.lam,
-                    kind=kind, cka_pair=_defined(test_cka.subset_subset(k, seed, config.seed, debiased=debiased)),
-                    cka_debiased=_defined(test_cka.part_whole(subset, debiased=True)) if debiased else None,
-                )
-            )
-            if r.correct is not None:
-                correct[k].append(r.correct)
-
-    probe_random(plan.entries, "random", (0.0, 0.6))
-
+    train = training_problem(config, features)
+    ctx = _Context(
+        config, features, train, _SubsetProber(config, features, train, device),
+        GramCKA(train.stats.centred_gram(), device=device), FeatureCKA(features.x_test, device=device),
+        tracker, device,
+    )
+    plan = plan_subsets(config.fractions, features.d, config.seeds)
+    probed = probe_random(ctx, plan.entries, "random", (0.0, 0.6))
     if config.refine_resolution is not None:
-        _refine(config, d, curve, lambda k: probe_random([(k / d, k, config.seeds)], "refinement", (0.6, 0.6)),
-                tracker)
+        probed.extend(_Refinement(ctx, probed.points).run())
     tracker.report("probe", 0.7, "baselines")
+    baselines = probe_baselines(ctx, plan.entries) if config.baselines else _Probed()
+    correct = {k: np.stack(v) for k, v in probed.correct.items()}
+    return ProbeRun(
+        curve=probed.points + baselines.points,
+        skipped=plan.skipped,
+        intervals=bootstrap_intervals(config, probed.correct),
+        paired=PairedBootstrap(correct, features.d, config.bootstrap, config.ci_level, config.seed)
+        if config.bootstrap > 0 else None,
+        n_train=train.problem.n,
+        edge_ks=sorted(probed.edge_ks | baselines.edge_ks),
+    )
 
-    if config.baselines:
-        base = Baselines(features.stats, features.x_val, features.y_val, features.x_test, features.y_test,
-                         device=device)
-        units = [(kind, f, k, n) for kind in config.baselines for f, k, n in plan.entries]
-        rank = base.pca_rank() if "pca" in config.baselines else d
-        for i, (kind, fraction, k, seeds) in enumerate(units):
-            tracker.check()
-            if kind == "pca" and k > rank and any(p.kind == "pca" and p.k == rank for p in curve):
-                continue  # PCA is capped at the Gram's rank: that k was probed already
-            runs = (
-                [base.pca(k)] if kind == "pca"
-                else [base.first_k(k)] if kind == "first_k"
-                else [base.random_projection(k, s, config.seed) for s in range(seeds)]
-            )
-            for seed, r in enumerate(runs):
-                curve.append(
-                    CurvePoint(
-                        fraction=fraction, k=r.k, seed=seed, accuracy=r.accuracy,
-                        per_class_accuracy=r.per_class_accuracy.tolist(), cka=r.cka, lam=r.lam, kind=kind,
-                    )
-                )
-            tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
 
+def probe_random(
+    ctx: _Context, entries: list[tuple[float, int, int]], kind: str, span: tuple[float, float]
+) -> _Probed:
+    """Probe `seeds` random subsets of each `(fraction, k, seeds)` entry, with their CKAs."""
+    c, d, tracker = ctx.config, ctx.d, ctx.tracker
+    jobs = [(f, k, s, sample_subset(d, k, s, c.seed)) for f, k, n in entries for s in range(n)]
+    lo, hi = span
+    results = ctx.prober([j[3] for j in jobs], tracker, lambda x: tracker.report("probe", lo + (hi - lo) * x, kind))
+    out = _Probed()
+    debiased = c.cka == "debiased"
+    for (fraction, k, seed, subset), r in zip(jobs, results, strict=True):
+        out.points.append(CurvePoint(
+            fraction=fraction, k=k, seed=seed, accuracy=r.accuracy, per_class_accuracy=r.per_class_accuracy.tolist(),
+            cka=_defined(ctx.gram_cka(subset)), lam=r.lam, kind=kind, selection=ctx.prober.selection,
+            selection_score=r.score,
+            cka_pair=_defined(ctx.test_cka.subset_subset(k, seed, c.seed, debiased=debiased)),
+            cka_debiased=_defined(ctx.test_cka.part_whole(subset, debiased=True)) if debiased else None,
+        ))
+        if r.correct is not None:
+            out.correct[k].append(r.correct)
+        if r.lam_at_edge:
+            out.edge_ks.add(k)
+    return out
+
+
+def probe_baselines(ctx: _Context, entries: list[tuple[float, int, int]]) -> _Probed:
+    """PCA top-k, first k and random projections at every k of the grid, with the same ridge selection."""
+    c, d, tr = ctx.config, ctx.d, ctx.train
+    base = Baselines(tr.stats, tr.x_val, tr.y_val, ctx.features.x_test, ctx.features.y_test,
+                     device=ctx.device, select=c.lambda_select)
+    units = [(kind, f, k, n) for kind in c.baselines for f, k, n in entries]
+    rank = base.pca_rank() if "pca" in c.baselines else d
+    out = _Probed()
+    for i, (kind, fraction, k, seeds) in enumerate(units):
+        ctx.tracker.check()
+        if kind == "pca" and k > rank and any(p.kind == "pca" and p.k == rank for p in out.points):
+            continue  # PCA is capped at the Gram's rank: that k was probed already
+        runs = (
+            [base.pca(k)] if kind == "pca"
+            else [base.first_k(k)] if kind == "first_k"
+            else [base.random_projection(k, s, c.seed) for s in range(seeds)]
+        )
+        for seed, r in enumerate(runs):
+            out.points.append(CurvePoint(
+                fraction=fraction, k=r.k, seed=seed, accuracy=r.accuracy,
+                per_class_accuracy=r.per_class_accuracy.tolist(), cka=_defined(r.cka), lam=r.lam, kind=kind,
+                selection=c.lambda_select, selection_score=r.score,
+            ))
+            if r.lam_at_edge:
+                out.edge_ks.add(r.k)
+        ctx.tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
+    return out
+
+
+def bootstrap_intervals(config: AnalysisConfig, correct: dict[int, list[np.ndarray]]) -> dict[int, tuple[float, float]]:
+    """The percentile bootstrap interval of each k's seed-mean accuracy over test images."""
     intervals: dict[int, tuple[float, float]] = {}
     if config.bootstrap > 0:
         for k, arrays in correct.items():
@@ -380,7 +487,7 @@ def run_probes(
             u = fraction_uncertainty(accs, np.stack(arrays), config.bootstrap, config.ci_level, config.seed)
             if u.ci_low is not None and u.ci_high is not None:
                 intervals[k] = (u.ci_low, u.ci_high)
-    return ProbeRun(curve=curve, skipped=plan.skipped, intervals=intervals)
+    return intervals
 
 
 def _defined(value: float) -> float | None:
@@ -388,29 +495,34 @@ def _defined(value: float) -> float | None:
     return None if np.isnan(value) else value
 
 
-def _refine(
-    config: AnalysisConfig, d: int, curve: list[CurvePoint], probe_k: Callable[[int], None], tracker: _Tracker
-) -> None:
-    """For each δ, bisect over k between the grid's last failing and first passing subset size."""
-    resolution = resolution_to_k(config.refine_resolution or 0.0, d)
-    probed: set[int] = set()
+class _Refinement:
+    """For each δ, bisect over k between the grid's last failing and first passing subset size; the
+    new probes are kept in `self.found`, the grid's curve is not changed."""
 
-    def stat(k: int) -> float:
-        s = next(x for x in summarize(curve) if x.k == k)
-        return s.accuracy_mean if config.criterion == "mean" else s.accuracy_min
+    def __init__(self, ctx: _Context, grid: list[CurvePoint]) -> None:
+        self.ctx, self.grid, self.found = ctx, grid, _Probed()
 
-    for delta in config.deltas:
-        summary = summarize(curve)
-        full = next(x for x in summary if x.k == d).accuracy_mean
-        bar = threshold(full, delta, config.delta_mode)
-        br = bracket([(x.k, stat(x.k)) for x in summary], bar)
-        if br is None:
-            continue
+    def run(self) -> _Probed:
+        c = self.ctx.config
+        resolution = resolution_to_k(c.refine_resolution or 0.0, self.ctx.d)
+        for delta in c.deltas:
+            summary = summarize(self.curve())
+            full = next(x for x in summary if x.k == self.ctx.d).accuracy_mean
+            bar = threshold(full, delta, c.delta_mode)
+            br = bracket([(x.k, self.stat(x.k)) for x in summary], bar)
+            if br is not None:
+                refine(self.probe, br[0], br[1], bar, resolution, should_stop=self.ctx.tracker.should_stop)
+        return self.found
 
-        def probe_fn(k: int) -> float:
-            if k not in probed and all(p.k != k for p in curve):
-                probe_k(k)
-                probed.add(k)
-            return stat(k)
+    def curve(self) -> list[CurvePoint]:
+        return self.grid + self.found.points
 
-        refine(probe_fn, br[0], br[1], bar, resolution, should_stop=tracker.should_stop)
+    def stat(self, k: int) -> float:
+        s = next(x for x in summarize(self.curve()) if x.k == k)
+        return s.accuracy_mean if self.ctx.config.criterion == "mean" else s.accuracy_min
+
+    def probe(self, k: int) -> float:
+        if all(p.k != k for p in self.curve()):
+            d, n = self.ctx.d, self.ctx.config.seeds
+            self.found.extend(probe_random(self.ctx, [(k / d, k, n)], "refinement", (0.6, 0.6)))
+        return self.stat(k)

@@ -21,7 +21,10 @@ class ModelInfo(BaseModel):
 class DatasetInfo(BaseModel):
     spec: str
     classes: list[str]
-    sizes: dict[str, int] = Field(description="Samples per split: train (fit), val (λ choice), test.")
+    sizes: dict[str, int] = Field(
+        description="Samples per split: train (fit), val (held out; with `lambda_select = gcv` the ridge probe "
+        "fits on train + val and chooses λ by GCV), test."
+    )
 
 
 class CurvePoint(BaseModel):
@@ -30,9 +33,21 @@ class CurvePoint(BaseModel):
     seed: int
     accuracy: float
     per_class_accuracy: list[float]
-    cka: float
+    cka: float | None = Field(
+        None, description="Part-vs-whole linear CKA on the train features (from the Gram); absent when undefined "
+        "(the subset has no variance, e.g. only dead neurons)."
+    )
     lam: float | None = Field(
-        None, description="Ridge: the penalty chosen on validation. Logistic: the weight decay."
+        None, description="Ridge: the penalty λ chosen (by GCV or on validation, see `selection`). Logistic: "
+        "the weight decay."
+    )
+    selection: str | None = Field(
+        None, description="How this probe was selected on the training side: `gcv` (ridge, λ by generalised "
+        "cross-validation on all training rows) or `val` (validation accuracy: ridge λ, or the logistic epoch)."
+    )
+    selection_score: float | None = Field(
+        None, description="The training-side score of this seed's probe at its `lam`: the GCV value (lower is "
+        "better) or the validation accuracy (higher is better). Never a test number."
     )
     kind: str = Field(
         "random", description="random (the grid), refinement (bisection for f*), or a baseline: pca, first_k, "
@@ -54,9 +69,13 @@ class FractionSummary(BaseModel):
     accuracy_mean: float
     accuracy_std: float
     accuracy_min: float
-    cka_mean: float
-    cka_pair_mean: float | None = None
-    per_class_accuracy: list[float] = Field(description="Mean over seeds.")
+    cka_mean: float | None = Field(None, description="Mean of the defined part-vs-whole CKAs (absent: none).")
+    cka_count: int = Field(0, description="How many seeds had a defined `cka` (the mean is over these).")
+    cka_pair_mean: float | None = Field(None, description="Mean of the defined subset-vs-subset CKAs.")
+    cka_pair_count: int = Field(0, description="How many seeds had a defined `cka_pair`.")
+    per_class_accuracy: list[float] = Field(
+        description="Mean over seeds of the per-class accuracy (for display; fairness metrics are per seed)."
+    )
     ci_low: float | None = Field(None, description="Bootstrap CI of the seed-mean accuracy over test samples.")
     ci_high: float | None = None
 
@@ -76,20 +95,40 @@ class ClassLoss(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+_PER_SEED = "mean over seeds of the metric on each seed's own per-class accuracy vector"
+
+
 class Fairness(BaseModel):
-    gini_full: float
-    gini_at: float
-    gini_change: float
-    cv_full: float
-    cv_at: float
+    """Inequality of per-class accuracy. Every `*_full` / `*_at` is the mean over seeds of the metric computed
+    on each seed's own per-class vector (not the metric of the seed-mean vector); `*_std` is its spread over
+    seeds (ddof 1; 0 for one seed); `*_change` is `*_at − *_full`."""
+
+    gini_full: float = Field(description=f"Gini coefficient, full layer: {_PER_SEED}.")
+    gini_at: float = Field(description=f"Gini coefficient at the recommended fraction: {_PER_SEED}.")
+    gini_change: float = Field(description="gini_at − gini_full (positive: less equal).")
+    cv_full: float = Field(description=f"Coefficient of variation, full layer: {_PER_SEED}.")
+    cv_at: float = Field(description=f"Coefficient of variation at the fraction: {_PER_SEED}.")
     cv_change: float
-    worst_class_full: float
-    worst_class_at: float
+    worst_class_full: float = Field(description=f"Lowest per-class accuracy, full layer: {_PER_SEED}.")
+    worst_class_at: float = Field(description=f"Lowest per-class accuracy at the fraction: {_PER_SEED}.")
     worst_class_change: float
-    range_full: float = Field(description="max - min per-class accuracy, full layer.")
-    range_at: float
+    range_full: float = Field(description=f"max − min per-class accuracy, full layer: {_PER_SEED}.")
+    range_at: float = Field(description=f"max − min per-class accuracy at the fraction: {_PER_SEED}.")
     range_change: float
-    most_hurt_classes: list[ClassLoss]
+    gini_full_std: float = 0.0
+    gini_at_std: float = Field(0.0, description="Spread over seeds of gini_at (std, ddof 1).")
+    cv_full_std: float = 0.0
+    cv_at_std: float = 0.0
+    worst_class_full_std: float = 0.0
+    worst_class_at_std: float = 0.0
+    range_full_std: float = 0.0
+    range_at_std: float = 0.0
+    seeds_full: int = Field(1, description="Seeds behind the *_full values (the full layer: one).")
+    seeds_at: int = Field(1, description="Seeds behind the *_at values.")
+    most_hurt_classes: list[ClassLoss] = Field(
+        description="Classes whose change (mean over seeds of the class's accuracy minus the full layer's) is "
+        "most negative, worst first; at most three."
+    )
 
 
 class Recommendation(BaseModel):
@@ -106,11 +145,21 @@ class Recommendation(BaseModel):
     met_below_full: bool = Field(description="False when no tested fraction below 1 met δ.")
     holds_worst_seed: bool = Field(description="Every seed at this fraction reaches the threshold.")
     holds_ci_lower: bool | None = Field(
-        None, description="The bootstrap CI's lower bound at this fraction reaches the threshold (None: no CI)."
+        None, description="The lower bound of the paired bootstrap interval of (accuracy at this fraction − threshold) "
+        "is ≥ 0: the same resampled test images score every seed here and the full layer, so the threshold moves "
+        "with the full layer (see `ci_method`). None: no bootstrap."
     )
     worst_seed_accuracy: float
-    ci_low: float | None = None
+    ci_low: float | None = Field(None, description="Bootstrap CI of this fraction's seed-mean accuracy (low).")
     ci_high: float | None = None
+    margin_ci_low: float | None = Field(
+        None, description="Paired bootstrap interval of (seed-mean accuracy here − threshold), low end."
+    )
+    margin_ci_high: float | None = None
+    ci_method: str | None = Field(
+        None, description="Which interval `holds_ci_lower` used, in words: resamples, level, bootstrap seed, and "
+        "whether the full layer was resampled too."
+    )
     refined: bool = Field(False, description="f* comes from a refinement probe, not the grid.")
     note: str
     fairness: Fairness

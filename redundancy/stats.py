@@ -85,9 +85,7 @@ class GramStats:
 
     def std(self) -> np.ndarray:
         """Population standard deviation per neuron; constant neurons get 1 (they stay zero)."""
-        var = np.clip(np.diag(self.centred_gram()) / self.n, 0.0, None)
-        sd = np.sqrt(var)
-        return np.where(sd > 1e-12 * max(1.0, float(sd.max(initial=0.0))), sd, 1.0)
+        return _safe_std(np.diag(self.centred_gram()) / self.n)
 
     def standardised(self) -> Standardised:
         """Gram and targets of the standardised, centred features with centred one-hot targets."""
@@ -117,6 +115,31 @@ class GramStats:
             class_sums=np.asarray(a["class_sums"]),
             class_counts=np.asarray(a["class_counts"]),
         )
+
+
+def _safe_std(var: np.ndarray) -> np.ndarray:
+    """Standard deviations from variances; constant neurons get 1 (they stay zero)."""
+    sd = np.sqrt(np.clip(var, 0.0, None))
+    return np.where(sd > 1e-12 * max(1.0, float(sd.max(initial=0.0))), sd, 1.0)
+
+
+def standardised_from_rows(x: np.ndarray, y: np.ndarray, num_classes: int) -> Standardised:
+    """`GramStats.from_features(x, y, C).standardised()` computed from centred rows.
+
+    The same quantities, without the cancellation of `XᵀX − nμμᵀ` (which leaves rounding noise of
+    order `ε·‖XᵀX‖` in the centred Gram and makes its null space, when n ≤ d, slightly negative)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    n = x.shape[0]
+    mu = x.mean(0)
+    xc = x - mu
+    sd = _safe_std((xc * xc).sum(0) / n)
+    z = torch.from_numpy(xc / sd)
+    gram = (z.T @ z).numpy()
+    onehot = np.eye(num_classes)[y]
+    prior = onehot.sum(0) / n
+    targets = (z.T @ torch.from_numpy(onehot - prior)).numpy()
+    return Standardised(mean=mu, std=sd, gram=(gram + gram.T) / 2, targets=targets, prior=prior, n=n)
 
 
 class GramAccumulator:

@@ -8,7 +8,7 @@ correlations between seeds and between fraction and full layer are kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +87,30 @@ def paired_margin_ci(
         a, f = at[idx].mean(), full[idx].mean()
         margins[b] = a - ((1.0 - delta) * f if mode == "relative" else f - delta)
     return _interval(margins, level)
+
+
+@dataclass
+class PairedBootstrap:
+    """Per-sample test correctness by subset size k (`(seeds, n_test)`), to bootstrap the margin of a
+    fraction over its threshold with the full layer (k = d) resampled on the same images."""
+
+    correct: Mapping[int, np.ndarray]
+    d: int
+    n_boot: int = 1000
+    level: float = 0.95
+    seed: int = 0
+
+    def covers(self, k: int) -> bool:
+        return k in self.correct and self.d in self.correct and self.n_boot > 0
+
+    def margin_ci(self, k: int, delta: float, mode: DeltaMode) -> tuple[float, float]:
+        return paired_margin_ci(self.correct[k], self.correct[self.d], delta, mode, self.n_boot, self.level,
+                                self.seed)
+
+    def describe(self) -> str:
+        return (f"paired bootstrap of (seed-mean accuracy − threshold): {self.n_boot} resamples of the test "
+                f"images, {100 * self.level:g}% percentile interval, bootstrap seed {self.seed}; every seed at "
+                "this k and the full layer are scored on the same resample, so the threshold moves with it")
 
 
 @dataclass

@@ -1,11 +1,32 @@
-"""Ridge probes solved in Gram space.
+"""Ridge probes solved in Gram space, with λ chosen by generalised cross-validation (GCV) or on a
+held-out validation split.
 
 With standardised, centred training features `Z` (n × d), `G = ZᵀZ` and centred one-hot targets
-`B = ZᵀY_c`, the one-vs-rest ridge probe on the neurons `S` is `W_S = (G[S,S] + λI)⁻¹ B[S]`: no pass
-over the data per subset. One batched Cholesky factorisation solves it for every λ of a grid at once
-(far cheaper than an eigendecomposition); λ is chosen on a held-out validation split (best accuracy,
-ties to the larger λ).
-Predictions are `argmax(z_S W_S + prior)`.
+`Y_c` with `B = ZᵀY_c`, the one-vs-rest ridge probe on the neurons `S` is
+`W_S = (G[S,S] + λI)⁻¹ B[S]`: no pass over the data per subset. Predictions are
+`argmax(z_S W_S + prior)` (the intercept of a centred-target regression is the class prior).
+
+**GCV** (the default; Golub, Heath & Wahba 1979) uses every training row and no validation split.
+From `G[S,S] = V diag(e) Vᵀ` and `c_j = (VᵀB)_j`, for every λ of a dense log grid:
+
+    RSS(λ) = ‖Y_c‖² − Σ_j ‖c_j‖²·(2/(e_j+λ) − e_j/(e_j+λ)²)
+    tr H(λ) = 1 + Σ_j e_j/(e_j+λ)            (the 1 is the intercept)
+    GCV(λ)  = n·RSS(λ) / (n − tr H(λ))²
+
+and `W = V diag(1/(e+λ)) VᵀB` at the minimising λ. The centred Gram has rank ≤ min(k, n − 1): when
+n ≤ k the eigenvalues beyond that rank are rounding noise (they can be negative) and would make RSS
+negative and `tr H` exceed n. So only the top `min(k, n − 1)` eigenvalues are kept (the sample-space
+spectrum: the nonzero eigenvalues of `Z_S Z_Sᵀ`), the rest and their `c_j` are dropped (the
+minimum-norm solution), eigenvalues are clipped at zero, and a λ with `n − tr H < 1/2` or a
+negative RSS scores +∞. Exact ties go to the larger λ.
+
+An eigendecomposition costs 10–18 Cholesky factorisations, so a group of same-size subsets (the
+seeds of one fraction) shares one: λ is chosen by GCV on the group's first subset, and the others
+are solved at that λ by one Cholesky factorisation each, with their own GCV score at that λ from
+the factor: `RSS = ‖Y_c‖² − tr(WᵀB) − λ‖W‖²`, `tr H = 1 + k − λ‖L⁻¹‖²_F`.
+
+**Validation** (`lambda_select = "val"`): one batched Cholesky solves a 7-value grid, λ is the one
+with the best validation accuracy (ties to the larger λ); the score is that accuracy.
 """
 
 from __future__ import annotations
@@ -18,7 +39,9 @@ import torch
 from redundancy.stats import Standardised
 
 # λ = α·n: the standardised Gram has diagonal n, so α is scale-free.
-DEFAULT_ALPHAS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+DEFAULT_ALPHAS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # validation selection
+GCV_ALPHAS: tuple[float, ...] = tuple(10.0 ** (e / 2) for e in range(-14, 11))  # 1e-7 … 1e5, 25 half-decades
+_EDGE_TOL = 1e-4  # the edge counts only when it beats its neighbour by more than this (relative)
 
 
 @dataclass
@@ -27,6 +50,8 @@ class ProbeResult:
     per_class_accuracy: np.ndarray  # (C,)
     lam: float | None
     correct: np.ndarray | None = None  # (n_test,) bool: per-sample correctness, for the bootstrap
+    score: float | None = None  # training-side selection score: GCV (lower is better) or val accuracy
+    lam_at_edge: bool = False  # GCV still falling at the grid's edge: the grid may be too narrow
 
 
 def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -35,40 +60,92 @@ def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> np.
     return correct / np.maximum(counts, 1)
 
 
+def gcv_curve(
+    evals: np.ndarray, proj_sq: np.ndarray, y_sq: float, n: int, lambdas: np.ndarray
+) -> np.ndarray:
+    """GCV(λ) for every λ from the spectrum `e` and `‖c_j‖²` (both already rank-truncated, e ≥ 0)."""
+    e = np.clip(np.asarray(evals, dtype=np.float64), 0.0, None)[None, :]
+    lam = np.asarray(lambdas, dtype=np.float64)[:, None]
+    inv = 1.0 / (e + lam)
+    rss = y_sq - (proj_sq[None, :] * (2.0 * inv - e * inv * inv)).sum(1)
+    dof = n - (1.0 + (e * inv).sum(1))
+    out = np.full(lam.shape[0], np.inf)
+    ok = (dof >= 0.5) & (rss >= 0.0)
+    out[ok] = n * rss[ok] / dof[ok] ** 2
+    return out
+
+
+def pick_lambda(scores: np.ndarray) -> tuple[int, bool]:
+    """Index of the smallest score (exact ties: the larger λ) and whether it is a genuine grid edge."""
+    best = int(np.flatnonzero(scores == scores.min()).max())
+    last = len(scores) - 1
+    neighbour = 1 if best == 0 else last - 1
+    edge = best in (0, last) and bool(scores[best] < (1.0 - _EDGE_TOL) * scores[neighbour])
+    return best, edge
+
+
+def gcv_slow(z: np.ndarray, y_onehot: np.ndarray, lam: float) -> float:
+    """GCV of the ridge probe with intercept the slow, obvious way: the n × n hat matrix in sample space."""
+    z = np.asarray(z, dtype=np.float64)
+    n = z.shape[0]
+    zc = z - z.mean(0)
+    hat = np.full((n, n), 1.0 / n) + zc @ np.linalg.solve(zc.T @ zc + lam * np.eye(z.shape[1]), zc.T)
+    resid = y_onehot - hat @ y_onehot
+    return float(n * (resid**2).sum() / (n - np.trace(hat)) ** 2)
+
+
 class RidgeProber:
-    """Holds the standardised problem on a device and probes one subset at a time."""
+    """Holds the standardised problem on a device and probes subsets.
+
+    `select="gcv"`: λ by GCV on the training rows of `problem` (`x_val`, `y_val` are not used and may
+    be None). `select="val"`: λ by accuracy on `x_val`, `y_val`.
+    """
 
     def __init__(
         self,
         problem: Standardised,
-        x_val: np.ndarray,
-        y_val: np.ndarray,
+        x_val: np.ndarray | None,
+        y_val: np.ndarray | None,
         x_test: np.ndarray,
         y_test: np.ndarray,
-        alphas: tuple[float, ...] = DEFAULT_ALPHAS,
+        alphas: tuple[float, ...] | None = None,
         device: str | torch.device = "cpu",
         diagonal: bool = False,
+        select: str = "val",
     ) -> None:
+        if select not in ("gcv", "val"):
+            raise ValueError(f"select must be 'gcv' or 'val', not {select!r}")
         self.device = torch.device(device)
-        self.diagonal = diagonal
+        self.diagonal, self.select = diagonal, select
         self.num_classes = int(problem.prior.shape[0])
+        self.n = int(problem.n)
+        self.y_sq = float(problem.n * (1.0 - (problem.prior**2).sum()))  # ‖Y_c‖² of one-hot targets
         dev = {"device": self.device, "dtype": torch.float64}
         self.gram = torch.as_tensor(problem.gram, **dev)
         self.targets = torch.as_tensor(problem.targets, **dev)
         self.prior = torch.as_tensor(problem.prior, **dev)
         # neuron-major (d × n) so that a subset's rows are contiguous gathers
-        self.zt_val = torch.as_tensor(problem.transform(x_val).T.copy(), **dev)
         self.zt_test = torch.as_tensor(problem.transform(x_test).T.copy(), **dev)
-        self.y_val = torch.as_tensor(np.asarray(y_val), device=self.device, dtype=torch.long)
         self.y_test = np.asarray(y_test, dtype=np.int64)
+        if select == "val":
+            if x_val is None or y_val is None:
+                raise ValueError("validation selection needs x_val and y_val")
+            self.zt_val = torch.as_tensor(problem.transform(x_val).T.copy(), **dev)
+            self.y_val = torch.as_tensor(np.asarray(y_val), device=self.device, dtype=torch.long)
+        alphas = alphas or (GCV_ALPHAS if select == "gcv" else DEFAULT_ALPHAS)
         self.lambdas = torch.as_tensor([a * problem.n for a in alphas], **dev)
+
+    # Linear algebra -----------------------------------------------------------------------------
+
+    def _block(self, subset: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(subset, device=self.device, dtype=torch.long)
+        return idx, self.gram[idx][:, idx], self.targets[idx]
 
     def weights(self, subset: np.ndarray, lam: float) -> np.ndarray:
         """`(G[S,S] + λI)⁻¹ B[S]` by a direct solve (used for checks and export)."""
-        idx = torch.as_tensor(subset, device=self.device, dtype=torch.long)
-        g = self.gram[idx][:, idx]
+        _, g, b = self._block(subset)
         eye = torch.eye(len(subset), dtype=g.dtype, device=self.device)
-        return torch.linalg.solve(g + lam * eye, self.targets[idx]).cpu().numpy()
+        return torch.linalg.solve(g + lam * eye, b).cpu().numpy()
 
     def _solve(self, g: torch.Tensor, b: torch.Tensor, lams: torch.Tensor) -> torch.Tensor:
         """`(g + λI)⁻¹ b` for every λ at once: (L, k, C). Batched Cholesky (g is PSD, λ > 0); a
@@ -80,24 +157,92 @@ class RidgeProber:
         chol = torch.linalg.cholesky(shifted)
         return torch.cholesky_solve(b.expand(len(lams), *b.shape), chol)
 
-    def probe(self, subset: np.ndarray, lam: float | None = None) -> ProbeResult:
-        """Fit on the subset's columns, pick λ on validation (unless given), score on test."""
-        idx = torch.as_tensor(subset, device=self.device, dtype=torch.long)
-        g = self.gram[idx][:, idx]
-        b = self.targets[idx]
-        if lam is None:
-            w_all = self._solve(g, b, self.lambdas)  # (L, k, C)
-            scores = self.zt_val[idx].T @ w_all + self.prior  # (L, n_val, C)
-            acc = (scores.argmax(-1) == self.y_val).double().mean(-1)
-            best = int(torch.nonzero(acc == acc.max()).max())  # ties go to the larger (more regularised) λ
-            lam, w = float(self.lambdas[best]), w_all[best]
+    def _spectrum(self, g: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eigenvalues (clipped, beyond rank min(k, n − 1) zeroed), eigenvectors, and `c = VᵀB`."""
+        if self.diagonal:
+            e, v = torch.diagonal(g).clone(), None
+            c = b
         else:
-            w = self._solve(g, b, torch.as_tensor([lam], dtype=g.dtype, device=g.device))[0]
-        scores = self.zt_test[idx].T @ w + self.prior
-        pred = scores.argmax(1).cpu().numpy()
+            e, v = torch.linalg.eigh(g)
+            c = v.T @ b
+        e = e.clamp(min=0.0)
+        rank = min(len(e), self.n - 1)
+        if rank < len(e):  # keep the top `rank` (eigh is ascending; diagonal: by value)
+            drop = torch.argsort(e)[: len(e) - rank]
+            e[drop] = 0.0
+            c = c.clone()
+            c[drop] = 0.0
+        return e, v, c
+
+    def _gcv_eig(self, g: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float, bool]:
+        """Weights at the GCV λ from one eigendecomposition; (w, λ, GCV(λ), at_edge)."""
+        e, v, c = self._spectrum(g, b)
+        lams = self.lambdas.cpu().numpy()
+        curve = gcv_curve(e.cpu().numpy(), (c**2).sum(1).cpu().numpy(), self.y_sq, self.n, lams)
+        best, edge = pick_lambda(curve)
+        w_eig = c / (e + lams[best])[:, None]
+        w = w_eig if v is None else v @ w_eig
+        return w, float(lams[best]), float(curve[best]), edge
+
+    def _gcv_at(self, g: torch.Tensor, b: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
+        """Weights and GCV at a given λ from one Cholesky factorisation."""
+        k = g.shape[0]
+        if self.diagonal:
+            e = torch.diagonal(g)
+            w = b / (e + lam)[:, None]
+            tr_inv = float((1.0 / (e + lam)).sum())
+        else:
+            shifted = g.clone()
+            shifted.diagonal().add_(lam)
+            chol = torch.linalg.cholesky(shifted)
+            w = torch.cholesky_solve(b, chol)
+            eye = torch.eye(k, dtype=g.dtype, device=g.device)
+            tr_inv = float((torch.linalg.solve_triangular(chol, eye, upper=False) ** 2).sum())
+        rss = self.y_sq - float((w * b).sum()) - lam * float((w**2).sum())
+        dof = self.n - (1.0 + k - lam * tr_inv)
+        score = self.n * rss / dof**2 if dof >= 0.5 and rss >= 0.0 else float("inf")
+        return w, score
+
+    def _val_select(self, idx: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+        w_all = self._solve(g, b, self.lambdas)  # (L, k, C)
+        scores = self.zt_val[idx].T @ w_all + self.prior  # (L, n_val, C)
+        acc = (scores.argmax(-1) == self.y_val).double().mean(-1)
+        best = int(torch.nonzero(acc == acc.max()).max())  # ties go to the larger (more regularised) λ
+        return w_all[best], float(self.lambdas[best]), float(acc[best])
+
+    # Probing ------------------------------------------------------------------------------------
+
+    def _score_test(self, idx: torch.Tensor, w: torch.Tensor, lam: float, score: float | None,
+                    edge: bool = False) -> ProbeResult:
+        pred = (self.zt_test[idx].T @ w + self.prior).argmax(1).cpu().numpy()
         return ProbeResult(
             accuracy=float((pred == self.y_test).mean()),
             per_class_accuracy=per_class_accuracy(pred, self.y_test, self.num_classes),
-            lam=float(lam),
-            correct=pred == self.y_test,
+            lam=float(lam), correct=pred == self.y_test, score=score, lam_at_edge=edge,
         )
+
+    def probe(self, subset: np.ndarray, lam: float | None = None) -> ProbeResult:
+        """Fit on the subset's columns, choose λ (unless given) by the configured rule, score on test."""
+        idx, g, b = self._block(subset)
+        if lam is not None:
+            w = self._solve(g, b, torch.as_tensor([lam], dtype=g.dtype, device=g.device))[0]
+            return self._score_test(idx, w, lam, None)
+        if self.select == "val":
+            w, lam, acc = self._val_select(idx, g, b)
+            return self._score_test(idx, w, lam, acc)
+        w, lam, score, edge = self._gcv_eig(g, b)
+        return self._score_test(idx, w, lam, score, edge)
+
+    def probe_group(self, subsets: list[np.ndarray]) -> list[ProbeResult]:
+        """Probe same-size subsets (a fraction's seeds). GCV: λ from the first subset's spectrum, the
+        others solved at that λ by Cholesky, each with its own GCV score there. Validation: each alone."""
+        if self.select == "val" or not subsets:
+            return [self.probe(s) for s in subsets]
+        first = self.probe(subsets[0])
+        assert first.lam is not None
+        out = [first]
+        for s in subsets[1:]:
+            idx, g, b = self._block(s)
+            w, score = self._gcv_at(g, b, first.lam)
+            out.append(self._score_test(idx, w, first.lam, score, first.lam_at_edge))
+        return out

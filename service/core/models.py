@@ -116,7 +116,7 @@ class CurvePointRow(Base):
     seed: Mapped[int] = mapped_column(sa.Integer)
     accuracy: Mapped[float] = mapped_column(sa.Float)
     per_class_accuracy: Mapped[list[float]] = mapped_column(JSONType)
-    cka: Mapped[float] = mapped_column(sa.Float)
+    cka: Mapped[float | None] = mapped_column(sa.Float, nullable=True)  # None: undefined (no variance)
     lam: Mapped[float | None] = mapped_column(sa.Float)
     kind: Mapped[str] = mapped_column(sa.String(64), default="random")
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -48,16 +48,32 @@ def test_no_fraction_meets_delta_gives_full_layer_and_says_so() -> None:
     assert r.fairness.gini_change == pytest.approx(0.0)
 
 
-def test_fairness_cost_at_the_recommendation() -> None:
+def test_fairness_cost_at_the_recommendation_is_per_seed() -> None:
     r = recommend(_curve(), CLASSES, 100, 0.05, "relative")
     f = r.fairness
-    at = np.array([0.8875 + 0.08, 0.8875, 0.8875 - 0.08])
+    seeds = np.array([[0.89 + 0.08, 0.89, 0.89 - 0.08], [0.885 + 0.08, 0.885, 0.885 - 0.08]])  # k = 80
     full = np.array([0.93, 0.90, 0.87])
-    assert f.gini_at == pytest.approx(gini(at)) and f.gini_full == pytest.approx(gini(full))
-    assert f.gini_change == pytest.approx(gini(at) - gini(full)) and f.gini_change > 0
-    assert f.worst_class_at == pytest.approx(at.min())
+    ginis = [gini(v) for v in seeds]
+    assert f.gini_at == pytest.approx(np.mean(ginis)) and f.gini_full == pytest.approx(gini(full))
+    assert f.gini_at != pytest.approx(gini(seeds.mean(0)), abs=1e-9)  # not the Gini of the mean vector
+    assert f.gini_at_std == pytest.approx(np.std(ginis, ddof=1)) and f.seeds_at == 2 and f.seeds_full == 1
+    assert f.gini_change == pytest.approx(np.mean(ginis) - gini(full)) and f.gini_change > 0
+    assert f.worst_class_at == pytest.approx(seeds.min(1).mean())
     assert f.range_change == pytest.approx(0.16 - 0.06)
     assert [c.cls for c in f.most_hurt_classes] == ["c", "b"]  # "a" gained
+    assert f.most_hurt_classes[0].change == pytest.approx((seeds[:, 2] - 0.87).mean())
+
+
+def test_per_seed_fairness_can_disagree_in_sign_with_the_mean_vector() -> None:
+    """Two seeds with opposite errors: each is unequal, their mean vector is perfectly equal."""
+    from redundancy.fairness import fairness_cost
+
+    full = np.array([0.8, 0.8])
+    at = np.array([[0.9, 0.7], [0.7, 0.9]])
+    f = fairness_cost(full, at, ["x", "y"])
+    assert gini(at.mean(0)) == pytest.approx(0.0)  # the old, seed-averaged reading: no cost
+    assert f.gini_change == pytest.approx(gini(at[0])) and f.gini_change > 0.05
+    assert f.worst_class_change == pytest.approx(-0.1) and f.most_hurt_classes == []
 
 
 def test_gini_and_cv_equal_their_slow_definitions() -> None:

@@ -131,8 +131,8 @@ def test_first_k_is_the_ridge_probe_on_the_leading_neurons() -> None:
     assert res.cka == pytest.approx(linear_cka(x[:, :6], x), rel=1e-8)
 
 
-def test_projection_cka_of_identity_is_one_and_of_nothing_is_zero() -> None:
+def test_projection_cka_of_identity_is_one_and_of_nothing_is_undefined() -> None:
     x = _problem()[0]
     g = GramStats.from_features(x, np.zeros(len(x), dtype=int), 1).centred_gram()
     assert projection_cka(g, np.eye(30)) == pytest.approx(1.0)
-    assert projection_cka(g, np.zeros((30, 2))) == 0.0
+    assert np.isnan(projection_cka(g, np.zeros((30, 2))))  # no variance: undefined, not 0

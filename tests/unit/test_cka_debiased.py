@@ -105,3 +105,20 @@ def test_cka_of_a_subset_without_variance_is_undefined_not_zero() -> None:
     assert math.isnan(fc.part_whole(np.array([0, 1])))
     assert math.isnan(fc.pair(np.array([0]), np.array([1]), debiased=True))
     assert 0.0 < fc.part_whole(np.array([0, 2])) <= 1.0  # a live neuron makes it defined again
+
+
+def test_debiased_cka_is_undefined_when_both_self_hsics_are_negative() -> None:
+    """Rounding can leave both self-HSIC estimates of near-dead neurons slightly negative; their product is
+    positive, which must not pass for a CKA. The ratio is defined only when both are positive."""
+    import math
+
+    from redundancy.cka import FeatureCKA, _ratio
+
+    assert math.isnan(_ratio(1e-18, -1e-17, -2e-17))  # the sign case: positive product, still undefined
+    assert math.isnan(_ratio(0.3, 0.0, 1.0)) and math.isnan(_ratio(0.3, 1.0, -1.0))
+    assert _ratio(0.3, 0.25, 4.0) == pytest.approx(0.3)
+
+    fc = FeatureCKA(np.random.default_rng(0).normal(size=(20, 4)))
+    fc._debias = lambda *terms: -1.0  # type: ignore[method-assign]  # every unbiased HSIC negative
+    assert math.isnan(fc.pair(np.array([0]), np.array([1]), debiased=True))
+    assert not math.isnan(fc.pair(np.array([0]), np.array([1])))  # the biased estimator is untouched

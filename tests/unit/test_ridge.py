@@ -70,3 +70,117 @@ def test_per_class_accuracy_is_consistent_with_accuracy() -> None:
     counts = np.bincount(yt, minlength=4)
     assert r.accuracy == pytest.approx(float((r.per_class_accuracy * counts).sum() / counts.sum()))
     assert r.accuracy > 0.5  # the class signal is real: far above chance (0.25)
+
+
+# λ by generalised cross-validation ------------------------------------------------------------------
+
+from redundancy.probes.ridge import GCV_ALPHAS, gcv_curve, gcv_slow, pick_lambda  # noqa: E402
+from redundancy.stats import standardised_from_rows  # noqa: E402
+
+
+def _gcv_sample_space(x: np.ndarray, y: np.ndarray, c: int, lambdas: np.ndarray) -> np.ndarray:
+    """GCV from the SVD of the standardised, centred rows: nothing but the n × n hat matrix's spectrum."""
+    z = (x - x.mean(0)) / x.std(0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    keep = s > s.max() * 1e-10
+    u, s2 = u[:, keep], s[keep] ** 2
+    yc = np.eye(c)[y] - np.eye(c)[y].mean(0)
+    n = len(y)
+    out = []
+    for lam in lambdas:
+        shrink = s2 / (s2 + lam)
+        resid = yc - u @ (shrink[:, None] * (u.T @ yc))
+        out.append(n * (resid**2).sum() / (n - 1 - shrink.sum()) ** 2)
+    return np.array(out)
+
+
+def test_gcv_grid_is_dense_half_decades() -> None:
+    a = np.log10(GCV_ALPHAS)
+    assert len(a) >= 25 and np.allclose(np.diff(a), 0.5)
+
+
+@pytest.mark.parametrize(("n", "d"), [(400, 40), (120, 40), (60, 200)])
+def test_gcv_closed_form_equals_the_hat_matrix(n: int, d: int) -> None:
+    x, y, _, _, xt, yt = _problem(n=n, d=d, seed=7)
+    c = 4
+    prober = RidgeProber(standardised_from_rows(x, y, c), None, None, xt, yt, select="gcv")
+    subset = np.arange(d) if d > n else np.array([0, 3, 5, 9, 17, 21, 39])
+    got = prober.probe(subset)
+    z = (x[:, subset] - x[:, subset].mean(0)) / x[:, subset].std(0)
+    slow = np.array([gcv_slow(z, np.eye(c)[y], lam) for lam in prober.lambdas.tolist()])
+    best = int(np.flatnonzero(slow == slow.min()).max())
+    assert got.lam == pytest.approx(prober.lambdas[best].item())
+    assert got.score == pytest.approx(slow[best], rel=1e-8)
+    # …and the fit at that λ is scikit-learn's ridge with intercept, n < d included
+    ref = Ridge(alpha=got.lam).fit(z, np.eye(c)[y])
+    zt = (xt[:, subset] - x[:, subset].mean(0)) / x[:, subset].std(0)
+    assert got.accuracy == pytest.approx(float((ref.predict(zt).argmax(1) == yt).mean()))
+
+
+def test_ridge_with_fewer_rows_than_neurons_matches_sklearn() -> None:
+    x, y, _, _, xt, yt = _problem(n=50, d=120, seed=11)
+    c, lam = 4, 3.0
+    prober = RidgeProber(standardised_from_rows(x, y, c), None, None, xt, yt, select="gcv")
+    mu, sd = x.mean(0), x.std(0)
+    ref = Ridge(alpha=lam).fit((x - mu) / sd, np.eye(c)[y])
+    np.testing.assert_allclose(prober.weights(np.arange(120), lam), ref.coef_.T, rtol=1e-6, atol=1e-9)
+    got = prober.probe(np.arange(120), lam=lam)
+    assert got.accuracy == pytest.approx(float((ref.predict((xt - mu) / sd).argmax(1) == yt).mean()))
+
+
+def test_gcv_with_fewer_rows_than_neurons_on_real_shaped_features() -> None:
+    """Flowers-102's shape (n < d, many classes, features far from zero): the Gram from streamed raw sums
+    has a noisy, partly negative null space. The probe must still pick the sample-space GCV's λ."""
+    rng = np.random.default_rng(0)
+    n, d, c = 204, 320, 34
+    y = np.arange(n) % c
+    latent = rng.normal(size=(c, 24))[y] + 0.8 * rng.normal(size=(n, 24))
+    x = np.abs(latent @ rng.normal(size=(24, d)) + 0.3 * rng.normal(size=(n, d))) * 0.05 + 40.0  # post-ReLU-like
+    stats = GramStats.from_features(x, y, c)
+    p = stats.standardised()
+    evals = np.linalg.eigvalsh(p.gram)
+    assert (evals < 0).sum() > 10  # the case: rounding made part of the null space negative
+    xt = x[:40] + 0.001
+    prober = RidgeProber(p, None, None, xt, y[:40], select="gcv")
+    got = prober.probe(np.arange(d))
+    slow = _gcv_sample_space(x, y, c, prober.lambdas.cpu().numpy())
+    assert got.lam == pytest.approx(prober.lambdas[int(np.argmin(slow))].item())
+    assert got.score == pytest.approx(slow.min(), rel=1e-4)
+    # the naive feature-space formula (no clipping, no rank) breaks at the smallest λ: tr H exceeds n
+    lam = prober.lambdas[0].item()
+    e, v = np.linalg.eigh(p.gram)
+    inv = 1.0 / (e + lam)
+    naive_rss = prober.y_sq - (((v.T @ p.targets) ** 2).sum(1) * (2 * inv - e * inv * inv)).sum()
+    naive_dof = n - 1 - (e * inv).sum()
+    assert naive_dof < 0.5 or naive_rss < 0
+    assert np.isfinite(got.score) and got.lam > lam
+
+
+def test_group_reuses_the_first_lambda_and_scores_each_subset_at_it() -> None:
+    x, y, _, _, xt, yt = _problem(n=300, d=40, seed=2)
+    c = 4
+    prober = RidgeProber(standardised_from_rows(x, y, c), None, None, xt, yt, select="gcv")
+    subsets = [np.array([1, 4, 8, 9]), np.array([0, 2, 30, 31]), np.array([5, 6, 7, 39])]
+    group = prober.probe_group(subsets)
+    assert group[0].lam == prober.probe(subsets[0]).lam
+    for s, r in zip(subsets, group, strict=True):
+        assert r.lam == group[0].lam
+        z = (x[:, s] - x[:, s].mean(0)) / x[:, s].std(0)
+        assert r.score == pytest.approx(gcv_slow(z, np.eye(c)[y], r.lam), rel=1e-8)
+        assert r.accuracy == prober.probe(s, lam=r.lam).accuracy
+
+
+def test_pick_lambda_ties_go_to_the_larger_and_edges_are_flagged() -> None:
+    assert pick_lambda(np.array([3.0, 1.0, 1.0, 2.0])) == (2, False)
+    assert pick_lambda(np.array([1.0, 2.0, 3.0])) == (0, True)
+    assert pick_lambda(np.array([3.0, 2.0, 1.0])) == (2, True)
+    assert pick_lambda(np.array([1.0, 1.0 + 1e-9, 3.0])) == (0, False)  # flat: not a real edge
+    assert gcv_curve(np.array([1.0, 2.0]), np.array([5.0, 5.0]), 1.0, 3, np.array([1e-3]))[0] == np.inf
+
+
+def test_bad_selection_is_refused() -> None:
+    x, y, _, _, xt, yt = _problem()
+    with pytest.raises(ValueError, match="select"):
+        RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="loo")
+    with pytest.raises(ValueError, match="x_val"):
+        RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="val")
