@@ -15,6 +15,7 @@ from redundancy.config import Criterion, DeltaMode
 from redundancy.errors import InvalidConfigError
 from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, FractionSummary, Recommendation
+from redundancy.savings import savings
 
 _EPS = 1e-12
 
@@ -137,4 +138,5 @@ def recommend(
         fairness=fairness_cost(
             np.array(full.per_class_accuracy), np.array(chosen.per_class_accuracy), classes
         ),
+        savings=savings(d, chosen.k, len(classes)),
     )

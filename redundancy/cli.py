@@ -54,7 +54,22 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-download", action="store_true", help="let torchvision download datasets")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--plot", type=Path, default=None, help="render the curves to this .png or .svg")
+    add_export_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_export_argument(p: argparse.ArgumentParser) -> None:
+    """A runtime-only option (not part of AnalysisConfig): where to write the deployable artifacts."""
+    p.add_argument("--export", type=Path, default=None, metavar="DIR",
+                   help="write one subset-head artifact (.safetensors + .json card) per δ into DIR")
+
+
+def export_report(report: Report, out_dir: Path) -> None:
+    """`--export DIR`: one artifact per recommendation (see redundancy.deploy)."""
+    from redundancy.deploy import export_artifacts
+
+    for path in export_artifacts(report, out_dir):
+        print(f"artifact written to {path}")
 
 
 def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
@@ -169,10 +184,23 @@ def format_report(report: Report) -> str:
             if r.holds_ci_lower is not None:
                 robust.append(f"CI lower bound {'holds' if r.holds_ci_lower else 'FAILS'} ({r.ci_low:.4f})")
             lines.append(f"       threshold {r.threshold:.4f}: " + "; ".join(robust))
+        if r.savings is not None:
+            sv = r.savings
+            lines.append(
+                f"       saves {sv.saved_fraction:.1%}: {sv.embedding_bytes_float32_full / 1e9:.2f} → "
+                f"{sv.embedding_bytes_float32_kept / 1e9:.2f} GB per million float32 vectors "
+                f"({sv.embedding_bytes_float16_kept / 1e9:.2f} GB float16); head {sv.head_params_full:,} → "
+                f"{sv.head_params_kept:,} parameters"
+            )
     lines += ["", "timings  " + "  ".join(f"{k}={v:.2f}s" for k, v in report.timings.items())
               + f"  device={report.environment.device}"
               + ("  (features from cache)" if report.environment.feature_cache_hit else "")]
     return "\n".join(lines)
+
+
+def _print_error(exc: RedundancyError) -> None:
+    field = f" [{exc.field}]" if exc.field else ""
+    print(f"advisor: error{field}: {exc.message}", file=sys.stderr)
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -188,8 +216,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         report = analyze(config, runtime_from_args(args), progress=bars)
     except RedundancyError as exc:
         bars.close()
-        field = f" [{exc.field}]" if exc.field else ""
-        print(f"advisor: error{field}: {exc.message}", file=sys.stderr)
+        _print_error(exc)
         return 1
     except KeyboardInterrupt:
         bars.close()
@@ -208,4 +235,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         args.plot.write_bytes(render(report, fmt))  # type: ignore[arg-type]
         print(f"plot written to {args.plot}")
+    if args.export is not None:
+        try:
+            export_report(report, args.export)
+        except RedundancyError as exc:
+            _print_error(exc)
+            return 1
     return 0
