@@ -17,7 +17,12 @@ from redundancy.deploy.artifact import (
 from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
 from redundancy.deploy.export import export_artifacts, report_model_facts
 from redundancy.deploy.head import SubsetClassifier, SubsetHead, attach, backbone_sha256, model_facts
-from redundancy.deploy.multitask import MultiTaskRecommendation, TaskCurve, recommend_multitask
+from redundancy.deploy.multitask import (
+    MultiTaskRecommendation,
+    TaskCurve,
+    build_multitask_artifacts,
+    recommend_multitask,
+)
 from redundancy.deploy.store import load_stats, save_stats
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "attach",
     "backbone_sha256",
     "build_artifact",
+    "build_multitask_artifacts",
     "choose_seed",
     "export_artifacts",
     "fit_head",

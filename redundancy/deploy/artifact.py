@@ -32,6 +32,7 @@ import numpy as np
 from redundancy.advice import RANDOM_KINDS, intervals_from_summary, recommend
 from redundancy.config import Criterion, DeltaMode
 from redundancy.deploy.errors import ArtifactError
+from redundancy.deploy.multitask import MultiTaskRecommendation
 from redundancy.hashing import hash_json
 from redundancy.probes import RidgeProber, sample_subset
 from redundancy.report import CurvePoint, Recommendation, Report
@@ -42,8 +43,8 @@ _HEADER_KEY = "redundancy.artifact"
 _CHECKSUM_KEY = "redundancy.checksum"
 
 SELECTION_RULE = (
-    "highest part-vs-whole CKA on the training features (the curve's `cka`, from the train Gram); "
-    "ties to the lowest seed. Never test accuracy."
+    "highest part-vs-whole CKA on the training features (the curve's `cka`, from the train Gram; the mean "
+    "over datasets when several share the subset); ties to the lowest seed. Never test accuracy."
 )
 
 PROMISE = (
@@ -108,14 +109,19 @@ class Artifact:
 # -- choosing the subset ----------------------------------------------------------------------------
 
 
-def choose_seed(points: Sequence[CurvePoint]) -> CurvePoint:
-    """The one seed's subset behind a recommendation, chosen on the training side (`SELECTION_RULE`).
+def choose_seed(points: Sequence[CurvePoint]) -> int:
+    """The seed whose subset stands behind a recommendation, chosen on the training side
+    (`SELECTION_RULE`): the highest train-Gram CKA, averaged over the points of that seed (one per
+    dataset when several tasks share the subset), ties to the lowest seed.
 
     The only place the rule lives: when curve points carry the probe's own λ-selection score, this is
     the function to switch to it. Test accuracy is never looked at."""
     if not points:
         raise ArtifactError("no random-subset curve points at the recommended k", field="curve")
-    return min(points, key=lambda p: (-p.cka, p.seed))
+    by_seed: dict[int, list[float]] = {}
+    for p in points:
+        by_seed.setdefault(p.seed, []).append(p.cka)
+    return min(by_seed, key=lambda s: (-float(np.mean(by_seed[s])), s))
 
 
 def recommendation_for(
@@ -158,15 +164,17 @@ def _check_stats(report: Report, stats: GramStats) -> None:
 def build_artifact(
     report: Report,
     stats: GramStats,
-    recommendation: Recommendation,
+    recommendation: Recommendation | MultiTaskRecommendation,
     *,
     weights_sha256: str,
     data_config: dict[str, Any],
+    seed: int | None = None,
 ) -> Artifact:
     """The artifact for one recommendation of `report`, with the head fitted from `stats`.
 
     `weights_sha256` is `backbone_sha256` of the model the features came from and `data_config` its
-    timm data config at the extraction size (`model_facts` gives both)."""
+    timm data config at the extraction size (`model_facts` gives both). `seed` overrides `choose_seed`
+    (a multi-task artifact chooses one seed over every dataset)."""
     if report.probe != "ridge":
         raise ArtifactError(
             f"a head is fitted from the sufficient statistics, which needs the ridge probe; this report used "
@@ -175,7 +183,10 @@ def build_artifact(
     _check_stats(report, stats)
     d, k, seed_master = report.model.d, recommendation.k, report.config.seed
     points = [p for p in report.curve if p.kind in RANDOM_KINDS and p.k == k]
-    chosen = choose_seed(points)
+    seed = choose_seed(points) if seed is None else seed
+    chosen = next((p for p in points if p.seed == seed), None)
+    if chosen is None:
+        raise ArtifactError(f"the curve has no random subset of k = {k} with seed {seed}", field="seed")
     if chosen.lam is None:
         raise ArtifactError(f"the curve point at k = {k}, seed {chosen.seed} has no λ", field="curve")
     indices = sample_subset(d, k, chosen.seed, seed_master).astype(np.int64)

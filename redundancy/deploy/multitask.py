@@ -14,16 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from redundancy.advice import summarize, threshold
+from redundancy.advice import RANDOM_KINDS, summarize, threshold
 from redundancy.config import Criterion, DeltaMode
 from redundancy.deploy.errors import IncompatibleTasksError
 from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, Fairness, FractionSummary, Report
 from redundancy.savings import Savings, savings
+from redundancy.stats import GramStats
+
+if TYPE_CHECKING:
+    from redundancy.deploy.artifact import Artifact
 
 _EPS = 1e-12
 
@@ -139,3 +144,25 @@ def recommend_multitask(
         delta=delta, mode=mode, criterion=criterion, k=k, d=d, fraction=fraction, met_below_full=k < d,
         binding=binding, tasks=rows,
     )
+
+
+def build_multitask_artifacts(
+    reports: Mapping[str, Report],
+    stats: Mapping[str, GramStats],
+    answer: MultiTaskRecommendation,
+    *,
+    weights_sha256: str,
+    data_config: dict[str, Any],
+) -> dict[str, Artifact]:
+    """One artifact per dataset at the common `k`, all with the same indices: the seed is chosen once,
+    over every dataset's points (`choose_seed`), and each head is fitted from its own statistics."""
+    from redundancy.deploy.artifact import build_artifact, choose_seed
+
+    check_compatible({name: TaskCurve.from_report(r) for name, r in reports.items()})
+    points = [p for r in reports.values() for p in r.curve if p.kind in RANDOM_KINDS and p.k == answer.k]
+    seed = choose_seed(points)
+    return {
+        name: build_artifact(r, stats[name], answer, weights_sha256=weights_sha256, data_config=data_config,
+                             seed=seed)
+        for name, r in reports.items()
+    }

@@ -21,12 +21,16 @@ from redundancy.cli import run_analyze
 from redundancy.deploy import (
     Artifact,
     ArtifactError,
+    IncompatibleTasksError,
+    TaskCurve,
     attach,
     build_artifact,
+    build_multitask_artifacts,
     choose_seed,
     export_artifacts,
     load_artifact,
     load_stats,
+    recommend_multitask,
     recommendation_for,
     report_model_facts,
     save_artifact,
@@ -37,7 +41,7 @@ from redundancy.extraction import Features
 from redundancy.models import load_model
 from redundancy.pipeline import prepare_data
 from redundancy.probes import sample_subset
-from redundancy.report import Report
+from redundancy.report import CurvePoint, Report
 
 CONFIG = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
@@ -144,11 +148,11 @@ def test_attached_to_the_real_timm_model_on_real_images(cifar: Analysis) -> None
 def test_seed_choice_never_looks_at_test_accuracy(cifar: Analysis) -> None:
     k = cifar.artifact(0.1).k
     points = [p for p in cifar.report.curve if p.k == k and p.kind == "random"]
-    chosen = choose_seed(points)
-    assert chosen.cka == max(p.cka for p in points)
+    seed = choose_seed(points)
+    assert next(p.cka for p in points if p.seed == seed) == max(p.cka for p in points)
     shuffled = [p.model_copy(update={"accuracy": a}) for p, a in zip(points, np.random.permutation(
         [p.accuracy for p in points]), strict=True)]
-    assert choose_seed(shuffled).seed == chosen.seed
+    assert choose_seed(shuffled) == seed
 
 
 def _field(exc: pytest.ExceptionInfo[ArtifactError]) -> str | None:
@@ -246,3 +250,94 @@ def test_cli_export_refuses_a_logistic_report_with_one_line(tmp_path: Path, caps
     assert "artifact written to" in out and "saves" in out
     (written,) = sorted((tmp_path / "ok").glob("*.safetensors"))
     assert load_artifact(written).metadata["model"]["name"] == "resnet18"
+
+
+# -- several tasks at once --------------------------------------------------------------------------
+
+
+def _task(rng: np.random.Generator, ks: list[int], d: int, seeds: int, name: str = "m") -> TaskCurve:
+    curve = []
+    for k in ks:
+        level = 0.3 + 0.6 * np.log1p(k) / np.log1p(d)
+        for seed in range(1 if k == d else seeds):
+            acc = float(np.clip(level + rng.normal(0, 0.04), 0, 1))
+            curve.append(CurvePoint(fraction=k / d, k=k, seed=seed, accuracy=acc,
+                                    per_class_accuracy=list(rng.uniform(0, 1, 4)), cka=float(rng.uniform())))
+    return TaskCurve(curve=curve, classes=list("abcd"), d=d, model=name, weights_identity="w", layer="pre_logits",
+                     master_seed=0)
+
+
+def _brute_force(tasks: dict[str, TaskCurve], delta: float, mode: str, criterion: str) -> tuple[int, str]:
+    """The obvious loop: every k every dataset tested, ascending; the first that passes everywhere."""
+    def stat(t: TaskCurve, k: int) -> float:
+        accs = [p.accuracy for p in t.curve if p.k == k]
+        return float(np.mean(accs)) if criterion == "mean" else min(accs)
+
+    def margin(t: TaskCurve, k: int) -> float:
+        full = stat(t, t.d)
+        bar = (1 - delta) * full if mode == "relative" else full - delta
+        return stat(t, k) - bar
+
+    ks = sorted(set.intersection(*({p.k for p in t.curve} for t in tasks.values())))
+    for i, k in enumerate(ks):
+        if all(margin(t, k) >= -1e-12 for t in tasks.values()) or k == ks[-1]:
+            at = ks[i - 1] if i > 0 else k
+            return k, min(tasks, key=lambda n: margin(tasks[n], at))
+    raise AssertionError("unreachable")
+
+
+def test_multitask_answer_matches_a_brute_force_loop() -> None:
+    rng = np.random.default_rng(0)
+    d, grid = 256, [1, 3, 8, 26, 51, 128, 205, 256]
+    for trial in range(150):
+        tasks = {f"ds{i}": _task(rng, [k for k in grid if k == d or rng.uniform() > 0.15], d, 3)
+                 for i in range(int(rng.integers(2, 4)))}
+        delta = float(rng.choice([0.0, 0.02, 0.05, 0.1, 0.3]))
+        mode = "relative" if trial % 2 else "absolute"
+        criterion = "mean" if trial % 3 else "worst_seed"
+        got = recommend_multitask(tasks, delta, mode, criterion)  # type: ignore[arg-type]
+        assert (got.k, got.binding) == _brute_force(tasks, delta, mode, criterion)
+        for row in got.tasks:
+            assert row.margin == pytest.approx(row.accuracy - row.threshold)
+            assert row.own_k <= got.k and row.savings.head_params_kept == got.k * 4 + 4
+
+
+def test_incompatible_tasks_are_refused_naming_them() -> None:
+    rng = np.random.default_rng(1)
+    a, b = _task(rng, [8, 64], 64, 2), _task(rng, [8, 64], 64, 2, name="resnet50")
+    with pytest.raises(IncompatibleTasksError, match="B used model.name 'resnet50'") as exc:
+        recommend_multitask({"A": a, "B": b}, 0.05)
+    assert exc.value.field == "model.name"
+    c = TaskCurve(**{**a.__dict__, "layer": "blocks.5"})
+    with pytest.raises(IncompatibleTasksError, match="C used layer 'blocks.5'"):
+        recommend_multitask({"A": a, "C": c}, 0.05)
+    with pytest.raises(IncompatibleTasksError, match="no datasets"):
+        recommend_multitask({}, 0.05)
+
+
+def test_one_seed_is_chosen_over_every_dataset_by_mean_train_cka() -> None:
+    def pt(seed: int, cka: float) -> CurvePoint:
+        return CurvePoint(fraction=0.1, k=10, seed=seed, accuracy=0.5, per_class_accuracy=[0.5], cka=cka)
+
+    # seed 0 wins on one dataset, seed 1 on average over both
+    assert choose_seed([pt(0, 0.9), pt(1, 0.8), pt(0, 0.1), pt(1, 0.5)]) == 1
+    assert choose_seed([pt(2, 0.5), pt(1, 0.5)]) == 1  # ties to the lowest seed
+
+
+def test_two_real_datasets_share_one_subset(cifar: Analysis, tmp_path: Path) -> None:
+    digits_cfg = {**CONFIG, "dataset": {"spec": "digits", "max_train": 300, "max_test": 100}}
+    digits = analyze(AnalysisConfig.model_validate(digits_cfg), Runtime(cache_dir=None, data_root=tmp_path))
+    reports = {"cifar10": cifar.report, "digits": digits}
+    tasks = {name: TaskCurve.from_report(r) for name, r in reports.items()}
+    answer = recommend_multitask(tasks, 0.1)
+    assert answer.k == _brute_force(tasks, 0.1, "relative", "mean")[0]
+    assert answer.k >= max(r.recommendations[-1].k for r in reports.values())  # both δ = 0.1 answers fit
+    assert answer.binding in reports
+    arts = build_multitask_artifacts(reports, {n: r.stats for n, r in reports.items()}, answer,
+                                     weights_sha256=cifar.sha, data_config=cifar.data_config)
+    assert np.array_equal(arts["cifar10"].indices, arts["digits"].indices)
+    assert arts["digits"].classes[:3] == ["0", "1", "2"] and arts["cifar10"].classes[0] == "airplane"
+    pred = arts["cifar10"].predict(cifar.features.x_test)
+    seed = arts["cifar10"].metadata["subset"]["seed"]
+    point = next(p for p in cifar.report.curve if p.k == answer.k and p.seed == seed and p.kind == "random")
+    assert float((pred == cifar.features.y_test).mean()) == point.accuracy
