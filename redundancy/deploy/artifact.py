@@ -314,6 +314,8 @@ def load_artifact(
     )
     meta = json.loads(text or "{}")
     _require(meta.get("format") == FORMAT, f"{path.name} is format {meta.get('format')!r}, not {FORMAT!r}", "format")
+    for part in ("model", "dataset", "recommendation", "subset"):
+        _require(isinstance(meta.get(part), dict), f"{path.name} has no {part!r} section in its metadata", "metadata")
     art = Artifact(indices=idx, weight=w, bias=b, metadata=meta)
     _validate_tensors(art)
     if d is not None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
 
 from redundancy import AnalysisConfig, Runtime, analyze
 from redundancy.advice import RANDOM_KINDS
@@ -45,7 +44,7 @@ from redundancy.report import CurvePoint, Report
 
 CONFIG = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
-    "dataset": {"spec": f"npz:{SHARED_DATA / 'cifar10.npz'}", "max_train": 600, "max_test": 200},
+    "dataset": {"spec": "set by the fixture", "max_train": 600, "max_test": 200},
     "image_size": 64,
     "fractions": [0.01, 0.05, 0.2, 1.0],
     "seeds": 3,
@@ -70,12 +69,11 @@ class Analysis:
 
 
 @pytest.fixture(scope="module")
-def cifar(tmp_path_factory: pytest.TempPathFactory) -> Analysis:
-    if not (SHARED_DATA / "cifar10.npz").is_file():
-        pytest.skip(f"real CIFAR subset not present at {SHARED_DATA}")
+def cifar(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> Analysis:
     root = tmp_path_factory.mktemp("cifar")
     rt = Runtime(cache_dir=root / "cache", data_root=root)
-    report = analyze(AnalysisConfig.model_validate(CONFIG), rt)
+    config = {**CONFIG, "dataset": {**CONFIG["dataset"], "spec": f"npz:{shared_data_dir / 'cifar10.npz'}"}}
+    report = analyze(AnalysisConfig.model_validate(config), rt)
     features = Features.load(next((root / "cache").glob("*.npz")))
     sha, data_config = report_model_facts(report)
     return Analysis(report, features, rt, sha, data_config)
@@ -200,6 +198,26 @@ def test_damaged_or_mismatched_artifacts_are_refused(cifar: Analysis, tmp_path: 
     with pytest.raises(ArtifactError, match=r"features have shape \(2, 512\)") as exc:
         art.predict(np.zeros((2, 512)))
     assert _field(exc) == "d"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda a: {"indices": a.indices[::-1].copy()}, "indices", "strictly increasing"),
+        (lambda a: {"indices": a.indices + a.d}, "indices", r"lie in \[0, 1280\)"),
+        (lambda a: {"weight": a.weight[:, :5].copy()}, "weight", "expected"),
+        (lambda a: {"bias": a.bias[:3].copy()}, "bias", "expected"),
+        (lambda a: {"metadata": {**a.metadata, "format": "other/9"}}, "format", "not 'redundancy-subset-head/1'"),
+        (lambda a: {"metadata": {k: v for k, v in a.metadata.items() if k != "subset"}}, "metadata", "'subset'"),
+    ],
+)
+def test_inconsistent_artifacts_are_refused(cifar: Analysis, tmp_path: Path, change, field: str, message: str) -> None:
+    from dataclasses import replace
+
+    path = save_artifact(replace(cifar.artifact(0.1), **change(cifar.artifact(0.1))), tmp_path / "x.safetensors")
+    with pytest.raises(ArtifactError, match=message) as exc:
+        load_artifact(path)
+    assert _field(exc) == field
 
 
 def test_statistics_file_round_trip_gives_the_same_head(cifar: Analysis, tmp_path: Path) -> None:
