@@ -15,6 +15,7 @@ from redundancy.config import Criterion, DeltaMode
 from redundancy.errors import InvalidConfigError
 from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, FractionSummary, Recommendation
+from redundancy.savings import savings
 from redundancy.uncertainty import PairedBootstrap
 
 _EPS = 1e-12
@@ -157,6 +158,7 @@ def recommend(
         note=note,
         fairness=fairness_cost(per_seed_vectors(curve, d), per_seed_vectors(curve, chosen.k), classes),
         **robust,
+        savings=savings(d, chosen.k, len(classes)),
     )
 
 

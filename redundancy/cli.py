@@ -105,8 +105,23 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the JSON report here (default: none)")
     g.add_argument("--plot", type=Path, default=None, metavar="FILE",
                    help="render the curves to this .png or .svg (default: none)")
+    add_export_argument(g)
     g.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
     _uniform_errors(p)
+
+
+def add_export_argument(p: argparse.ArgumentParser) -> None:
+    """A runtime-only option (not part of AnalysisConfig): where to write the deployable artifacts."""
+    p.add_argument("--export", type=Path, default=None, metavar="DIR",
+                   help="write one subset-head artifact (.safetensors + .json card) per δ into DIR")
+
+
+def export_report(report: Report, out_dir: Path) -> None:
+    """`--export DIR`: one artifact per recommendation (see redundancy.deploy)."""
+    from redundancy.deploy import export_artifacts
+
+    for path in export_artifacts(report, out_dir):
+        print(f"artifact written to {path}")
 
 
 def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
@@ -211,4 +226,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     bars.close()
     print(format_report(report))
     _write_outputs(report, args)
+    if args.export is not None:
+        try:
+            export_report(report, args.export)
+        except RedundancyError as exc:
+            _print_errors([(exc.field or "export", exc.message)])
+            return EXIT_FAILED
     return EXIT_OK

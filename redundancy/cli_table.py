@@ -4,6 +4,7 @@ a "what to do" line wherever an answer is fragile."""
 from __future__ import annotations
 
 from redundancy.report import FractionSummary, Recommendation, Report, SkippedFraction
+from redundancy.savings import Savings
 
 BASELINE_LEGEND: dict[str, str] = {
     "pca": "the top-k principal components of the standardised features",
@@ -123,6 +124,13 @@ def _robustness(rec: Recommendation) -> str:
     return f"         threshold {rec.threshold:.4f}: " + "; ".join(checks)
 
 
+def _savings(sv: Savings) -> str:
+    return (f"         saves {sv.saved_fraction:.1%}: {sv.embedding_bytes_float32_full / 1e9:.2f} → "
+            f"{sv.embedding_bytes_float32_kept / 1e9:.2f} GB per million float32 vectors "
+            f"({sv.embedding_bytes_float16_kept / 1e9:.2f} GB float16); head {sv.head_params_full:,} → "
+            f"{sv.head_params_kept:,} parameters")
+
+
 def recommendation_table(report: Report) -> list[str]:
     """One row per δ with its fairness cost; the note or robustness checks, advice; the legend."""
     lines = ["", f"full-layer accuracy {report.full_accuracy:.4f}", "",
@@ -137,6 +145,8 @@ def recommendation_table(report: Report) -> list[str]:
             f"{f.worst_class_full:>10.4f}→{f.worst_class_at:<10.4f}  {hurt}"
         )
         lines.append(f"         {r.note}" if not r.met_below_full else _robustness(r))
+        if r.savings is not None:
+            lines.append(_savings(r.savings))
         advice = what_to_do(r, report)
         if advice:
             lines.append(advice)

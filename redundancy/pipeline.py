@@ -205,7 +205,7 @@ def analyze(
         full = next(s for s in summary if s.k == d)
         baselines = [b for kind in config.baselines for b in summarize(curve, kinds=(kind,))]
 
-    return Report(
+    report = Report(
         warnings=_warnings(config, loaded, features, run, full.accuracy_mean, summary),
         config=config,
         model=ModelInfo(
@@ -242,6 +242,8 @@ def analyze(
             feature_cache_hit=cache_hit,
         ),
     )
+    report._stats = features.stats  # not serialised; `redundancy.deploy.save_stats` writes it for later heads
+    return report
 
 
 def _warnings(

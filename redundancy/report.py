@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, PrivateAttr
 
 from redundancy.config import AnalysisConfig, Criterion, DeltaMode
+from redundancy.savings import Savings
+
+if TYPE_CHECKING:
+    from redundancy.stats import GramStats
 
 
 class ModelInfo(BaseModel):
@@ -163,6 +169,7 @@ class Recommendation(BaseModel):
     refined: bool = Field(False, description="f* comes from a refinement probe, not the grid.")
     note: str
     fairness: Fairness
+    savings: Savings | None = Field(None, description="What keeping k of d neurons saves (None in older reports).")
 
 
 class Environment(BaseModel):
@@ -196,3 +203,10 @@ class Report(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Conditions that make these numbers less trustworthy, in words."
     )
+    # The train split's GramStats the probes were fitted on (set by `analyze`, never serialised): what a
+    # head for any δ is fitted from later (`redundancy.deploy.save_stats`).
+    _stats: Any = PrivateAttr(None)
+
+    @property
+    def stats(self) -> GramStats | None:
+        return self._stats

@@ -19,8 +19,14 @@ def _shared_data() -> Path:
 SHARED_DATA = _shared_data()
 
 
-@pytest.fixture
-def shared_data() -> Path:
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """`shared_data` for module- and session-scoped fixtures."""
     if not (SHARED_DATA / "cifar10.npz").is_file():
         pytest.skip(f"real CIFAR subset not present at {SHARED_DATA} (../shared/data is absent here)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def shared_data(shared_data_dir: Path) -> Path:
+    return shared_data_dir

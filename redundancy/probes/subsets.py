@@ -1,4 +1,9 @@
-"""Which neurons each probe sees: `k = round(f·d)` drawn without replacement with a seeded RNG."""
+"""Which neurons each probe sees: `k = round(f·d)` drawn without replacement with a seeded RNG.
+
+A subset depends only on (master seed, d, k, seed): never on the dataset, the other fractions or the
+probe, so analyses of several datasets with the same model and layer probe the same indices and one
+index set can serve every task (`redundancy.deploy.recommend_multitask`).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,51 @@
+"""The advice as a deliverable: the kept neurons, a linear head on them, and what they save.
+
+    from redundancy.deploy import attach, load_artifact
+    art = load_artifact("head.safetensors")
+    clf = attach(timm_model, art)        # clf(images) -> logits of the compressed classifier
+"""
+
+from redundancy.deploy.artifact import (
+    Artifact,
+    build_artifact,
+    choose_seed,
+    fit_head,
+    load_artifact,
+    recommendation_for,
+    save_artifact,
+)
+from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
+from redundancy.deploy.export import export_artifacts, report_model_facts
+from redundancy.deploy.head import SubsetClassifier, SubsetHead, attach, backbone_sha256, model_facts
+from redundancy.deploy.multitask import (
+    MultiTaskRecommendation,
+    TaskCurve,
+    build_multitask_artifacts,
+    recommend_multitask,
+)
+from redundancy.deploy.store import load_stats, save_stats
+
+__all__ = [
+    "Artifact",
+    "ArtifactError",
+    "IncompatibleTasksError",
+    "MultiTaskRecommendation",
+    "SubsetClassifier",
+    "SubsetHead",
+    "TaskCurve",
+    "attach",
+    "backbone_sha256",
+    "build_artifact",
+    "build_multitask_artifacts",
+    "choose_seed",
+    "export_artifacts",
+    "fit_head",
+    "load_artifact",
+    "load_stats",
+    "model_facts",
+    "recommend_multitask",
+    "recommendation_for",
+    "report_model_facts",
+    "save_artifact",
+    "save_stats",
+]

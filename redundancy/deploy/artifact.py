@@ -1,0 +1,343 @@
+"""The compression artifact: which neurons to keep, a linear head on them, and what it was made from.
+
+For a recommendation (a δ, mode and criterion answered from a report's curve), the artifact holds
+
+- `indices`: one seed's random subset at the recommended `k`, in the layer's channel order (sorted);
+  the seed is chosen by `choose_seed`, a training-side score, never by test accuracy;
+- `weight` (k × C) and `bias` (C): the ridge probe refitted from the train split's sufficient
+  statistics with that seed's λ, with the standardisation folded in. The probe predicts
+  `argmax(z_S W_S + prior)` with `z = (x − μ)/σ`; so `W = W_S / σ_S` (row-wise) and
+  `b = prior − (μ_S / σ_S) W_S`, and `logits = x_raw[:, indices] @ W + b`;
+- metadata: model, weights identity and backbone hash, layer, timm data config, dataset, the
+  recommendation (δ, mode, criterion, accuracy, fairness cost, savings), the subset's own test
+  accuracy, and the engine version.
+
+It is stored as one `.safetensors` file (the three tensors, float64 for the head so that it
+reproduces the probe's predictions, the metadata as JSON in the header with a sha256 checksum over
+tensors and metadata) and a JSON model card beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from redundancy.advice import RANDOM_KINDS, intervals_from_summary, recommend
+from redundancy.config import Criterion, DeltaMode
+from redundancy.deploy.errors import ArtifactError
+from redundancy.deploy.multitask import MultiTaskRecommendation
+from redundancy.hashing import hash_json
+from redundancy.probes import RidgeProber, sample_subset
+from redundancy.report import CurvePoint, Recommendation, Report
+from redundancy.stats import GramStats
+
+FORMAT = "redundancy-subset-head/1"
+_HEADER_KEY = "redundancy.artifact"
+_CHECKSUM_KEY = "redundancy.checksum"
+
+SELECTION_RULE = (
+    "highest part-vs-whole CKA on the training features (the curve's `cka`, from the train Gram; the mean "
+    "over datasets when several share the subset); ties to the lowest seed. Never test accuracy."
+)
+
+PROMISE = (
+    "These indices are one seeded random subset of the recommended size. The recommendation rests on "
+    "the mean over random subsets: random subsets are interchangeable on average, not individually "
+    "optimal, and this one may sit above or below the mean (its own test accuracy is recorded next to "
+    "the mean). For a subset that holds δ on its own, prefer the worst-seed criterion or refinement."
+)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    indices: np.ndarray  # (k,) int64, ascending channel indices of the layer
+    weight: np.ndarray  # (k, C) float64, standardisation folded in
+    bias: np.ndarray  # (C,) float64
+    metadata: dict[str, Any]
+
+    @property
+    def d(self) -> int:
+        return int(self.metadata["model"]["d"])
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.metadata["dataset"]["classes"])
+
+    @property
+    def layer(self) -> str:
+        return str(self.metadata["model"]["layer"])
+
+    @property
+    def weights_sha256(self) -> str:
+        return str(self.metadata["model"]["weights_sha256"])
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """timm's data config, with its lists back as tuples (as `timm.data.create_transform` takes it)."""
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in self.metadata["model"]["data_config"].items()}
+
+    def transform(self) -> Any:
+        """The model's eval transform at the size the features were extracted at."""
+        import timm
+
+        return timm.data.create_transform(**self.data_config, is_training=False)
+
+    def logits(self, x_raw: np.ndarray) -> np.ndarray:
+        """`x_raw[:, indices] @ W + b` on the raw layer output (n × d), in float64."""
+        x = np.asarray(x_raw, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise ArtifactError(
+                f"features have shape {x.shape}; the artifact expects (n, {self.d}) raw layer outputs", field="d"
+            )
+        return x[:, self.indices] @ self.weight + self.bias
+
+    def predict(self, x_raw: np.ndarray) -> np.ndarray:
+        return self.logits(x_raw).argmax(1)
+
+
+# -- choosing the subset ----------------------------------------------------------------------------
+
+
+def choose_seed(points: Sequence[CurvePoint]) -> int:
+    """The seed whose subset stands behind a recommendation, chosen on the training side
+    (`SELECTION_RULE`): the highest train-Gram CKA, averaged over the points of that seed (one per
+    dataset when several tasks share the subset), ties to the lowest seed.
+
+    The only place the rule lives: when curve points carry the probe's own λ-selection score, this is
+    the function to switch to it. Test accuracy is never looked at."""
+    if not points:
+        raise ArtifactError("no random-subset curve points at the recommended k", field="curve")
+    by_seed: dict[int, list[float]] = {}
+    for p in points:
+        by_seed.setdefault(p.seed, []).append(p.cka)
+    return min(by_seed, key=lambda s: (-float(np.mean(by_seed[s])), s))
+
+
+def recommendation_for(
+    report: Report, delta: float, mode: DeltaMode | None = None, criterion: Criterion | None = None
+) -> Recommendation:
+    """The recommendation for any δ from the stored curve (a stored one, or one asked for later)."""
+    return recommend(
+        report.curve, report.dataset.classes, report.model.d, delta,
+        mode or report.config.delta_mode, criterion or report.config.criterion,
+        intervals_from_summary(report.summary),
+    )
+
+
+# -- fitting the head -------------------------------------------------------------------------------
+
+
+def fit_head(stats: GramStats, subset: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ridge probe on `subset` with penalty `lam`, fitted from `stats`, folded onto raw features.
+
+    Returns `(W, b)` with `x_raw[:, subset] @ W + b` equal to the probe's `z_S W_S + prior`."""
+    problem = stats.standardised()
+    empty = np.zeros((0, stats.d))
+    none = np.zeros(0, dtype=np.int64)
+    w_std = RidgeProber(problem, empty, none, empty, none).weights(subset, lam)  # (k, C) on z
+    sd, mu = problem.std[subset], problem.mean[subset]
+    weight = w_std / sd[:, None]
+    bias = problem.prior - (mu / sd) @ w_std
+    return weight, bias
+
+
+def _check_stats(report: Report, stats: GramStats) -> None:
+    want = (report.model.d, len(report.dataset.classes), report.dataset.sizes.get("train"))
+    have = (stats.d, stats.num_classes, stats.n)
+    if want != have:
+        raise ArtifactError(
+            f"the statistics (d, classes, rows) = {have} are not this report's {want}", field="stats"
+        )
+
+
+def build_artifact(
+    report: Report,
+    stats: GramStats,
+    recommendation: Recommendation | MultiTaskRecommendation,
+    *,
+    weights_sha256: str,
+    data_config: dict[str, Any],
+    seed: int | None = None,
+) -> Artifact:
+    """The artifact for one recommendation of `report`, with the head fitted from `stats`.
+
+    `weights_sha256` is `backbone_sha256` of the model the features came from and `data_config` its
+    timm data config at the extraction size (`model_facts` gives both). `seed` overrides `choose_seed`
+    (a multi-task artifact chooses one seed over every dataset)."""
+    if report.probe != "ridge":
+        raise ArtifactError(
+            f"a head is fitted from the sufficient statistics, which needs the ridge probe; this report used "
+            f"{report.probe!r}", field="probe",
+        )
+    _check_stats(report, stats)
+    d, k, seed_master = report.model.d, recommendation.k, report.config.seed
+    points = [p for p in report.curve if p.kind in RANDOM_KINDS and p.k == k]
+    seed = choose_seed(points) if seed is None else seed
+    chosen = next((p for p in points if p.seed == seed), None)
+    if chosen is None:
+        raise ArtifactError(f"the curve has no random subset of k = {k} with seed {seed}", field="seed")
+    if chosen.lam is None:
+        raise ArtifactError(f"the curve point at k = {k}, seed {chosen.seed} has no λ", field="curve")
+    indices = sample_subset(d, k, chosen.seed, seed_master).astype(np.int64)
+    weight, bias = fit_head(stats, indices, chosen.lam)
+    ds = report.dataset
+    metadata: dict[str, Any] = {
+        "format": FORMAT,
+        "engine_version": report.environment.code_version,
+        "model": {
+            "name": report.model.name,
+            "weights_source": report.model.weights_source,
+            "weights_identity": report.model.weights_identity,
+            "weights_sha256": weights_sha256,
+            "layer": report.model.layer,
+            "layer_pooling": report.model.layer_pooling,
+            "d": d,
+            "data_config": {k_: list(v) if isinstance(v, tuple) else v for k_, v in data_config.items()},
+        },
+        "dataset": {
+            "spec": ds.spec,
+            "classes": list(ds.classes),
+            "sizes": dict(ds.sizes),
+            "identity": hash_json(
+                {"spec": ds.spec, "sizes": ds.sizes, "classes": ds.classes,
+                 "dataset": report.config.dataset.model_dump(mode="json"), "seed": seed_master,
+                 "val_fraction": report.config.val_fraction}
+            ),
+        },
+        "recommendation": recommendation.model_dump(mode="json", by_alias=True),
+        "subset": {
+            "k": k,
+            "seed": chosen.seed,
+            "master_seed": seed_master,
+            "kind": chosen.kind,
+            "lam": chosen.lam,
+            "probe": report.probe,
+            "test_accuracy": chosen.accuracy,
+            "seed_mean_test_accuracy": float(np.mean([p.accuracy for p in points])),
+            "train_cka": chosen.cka,
+            "selection_rule": SELECTION_RULE,
+            "fitted_on_rows": stats.n,
+        },
+        "promise": PROMISE,
+    }
+    return Artifact(indices=indices, weight=weight, bias=bias, metadata=metadata)
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+
+def _checksum(indices: np.ndarray, weight: np.ndarray, bias: np.ndarray, header: str) -> str:
+    h = hashlib.sha256()
+    for a in (indices, weight, bias):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(header.encode())
+    return h.hexdigest()
+
+
+def card_path(path: Path) -> Path:
+    """The JSON model card beside an artifact file."""
+    return path.with_suffix(".json")
+
+
+def save_artifact(artifact: Artifact, path: str | Path) -> Path:
+    """Write `path` (.safetensors) and its model card (`card_path`), each atomically. Returns `path`."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        "indices": np.ascontiguousarray(artifact.indices, dtype=np.int64),
+        "weight": np.ascontiguousarray(artifact.weight, dtype=np.float64),
+        "bias": np.ascontiguousarray(artifact.bias, dtype=np.float64),
+    }
+    header = json.dumps(artifact.metadata, sort_keys=True, separators=(",", ":"))
+    checksum = _checksum(tensors["indices"], tensors["weight"], tensors["bias"], header)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={_HEADER_KEY: header, _CHECKSUM_KEY: checksum})
+    os.replace(tmp, path)
+    card = {**artifact.metadata, "file": path.name, "sha256": checksum,
+            "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
+            "usage": "logits = x_raw[:, indices] @ weight + bias   (x_raw: the layer's raw output)"}
+    card_tmp = card_path(path).with_name(f".{card_path(path).name}.{os.getpid()}.tmp")
+    card_tmp.write_text(json.dumps(card, indent=2))
+    os.replace(card_tmp, card_path(path))
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ArtifactError(f"artifact file not found: {path}", field="path")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            header = fh.metadata() or {}
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # truncated, not safetensors, bad header
+        raise ArtifactError(f"{path.name} is not a readable safetensors file ({exc})", field="file") from exc
+    return tensors, header
+
+
+def _require(cond: bool, message: str, field: str) -> None:
+    if not cond:
+        raise ArtifactError(message, field=field)
+
+
+def load_artifact(
+    path: str | Path, *, d: int | None = None, weights_sha256: str | None = None, layer: str | None = None
+) -> Artifact:
+    """Read and validate an artifact. Refuses, with an `ArtifactError` naming the field, a file that
+    is unreadable or corrupted (checksum), inconsistent tensors, and, when given, a different layer
+    width `d`, backbone hash or layer."""
+    path = Path(path)
+    tensors, header = _read(path)
+    text = header.get(_HEADER_KEY)
+    _require(text is not None, f"{path.name} has no redundancy metadata in its header", "metadata")
+    for name in ("indices", "weight", "bias"):
+        _require(name in tensors, f"{path.name} has no {name!r} tensor", name)
+    idx, w, b = tensors["indices"], tensors["weight"], tensors["bias"]
+    _require(
+        header.get(_CHECKSUM_KEY) == _checksum(idx, w, b, text or ""),
+        f"{path.name} is corrupted: its tensors and metadata do not match the checksum in its header",
+        "checksum",
+    )
+    meta = json.loads(text or "{}")
+    _require(meta.get("format") == FORMAT, f"{path.name} is format {meta.get('format')!r}, not {FORMAT!r}", "format")
+    for part in ("model", "dataset", "recommendation", "subset"):
+        _require(isinstance(meta.get(part), dict), f"{path.name} has no {part!r} section in its metadata", "metadata")
+    art = Artifact(indices=idx, weight=w, bias=b, metadata=meta)
+    _validate_tensors(art)
+    if d is not None:
+        _require(art.d == d, f"the artifact was fitted on a {art.d}-neuron layer, not {d}", "d")
+    if weights_sha256 is not None:
+        _require(
+            art.weights_sha256 == weights_sha256,
+            f"the artifact was fitted on weights {art.weights_sha256[:12]}…, not {weights_sha256[:12]}…",
+            "model.weights_sha256",
+        )
+    if layer is not None:
+        _require(art.layer == layer, f"the artifact was fitted on layer {art.layer!r}, not {layer!r}", "model.layer")
+    return art
+
+
+def _validate_tensors(art: Artifact) -> None:
+    idx, w, b, d = art.indices, art.weight, art.bias, art.d
+    c = len(art.classes)
+    _require(idx.ndim == 1 and idx.dtype == np.int64 and idx.size > 0, "indices must be a non-empty int64 vector",
+             "indices")
+    _require(bool(np.all(idx[1:] > idx[:-1])), "indices must be strictly increasing (channel order)", "indices")
+    _require(int(idx[0]) >= 0 and int(idx[-1]) < d, f"indices must lie in [0, {d})", "indices")
+    _require(w.shape == (idx.size, c), f"weight has shape {w.shape}, expected ({idx.size}, {c})", "weight")
+    _require(b.shape == (c,), f"bias has shape {b.shape}, expected ({c},)", "bias")
+    _require(bool(np.isfinite(w).all() and np.isfinite(b).all()), "weight and bias must be finite", "weight")

@@ -1,0 +1,43 @@
+"""From a finished analysis to files: one artifact per recommendation (`advisor analyze --export DIR`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from redundancy.deploy.artifact import build_artifact, save_artifact
+from redundancy.deploy.errors import ArtifactError
+from redundancy.deploy.head import model_facts
+from redundancy.models import load_model
+from redundancy.report import Recommendation, Report
+from redundancy.stats import GramStats
+
+
+def report_model_facts(report: Report) -> tuple[str, dict[str, Any]]:
+    """Reload the report's model (as the analysis did) for its backbone hash and data config."""
+    m = report.config.model
+    return model_facts(load_model(m.name, m.weights, seed=report.config.seed), report.config.image_size)
+
+
+def artifact_name(report: Report, rec: Recommendation) -> str:
+    """A file name that says what the artifact is: model, layer, δ, mode, criterion."""
+    raw = f"{report.model.name}_{report.model.layer}_delta{rec.delta:g}_{rec.mode}_{rec.criterion}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw) + ".safetensors"
+
+
+def export_artifacts(report: Report, out_dir: str | Path, stats: GramStats | None = None) -> list[Path]:
+    """Write one artifact (and its model card) per recommendation of `report` into `out_dir`."""
+    stats = stats if stats is not None else report.stats
+    if stats is None:
+        raise ArtifactError("the report carries no statistics; pass the job's saved ones (load_stats)",
+                            field="stats")
+    sha, data_config = report_model_facts(report)
+    out = Path(out_dir)
+    return [
+        save_artifact(
+            build_artifact(report, stats, rec, weights_sha256=sha, data_config=data_config),
+            out / artifact_name(report, rec),
+        )
+        for rec in report.recommendations
+    ]

@@ -1,0 +1,168 @@
+"""One answer for several tasks: the smallest `k` that keeps every dataset within δ of its full layer.
+
+Subsets are drawn from (master seed, d, k, seed) only (`sample_subset`), so with the same model,
+weights, layer and master seed every dataset probed the same indices at each `(k, seed)`: one index
+set serves all of them. Pure functions over stored curves; the service calls them.
+
+The answer is the smallest `k` tested on every dataset whose criterion statistic (seed mean, or worst
+seed) reaches each dataset's own threshold; the full layer when none below it does. The **binding**
+dataset is the one that rules out the next smaller common `k` (the largest shortfall there, if
+several fail); when the answer is the smallest common `k`, it is the dataset with the least margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from redundancy.advice import RANDOM_KINDS, summarize, threshold
+from redundancy.config import Criterion, DeltaMode
+from redundancy.deploy.errors import IncompatibleTasksError
+from redundancy.fairness import fairness_cost
+from redundancy.report import CurvePoint, Fairness, FractionSummary, Report
+from redundancy.savings import Savings, savings
+from redundancy.stats import GramStats
+
+if TYPE_CHECKING:
+    from redundancy.deploy.artifact import Artifact
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class TaskCurve:
+    """What the multi-task answer needs from one dataset's analysis."""
+
+    curve: Sequence[CurvePoint]
+    classes: list[str]
+    d: int
+    model: str
+    weights_identity: str
+    layer: str
+    master_seed: int
+
+    @classmethod
+    def from_report(cls, report: Report) -> TaskCurve:
+        return cls(
+            curve=report.curve, classes=list(report.dataset.classes), d=report.model.d, model=report.model.name,
+            weights_identity=report.model.weights_identity, layer=report.model.layer, master_seed=report.config.seed,
+        )
+
+
+class TaskAtK(BaseModel):
+    dataset: str
+    accuracy: float = Field(description="The criterion's accuracy at the common k (seed mean or worst seed).")
+    full_accuracy: float
+    threshold: float
+    margin: float = Field(description="accuracy − threshold at the common k.")
+    own_k: int = Field(description="This dataset's own smallest passing k on the common grid.")
+    fairness: Fairness
+    savings: Savings
+
+
+class MultiTaskRecommendation(BaseModel):
+    delta: float
+    mode: DeltaMode
+    criterion: Criterion
+    k: int
+    d: int
+    fraction: float
+    met_below_full: bool
+    binding: str = Field(description="The dataset that rules out a smaller k (or, at the smallest k, the closest).")
+    tasks: list[TaskAtK]
+
+
+_IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("model", "model.name"), ("weights_identity", "model.weights"), ("layer", "layer"), ("d", "d"),
+    ("master_seed", "seed"),
+)
+
+
+def check_compatible(tasks: Mapping[str, TaskCurve]) -> None:
+    """Refuse curves that do not share one subset draw: another model, weights, layer, width or seed."""
+    if not tasks:
+        raise IncompatibleTasksError("no datasets given", field="dataset")
+    first_name, first = next(iter(tasks.items()))
+    for attr, field in _IDENTITY_FIELDS:
+        odd = [name for name, t in tasks.items() if getattr(t, attr) != getattr(first, attr)]
+        if odd:
+            raise IncompatibleTasksError(
+                f"{', '.join(odd)} used {field} {getattr(tasks[odd[0]], attr)!r}, {first_name} used "
+                f"{getattr(first, attr)!r}: one subset cannot serve them", field=field,
+            )
+
+
+def _stat(s: FractionSummary, criterion: Criterion) -> float:
+    return s.accuracy_mean if criterion == "mean" else s.accuracy_min
+
+
+def recommend_multitask(
+    tasks: Mapping[str, TaskCurve], delta: float, mode: DeltaMode = "relative", criterion: Criterion = "mean"
+) -> MultiTaskRecommendation:
+    """The smallest `k` meeting δ on every dataset, per-dataset accuracy and fairness there, and the
+    binding dataset (see the module docstring)."""
+    check_compatible(tasks)
+    d = next(iter(tasks.values())).d
+    by_k = {name: {s.k: s for s in summarize(t.curve)} for name, t in tasks.items()}
+    for name, table in by_k.items():
+        if d not in table:
+            raise IncompatibleTasksError(f"{name}'s curve has no full-layer point (k = {d})", field="curve")
+    common = sorted(set.intersection(*(set(t) for t in by_k.values())))
+    bars = {name: threshold(table[d].accuracy_mean, delta, mode) for name, table in by_k.items()}
+
+    def margin(name: str, k: int) -> float:
+        return _stat(by_k[name][k], criterion) - bars[name]
+
+    def passes(k: int) -> bool:
+        return all(margin(n, k) >= -_EPS for n in tasks)
+
+    k = next(k for k in common if passes(k) or k == d)
+    below = [c for c in common if c < k]
+    if below:
+        prev = below[-1]
+        binding = min(tasks, key=lambda n: margin(n, prev))
+    else:
+        binding = min(tasks, key=lambda n: margin(n, k))
+    rows = []
+    for name, t in tasks.items():
+        full, at = by_k[name][d], by_k[name][k]
+        own = next(c for c in common if margin(name, c) >= -_EPS or c == d)
+        rows.append(
+            TaskAtK(
+                dataset=name, accuracy=_stat(at, criterion), full_accuracy=full.accuracy_mean, threshold=bars[name],
+                margin=margin(name, k), own_k=own,
+                fairness=fairness_cost(np.array(full.per_class_accuracy), np.array(at.per_class_accuracy), t.classes),
+                savings=savings(d, k, len(t.classes)),
+            )
+        )
+    fraction = min(by_k[n][k].fraction for n in tasks) if k < d else 1.0
+    return MultiTaskRecommendation(
+        delta=delta, mode=mode, criterion=criterion, k=k, d=d, fraction=fraction, met_below_full=k < d,
+        binding=binding, tasks=rows,
+    )
+
+
+def build_multitask_artifacts(
+    reports: Mapping[str, Report],
+    stats: Mapping[str, GramStats],
+    answer: MultiTaskRecommendation,
+    *,
+    weights_sha256: str,
+    data_config: dict[str, Any],
+) -> dict[str, Artifact]:
+    """One artifact per dataset at the common `k`, all with the same indices: the seed is chosen once,
+    over every dataset's points (`choose_seed`), and each head is fitted from its own statistics."""
+    from redundancy.deploy.artifact import build_artifact, choose_seed
+
+    check_compatible({name: TaskCurve.from_report(r) for name, r in reports.items()})
+    points = [p for r in reports.values() for p in r.curve if p.kind in RANDOM_KINDS and p.k == answer.k]
+    seed = choose_seed(points)
+    return {
+        name: build_artifact(r, stats[name], answer, weights_sha256=weights_sha256, data_config=data_config,
+                             seed=seed)
+        for name, r in reports.items()
+    }
