@@ -263,12 +263,9 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput("--dataset is required (or a dataset in --body)")
     named = ("layer", "image_size", "fractions", "seeds", "probe", "deltas", "delta_mode", "criterion", "baselines",
              "cka", "refine_resolution", "bootstrap", "seed")
-    return job_body(model, dataset, **body_without(body, "model", "dataset"),
-                    **{k: getattr(args, k) for k in named if getattr(args, k) is not None})
-
-
-def body_without(body: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in keys}
+    options = {k: v for k, v in body.items() if k not in ("model", "dataset")}
+    options.update({k: getattr(args, k) for k in named if getattr(args, k) is not None})
+    return job_body(model, dataset, **options)
 
 
 def _wait_and_report(args: argparse.Namespace, job: Job) -> int:

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ SLOW_JOB: dict[str, Any] = {
     "model": {"name": "resnet18", "weights": "random"},
     "dataset": {"spec": "digits"},
     "image_size": 160,
+    "batch_size": 16,  # a cancel is seen between batches: keep them short
     "seeds": 5,
     "deltas": [0.01],
 }
@@ -90,6 +91,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # Nothing of the server's process group (the embedded worker) may outlive it.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def child_env() -> Callable[..., dict[str, str]]:
+    return subprocess_env
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
 
 @pytest.fixture
