@@ -256,8 +256,10 @@ def test_example_ci_step_passes_on_advisors_exit_code(tmp_path, child_env, unrea
 
 def test_client_is_installable_on_its_own(tmp_path):
     """A wheel of client/ whose only requirements are httpx and pydantic."""
+    src = tmp_path / "src"  # a copy: the build leaves build/ and *.egg-info behind
+    shutil.copytree(ROOT / "client", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                          "-w", str(tmp_path), str(ROOT / "client")], capture_output=True, text=True)
+                          "-w", str(tmp_path), str(src)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     wheel = next(tmp_path.glob("advisor_client-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
