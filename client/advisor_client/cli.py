@@ -183,7 +183,7 @@ def cmd_status(args: argparse.Namespace, advisor: Advisor) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, advisor: Advisor) -> int:
-    rec = Job(advisor, advisor._get_info(args.job_id)).recommendation(args.delta, args.mode, args.criterion)
+    rec = advisor.job(args.job_id).recommendation(args.delta, args.mode, args.criterion)
     if args.json:
         _emit(_rec(rec))
     else:
