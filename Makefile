@@ -11,9 +11,9 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # Torch first, pinned: an unpinned resolver run may fetch a multi-GB build from elsewhere.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml client/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./client
 	touch $@
 
 setup: $(VENV)/.installed

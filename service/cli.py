@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advisor", description="Redundancy Advisor")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_analyze(sub)
+    with contextlib.suppress(ImportError):  # submit/status/recommend/...: `pip install ./client`
+        from advisor_client.cli import add_commands  # lazy: the client package is optional
+
+        add_commands(sub)
 
     serve = sub.add_parser("serve", help="Run the HTTP API (and, embedded, a worker).")
     serve.add_argument("--host", default=os.environ.get("ADVISOR_HOST", "127.0.0.1"))

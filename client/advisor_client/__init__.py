@@ -1,0 +1,45 @@
+"""Python client for the Redundancy Advisor service (httpx + pydantic; no torch, no service code)."""
+
+from advisor_client.client import Advisor, Job, job_body
+from advisor_client.errors import (
+    AdvisorError,
+    ApiError,
+    Conflict,
+    InvalidRequest,
+    JobCancelled,
+    JobFailed,
+    JobNotSucceeded,
+    NotFound,
+    RateLimited,
+    ServerError,
+    ServerUnreachable,
+    Unauthorized,
+    WaitTimeout,
+)
+from advisor_client.http import RetryPolicy
+from advisor_client.models import JobInfo, Problem, ProblemField, Recommendation
+
+__all__ = [
+    "Advisor",
+    "AdvisorError",
+    "ApiError",
+    "Conflict",
+    "InvalidRequest",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobInfo",
+    "JobNotSucceeded",
+    "NotFound",
+    "Problem",
+    "ProblemField",
+    "RateLimited",
+    "Recommendation",
+    "RetryPolicy",
+    "ServerError",
+    "ServerUnreachable",
+    "Unauthorized",
+    "WaitTimeout",
+    "job_body",
+]
+__version__ = "0.1.0"

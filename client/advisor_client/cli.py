@@ -1,0 +1,367 @@
+"""Shell commands on a running server, for pipelines: submit, status, recommend, result, plot,
+cancel, jobs. `add_commands(subparsers)` adds them to any argparse CLI (the `advisor` command does);
+`advisor-client` / `python -m advisor_client` runs them alone.
+
+Every command takes `--server` (default `$ADVISOR_URL`, else http://127.0.0.1:8000) and `--api-key`
+(default `$ADVISOR_API_KEY`). With `--json`, stdout gets exactly one JSON document, whatever
+happens (on an error: `{"error": {...}}`); progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from advisor_client.client import Advisor, Job, job_body
+from advisor_client.errors import (
+    AdvisorError,
+    ApiError,
+    JobCancelled,
+    JobNotSucceeded,
+    RateLimited,
+    ServerError,
+    ServerUnreachable,
+    WaitTimeout,
+)
+from advisor_client.models import JobInfo, Recommendation
+
+EXIT_OK, EXIT_JOB, EXIT_INPUT, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+EXIT_CODES_HELP = """exit codes:
+  0  succeeded (or, without --wait, submitted)
+  1  the job failed or was cancelled
+  2  bad input: invalid arguments or job body, unknown job id, no result yet (the server's 4xx)
+  3  timed out: --timeout passed before the job finished (the job goes on unless --cancel-on-timeout)
+  4  server unreachable: no answer, or 429/5xx after the retries
+
+With --json, stdout holds exactly one JSON document: {"job": ..., "recommendations": [...]} (plus
+"error" when the job did not succeed), or {"error": {...}} when there is no job; progress goes to stderr.
+"""
+
+Command = Callable[[argparse.Namespace, Advisor], int]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [] if text.strip().lower() == "none" else [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--server", default=None, help="server URL (default: $ADVISOR_URL, else http://127.0.0.1:8000)")
+    p.add_argument("--api-key", default=None, help="API key (default: $ADVISOR_API_KEY)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON document on stdout")
+    return p
+
+
+def _wait_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="wait until the job ends (progress on stderr)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
+    p.add_argument("--cancel-on-timeout", action="store_true", help="with --timeout: cancel the job when it passes")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_commands(sub: Any) -> None:
+    """Add the client commands to an argparse subparsers object."""
+    common = _common()
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("submit", parents=[common], formatter_class=fmt, epilog=EXIT_CODES_HELP,
+                       help="Submit a job to the server (and wait for it with --wait).",
+                       description="Submit an analysis job to a Redundancy Advisor server. Unset options take "
+                       "the server's defaults. Without --wait, prints the job id (or the job with --json).")
+    p.add_argument("--model", help="timm model name, e.g. tf_efficientnet_lite0")
+    p.add_argument("--weights", help="hub | bundled | random | a checkpoint path on the server")
+    p.add_argument("--dataset", help="digits | npz:PATH | imagefolder:ROOT | cifar10 | ...")
+    p.add_argument("--max-train", type=int)
+    p.add_argument("--max-test", type=int)
+    p.add_argument("--layer")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--fractions", type=_floats, help="comma-separated, in (0, 1]")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--probe", choices=["ridge", "logistic"])
+    p.add_argument("--delta", type=float, action="append", dest="deltas", help="tolerated loss; repeatable")
+    p.add_argument("--delta-mode", choices=["relative", "absolute"])
+    p.add_argument("--criterion", choices=["mean", "worst_seed"])
+    p.add_argument("--baselines", type=_names, help="comma-separated: pca,first_k,random_projection, or none")
+    p.add_argument("--cka", choices=["biased", "debiased"])
+    p.add_argument("--refine", type=float, dest="refine_resolution", metavar="RES")
+    p.add_argument("--bootstrap", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other job field (VALUE read as JSON when it parses); repeatable")
+    p.add_argument("--body", type=Path, metavar="FILE", help="a JSON job body; the options above override it")
+    p.add_argument("--idempotency-key", help="default: a fresh key (reused on retries)")
+    _wait_args(p)
+    p.set_defaults(func=_runner(cmd_submit))
+
+    p = sub.add_parser("status", parents=[common], formatter_class=fmt, epilog=EXIT_CODES_HELP,
+                       help="Show a job (and wait for it with --wait).")
+    p.add_argument("job_id", metavar="ID")
+    _wait_args(p)
+    p.set_defaults(func=_runner(cmd_status))
+
+    p = sub.add_parser("recommend", parents=[common], help="The minimal fraction within δ and its fairness cost.")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--delta", type=float, help="default: the job's first δ")
+    p.add_argument("--mode", choices=["relative", "absolute"], help="default: the job's delta_mode")
+    p.add_argument("--criterion", choices=["mean", "worst_seed"], help="default: the job's criterion")
+    p.set_defaults(func=_runner(cmd_recommend))
+
+    p = sub.add_parser("result", parents=[common], help="The job's full report (JSON).")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    p.set_defaults(func=_runner(cmd_result))
+
+    p = sub.add_parser("plot", parents=[common], help="Save the job's plot (.png or .svg).")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("-o", "--output", required=True, help="curve.png or curve.svg")
+    p.add_argument("--delta", type=float, action="append", dest="deltas", help="mark f* for this δ; repeatable")
+    p.set_defaults(func=_runner(cmd_plot))
+
+    p = sub.add_parser("cancel", parents=[common], help="Cancel a queued or running job.")
+    p.add_argument("job_id", metavar="ID")
+    p.set_defaults(func=_runner(cmd_cancel))
+
+    p = sub.add_parser("jobs", parents=[common], help="List jobs, newest first.")
+    p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument("--model")
+    p.add_argument("--dataset")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20; 0: all)")
+    p.set_defaults(func=_runner(cmd_jobs))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="advisor-client", description="Redundancy Advisor client commands")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+# ---- the commands ------------------------------------------------------------------------------
+def cmd_submit(args: argparse.Namespace, advisor: Advisor) -> int:
+    body = submit_body(args)
+    job = advisor.submit(body.pop("model"), body.pop("dataset"), idempotency_key=args.idempotency_key, **body)
+    _say(f"advisor: submitted job {job.id} ({advisor.url}/v1/jobs/{job.id})")
+    if not args.wait:
+        if args.json:
+            _emit({"job": _info(job.info)})
+        else:
+            print(job.id)
+        return EXIT_OK
+    return _wait_and_report(args, job)
+
+
+def cmd_status(args: argparse.Namespace, advisor: Advisor) -> int:
+    job = advisor.job(args.job_id)
+    if args.wait:
+        return _wait_and_report(args, job)
+    if args.json:
+        _emit({"job": _info(job.info)})
+    else:
+        print(format_job(job.info))
+    return EXIT_OK
+
+
+def cmd_recommend(args: argparse.Namespace, advisor: Advisor) -> int:
+    rec = advisor.job(args.job_id).recommendation(args.delta, args.mode, args.criterion)
+    if args.json:
+        _emit(_rec(rec))
+    else:
+        print(format_recommendation(rec))
+    return EXIT_OK
+
+
+def cmd_result(args: argparse.Namespace, advisor: Advisor) -> int:
+    report = advisor.job(args.job_id).report()
+    text = json.dumps(report, indent=2)
+    if args.output == "-":
+        print(text)
+    else:
+        Path(args.output).write_text(text + "\n")
+        _say(f"advisor: wrote {args.output}")
+        if args.json:
+            _emit({"output": str(args.output)})
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace, advisor: Advisor) -> int:
+    out = advisor.job(args.job_id).plot(args.output, deltas=args.deltas)
+    _say(f"advisor: wrote {out}")
+    if args.json:
+        _emit({"output": str(out)})
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace, advisor: Advisor) -> int:
+    info = advisor.job(args.job_id).cancel()
+    if args.json:
+        _emit({"job": _info(info)})
+    else:
+        print(format_job(info))
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace, advisor: Advisor) -> int:
+    page_size = min(args.limit, 200) if args.limit > 0 else 200
+    found: list[JobInfo] = []
+    for job in advisor.jobs(args.status, model=args.model, dataset=args.dataset, page_size=page_size):
+        found.append(job.info)
+        if args.limit > 0 and len(found) >= args.limit:
+            break
+    if args.json:
+        _emit({"jobs": [_info(i) for i in found]})
+    else:
+        for info in found:
+            print(format_job(info))
+    return EXIT_OK
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def submit_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The job body from --body, then --set, then the named options (each overriding the one before)."""
+    body: dict[str, Any] = {}
+    if args.body is not None:
+        try:
+            loaded = json.loads(args.body.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInput(f"--body {args.body}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise BadInput(f"--body {args.body}: expected a JSON object")
+        body.update(loaded)
+    body.update(dict(args.set))
+    model = dict(body.get("model") or {})
+    dataset = dict(body.get("dataset") or {})
+    for key, value in (("name", args.model), ("weights", args.weights)):
+        if value is not None:
+            model[key] = value
+    for key, value in (("spec", args.dataset), ("max_train", args.max_train), ("max_test", args.max_test)):
+        if value is not None:
+            dataset[key] = value
+    if "name" not in model:
+        raise BadInput("--model is required (or a model in --body)")
+    if "spec" not in dataset:
+        raise BadInput("--dataset is required (or a dataset in --body)")
+    named = ("layer", "image_size", "fractions", "seeds", "probe", "deltas", "delta_mode", "criterion", "baselines",
+             "cka", "refine_resolution", "bootstrap", "seed")
+    options = {k: v for k, v in body.items() if k not in ("model", "dataset")}
+    options.update({k: getattr(args, k) for k in named if getattr(args, k) is not None})
+    return job_body(model, dataset, **options)
+
+
+def _wait_and_report(args: argparse.Namespace, job: Job) -> int:
+    try:
+        job.wait(timeout=args.timeout, progress=not args.quiet, check=False)
+    except WaitTimeout as exc:
+        if args.cancel_on_timeout:
+            job.cancel()
+            _say(f"advisor: cancelled job {job.id}")
+        return _fail(args, EXIT_TIMEOUT, "timeout", str(exc), job=job.info)
+    if job.status != "succeeded":
+        try:
+            job.raise_for_status()
+        except JobNotSucceeded as exc:
+            kind = "job_cancelled" if isinstance(exc, JobCancelled) else "job_failed"
+            return _fail(args, EXIT_JOB, kind, str(exc), job=job.info)
+    recs = job.recommendations()
+    if args.json:
+        _emit({"job": _info(job.info), "recommendations": [_rec(r) for r in recs]})
+    else:
+        print(f"job {job.id} succeeded")
+        for rec in recs:
+            print(format_recommendation(rec))
+    return EXIT_OK
+
+
+class BadInput(AdvisorError):
+    """A client-side input error (exit 2)."""
+
+
+def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
+    """Run a command with an `Advisor` and map every failure to its exit code and one stderr line."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with Advisor(args.server, args.api_key) as advisor:
+                return command(args, advisor)
+        except ServerUnreachable as exc:
+            return _fail(args, EXIT_UNREACHABLE, "unreachable", str(exc))
+        except (RateLimited, ServerError) as exc:
+            return _fail(args, EXIT_UNREACHABLE, "unavailable", str(exc), problem=exc.to_dict())
+        except ApiError as exc:
+            return _fail(args, EXIT_INPUT, "bad_input", str(exc), problem=exc.to_dict())
+        except (BadInput, ValueError, OSError) as exc:
+            return _fail(args, EXIT_INPUT, "bad_input", str(exc))
+
+    return run
+
+
+def _fail(args: argparse.Namespace, code: int, kind: str, message: str, *, job: JobInfo | None = None,
+          problem: dict[str, Any] | None = None) -> int:
+    print(f"advisor: error: {message}", file=sys.stderr)
+    if args.json:
+        doc: dict[str, Any] = {"error": {"kind": kind, "exit_code": code, "message": message, **(problem or {})}}
+        if job is not None:
+            doc = {"job": _info(job), "recommendations": [], **doc}
+        _emit(doc)
+    return code
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _emit(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _info(info: JobInfo) -> dict[str, Any]:
+    return info.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+def _rec(rec: Recommendation) -> dict[str, Any]:
+    return rec.model_dump(mode="json", by_alias=True)
+
+
+def format_job(info: JobInfo) -> str:
+    stage = info.stage or "-"
+    line = f"{info.id}  {info.status:<9}  {stage:<10}  {100 * info.progress:5.1f}%  {info.created_at:%Y-%m-%d %H:%M:%S}"
+    if info.error is not None:
+        line += f"  {info.error.code}: {info.error.message}"
+    elif info.message and not info.done:
+        line += f"  {info.message}"
+    return line
+
+
+def format_recommendation(rec: Recommendation) -> str:
+    f = rec.fairness
+    return (
+        f"δ = {rec.delta:g} ({rec.mode}, {rec.criterion}): keep {rec.k} of {rec.d} neurons "
+        f"(fraction {rec.fraction:g}, DR {rec.dr:.3f}); accuracy {100 * rec.accuracy:.1f}% vs "
+        f"{100 * rec.full_accuracy:.1f}% full (threshold {100 * rec.threshold:.1f}%); "
+        f"Gini {f.gini_change:+.4f}, worst class {100 * f.worst_class_change:+.1f} pts\n  {rec.note}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

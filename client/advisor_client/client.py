@@ -1,0 +1,257 @@
+"""`Advisor` (the service) and `Job` (one analysis on it).
+
+    from advisor_client import Advisor
+
+    advisor = Advisor("http://advisor:8000", api_key="...")
+    job = advisor.submit(model={"name": "tf_efficientnet_lite0", "weights": "bundled"},
+                         dataset="digits", deltas=[0.01, 0.05], delta_mode="absolute")
+    job.wait(timeout=3600, progress=True)          # raises JobFailed / JobCancelled / WaitTimeout
+    rec = job.recommendation(delta=0.01)           # f*, k of d neurons, fairness cost
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from advisor_client.errors import JobCancelled, JobFailed, WaitTimeout
+from advisor_client.http import Http, RetryPolicy
+from advisor_client.models import Criterion, DeltaMode, JobInfo, JobPage, JobStatus, Recommendation
+from advisor_client.progress import ProgressBar
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+PLOT_FORMATS = {".png": "plot.png", ".svg": "plot.svg"}
+
+
+class Advisor:
+    """A Redundancy Advisor server.
+
+    `url` defaults to `$ADVISOR_URL` (else http://127.0.0.1:8000), `api_key` to `$ADVISOR_API_KEY`
+    (sent as `X-API-Key`; a server without keys ignores it). `retry` sets the network manners (see
+    `advisor_client.http`); `transport` swaps the HTTP transport (tests, proxies)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("ADVISOR_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("ADVISOR_API_KEY")
+        self.http = Http(
+            self.url,
+            headers={"X-API-Key": key} if key else {},
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            transport=transport,
+        )
+
+    def __enter__(self) -> Advisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __repr__(self) -> str:
+        return f"Advisor({self.url!r})"
+
+    # ---- jobs -----------------------------------------------------------------------------
+    def submit(
+        self,
+        model: str | Mapping[str, Any],
+        dataset: str | Mapping[str, Any],
+        deltas: list[float] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit an analysis; returns at once with the queued job.
+
+        `model` is a timm name or `{"name", "weights"}`; `dataset` a spec (`"digits"`, `"npz:PATH"`,
+        ...) or `{"spec", "max_train", "max_test"}`; `options` are the other fields of the job body
+        (`delta_mode`, `fractions`, `seeds`, `probe`, `image_size`, ...). One `Idempotency-Key` is
+        generated per call (or pass your own) and sent on every retry, so a retried submit never
+        creates a second job."""
+        body = job_body(model, dataset, deltas, **options)
+        key = idempotency_key or f"advisor-client-{uuid.uuid4()}"
+        resp = self.http.request("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+        return Job(self, JobInfo.model_validate(resp.json()))
+
+    def job(self, job_id: str) -> Job:
+        """An existing job, fetched now."""
+        return Job(self, self._get_info(job_id))
+
+    def jobs(
+        self,
+        status: JobStatus | None = None,
+        *,
+        model: str | None = None,
+        dataset: str | None = None,
+        page_size: int = 50,
+    ) -> Iterator[Job]:
+        """Every job visible to this key, newest first, fetching page after page as you iterate."""
+        token: str | None = None
+        while True:
+            params = {"status": status, "model": model, "dataset": dataset, "page_size": page_size,
+                      "page_token": token}
+            page = JobPage.model_validate(self.http.request("GET", "/v1/jobs", params=params).json())
+            for info in page.items:
+                yield Job(self, info)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def _get_info(self, job_id: str) -> JobInfo:
+        return JobInfo.model_validate(self.http.request("GET", f"/v1/jobs/{job_id}").json())
+
+
+def job_body(
+    model: str | Mapping[str, Any],
+    dataset: str | Mapping[str, Any],
+    deltas: list[float] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The POST /v1/jobs body: strings become `{"name": …}` / `{"spec": …}`; unset options are left
+    out so the server's defaults apply."""
+    body: dict[str, Any] = {
+        "model": {"name": model} if isinstance(model, str) else dict(model),
+        "dataset": {"spec": dataset} if isinstance(dataset, str) else dict(dataset),
+    }
+    if deltas is not None:
+        body["deltas"] = list(deltas)
+    body.update({k: v for k, v in options.items() if v is not None})
+    return body
+
+
+class Job:
+    """One job on the server. `info` is the latest snapshot; `refresh()` fetches a new one."""
+
+    def __init__(self, advisor: Advisor, info: JobInfo) -> None:
+        self.advisor = advisor
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, status={self.status!r})"
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def status(self) -> JobStatus:
+        return self.info.status
+
+    def refresh(self) -> JobInfo:
+        self.info = self.advisor._get_info(self.id)
+        return self.info
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        progress: bool | ProgressBar = False,
+        *,
+        poll_interval: float = 1.0,
+        check: bool = True,
+    ) -> Job:
+        """Poll until the job ends. `progress=True` draws a bar on stderr (stage, percent, images).
+
+        Raises `WaitTimeout` after `timeout` seconds (the job goes on; cancel it if you must), and,
+        with `check` (the default), `JobFailed` or `JobCancelled` when it did not succeed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = ProgressBar() if progress is True else (progress or None)
+        try:
+            while True:
+                info = self.refresh()
+                if bar is not None:
+                    bar.update(info)
+                if info.done:
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeout(info, float(timeout or 0.0))
+                time.sleep(poll_interval if left is None else min(poll_interval, left))
+        finally:
+            if bar is not None:
+                bar.close()
+        if check:
+            self.raise_for_status()
+        return self
+
+    def raise_for_status(self) -> None:
+        """`JobFailed` / `JobCancelled` for a job that ended without a result (by the last snapshot)."""
+        if self.info.status == "failed":
+            raise JobFailed(self.info)
+        if self.info.status == "cancelled":
+            raise JobCancelled(self.info)
+
+    def recommendation(
+        self,
+        delta: float | None = None,
+        mode: DeltaMode | None = None,
+        criterion: Criterion | None = None,
+    ) -> Recommendation:
+        """The minimal fraction within δ and its fairness cost, from the stored curve. Unset
+        arguments take the job's own (its first δ, its delta_mode, its criterion)."""
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion}
+        resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/recommendation", params=params)
+        return Recommendation.model_validate(resp.json())
+
+    def recommendations(self) -> list[Recommendation]:
+        """One recommendation per δ the job was submitted with."""
+        deltas = self.info.request.get("deltas") or [None]
+        return [self.recommendation(delta=d) for d in deltas]
+
+    def report(self) -> dict[str, Any]:
+        """The engine's full report as stored (config, model, dataset, curve, summary, ...)."""
+        report: dict[str, Any] = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/result").json()
+        return report
+
+    def plot(self, path: str | os.PathLike[str], deltas: list[float] | None = None) -> Path:
+        """Save the result's plot; the format follows the suffix (.png or .svg)."""
+        out = Path(path)
+        endpoint = PLOT_FORMATS.get(out.suffix.lower())
+        if endpoint is None:
+            raise ValueError(f"plot path must end in .png or .svg, not {out.name!r}")
+        params = {"delta": list(deltas)} if deltas else None
+        resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/{endpoint}", params=params)
+        out.write_bytes(resp.content)
+        return out
+
+    def cancel(self) -> JobInfo:
+        """A queued job never starts; a running one stops at its next checkpoint and ends cancelled."""
+        resp = self.advisor.http.request("POST", f"/v1/jobs/{self.id}/cancel")
+        self.info = JobInfo.model_validate(resp.json())
+        return self.info
+
+    def delete(self) -> None:
+        """Delete a finished job and its results."""
+        self.advisor.http.request("DELETE", f"/v1/jobs/{self.id}")
+
+    # ---- the deployable subset head (GET /v1/jobs/{id}/artifact) -------------------------
+    def artifact(
+        self,
+        path: str | os.PathLike[str],
+        delta: float | None = None,
+        mode: DeltaMode | None = None,
+        criterion: Criterion | None = None,
+    ) -> Path:
+        """Save the `.safetensors` artifact for the recommendation at δ (the kept neuron indices and
+        the probe head) to `path`. Needs a server that serves `/v1/jobs/{id}/artifact`; an older one
+        answers 404 (`NotFound`)."""
+        out = Path(path)
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion}
+        resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/artifact", params=params)
+        out.write_bytes(resp.content)
+        return out

@@ -1,0 +1,139 @@
+"""What the service answers, as pydantic models.
+
+Mirrors `service/schemas.py` (`JobOut`, `RecommendationOut`, `Problem`) field for field without
+importing it: the client installs without the service, torch or the engine. Every model allows
+extra fields, so a newer server that adds a field does not break an older client; a test keeps the
+two in step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+DeltaMode = Literal["relative", "absolute"]
+Criterion = Literal["mean", "worst_seed"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class JobError(_Open):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class JobLinks(_Open):
+    self: str
+    result: str
+    recommendation: str
+    cancel: str
+    plot_png: str
+    plot_svg: str
+
+
+class JobInfo(_Open):
+    """A snapshot of a job (`GET /v1/jobs/{id}`)."""
+
+    id: str
+    status: JobStatus
+    stage: str | None = None
+    progress: float = 0.0
+    message: str | None = None
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    cancel_requested: bool = False
+    error: JobError | None = None
+    config_hash: str
+    attempts: int = 0
+    request: dict[str, Any] = Field(default_factory=dict)
+    links: JobLinks
+    # Extraction progress in images, when the server reports it (read if present, else None).
+    images_done: int | None = None
+    images_total: int | None = None
+    eta_s: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobPage(_Open):
+    items: list[JobInfo]
+    next_page_token: str | None = None
+
+
+class ClassLoss(_Open):
+    cls: str = Field(alias="class")
+    accuracy_full: float
+    accuracy_at: float
+    change: float
+
+
+class Fairness(_Open):
+    gini_full: float
+    gini_at: float
+    gini_change: float
+    cv_full: float
+    cv_at: float
+    cv_change: float
+    worst_class_full: float
+    worst_class_at: float
+    worst_class_change: float
+    range_full: float
+    range_at: float
+    range_change: float
+    most_hurt_classes: list[ClassLoss]
+
+
+class Recommendation(_Open):
+    """The minimal neuron fraction within δ of the full layer, and its fairness cost."""
+
+    job_id: str
+    model: str
+    weights: str
+    dataset: str
+    delta: float
+    mode: DeltaMode
+    criterion: Criterion
+    fraction: float
+    k: int
+    d: int
+    dr: float
+    accuracy: float
+    full_accuracy: float
+    threshold: float
+    met_below_full: bool
+    holds_worst_seed: bool
+    holds_ci_lower: bool | None = None
+    worst_seed_accuracy: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    refined: bool = False
+    note: str
+    fairness: Fairness
+
+
+class ProblemField(_Open):
+    field: str
+    reason: str
+    location: str | None = None
+
+
+class Problem(_Open):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ProblemField] | None = None
+    hint: str | None = None
