@@ -1,11 +1,11 @@
 """timm's eval transform applied to a whole uint8 batch on the device, matching the PIL path.
 
-timm's eval transform is `Resize(short side or (h, w), bicubic|bilinear) → CenterCrop → ToTensor →
+timm's eval transform is `Resize(short side or (h, w), interpolation) → CenterCrop → ToTensor →
 Normalize`, run per image in PIL on the CPU. For array datasets the same numbers come out of one
 batched computation on the device the model runs on, fed with uint8 pixels (4× less to upload
 than float32):
 
-- Resize: Pillow resamples in two separable passes, horizontal first, each rounded and clamped to
+- Resize (bicubic): Pillow resamples in two separable passes, horizontal first, each rounded and clamped to
   uint8; `torch.nn.functional.interpolate(..., antialias=True)` uses Pillow's kernels, so two
   passes with the same rounding reproduce it (within one grey level on a few pixels in 10⁴).
 - CenterCrop: torchvision's offsets `round((H − h) / 2)`, zero padding where the image is smaller.
@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
-_MODES = {T.InterpolationMode.BICUBIC: "bicubic", T.InterpolationMode.BILINEAR: "bilinear"}
+# Bicubic only: torch's antialiased bilinear differs from Pillow's by a level on ~1/4 of the pixels
+# when upscaling, so bilinear transforms keep the PIL path.
+_MODES = {T.InterpolationMode.BICUBIC: "bicubic"}
 
 
 @dataclass(frozen=True)
 class BatchTransform:
     resize: int | tuple[int, int] | None  # short side, or (h, w); None: no resize
-    mode: str  # bicubic | bilinear
+    mode: str  # bicubic
     crop: tuple[int, int] | None  # (h, w)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
