@@ -15,7 +15,7 @@ Python + torch + numpy, included). The phases are the product's own components:
    accumulator's. The baseline a user would otherwise write, `np.concatenate` of all rows then
    `X.T @ X`, needs n × d × 8 bytes: 16 GiB at n = 1M, d = 2,048.
 2. **probe grid**: `RidgeProber` on the standardised statistics and the memory-mapped val/test
-   features, every subset of the paper's grid (14 fractions × 5 seeds).
+   features, every subset of the paper's grid (14 fractions × `--seeds`, 5 by default: 66 probes).
 3. **CKA**: `GramCKA` (train Gram) and `FeatureCKA` (memory-mapped test features) for every subset
    of the grid, as `run_probes` does.
 
@@ -72,7 +72,7 @@ def _synthetic(rows: int, d: int, seed: int):
     return np.maximum(x, 0, out=x), y
 
 
-def point(n: int, d: int, n_val: int, n_test: int, work: Path) -> dict[str, object]:
+def point(n: int, d: int, n_val: int, n_test: int, seeds: int, work: Path) -> dict[str, object]:
     """One (n, d) point: the three phases, each timed with its own peak RSS."""
     import torch
 
@@ -108,7 +108,7 @@ def point(n: int, d: int, n_val: int, n_test: int, work: Path) -> dict[str, obje
 
     x_val, x_test = open_array(store / "x_val.npy"), open_array(store / "x_test.npy")
     y_val, y_test = eval_y[:n_val], eval_y[n_val:]
-    plan = plan_subsets(list(PAPER_FRACTIONS), d, 5)
+    plan = plan_subsets(list(PAPER_FRACTIONS), d, seeds)
     subsets = [(k, s, sample_subset(d, k, s)) for _, k, seeds in plan.entries for s in range(seeds)]
     del eval_x
 
@@ -134,7 +134,7 @@ def point(n: int, d: int, n_val: int, n_test: int, work: Path) -> dict[str, obje
 
 def _run_point(n: int, d: int, args: argparse.Namespace) -> dict[str, object]:
     cmd = [sys.executable, __file__, "--point", f"{n},{d}", "--val", str(args.val), "--test", str(args.test),
-           "--work", str(args.work)]
+           "--seeds", str(args.seeds), "--work", str(args.work)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"point n={n} d={d} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--n-for-d", type=int, default=200_000)
     ap.add_argument("--val", type=int, default=10_000)
     ap.add_argument("--test", type=int, default=10_000)
+    ap.add_argument("--seeds", type=int, default=5, help="subsets per fraction of the paper's grid (5: 66 probes)")
     ap.add_argument("--work", type=Path, default=None, help="where the feature stores go (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--json", type=Path, default=None)
@@ -171,7 +172,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.point:
         n, d = (int(v) for v in args.point.split(","))
-        print(json.dumps(point(n, d, args.val, args.test, args.work)))
+        print(json.dumps(point(n, d, args.val, args.test, args.seeds, args.work)))
         return
     if args.quick:
         args.n, args.d, args.d_sweep, args.n_for_d, args.val, args.test = "2000,8000", 64, "32,128", 4000, 300, 300
@@ -180,9 +181,9 @@ def main() -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     print(f"# {cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads); "
-          f"val {args.val:,} + test {args.test:,} rows, float16 store")
-    points = [(int(n), args.d) for n in args.n.split(",")]
-    points += [(args.n_for_d, int(d)) for d in args.d_sweep.split(",") if (args.n_for_d, int(d)) not in points]
+          f"val {args.val:,} + test {args.test:,} rows, float16 store, paper grid with {args.seeds} seed(s)")
+    points = [(int(n), args.d) for n in args.n.split(",") if n]
+    points += [(args.n_for_d, int(d)) for d in args.d_sweep.split(",") if d and (args.n_for_d, int(d)) not in points]
     print(HEADER)
     print("(peak MiB: the process's peak resident set in that phase, Python + torch included: see 'imports')")
     results = []
