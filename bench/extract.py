@@ -64,10 +64,12 @@ def synthetic_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 255).astype(np.uint8), y
 
 
-def splits_from(images: np.ndarray, labels: np.ndarray, root: Path | None) -> tuple[ImageSplit, ...]:
-    """80 / 10 / 10 train / val / test, backed by the array, or by PNG files under `root`."""
+def splits_from(images: np.ndarray, labels: np.ndarray, root: Path | None, batch: int) -> tuple[ImageSplit, ...]:
+    """Train / val / test, each a whole number of batches (val and test about a tenth each), so that
+    both sides of the ratio run the same full batches; backed by the array, or by PNG files."""
     n = len(labels)
-    cuts = [0, n * 8 // 10, n * 9 // 10, n]
+    held = batch * max(1, n // (10 * batch))
+    cuts = [0, n - 2 * held, n - held, n]
     if root is None:
         whole = ImageSplit.from_arrays(images, labels, "bench")
         return tuple(whole.subset(np.arange(a, b)) for a, b in zip(cuts, cuts[1:], strict=False))
@@ -92,9 +94,10 @@ def measure(model_name: str, device: torch.device, size: int, batch: int, n: int
     cfg = dict(timm.data.resolve_data_config({}, model=model), input_size=(3, size, size))
     transform = timm.data.create_transform(**cfg, is_training=False)
     extractor = FeatureExtractor(model)
+    n = batch * max(3, -(-n // batch))  # whole batches, at least one per split
     images, labels = synthetic_images(n)
     root = Path(tempfile.mkdtemp(prefix="files-", dir=work)) if kind == "files" else None
-    train, val, test = splits_from(images, labels, root)
+    train, val, test = splits_from(images, labels, root, batch)
 
     forward = DeviceForward(extractor, device)
     batched = BatchTransform.from_timm(transform)
@@ -117,7 +120,7 @@ def measure(model_name: str, device: torch.device, size: int, batch: int, n: int
                                          work / f"store-{kind}-{model_name}-{r}", device=str(device),
                                          batch_size=batch, num_workers=workers))
         timed("fwd", lambda: [forward(x) for x in preloaded])
-    return {"end_to_end_img_s": best["e2e"], "forward_img_s": best["fwd"], "ratio": best["e2e"] / best["fwd"],
+    return {"n": n, "end_to_end_img_s": best["e2e"], "forward_img_s": best["fwd"], "ratio": best["e2e"] / best["fwd"],
             # On the CPU with no loader workers, CPU time is robust to other load on a shared machine.
             "ratio_cpu_time": best["e2e_cpu"] / best["fwd_cpu"]}
 
@@ -145,7 +148,7 @@ def main() -> None:
     args = ap.parse_args()
     devices = (args.devices or ("cpu,cuda" if torch.cuda.is_available() else "cpu")).split(",")
     if args.quick:
-        args.image_size, args.n, args.batch, args.repeats = 64, 48, 16, 1
+        args.image_size, args.n, args.batch, args.repeats = 64, 48, 16, 1  # 3 batches of 16
     work = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     results = []
     print("| device | model | data | batch | images | end to end img/s | pure forward img/s | ratio | "
@@ -159,8 +162,9 @@ def main() -> None:
         for model in args.models.split(","):
             for kind in args.kinds.split(","):
                 r = measure(model, device, args.image_size, batch, n, args.repeats, kind, args.workers, work)
-                r.update(device=device_name(device), model=model, kind=kind, batch=batch, n=n,
+                r.update(device=device_name(device), model=model, kind=kind, batch=batch,
                          image_size=args.image_size)
+                n = r["n"]
                 results.append(r)
                 print(f"| {r['device']} | {model} {args.image_size} px | {kind} | {batch} | {n} | "
                       f"{r['end_to_end_img_s']:.1f} | {r['forward_img_s']:.1f} | **{r['ratio']:.2f}** | "
