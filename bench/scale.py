@@ -63,9 +63,10 @@ def _synthetic(rows: int, d: int, seed: int):
     """Class signal in 32 latent dimensions mixed densely into d neurons, noise, ReLU: float32."""
     import numpy as np
 
+    shared = np.random.default_rng(d)  # the same class structure for train and eval rows
+    mix = shared.normal(size=(32, d)).astype(np.float32)
+    means = shared.normal(size=(CLASSES, 32)).astype(np.float32) * 2
     rng = np.random.default_rng([seed, d])
-    mix = rng.normal(size=(32, d)).astype(np.float32)
-    means = rng.normal(size=(CLASSES, 32)).astype(np.float32)
     y = rng.integers(0, CLASSES, size=rows)
     x = (means[y] + rng.normal(size=(rows, 32)).astype(np.float32)) @ mix
     x += rng.normal(size=(rows, d)).astype(np.float32) * 3
