@@ -1,7 +1,7 @@
 """Extraction throughput and the probe grid on the accelerator, each as a ratio against its baseline.
 
     python bench/device.py                 # CUDA if present, else CPU (a smoke run)
-    bash bench/gpu.sh                      # what a lent GPU machine runs (writes $OUT/device.json)
+    python bench/device.py --models ""     # the probe grid only (what bench/gpu.sh runs)
 
 1. Extraction: images/s of the engine's extractor (channels-last, bf16 autocast, inference mode)
    against plain fp32 eager inference of the same timm model on the same device, same batches.
@@ -104,8 +104,8 @@ def main() -> None:
     if args.quick:
         args.batch, args.batches, args.image_size, args.n, args.d = 8, 2, 64, 2000, 256
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    results: dict[str, object] = {"device": name, "torch": torch.__version__}
-    for model in args.models.split(","):
+    results: dict[str, object] = {"device": name, "torch": torch.__version__, "n": args.n, "d": args.d}
+    for model in filter(None, args.models.split(",")):  # --models "": the probe grid only
         r = extraction(model, device, args.batch, args.batches, args.image_size)
         results[f"extract_{model}"] = r
         print(f"extract {model:24s} ours {r['images_per_s_ours']:9.1f} img/s   fp32 eager "

@@ -91,8 +91,14 @@ class AnalysisConfig(BaseModel):
         "mean", description="Which accuracy must reach the threshold: the seed `mean`, or the `worst_seed`."
     )
     seed: int = Field(0, ge=0, description="Master seed: validation split, caps and subset sampling.")
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of train held out to choose λ.")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of train held out as a validation split "
+                                "(λ when lambda_select=val; the logistic probe).")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per forward pass during extraction.")
+    feature_dtype: Literal["float16", "float32"] = Field(
+        "float16",
+        description="How the stored validation/test (and, for the logistic probe, train) features are kept on "
+        "disk, memory-mapped: float16 halves disk and memory; the statistics are float64 either way.",
+    )
     baselines: list[BaselineKind] = Field(
         default_factory=lambda: ["pca", "first_k", "random_projection"],
         description="Compared beside the random subsets at every k: top-k PCA components, the first k "

@@ -68,3 +68,10 @@ class Cancelled(RedundancyError):
     """Raised between steps when the cancellation hook says stop."""
 
     code = "cancelled"
+
+
+class FeatureRangeError(RedundancyError, ValueError):
+    """Features too large for the storage dtype (float16 tops out at 65,504)."""
+
+    code = "feature_range"
+    field = "feature_dtype"

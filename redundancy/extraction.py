@@ -1,14 +1,27 @@
-"""One streaming pass over the images: float64 sufficient statistics for train, features for val/test.
+"""One streaming pass over the images: float64 sufficient statistics for train, stored features for
+val/test.
 
-Batched, no autograd, CUDA with autocast when present. The train split feeds `GramStats`
-(`n`, `Σx`, `XᵀX`, per-class sums) and also keeps its float32 features for probes that need
-samples (logistic, baselines); validation (held out from train) and test features are kept.
+The train split feeds `GramAccumulator` (`n`, `Σx`, `XᵀX`, per-class sums) on the model's device,
+copied to the host once at the end; its samples are stored only where a probe needs them
+(logistic). Validation (held out from train) and test features are streamed into a feature store
+(`redundancy.features_store`): float16 by default, memory-mapped on read, never held in memory.
+
+Images reach the model in one of two ways:
+
+- array datasets (npz, digits, CIFAR): uint8 batches are uploaded as they are and resized and
+  normalised on the device (`BatchTransform`, the same numbers as timm's PIL transform);
+- file datasets: a DataLoader runs timm's transform per image (worker processes and pinned memory
+  on CUDA), and batches are copied without blocking.
+
+On CUDA the model runs channels-last under bf16 autocast; on the CPU in fp32. Always inference mode.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,18 +30,31 @@ import torch
 from PIL import Image
 
 from redundancy.datasets.base import ImageSplit
+from redundancy.datasets.batch_transform import BatchTransform
 from redundancy.errors import Cancelled
+from redundancy.features_store import (
+    FeatureDtype,
+    FeatureWriter,
+    load_stats,
+    open_array,
+    read_meta,
+    save_stats,
+    write_meta,
+)
 from redundancy.models.layers import FeatureExtractor
 from redundancy.stats import GramAccumulator, GramStats
 
 # Bump when anything that changes extracted features changes in this code.
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
+SPLITS = ("train", "val", "test")
+
+ImagesProgress = Callable[[int, int], None]  # (images done, images total)
 
 
 @dataclass
 class Features:
     stats: GramStats  # the train (fit) split
-    x_train: np.ndarray  # (n, d) float32, same rows as `stats`
+    x_train: np.ndarray | None  # (n, d), same rows as `stats`; None unless kept (logistic probe)
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
@@ -40,25 +66,94 @@ class Features:
     def d(self) -> int:
         return self.stats.d
 
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(
-            tmp,
-            **{f"stats_{k}": v for k, v in self.stats.to_arrays().items()},
-            x_train=self.x_train, y_train=self.y_train, x_val=self.x_val, y_val=self.y_val,
-            x_test=self.x_test, y_test=self.y_test, pooling=np.asarray(self.pooling),
-        )
-        os.replace(tmp, path)
+    def save(self, path: Path, dtype: FeatureDtype = "float16") -> None:
+        """Write a feature store at `path` (a directory) from in-memory features."""
+        path.mkdir(parents=True, exist_ok=True)
+        for split in SPLITS:
+            x = getattr(self, f"x_{split}")
+            if x is not None:
+                w = FeatureWriter(path / f"x_{split}.npy", len(x), dtype)
+                w.append(np.asarray(x))
+                w.close()
+        _finish_store(path, self.stats, self.y_train, self.y_val, self.y_test, self.pooling, dtype,
+                      self.x_train is not None)
 
     @classmethod
     def load(cls, path: Path) -> Features:
-        with np.load(path, allow_pickle=False) as a:
-            stats = GramStats.from_arrays({k[6:]: a[k] for k in a.files if k.startswith("stats_")})
-            return cls(
-                stats=stats, x_train=a["x_train"], y_train=a["y_train"], x_val=a["x_val"], y_val=a["y_val"],
-                x_test=a["x_test"], y_test=a["y_test"], pooling=str(a["pooling"]),
-            )
+        """Open a complete store: statistics in memory, feature matrices memory-mapped."""
+        meta = read_meta(path)
+        if meta is None:
+            raise FileNotFoundError(f"no complete feature store at {path}")
+        arrays = {f"y_{s}": np.load(path / f"y_{s}.npy") for s in SPLITS}
+        for s in SPLITS:
+            arrays[f"x_{s}"] = open_array(path / f"x_{s}.npy") if (path / f"x_{s}.npy").is_file() else None
+        return cls(stats=load_stats(path / "stats.npz"), pooling=str(meta["pooling"]), **arrays)
+
+
+def _finish_store(
+    path: Path, stats: GramStats, y_train: np.ndarray, y_val: np.ndarray, y_test: np.ndarray, pooling: str,
+    dtype: FeatureDtype, has_train: bool,
+) -> None:
+    save_stats(stats, path / "stats.npz")
+    for name, y in (("train", y_train), ("val", y_val), ("test", y_test)):
+        np.save(path / f"y_{name}.npy", np.asarray(y, dtype=np.int64))
+    write_meta(path, {"pooling": pooling, "dtype": dtype, "train_features": has_train})
+
+
+def has_store(path: Path, need_train: bool) -> bool:
+    meta = read_meta(path)
+    return meta is not None and (bool(meta.get("train_features")) or not need_train)
+
+
+def cached_features(
+    cache_dir: Path | None, work_dir: Path, key: str, need_train: bool, run: Callable[[Path], Features]
+) -> tuple[Features, bool]:
+    """The store for `key` from `cache_dir`, or `run(fresh_dir)` to make one; returns (features, hit).
+
+    A new store is written into a private directory and renamed into place when complete, so
+    concurrent workers never see half a store. Without a cache it lives under `work_dir` and its
+    files are unlinked at once: the memory maps keep them readable until the features are dropped,
+    and the disk space is freed then, even if the process dies."""
+    final = cache_dir / key if cache_dir is not None else None
+    if final is not None and has_store(final, need_train):
+        return Features.load(final), True
+    parent = cache_dir if cache_dir is not None else work_dir
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=parent))
+    try:
+        features = run(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return features, False
+    if final.exists():  # another process finished first, or an older store without train features
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # lost a race to another writer: theirs is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+    return features, False
+
+
+class DeviceForward:
+    """The model as extraction runs it: channels-last + bf16 autocast on CUDA, fp32 on the CPU,
+    inference mode; returns float32 features on the device. `bench/extract.py` times this same
+    object on preloaded tensors as the pure-forward baseline."""
+
+    def __init__(self, extractor: FeatureExtractor, device: str | torch.device) -> None:
+        self.extractor, self.device = extractor, torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        extractor.model.to(self.device).eval()
+        if self.cuda:
+            extractor.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.cuda, dtype=torch.bfloat16):
+            return self.extractor(images).float()
 
 
 class _TransformedSplit(torch.utils.data.Dataset):
@@ -68,8 +163,62 @@ class _TransformedSplit(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.split.load(i)), int(self.split.labels[i])
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(self.split.load(i))
+
+
+def image_batches(
+    split: ImageSplit, transform: Callable[[Image.Image], torch.Tensor], device: torch.device, batch_size: int,
+    num_workers: int,
+) -> Iterator[torch.Tensor]:
+    """Model-ready float32 (B, 3, h, w) batches on `device`, in the split's order."""
+    batched = BatchTransform.from_timm(transform) if split.pixels is not None else None
+    cuda = device.type == "cuda"
+    if batched is not None and split.pixels is not None:
+        for start in range(0, len(split), batch_size):
+            raw = torch.from_numpy(np.ascontiguousarray(split.pixels.take(np.arange(start, min(start + batch_size,
+                                                                                                len(split))))))
+            if cuda:
+                raw = raw.pin_memory()
+            yield batched(raw.to(device, non_blocking=True))
+        return
+    loader = torch.utils.data.DataLoader(
+        _TransformedSplit(split, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        pin_memory=cuda, persistent_workers=False,
+    )
+    for images in loader:
+        yield images.to(device, non_blocking=True)
+
+
+class _HostSink:
+    """Copies feature batches to the host and appends them to a writer, without stalling the device:
+    on CUDA each copy goes to pinned memory asynchronously and is written two batches later."""
+
+    def __init__(self, writer: FeatureWriter, cuda: bool) -> None:
+        self.writer, self.cuda = writer, cuda
+        self._pending: list[tuple[torch.Tensor, torch.cuda.Event]] = []
+
+    def push(self, feats: torch.Tensor) -> None:
+        if not self.cuda:
+            self.writer.append(feats.numpy())
+            return
+        host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+        host.copy_(feats, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._pending.append((host, event))
+        if len(self._pending) > 2:
+            self._drain(1)
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            host, event = self._pending.pop(0)
+            event.synchronize()
+            self.writer.append(host.numpy())
+
+    def close(self) -> None:
+        self._drain(0)
+        self.writer.close()
 
 
 def extract(
@@ -79,66 +228,58 @@ def extract(
     val: ImageSplit,
     test: ImageSplit,
     num_classes: int,
+    store: Path,
     *,
     device: str = "cpu",
     batch_size: int = 64,
     num_workers: int | None = None,
-    progress: Callable[[float], None] | None = None,
+    feature_dtype: FeatureDtype = "float16",
+    keep_train: bool = False,
+    progress: ImagesProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Features:
+    """Extract all three splits into the feature store at `store` and return it opened (memory-mapped).
+
+    `progress(done, total)` is called after every batch with the images done over all splits."""
     dev = torch.device(device)
-    amp = dev.type == "cuda"
-    model = extractor.model.to(dev).eval()
-    if amp:
-        model = model.to(memory_format=torch.channels_last)
+    forward = DeviceForward(extractor, dev)
     if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if amp else 0
+        num_workers = min(8, os.cpu_count() or 1) if forward.cuda else 0
     total = len(train) + len(val) + len(test)
     done = 0
-
-    def run(split: ImageSplit, on_batch: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
-        nonlocal done
-        loader = torch.utils.data.DataLoader(
-            _TransformedSplit(split, transform), batch_size=batch_size, shuffle=False,
-            num_workers=num_workers, pin_memory=amp,
-        )
-        for images, labels in loader:
-            if should_stop is not None and should_stop():
-                raise Cancelled("cancelled during extraction")
-            images = images.to(dev, non_blocking=True)
-            if amp:
-                images = images.to(memory_format=torch.channels_last)
-            with torch.inference_mode(), torch.autocast(dev.type, enabled=amp, dtype=torch.bfloat16):
-                feats = extractor(images)
-            on_batch(feats.float(), labels.to(dev))
-            done += len(labels)
-            if progress is not None:
-                progress(done / total)
-
     acc: GramAccumulator | None = None
-    kept: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-
-    def keep(name: str) -> Callable[[torch.Tensor, torch.Tensor], None]:
-        def on_batch(feats: torch.Tensor, labels: torch.Tensor) -> None:
-            nonlocal acc
-            if name == "train":
-                if acc is None:
-                    acc = GramAccumulator(feats.shape[1], num_classes, device=feats.device)
-                acc.update(feats, labels)
-            kept[name].append(feats.cpu().numpy())
-
-        return on_batch
-
-    for name, split in (("train", train), ("val", val), ("test", test)):
-        run(split, keep(name))
+    store.mkdir(parents=True, exist_ok=True)
+    sinks: list[_HostSink] = []
+    try:
+        for name, split in (("train", train), ("val", val), ("test", test)):
+            sink = None
+            if name != "train" or keep_train:
+                sink = _HostSink(FeatureWriter(store / f"x_{name}.npy", len(split), feature_dtype), forward.cuda)
+                sinks.append(sink)
+            labels = torch.as_tensor(split.labels, dtype=torch.long)
+            start = 0
+            for images in image_batches(split, transform, dev, batch_size, num_workers):
+                if should_stop is not None and should_stop():
+                    raise Cancelled("cancelled during extraction")
+                feats = forward(images)
+                stop = start + int(feats.shape[0])
+                if name == "train":
+                    if acc is None:
+                        acc = GramAccumulator(int(feats.shape[1]), num_classes, device=dev)
+                    acc.update(feats, labels[start:stop].to(dev, non_blocking=True))
+                if sink is not None:
+                    sink.push(feats)
+                start = stop
+                done += int(feats.shape[0])
+                if progress is not None:
+                    progress(done, total)
+            if sink is not None:
+                sink.close()
+    except BaseException:
+        for s in sinks:
+            s.writer.abort()
+        raise
     assert acc is not None
-    return Features(
-        stats=acc.result(),
-        x_train=np.concatenate(kept["train"]).astype(np.float32),
-        y_train=train.labels.copy(),
-        x_val=np.concatenate(kept["val"]).astype(np.float32),
-        y_val=val.labels.copy(),
-        x_test=np.concatenate(kept["test"]).astype(np.float32),
-        y_test=test.labels.copy(),
-        pooling=extractor.pooling,
-    )
+    _finish_store(store, acc.result(), train.labels, val.labels, test.labels, extractor.pooling, feature_dtype,
+                  keep_train)
+    return Features.load(store)

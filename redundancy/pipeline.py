@@ -19,7 +19,7 @@ from redundancy.config import AnalysisConfig
 from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.datasets.base import ImageSplit, validation_split
 from redundancy.errors import Cancelled, DatasetFormatError
-from redundancy.extraction import FEATURES_VERSION, Features, extract
+from redundancy.extraction import FEATURES_VERSION, Features, cached_features, extract
 from redundancy.hashing import hash_json
 from redundancy.models import FeatureExtractor, LoadedModel, load_model
 from redundancy.probes import ProbeResult, RidgeProber, plan_subsets, sample_subset
@@ -54,6 +54,8 @@ class ProgressEvent:
     stage_progress: float  # 0..1 within the stage
     overall: float  # 0..1 over the whole analysis
     message: str = ""
+    images_done: int | None = None  # extraction only: images through the model so far, of images_total
+    images_total: int | None = None
 
 
 ProgressFn = Callable[[ProgressEvent], None]
@@ -73,10 +75,11 @@ class _Tracker:
         if self.should_stop is not None and self.should_stop():
             raise Cancelled("analysis cancelled")
 
-    def report(self, stage: str, fraction: float, message: str = "") -> None:
+    def report(self, stage: str, fraction: float, message: str = "", images: tuple[int, int] | None = None) -> None:
         if self.progress is not None:
             start, weight = self._offsets[stage]
-            self.progress(ProgressEvent(stage, fraction, min(1.0, start + weight * fraction), message))
+            done, total = images if images is not None else (None, None)
+            self.progress(ProgressEvent(stage, fraction, min(1.0, start + weight * fraction), message, done, total))
 
     def stage(self, name: str) -> _Stage:
         return _Stage(self, name)
@@ -150,6 +153,7 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
             "test": data.test.identity,
             "transform": {k: list(v) if isinstance(v, tuple) else v for k, v in data_cfg.items()},
             "features_version": FEATURES_VERSION,
+            "feature_dtype": config.feature_dtype,
         }
     )
 
@@ -175,20 +179,16 @@ def analyze(
         num_classes = len(data.dataset.classes)
 
     with tracker.stage("extract"):
-        key = feature_key(config, loaded, data, data_cfg)
-        path = runtime.cache_dir / f"{key}.npz" if runtime.cache_dir is not None else None
-        cache_hit = path is not None and path.is_file()
-        if cache_hit:
-            assert path is not None
-            features = Features.load(path)
-        else:
-            features = extract(
-                extractor, transform, data.train, data.val, data.test, num_classes,
+        keep_train = config.probe == "logistic"
+        features, cache_hit = cached_features(
+            runtime.cache_dir, runtime.work_dir, feature_key(config, loaded, data, data_cfg), keep_train,
+            lambda store: extract(
+                extractor, transform, data.train, data.val, data.test, num_classes, store,
                 device=device, batch_size=config.batch_size, num_workers=runtime.num_workers,
-                progress=lambda f: tracker.report("extract", f), should_stop=should_stop,
-            )
-            if path is not None:
-                features.save(path)
+                feature_dtype=config.feature_dtype, keep_train=keep_train, should_stop=should_stop,
+                progress=lambda done, total: tracker.report("extract", done / total, images=(done, total)),
+            ),
+        )
 
     with tracker.stage("probe"):
         run = run_probes(config, features, device, tracker)

@@ -15,6 +15,8 @@ def _default_home() -> Path:
 class Runtime:
     cache_dir: Path | None = field(default_factory=lambda: _default_home() / "features")
     data_root: Path = field(default_factory=lambda: _default_home() / "datasets")
+    # Scratch space for memory-mapped features when there is no cache (files unlinked once opened).
+    work_dir: Path = field(default_factory=lambda: _default_home() / "work")
     allow_download: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int | None = None  # data-loading processes; None: 0 on CPU, up to 8 on CUDA

@@ -25,13 +25,42 @@ def to_rgb_image(array: np.ndarray) -> Image.Image:
     raise DatasetFormatError(f"an image must be (H, W), (H, W, 1|3|4); got shape {a.shape}")
 
 
+@dataclass(frozen=True)
+class PixelSource:
+    """The split's images as one uint8 array, (N, H, W) or (N, H, W, 1|3|4), and which rows are ours."""
+
+    images: np.ndarray
+    rows: np.ndarray | None = None  # None: all, in order
+
+    @classmethod
+    def of(cls, images: object) -> PixelSource | None:
+        """A source for arrays the batched device transform can read; None for anything else."""
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            return None
+        if images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (1, 3, 4)):
+            return cls(images)
+        return None
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 pixels of the split's images `indices` (positions within the split)."""
+        rows = indices if self.rows is None else self.rows[indices]
+        return self.images[rows]
+
+    def subset(self, indices: np.ndarray) -> PixelSource:
+        return PixelSource(self.images, indices if self.rows is None else self.rows[indices])
+
+
 @dataclass
 class ImageSplit:
-    """`load(i)` returns image i as RGB; `labels` are 0-based class indices."""
+    """`load(i)` returns image i as RGB; `labels` are 0-based class indices.
+
+    `pixels`, where the split is backed by one uint8 array, lets the extractor upload whole batches
+    and transform them on the device instead of image by image in PIL."""
 
     load: Callable[[int], Image.Image]
     labels: np.ndarray
     identity: str  # what determines this split's content (for the feature cache)
+    pixels: PixelSource | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -43,6 +72,7 @@ class ImageSplit:
             load=lambda i: base(int(indices[i])),
             labels=self.labels[indices],
             identity=f"{self.identity}[{_digest(indices)}]",
+            pixels=self.pixels.subset(indices) if self.pixels is not None else None,
         )
 
     @classmethod
@@ -52,7 +82,10 @@ class ImageSplit:
             raise DatasetFormatError(
                 f"{identity}: {len(images)} images but {len(labels)} labels; they must have the same length"
             )
-        return cls(load=lambda i: to_rgb_image(images[i]), labels=labels.astype(np.int64), identity=identity)
+        return cls(
+            load=lambda i: to_rgb_image(images[i]), labels=labels.astype(np.int64), identity=identity,
+            pixels=PixelSource.of(images),
+        )
 
 
 @dataclass

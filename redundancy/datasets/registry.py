@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from redundancy.datasets.base import ImageDataset, ImageSplit, to_rgb_image
+from redundancy.datasets.base import ImageDataset, ImageSplit, PixelSource, to_rgb_image
 from redundancy.errors import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
 from redundancy.hashing import hash_file
 from redundancy.runtime import Runtime
@@ -172,6 +172,7 @@ def _torchvision(spec: str, scheme: str, runtime: Runtime) -> ImageDataset:
             load=lambda i, ds=ds: to_rgb_image(np.asarray(ds[i][0].convert("RGB"))),
             labels=labels,
             identity=f"torchvision:{scheme}:{split}:{len(labels)}",
+            pixels=PixelSource.of(getattr(ds, "data", None)),  # CIFAR-10/100 keep a uint8 (N, 32, 32, 3) array
         )
     assert classes is not None
     return ImageDataset(spec=spec, classes=classes, train=splits["train"], test=splits["test"])

@@ -23,7 +23,7 @@ from redundancy.deploy.multitask import (
     build_multitask_artifacts,
     recommend_multitask,
 )
-from redundancy.deploy.store import load_stats, save_stats
+from redundancy.features_store import load_stats, save_stats
 
 __all__ = [
     "Artifact",

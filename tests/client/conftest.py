@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from service.schemas import SMALL_JOB_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -36,6 +36,7 @@ from redundancy.deploy import (
     save_stats,
 )
 from redundancy.deploy.artifact import card_path
+from redundancy.errors import RedundancyError
 from redundancy.extraction import Features
 from redundancy.models import load_model
 from redundancy.pipeline import prepare_data
@@ -229,7 +230,7 @@ def test_statistics_file_round_trip_gives_the_same_head(cifar: Analysis, tmp_pat
     assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
 
     (tmp_path / "bad.npz").write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ArtifactError, match="not a readable statistics file") as exc:
+    with pytest.raises(RedundancyError, match="cannot read statistics") as exc:
         load_stats(tmp_path / "bad.npz")
     assert _field(exc) == "stats"
     other = load_stats(path)
