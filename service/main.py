@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
 from service.api.routes import catalog, health, jobs, recommendations
 from service.core.config import Settings, get_settings
 from service.maintenance import MaintenanceThread
 from service.metrics import RequestMetrics
+from service.ui import install_ui
 
 log = logging.getLogger("service")
 
@@ -69,6 +71,8 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_offline_docs
+        redoc_url=None,
         openapi_tags=[
             {"name": "jobs", "description": "Submit, poll, cancel and delete analyses; read results."},
             {"name": "recommendations", "description": "Minimal neuron fraction for a model and dataset."},
@@ -83,6 +87,8 @@ def create_app(
     install_error_handlers(app)
     for module in (jobs, recommendations, catalog, health):
         app.include_router(module.router)
+    install_offline_docs(app)
+    install_ui(app)
 
     @app.middleware("http")
     async def _timing(request: Request, call_next: Callable) -> Response:  # type: ignore[type-arg]
