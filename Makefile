@@ -30,6 +30,7 @@ analyze: setup
 
 test: setup
 	bash scripts/services.sh
+	bash scripts/browser.sh
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: setup

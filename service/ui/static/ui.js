@@ -298,7 +298,8 @@ function fillRecommendation(rec, report) {
   $("#answer").dataset.k = String(rec.k);
   $("#answer-detail").textContent = `accuracy ${pct(rec.accuracy)} against ${pct(rec.full_accuracy)} for the full `
     + `layer; threshold ${pct(rec.threshold)} (δ = ${rec.delta}, ${rec.mode}, criterion ${rec.criterion})`;
-  $("#answer-detail").dataset.threshold = String(rec.threshold);
+  Object.assign($("#answer-detail").dataset, {
+    threshold: String(rec.threshold), delta: String(rec.delta), mode: rec.mode, criterion: rec.criterion });
   $("#answer-note").textContent = rec.note || "";
   const f = rec.fairness;
   $("#fairness tbody").replaceChildren(
