@@ -8,9 +8,9 @@ headline (the answer at relative δ = 0.05 with its fairness cost) and then a ta
 Why these settings: digits are 8 × 8 pixels, so upscaling them to the model's 224 px adds no
 information, only 12× the extraction cost; at 64 px the ImageNet features still separate the ten
 digits (about 92% with a linear probe on all 1,280 neurons) and the accuracy curve rises over two
-decades of fractions, so the answer shows real redundancy instead of "keep the full layer". Eight
-fractions and three seeds keep the probing short. The whole demo takes about a minute of CPU on two
-cores (see the README for the measured time).
+decades of fractions, so the answer shows real redundancy instead of "keep the full layer". Nine
+fractions, three seeds and one baseline (PCA) keep the probing short. The whole demo needs about
+100 CPU-seconds, 1–2 minutes on two idle cores (see the README for the measurement).
 
 `--keep` leaves the server running (until Ctrl-C) and prints the UI's address; otherwise the server
 stops at the end and the demo prints how to reopen its data directory, never an address that is dead.
@@ -41,6 +41,7 @@ DEMO_ANALYSIS: dict[str, Any] = {
     "image_size": 64,
     "fractions": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
     "seeds": 3,
+    "baselines": ["pca"],
     "deltas": [HEADLINE_DELTA, 0.01, 0.1],
     "delta_mode": HEADLINE_MODE,
 }

@@ -97,9 +97,9 @@ def _shown(driver: Any) -> dict[str, str]:
     }
 
 
-def _screenshot(driver: Any, name: str) -> None:
+def _screenshot(driver: Any, name: str, max_height: int = 3000) -> None:
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(int(height) + 40, 700), 3000))
+    driver.set_window_size(1280, min(max(int(height) + 40, 700), max_height))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(SCREENSHOTS / name)), name
     driver.set_window_size(1280, 1000)
@@ -135,9 +135,22 @@ def test_submit_follow_and_query_a_job_in_the_browser(serve, browser):
     driver.find_element(*_by("#submit")).click()
     _wait(driver).until(lambda d: "/ui/jobs/" in d.current_url)
     job_id = driver.find_element(*_by("body")).get_attribute("data-job")
+
+    # A second, larger job queued behind it: cancelled from its page, it ends cancelled.
+    with server.client() as api:
+        other = api.post("/v1/jobs", json={**SMALL_JOB_EXAMPLE, "dataset": {"spec": "digits"}, "seeds": 5}).json()
+    driver.get(f"{server.base}/ui/jobs/{other['id']}")
+    _wait(driver).until(lambda d: d.find_element(*_by("#cancel")).is_displayed())
+    driver.find_element(*_by("#cancel")).click()
+    _wait(driver, 120).until(lambda d: d.find_element(*_by("#job-status")).text == "cancelled")
+    assert not driver.find_element(*_by("#cancel")).is_displayed()
+    assert driver.find_element(*_by("#delete")).is_displayed()
+
+    driver.get(f"{server.base}/ui/jobs/{job_id}")
     _wait_for_result(driver, server)
 
     with server.client() as api:
+        assert api.get(f"/v1/jobs/{other['id']}").json()["status"] == "cancelled"
         job = api.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded"
         assert job["request"]["model"] == SMALL_JOB_EXAMPLE["model"]
@@ -184,10 +197,10 @@ def test_submit_follow_and_query_a_job_in_the_browser(serve, browser):
         cell = _by(f'tr[data-job="{job_id}"] .answer-cell')
         _wait(driver).until(lambda d: d.find_element(*cell).text not in ("", "…"))
         assert driver.find_element(*cell).text.startswith(_answer_text(default))
-        _screenshot(driver, "ui-jobs.png")
-        _select(driver, "#status-filter", "failed")
-        _wait(driver).until(lambda d: "status=failed" in d.current_url)
-        _wait(driver).until(lambda d: d.find_element(*_by("#jobs-empty")).is_displayed())
+        _screenshot(driver, "ui-jobs.png", max_height=700)
+        _select(driver, "#status-filter", "cancelled")
+        _wait(driver).until(lambda d: "status=cancelled" in d.current_url)
+        _wait(driver).until(lambda d: d.find_elements(*_by(f'tr[data-job="{other["id"]}"]')))
         assert not driver.find_elements(*_by(f'tr[data-job="{job_id}"]'))
 
         # Delete from the job page.
@@ -214,7 +227,7 @@ def test_api_docs_render_offline(serve, browser):
              for b in driver.find_elements(*_by(".opblock"))}
     assert shown == operations
     assert _only_local_requests(driver, server) == []
-    _screenshot(driver, "api-docs.png")
+    _screenshot(driver, "api-docs.png", max_height=1100)
 
     driver.get(server.base + "/redoc")
     _wait(driver, 60).until(lambda d: d.find_elements(*_by("[data-section-id^='tag/jobs']")))

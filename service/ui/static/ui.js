@@ -375,6 +375,9 @@ async function jobPage() {
     $("#delta").value = String(d0);
     $("#delta-num").value = String(d0);
     fillBaselines(report);
+    const warnings = report.warnings || [];
+    $("#warnings").replaceChildren(...warnings.map((w) => el("li", {}, w)));
+    $("#warnings").hidden = !warnings.length;
     downloadLink($("#dl-report"), `${base}/result`, `redundancy-${id}.json`);
     downloadLink($("#dl-png"), `${base}/plot.png`, `redundancy-${id}.png`);
     downloadLink($("#dl-svg"), `${base}/plot.svg`, `redundancy-${id}.svg`);
