@@ -19,8 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "img"
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",

@@ -4,12 +4,14 @@ answer against the API, and render /docs and /redoc with no network beyond this 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.schemas import SMALL_JOB_EXAMPLE
-from tests.ui.conftest import SCREENSHOTS, Server
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +56,7 @@ def _fill_small_job(driver: Any, max_train: str) -> None:
     _select(driver, "#f-delta-mode", job["delta_mode"])
 
 
-def _wait_for_result(driver: Any, server: Server) -> None:
+def _wait_for_result(driver: Any, server: Any) -> None:
     def done(d: Any) -> bool:
         status = d.find_element(*_by("#job-status")).text
         if status in ("failed", "cancelled"):
@@ -105,7 +107,7 @@ def _screenshot(driver: Any, name: str, max_height: int = 3000) -> None:
     driver.set_window_size(1280, 1000)
 
 
-def _only_local_requests(driver: Any, server: Server) -> list[str]:
+def _only_local_requests(driver: Any, server: Any) -> list[str]:
     urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     return [u for u in urls if not (u.startswith(server.base) or u.startswith("blob:") or u.startswith("data:"))]
 
@@ -267,7 +269,7 @@ def test_auth_on_key_entered_once(serve, browser):
         assert anon.get(f"/v1/jobs/{job_id}").status_code == 401
 
 
-def httpx_without_key(server: Server) -> Any:
+def httpx_without_key(server: Any) -> Any:
     import httpx
 
     return httpx.Client(base_url=server.base, timeout=30)
