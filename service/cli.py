@@ -21,6 +21,7 @@ import time
 
 from service.core import migrate
 from service.core.config import get_settings
+from service.startup import print_component, quiet_celery, quiet_libraries, uvicorn_log_config
 
 log = logging.getLogger("advisor")
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-migrate", dest="migrate", action="store_false")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--verbose", action="store_true", help="Also print the Alembic, Celery and Uvicorn banners.")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="Run a Celery worker for analysis jobs.")
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-c", "--concurrency", type=int, default=1, help="Jobs at once (default 1: one GPU).")
     worker.add_argument("-n", "--hostname", default=None)
     worker.add_argument("-l", "--loglevel", default="info")
+    worker.add_argument("--quiet", action="store_true", help="No Celery start-up banner.")
     worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="Database migrations (Alembic).")
@@ -107,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="A seconds-long job (random weights, tiny caps) instead of the real demo.",
     )
     demo.add_argument("--timeout", type=float, default=1800.0)
+    demo.add_argument(
+        "--keep", action="store_true", help="Leave the server running (until Ctrl-C) and print the UI URL."
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -156,6 +162,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
+    if args.quiet:
+        argv.insert(0, "--quiet")  # a global `celery` option: it comes before the command
+        quiet_celery()
     app.worker_main(argv)
     return 0
 
@@ -163,8 +172,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 class _EmbeddedWorker:
     """A `advisor worker --pool=solo` subprocess, restarted if it dies while the API runs."""
 
-    def __init__(self, env: dict[str, str], loglevel: str) -> None:
-        self.env, self.loglevel = env, loglevel
+    def __init__(self, env: dict[str, str], loglevel: str, quiet: bool = False) -> None:
+        self.env, self.loglevel, self.quiet = env, loglevel, quiet
         self.proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="embedded-worker", daemon=True)
@@ -179,8 +188,10 @@ class _EmbeddedWorker:
             "--concurrency=1",
             f"--loglevel={'warning' if self.loglevel == 'info' else self.loglevel}",
         ]
+        if self.quiet:
+            cmd.append("--quiet")
         self.proc = subprocess.Popen(cmd, env=self.env)
-        log.info("embedded worker started (pid %s)", self.proc.pid)
+        log.debug("embedded worker started (pid %s)", self.proc.pid)
 
     def start(self) -> None:
         self._spawn()
@@ -209,6 +220,7 @@ class _EmbeddedWorker:
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     _logging(args.log_level)
+    quiet_libraries(args.verbose)
     import uvicorn  # lazy: only `serve` needs the HTTP server
 
     from service.main import create_app  # lazy: a worker process never imports FastAPI
@@ -218,22 +230,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate_first = args.migrate if args.migrate is not None else settings.db_url.startswith("sqlite")
     if migrate_first:
         migrate.upgrade(settings.db_url)
+    print_component("database", f"{settings.db_url.split('://')[0]}, schema {migrate.current(settings.db_url)}"
+                    + (", migrated at start" if migrate_first else ""))
     start_worker = args.worker if args.worker is not None else settings.start_worker_with_api
     worker = None
     if start_worker:
         env = dict(os.environ)
         env["DATA_DIR"] = str(settings.data_path)
         env.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
-        worker = _EmbeddedWorker(env, args.log_level)
+        worker = _EmbeddedWorker(env, args.log_level, quiet=not args.verbose)
         worker.start()
+        print_component("worker", f"embedded Celery worker, pid {worker.proc.pid if worker.proc else '?'}")
+    else:
+        print_component("worker", "none here: jobs wait for `advisor worker` on the broker")
     mode = "embedded (SQLite + local worker)" if settings.embedded else "production"
-    print(
-        f"advisor: serving on http://{args.host}:{args.port} — {mode}; data in {settings.data_path}",
-        flush=True,
-    )
+    print_component("data", f"{settings.data_path}; {mode}")
+    print_component("api", f"http://{args.host}:{args.port} (web UI /ui/, API docs /docs)")
     try:
         app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_config=uvicorn_log_config(args.log_level, args.verbose),
+                    log_level=None)
     finally:
         if worker is not None:
             worker.stop()
@@ -243,7 +259,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo  # lazy: only `demo` needs the HTTP client
 
-    return run_demo(data_dir=args.data_dir, port=args.port, quick=args.quick, timeout=args.timeout)
+    return run_demo(data_dir=args.data_dir, port=args.port, quick=args.quick, timeout=args.timeout,
+                    keep=args.keep)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
+from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
 from service.api.metrics import RequestMetrics
 from service.api.routes import catalog, health, jobs, recommendations
+from service.api.ui import install_ui
 from service.core.config import Settings
 from service.core.maintenance import MaintenanceThread
 from service.core.queue import BrokerProbe, JobQueue
@@ -64,6 +66,8 @@ def build_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_offline_docs
+        redoc_url=None,
         openapi_tags=[
             {"name": "jobs", "description": "Submit, poll, cancel and delete analyses; read results."},
             {"name": "recommendations", "description": "Minimal neuron fraction for a model and dataset."},
@@ -78,6 +82,8 @@ def build_app(
     install_error_handlers(app)
     for module in (jobs, recommendations, catalog, health):
         app.include_router(module.router)
+    install_offline_docs(app)
+    install_ui(app)
 
     @app.middleware("http")
     async def _timing(request: Request, call_next: Callable) -> Response:  # type: ignore[type-arg]

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from service.schemas import SMALL_JOB_EXAMPLE
+
+from service.api.schemas import SMALL_JOB_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SRC = ROOT / "client"

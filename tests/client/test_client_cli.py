@@ -276,7 +276,7 @@ def test_client_models_mirror_the_service_schemas():
     """Every field the server sends has a typed place in the client's models (and the same alias)."""
     from advisor_client import models as client_models
 
-    from service import schemas
+    from service.api import schemas
 
     def aliases(model: Any) -> set[str]:
         return {f.alias or name for name, f in model.model_fields.items()}

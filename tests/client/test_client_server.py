@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def done_job(server):
     """One small job, run to success once for the module's read-only checks."""
-    from service.schemas import SMALL_JOB_EXAMPLE
+    from service.api.schemas import SMALL_JOB_EXAMPLE
 
     with Advisor(server) as advisor:
         job = advisor.submit(**SMALL_JOB_EXAMPLE)
