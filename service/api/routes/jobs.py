@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 
 from redundancy.plots import render
 from redundancy.report import Report
-from service.api.deps import OwnerDep, QueueDep, SessionDep
+from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.errors import validation_problem
+from service.api.openapi import binary_response
 from service.api.schemas import (
     DEMO_JOB,
     LOGISTIC_JOB_EXAMPLE,
@@ -22,7 +23,7 @@ from service.api.schemas import (
     Problem,
     RecommendationOut,
 )
-from service.api.validation import check_config
+from service.api.validation import check_callback_url, check_config
 from service.core import lifecycle, queries, results
 from service.core.status import JobStatus
 
@@ -65,6 +66,7 @@ def submit_job(
     session: SessionDep,
     owner: OwnerDep,
     queue: QueueDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -77,7 +79,9 @@ def submit_job(
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
     check_config(body)
-    job, created = lifecycle.create(session, body, owner=owner, idempotency_key=idempotency_key)
+    check_callback_url(body.callback_url, settings)
+    job, created = lifecycle.create(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
+                                    callback_url=body.callback_url)
     if created:
         try:
             queue.enqueue(job.id)
@@ -243,12 +247,11 @@ def _plot(job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: s
 
 def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
     return {
-        200: {
-            "content": {PLOT_MEDIA_TYPES[fmt]: ({"schema": {"type": "string", "format": "binary"}}
-                                                if fmt == "png" else {"schema": {"type": "string"}})},
-            "description": f"The stored report rendered as {fmt.upper()}: accuracy (random subsets ± std, "
+        200: binary_response(
+            PLOT_MEDIA_TYPES[fmt],
+            f"The stored report rendered as {fmt.upper()}: accuracy (random subsets ± std, "
             "refinement probes, baselines, δ band and f*), CKA and per-class Gini against the fraction.",
-        },
+        ),
         404: {**PROBLEM, "description": "No such job"},
         409: {**PROBLEM, "description": "Not succeeded (yet): queued, running, failed or cancelled"},
         422: {**PROBLEM, "description": "δ out of range"},
