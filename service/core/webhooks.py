@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
 import socket
 import uuid
@@ -137,10 +138,11 @@ def master_secret(secret_setting: str, data_path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
         try:
-            tmp.link(path)  # atomic: a racing process keeps the first secret
+            os.link(tmp, path)  # atomic: a racing process keeps the first secret
         except FileExistsError:
             pass
         finally:
