@@ -28,7 +28,7 @@ def healthz() -> Health:
     responses={
         503: {
             "model": Problem,
-            "content": {"application/problem+json": {}},
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
             "description": "Not ready; `checks` says what failed",
         }
     },
