@@ -5,6 +5,7 @@ engine); the sender is called directly (`run_deliveries_once`), as the API's sen
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import ipaddress
@@ -17,9 +18,15 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import webhooks
 from service.core.webhook_delivery import run_deliveries_once
 from service.main import create_app
+from workers.runner import execute_job
+
+
+def small_job(**over: object) -> dict:
+    return {**copy.deepcopy(SMALL_JOB_EXAMPLE), **over}
 
 
 class Receiver:
@@ -62,8 +69,6 @@ def settings(tmp_path, settings_factory):  # the harness's settings: loopback ca
 
 
 def _finished_job(harness, receiver: Receiver, **over) -> dict:
-    from conftest import small_job
-
     job = harness.submit(small_job(callback_url=receiver.url, **over))
     harness.run_all()
     return harness.client.get(f"/v1/jobs/{job['id']}").json()
@@ -152,8 +157,6 @@ def test_gives_up_after_max_attempts_when_nothing_listens(harness, receiver):
 
 
 def test_failed_and_cancelled_jobs_announce_themselves(harness, receiver, engine):
-    from conftest import small_job
-
     engine.raise_ = RuntimeError("boom")
     failed = _finished_job(harness, receiver)
     queued = harness.submit(small_job(callback_url=receiver.url, seeds=3))
@@ -181,8 +184,6 @@ def test_deleting_a_job_drops_its_deliveries(harness, receiver):
 
 
 def test_idempotency_key_covers_the_callback_url(harness, receiver):
-    from conftest import small_job
-
     first = harness.submit(small_job(callback_url=receiver.url), **{"Idempotency-Key": "k1"})
     again = harness.client.post("/v1/jobs", json=small_job(callback_url=receiver.url),
                                 headers={"Idempotency-Key": "k1"})
@@ -207,8 +208,6 @@ def test_idempotency_key_covers_the_callback_url(harness, receiver):
     ],
 )
 def test_private_and_malformed_callback_urls_are_refused(harness, url, says):
-    from conftest import small_job
-
     r = harness.client.post("/v1/jobs", json=small_job(callback_url=url))
     assert r.status_code == 422, r.text
     [err] = r.json()["errors"]
@@ -217,8 +216,6 @@ def test_private_and_malformed_callback_urls_are_refused(harness, url, says):
 
 
 def test_loopback_is_refused_unless_the_setting_allows_it(tmp_path, settings_factory, recording_queue, receiver):
-    from conftest import small_job
-
     s = settings_factory(tmp_path)  # ADVISOR_WEBHOOK_ALLOW unset
     with TestClient(create_app(s, queue=recording_queue, maintenance=False)) as client:
         for url in (receiver.url, receiver.url.replace("127.0.0.1", "localhost"), "http://[::1]:9/"):
@@ -235,19 +232,15 @@ def test_an_address_refused_at_send_time_fails_without_retry(harness, receiver, 
     assert receiver.got == []
 
 
-def test_each_api_key_signs_with_its_own_secret(tmp_path, settings_factory, receiver, engine):
-    from conftest import Harness, small_job
-
+def test_each_api_key_signs_with_its_own_secret(tmp_path, settings_factory, receiver, engine, recording_queue):
     s = settings_factory(tmp_path, api_keys="key-one,key-two", webhook_allow="loopback")
-    h = Harness(s, None, engine)
-    with TestClient(create_app(s, queue=h, maintenance=False)) as client:
-        h.client = client
+    with TestClient(create_app(s, queue=recording_queue, maintenance=False)) as client:
         one = client.get("/v1/webhooks/secret", headers={"X-API-Key": "key-one"}).json()["secret"]
         two = client.get("/v1/webhooks/secret", headers={"X-API-Key": "key-two"}).json()["secret"]
         assert one != two and one.startswith("whsec_") and len(base64.b64decode(one[6:])) == 32
         assert client.get("/v1/webhooks/secret").status_code == 401
         job = client.post("/v1/jobs", json=small_job(callback_url=receiver.url), headers={"X-API-Key": "key-two"})
-        h.run_all()
+        execute_job(job.json()["id"], s, analyze=engine, worker_name="test")
         theirs = client.get(f"/v1/jobs/{job.json()['id']}/deliveries", headers={"X-API-Key": "key-one"})
         assert theirs.status_code == 404
     run_deliveries_once(s)
