@@ -43,3 +43,13 @@ __all__ = [
     "job_body",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """`verify_webhook` and `WebhookVerificationError` from `advisor_client.webhooks`, loaded on first use:
+    they need the optional `standardwebhooks` (`pip install './client[webhooks]'`)."""
+    if name in ("verify_webhook", "WebhookVerificationError"):
+        from advisor_client import webhooks  # lazy: the optional extra is imported only by receivers
+
+        return getattr(webhooks, name)
+    raise AttributeError(f"module 'advisor_client' has no attribute {name!r}")

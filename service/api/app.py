@@ -1,4 +1,5 @@
-"""The FastAPI application: routes, problem+json handlers, request metrics and the maintenance sweep.
+"""The FastAPI application: routes, problem+json handlers, request metrics, the maintenance sweep and the
+webhook sender (both background threads, off with ``maintenance=False``).
 
 It receives its queue (:class:`~service.core.queue.JobQueue`) and, optionally, a broker probe for
 readiness; it never builds them. The composition root (``service.main.create_app``) wires in Celery.
@@ -16,11 +17,13 @@ from fastapi import FastAPI, Request, Response
 from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
 from service.api.metrics import RequestMetrics
-from service.api.routes import catalog, health, jobs, recommendations
+from service.api.openapi import operation_id
+from service.api.routes import catalog, deliveries, health, jobs, recommendations
 from service.api.ui import install_ui
 from service.core.config import Settings
 from service.core.maintenance import MaintenanceThread
 from service.core.queue import BrokerProbe, JobQueue
+from service.core.webhook_delivery import DeliveryThread
 
 log = logging.getLogger("service.api")
 
@@ -55,7 +58,13 @@ def build_app(
         if maintenance and settings.maintenance_interval > 0:
             thread = MaintenanceThread(settings, queue, settings.maintenance_interval)
             thread.start()
+        sender = None
+        if maintenance and settings.webhook_poll_interval > 0:
+            sender = DeliveryThread(settings, settings.webhook_poll_interval)
+            sender.start()
         yield
+        if sender is not None:
+            sender.stop()
         if thread is not None:
             thread.stop()
         if on_shutdown is not None:
@@ -68,10 +77,12 @@ def build_app(
         lifespan=lifespan,
         docs_url=None,  # served offline by install_offline_docs
         redoc_url=None,
+        generate_unique_id_function=operation_id,
         openapi_tags=[
             {"name": "jobs", "description": "Submit, poll, cancel and delete analyses; read results."},
             {"name": "recommendations", "description": "Minimal neuron fraction for a model and dataset."},
             {"name": "catalog", "description": "Models and datasets this server can analyse."},
+            {"name": "webhooks", "description": "Signed job events (Standard Webhooks) and their deliveries."},
             {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
         ],
     )
@@ -80,7 +91,7 @@ def build_app(
     app.state.probe = probe
     app.state.request_metrics = RequestMetrics()
     install_error_handlers(app)
-    for module in (jobs, recommendations, catalog, health):
+    for module in (jobs, deliveries, recommendations, catalog, health):
         app.include_router(module.router)
     install_offline_docs(app)
     install_ui(app)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from redundancy.config import AnalysisConfig
 from redundancy.report import Recommendation
+from service.core.links import job_links
 from service.core.models import Job, as_utc
 from service.core.status import JobStatus
 
@@ -110,6 +111,19 @@ class JobCreate(AnalysisConfig):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_document_fields)
 
+    callback_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Webhook: when the job succeeds, fails or is cancelled the server POSTs a signed event "
+        "here (Standard Webhooks; verify with the secret from `GET /v1/webhooks/secret`). http or https; "
+        "the host must resolve to public addresses unless the server allows others.",
+        examples=["https://ci.example.com/hooks/advisor"],
+    )
+
+    def analysis_config(self) -> AnalysisConfig:
+        """The engine's part of the request (everything but the service's own fields)."""
+        return AnalysisConfig.model_validate(self.model_dump(exclude={"callback_url"}))
+
 
 class JobError(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. `unknown_dataset`, `internal_error`.")
@@ -124,18 +138,11 @@ class JobLinks(BaseModel):
     cancel: str
     plot_png: str
     plot_svg: str
+    deliveries: str
 
     @classmethod
     def of(cls, job_id: str) -> JobLinks:
-        base = f"/v1/jobs/{job_id}"
-        return cls(
-            self=base,
-            result=f"{base}/result",
-            recommendation=f"{base}/recommendation",
-            cancel=f"{base}/cancel",
-            plot_png=f"{base}/plot.png",
-            plot_svg=f"{base}/plot.svg",
-        )
+        return cls(**job_links(job_id))
 
 
 class JobOut(BaseModel):
@@ -154,6 +161,7 @@ class JobOut(BaseModel):
     config_hash: str
     attempts: int = 0
     request: dict[str, Any] = Field(description="The normalised analysis configuration.")
+    callback_url: str | None = Field(None, description="Where the job's webhook event goes, if anywhere.")
     links: JobLinks
 
     model_config = ConfigDict(
@@ -180,6 +188,7 @@ class JobOut(BaseModel):
                         "cancel": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/cancel",
                         "plot_png": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/plot.png",
                         "plot_svg": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/plot.svg",
+                        "deliveries": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/deliveries",
                     },
                 }
             ]
@@ -206,6 +215,7 @@ class JobOut(BaseModel):
             config_hash=job.config_hash,
             attempts=job.attempts or 0,
             request=job.request,
+            callback_url=job.callback_url,
             links=JobLinks.of(job.id),
         )
 

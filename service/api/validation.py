@@ -14,6 +14,8 @@ from redundancy.datasets.registry import parse_spec
 from redundancy.errors import RedundancyError
 from redundancy.models.loading import check_model_name
 from service.api.errors import ProblemError
+from service.core.config import Settings
+from service.core.webhooks import Allowance, callback_url_problem
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")
 BUNDLED_MODEL = "tf_efficientnet_lite0"
@@ -62,3 +64,12 @@ def check_model(name: str, weights: str) -> None:
 def check_config(config: AnalysisConfig) -> None:
     check_dataset_spec(config.dataset.spec)
     check_model(config.model.name, config.model.weights)
+
+
+def check_callback_url(url: str | None, settings: Settings) -> None:
+    """A webhook target must be http(s) and resolve to addresses the server allows (public by default)."""
+    if url is None:
+        return
+    problem = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
+    if problem is not None:
+        raise field_error("callback_url", problem, "callback_url_refused")

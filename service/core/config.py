@@ -30,6 +30,14 @@ Environment variables (all optional):
 ``ADVISOR_HEARTBEAT``           Seconds between the worker's progress/heartbeat writes (2).
 ``ADVISOR_EMBEDDED_WORKER``     Force ``advisor serve`` to start (true) or not start (false) a
                                 worker subprocess; default: only when ``BROKER_URL`` is unset.
+``ADVISOR_WEBHOOK_SECRET``      Master secret from which each API key's webhook signing secret is
+                                derived (set it when several API processes run); default: one
+                                generated in ``DATA_DIR/webhook_secret``.
+``ADVISOR_WEBHOOK_ALLOW``       Callback addresses allowed although not public: ``loopback``,
+                                ``private``, ``link-local`` and/or CIDRs (default: none).
+``ADVISOR_WEBHOOK_MAX_ATTEMPTS`` Delivery attempts per event (6); ``ADVISOR_WEBHOOK_BACKOFF``
+                                seconds before the 2nd, doubling (10); ``ADVISOR_WEBHOOK_TIMEOUT`` (10).
+``ADVISOR_PUBLIC_URL``          Base URL that makes the links in webhook events absolute.
 ==============================  =============================================================
 """
 
@@ -70,6 +78,20 @@ class Settings(BaseSettings):
     embedded_worker: bool | None = None
     broker_polling_interval: float = 0.5
     maintenance_interval: float = 15.0
+
+    # ---- webhooks and metrics (issue 11) ----------------------------------------------------
+    webhook_secret: str = ""
+    """Master secret of the per-API-key webhook secrets; empty: generated once in DATA_DIR/webhook_secret."""
+    webhook_allow: str = ""
+    """Non-public callback addresses to allow: `loopback`, `private`, `link-local` and/or CIDRs (comma-separated)."""
+    webhook_max_attempts: int = Field(6, ge=1, le=50)
+    webhook_backoff: float = Field(10.0, ge=0.0)
+    """Seconds before the second attempt; doubling after each failed attempt (capped at one hour)."""
+    webhook_timeout: float = Field(10.0, gt=0.0)
+    webhook_poll_interval: float = 1.0
+    """How often the API process looks for due deliveries (0: never; tests call it themselves)."""
+    public_url: str = ""
+    """This server's public base URL (e.g. https://advisor.example.com): webhook links become absolute."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

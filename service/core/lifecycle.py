@@ -14,6 +14,9 @@
     cancel:  queued ─▶ cancelled at once; running ─▶ cancel_requested (the worker stops at its next checkpoint)
     delete:  a finished job and its rows
 
+Every transition into succeeded, failed or cancelled records the job's webhook event in its own
+transaction (``_announce`` → :func:`service.core.webhooks.record_event`; sent later, elsewhere).
+
 Postgres (or the embedded SQLite file) is the truth about a job. Every change is one conditional
 ``UPDATE ... WHERE`` so that the API, the maintenance sweep, a worker and a second worker racing on a
 duplicate message cannot both win: a queued job is fenced by its status (and, when sent, by its send
@@ -36,9 +39,9 @@ from sqlalchemy.orm import Session
 
 from redundancy.config import AnalysisConfig
 from redundancy.report import Report
-from service.core import results
+from service.core import results, webhooks
 from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
-from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
+from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, WebhookDelivery, utcnow
 from service.core.queries import get_job
 from service.core.status import JobStatus
 
@@ -50,14 +53,34 @@ MAX_ATTEMPTS = 3
 QUEUED, RUNNING = JobStatus.QUEUED, JobStatus.RUNNING
 
 
-def _update(session: Session, job_id: str, *fence: sa.ColumnElement[bool], **values: Any) -> bool:
-    """``UPDATE jobs SET values WHERE id = job_id AND fence``; True when it changed the row."""
+def _execute(session: Session, job_id: str, *fence: sa.ColumnElement[bool], **values: Any) -> bool:
+    """``UPDATE jobs SET values WHERE id = job_id AND fence`` (not committed); True when it changed the row."""
     stmt = sa.update(Job).where(Job.id == job_id, *fence).values(**values)
     # "fetch": a Job already loaded in this session sees the change (Python-side evaluation of the fence
     # would compare SQLite's naive datetimes with aware ones).
     res = session.execute(stmt.execution_options(synchronize_session="fetch"))
-    session.commit()
     return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+def _update(session: Session, job_id: str, *fence: sa.ColumnElement[bool], **values: Any) -> bool:
+    """One non-terminal transition, committed."""
+    changed = _execute(session, job_id, *fence, **values)
+    session.commit()
+    return changed
+
+
+def _terminal(session: Session, job_id: str, *fence: sa.ColumnElement[bool], **values: Any) -> bool:
+    """One transition into succeeded, failed or cancelled, committed with the job's webhook event."""
+    changed = _execute(session, job_id, *fence, **values)
+    if changed:
+        _announce(session, job_id)
+    session.commit()
+    return changed
+
+
+def _announce(session: Session, job_id: str) -> None:
+    """The one place a finished job's webhook event is recorded (inside its terminal transaction)."""
+    webhooks.record_event(session, job_id)
 
 
 def _held(attempt: int) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
@@ -70,15 +93,21 @@ def _held(attempt: int) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]
 
 
 def create(
-    session: Session, config: AnalysisConfig, *, owner: str, idempotency_key: str | None
+    session: Session,
+    config: AnalysisConfig,
+    *,
+    owner: str,
+    idempotency_key: str | None,
+    callback_url: str | None = None,
 ) -> tuple[Job, bool]:
     """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
-    same config). The same key with another config raises :class:`IdempotencyConflict`."""
+    same config, same callback URL). The same key with another config or callback URL raises
+    :class:`IdempotencyConflict`."""
     chash = config.config_hash()
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
-            return _replay(existing, chash, idempotency_key), False
+            return _replay(existing, chash, callback_url, idempotency_key), False
     job = Job(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -93,6 +122,7 @@ def create(
         created_at=utcnow(),
         enqueue_count=0,
         attempts=0,
+        callback_url=callback_url,
     )
     session.add(job)
     try:
@@ -102,7 +132,7 @@ def create(
         existing = _by_key(session, owner, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, chash, idempotency_key or ""), False
+        return _replay(existing, chash, callback_url, idempotency_key or ""), False
     return job, True
 
 
@@ -110,8 +140,8 @@ def _by_key(session: Session, owner: str, key: str) -> Job | None:
     return session.scalar(sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
-def _replay(existing: Job, chash: str, key: str) -> Job:
-    if existing.config_hash != chash:
+def _replay(existing: Job, chash: str, callback_url: str | None, key: str) -> Job:
+    if existing.config_hash != chash or existing.callback_url != callback_url:
         raise IdempotencyConflict(key, existing.id)
     return existing
 
@@ -205,7 +235,7 @@ def cancel(session: Session, job_id: str, owner: str) -> Job:
     """Queued → cancelled now; running → flag for the worker (it stops at its next checkpoint).
     Cancelling a cancelled job is a no-op; a succeeded or failed one raises :class:`AlreadyFinished`."""
     job = get_job(session, job_id, owner)
-    stopped = _update(
+    stopped = _terminal(
         session,
         job.id,
         Job.status == QUEUED,
@@ -247,6 +277,8 @@ def succeed(session: Session, job_id: str, attempt: int, report: Report, timings
         job.finished_at = now
         job.heartbeat_at = now
         job.stage_timings = {k: float(v) for k, v in (report.timings or timings).items()}
+        session.flush()
+        _announce(session, job_id)
         session.commit()
     except BaseException:
         session.rollback()
@@ -285,7 +317,7 @@ def _finish(
     **values: Any,
 ) -> bool:
     now = utcnow()
-    return _update(
+    return _terminal(
         session, job_id, *_held(attempt), status=status, finished_at=now, heartbeat_at=now,
         stage_timings=stage_timings, **values,
     )
@@ -310,7 +342,7 @@ def requeue_stale(session: Session, job_id: str, attempt: int, stale_before: dt.
 
 def fail_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
     """running → failed (``worker_lost``): its worker was lost on every one of its attempts."""
-    return _update(
+    return _terminal(
         session, job_id, *_stale(attempt, stale_before),
         status=JobStatus.FAILED, finished_at=utcnow(), error_code="worker_lost",
         error_message=f"The worker running this job stopped responding {attempt} times (killed, out of "
@@ -320,7 +352,7 @@ def fail_stale(session: Session, job_id: str, attempt: int, stale_before: dt.dat
 
 def cancel_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
     """running with cancel requested → cancelled: the worker died before it could stop."""
-    return _update(
+    return _terminal(
         session, job_id, *_stale(attempt, stale_before),
         status=JobStatus.CANCELLED, finished_at=utcnow(), message="worker lost after cancel",
     )
@@ -335,7 +367,7 @@ def delete(session: Session, job_id: str, owner: str) -> None:
     job = get_job(session, job_id, owner)
     if not job.status.finished:
         raise NotFinished(job.id, job.status)
-    for model in (CurvePointRow, RecommendationRow, JobResult):
+    for model in (CurvePointRow, RecommendationRow, JobResult, WebhookDelivery):
         session.execute(sa.delete(model).where(model.job_id == job.id))
     session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
     session.commit()

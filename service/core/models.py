@@ -84,6 +84,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     worker: Mapped[str | None] = mapped_column(sa.String(255))
     stage_timings: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+    callback_url: Mapped[str | None] = mapped_column(sa.Text)  # webhook target (service.core.webhooks)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False
@@ -141,3 +142,27 @@ class RecommendationRow(Base):
     full_accuracy: Mapped[float] = mapped_column(sa.Float)
     fairness: Mapped[dict[str, Any]] = mapped_column(JSONType)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class WebhookDelivery(Base):
+    """One webhook event of a job (its ``id`` is the ``webhook-id``) and its delivery attempts so far.
+
+    Written in the transaction that finishes the job (:func:`service.core.webhooks.record_event`); sent
+    by :mod:`service.core.webhook_delivery`. ``state``: pending → delivered | failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.Index("ix_webhook_deliveries_state_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(sa.String(32))
+    url: Mapped[str] = mapped_column(sa.Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)

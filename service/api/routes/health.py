@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.api.deps import ProbeDep, SessionDep, SettingsDep
 from service.api.errors import problem_response
-from service.api.metrics import render_db_metrics
+from service.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.api.metrics import render as render_metrics
 from service.api.schemas import Health, Problem
 from service.core.db import get_engine
 
@@ -27,7 +28,7 @@ def healthz() -> Health:
     responses={
         503: {
             "model": Problem,
-            "content": {"application/problem+json": {}},
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
             "description": "Not ready; `checks` says what failed",
         }
     },
@@ -59,13 +60,14 @@ def readyz(settings: SettingsDep, broker: ProbeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-def metrics(request: Request, session: SessionDep, broker: ProbeDep) -> PlainTextResponse:
-    lines = request.app.state.request_metrics.render()
-    try:
-        depth = broker.depth() if broker is not None else None
-        lines += render_db_metrics(session, depth)
-        lines += ["# HELP advisor_up Database reachable.", "# TYPE advisor_up gauge", "advisor_up 1"]
-    except Exception:  # noqa: BLE001
-        lines += ["# HELP advisor_up Database reachable.", "# TYPE advisor_up gauge", "advisor_up 0"]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                     "description": "Prometheus text exposition format 0.0.4."}},
+)
+def metrics(request: Request, session: SessionDep, broker: ProbeDep) -> Response:
+    depth = broker.depth() if broker is not None else None
+    body = render_metrics(request.app.state.request_metrics, session, depth)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from redundancy.plots import render
 from redundancy.report import Report
-from service.api.deps import OwnerDep, QueueDep, SessionDep
+from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.errors import validation_problem
+from service.api.openapi import binary_response, negotiate
 from service.api.schemas import (
     DEMO_JOB,
     LOGISTIC_JOB_EXAMPLE,
@@ -22,7 +23,7 @@ from service.api.schemas import (
     Problem,
     RecommendationOut,
 )
-from service.api.validation import check_config
+from service.api.validation import check_callback_url, check_config
 from service.core import lifecycle, queries, results
 from service.core.status import JobStatus
 
@@ -30,7 +31,11 @@ log = logging.getLogger("service.api.jobs")
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+# The body is problem+json: its schema is declared there (first), so generated clients parse errors as Problem.
+PROBLEM = {
+    "model": Problem,
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
 JobId = Annotated[str, Path(description="The job's id (a UUID).", examples=["6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01"])]
 
 
@@ -65,6 +70,7 @@ def submit_job(
     session: SessionDep,
     owner: OwnerDep,
     queue: QueueDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -77,7 +83,9 @@ def submit_job(
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
     check_config(body)
-    job, created = lifecycle.create(session, body, owner=owner, idempotency_key=idempotency_key)
+    check_callback_url(body.callback_url, settings)
+    job, created = lifecycle.create(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
+                                    callback_url=body.callback_url)
     if created:
         try:
             queue.enqueue(job.id)
@@ -229,26 +237,25 @@ PlotDeltas = Annotated[
 
 
 def _plot(job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: str,
-          deltas: list[float] | None) -> Response:
+          deltas: list[float] | None, accept: str | None) -> Response:
     job = queries.get_job(session, job_id, owner)
     wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
     report = results.load_report(session, job)
     body = render(report, fmt, deltas=wanted)
     return Response(
         content=body,
-        media_type=PLOT_MEDIA_TYPES[fmt],
+        media_type=negotiate(accept, PLOT_MEDIA_TYPES[fmt]),
         headers={"Content-Disposition": f'inline; filename="redundancy-{job.id}.{fmt}"'},
     )
 
 
 def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
     return {
-        200: {
-            "content": {PLOT_MEDIA_TYPES[fmt]: ({"schema": {"type": "string", "format": "binary"}}
-                                                if fmt == "png" else {"schema": {"type": "string"}})},
-            "description": f"The stored report rendered as {fmt.upper()}: accuracy (random subsets ± std, "
+        200: binary_response(
+            PLOT_MEDIA_TYPES[fmt],
+            f"The stored report rendered as {fmt.upper()}: accuracy (random subsets ± std, "
             "refinement probes, baselines, δ band and f*), CKA and per-class Gini against the fraction.",
-        },
+        ),
         404: {**PROBLEM, "description": "No such job"},
         409: {**PROBLEM, "description": "Not succeeded (yet): queued, running, failed or cancelled"},
         422: {**PROBLEM, "description": "δ out of range"},
@@ -261,9 +268,11 @@ def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
     summary="Plot of the stored result (PNG)",
     responses=_plot_responses("png"),
 )
-def get_plot_png(job_id: JobId, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None) -> Response:
+def get_plot_png(
+    job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None
+) -> Response:
     """Rendered from the stored report with `redundancy.plots.render`; no probe is recomputed."""
-    return _plot(job_id, "png", session, owner, delta)
+    return _plot(job_id, "png", session, owner, delta, request.headers.get("accept"))
 
 
 @router.get(
@@ -272,6 +281,8 @@ def get_plot_png(job_id: JobId, session: SessionDep, owner: OwnerDep, delta: Plo
     summary="Plot of the stored result (SVG)",
     responses=_plot_responses("svg"),
 )
-def get_plot_svg(job_id: JobId, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None) -> Response:
+def get_plot_svg(
+    job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None
+) -> Response:
     """Rendered from the stored report with `redundancy.plots.render`; text stays text in the SVG."""
-    return _plot(job_id, "svg", session, owner, delta)
+    return _plot(job_id, "svg", session, owner, delta, request.headers.get("accept"))

@@ -1,0 +1,124 @@
+"""Sending webhook events: sign per Standard Webhooks, POST, record the attempt, retry with backoff.
+
+Runs **outside the request path and outside the job**: a :class:`DeliveryThread` in each API process
+polls the ``webhook_deliveries`` table (the outbox the job core writes when a job finishes) every
+``ADVISOR_WEBHOOK_POLL_INTERVAL`` seconds and sends what is due. A slow or failing receiver therefore
+never delays a job, a worker or a request, and a job's status never depends on its webhook. Several API
+processes may poll at once: each attempt is claimed first (:func:`service.core.webhooks.claim_attempt`).
+
+Signing uses the maintained ``standardwebhooks`` package (headers ``webhook-id``, ``webhook-timestamp``,
+``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">``) with the job owner's secret
+(:func:`service.core.webhooks.owner_secret`). HTTP is the standard library's ``http.client``: no
+redirects are followed (a redirect could lead to a private address) and nothing but the status is read.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import threading
+import time
+from urllib.parse import urlsplit
+
+from standardwebhooks import Webhook
+
+from service.core import webhooks
+from service.core.config import Settings
+from service.core.db import session_scope
+from service.core.links import job_links
+from service.core.models import utcnow
+
+log = logging.getLogger("service.webhooks")
+
+USER_AGENT = "redundancy-advisor-webhooks/1"
+LEASE_MARGIN = 30.0
+
+
+def signed_request(secret: str, msg_id: str, payload: dict[str, object]) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one attempt (a fresh timestamp, the same ``webhook-id`` every time)."""
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    now = utcnow()
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, now, body),
+    }
+    return body.encode(), headers
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float,
+         allow: webhooks.Allowance) -> webhooks.AttemptOutcome:
+    """One POST; any 2xx is success. The address is checked again first (a refusal is permanent)."""
+    start = time.perf_counter()
+    problem = webhooks.callback_url_problem(url, allow)
+    if problem is not None:
+        return webhooks.AttemptOutcome(None, f"refused: {problem}", 0.0, permanent=True)
+    parts = urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname or "", parts.port, timeout=timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read(65536)
+        code = resp.status
+    except (OSError, http.client.HTTPException) as exc:
+        return webhooks.AttemptOutcome(None, f"{type(exc).__name__}: {exc}"[:500], time.perf_counter() - start)
+    finally:
+        conn.close()
+    error = None if 200 <= code < 300 else f"HTTP {code}"
+    return webhooks.AttemptOutcome(code, error, time.perf_counter() - start)
+
+
+def run_deliveries_once(settings: Settings) -> dict[str, int]:
+    """Send every due delivery once; returns how many ended in each state this round."""
+    allow = webhooks.Allowance.parse(settings.webhook_allow)
+    master = webhooks.master_secret(settings.webhook_secret, settings.data_path)
+    with session_scope(settings.db_url) as s:
+        due = webhooks.due_deliveries(s, utcnow())
+    stats = dict.fromkeys(webhooks.STATES, 0)
+    for delivery_id, seen in due:
+        with session_scope(settings.db_url) as s:
+            claimed = webhooks.claim_attempt(s, delivery_id, seen, lease=settings.webhook_timeout + LEASE_MARGIN)
+        if claimed is None:
+            continue
+        payload = claimed.payload
+        if settings.public_url:
+            job_id = str(payload["data"]["job_id"])  # type: ignore[index]
+            payload["data"]["links"] = job_links(job_id, settings.public_url)  # type: ignore[index]
+        body, headers = signed_request(webhooks.owner_secret(master, claimed.owner), claimed.delivery_id, payload)
+        outcome = post(claimed.url, body, headers, settings.webhook_timeout, allow)
+        with session_scope(settings.db_url) as s:
+            state = webhooks.record_attempt(s, claimed, outcome, max_attempts=settings.webhook_max_attempts,
+                                            backoff=settings.webhook_backoff)
+        stats[state] += 1
+        if not outcome.ok:
+            log.warning("webhook %s attempt %d to %s: %s (now %s)", claimed.delivery_id, claimed.attempt,
+                        claimed.url, outcome.error, state)
+    return stats
+
+
+class DeliveryThread:
+    """Runs :func:`run_deliveries_once` every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, settings: Settings, interval: float) -> None:
+        self.settings, self.interval = settings, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="advisor-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.settings.webhook_timeout + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                run_deliveries_once(self.settings)
+            except Exception:  # noqa: BLE001 - e.g. schema not migrated yet: try again next round
+                log.warning("webhook round failed", exc_info=True)
