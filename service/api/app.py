@@ -10,12 +10,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from service.api.errors import install_error_handlers
+from service.api.limits import EdgeLimits, RateLimiter, rate_limited
 from service.api.metrics import RequestMetrics
 from service.api.routes import catalog, health, jobs, recommendations
+from service.api.schemas import Problem
 from service.core.config import Settings
 from service.core.maintenance import MaintenanceThread
 from service.core.queue import BrokerProbe, JobQueue
@@ -33,6 +36,15 @@ accuracy curve; nothing is recomputed.
 Errors are `application/problem+json` (RFC 9457). When the server has API keys configured, send yours
 in `X-API-Key` (or `Authorization: Bearer`); a key sees only its own jobs.
 """
+
+
+_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+V1_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**_PROBLEM, "description": "No or unknown API key (when the server has keys)"},
+    422: {**_PROBLEM, "description": "Invalid parameter (names it), e.g. a NUL byte"},
+    429: {**_PROBLEM, "description": "Over the per-key request rate (ADVISOR_RATE_LIMIT); see Retry-After"},
+    503: {**_PROBLEM, "description": "Database unavailable; see Retry-After"},
+}
 
 
 def build_app(
@@ -75,9 +87,12 @@ def build_app(
     app.state.queue = queue
     app.state.probe = probe
     app.state.request_metrics = RequestMetrics()
+    app.state.rate_limiter = RateLimiter(settings)
     install_error_handlers(app)
-    for module in (jobs, recommendations, catalog, health):
-        app.include_router(module.router)
+    for module in (jobs, recommendations, catalog):
+        app.include_router(module.router, dependencies=[Depends(rate_limited)], responses=V1_RESPONSES)
+    app.include_router(health.router)
+    app.add_middleware(EdgeLimits, settings=settings)
 
     @app.middleware("http")
     async def _timing(request: Request, call_next: Callable) -> Response:  # type: ignore[type-arg]

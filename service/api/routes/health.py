@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from service.api.deps import ProbeDep, SessionDep, SettingsDep
+from service.api.deps import OperatorDep, ProbeDep, SessionDep, SettingsDep, get_owner
 from service.api.errors import problem_response
 from service.api.metrics import render_db_metrics
 from service.api.schemas import Health, Problem
@@ -28,11 +28,13 @@ def healthz() -> Health:
         503: {
             "model": Problem,
             "content": {"application/problem+json": {}},
-            "description": "Not ready; `checks` says what failed",
+            "description": "Not ready; `checks` (shown to a caller with a key) says what failed",
         }
     },
 )
-def readyz(settings: SettingsDep, broker: ProbeDep) -> JSONResponse:
+def readyz(settings: SettingsDep, broker: ProbeDep, operator: OperatorDep) -> JSONResponse:
+    """Ready or not. The checks (what failed, and why) are shown only to a caller with a valid key (or to
+    everyone with `ADVISOR_METRICS_PUBLIC`): they name the database and the broker."""
     checks: dict[str, str] = {}
     try:
         with get_engine(settings.db_url).connect() as conn:
@@ -51,16 +53,29 @@ def readyz(settings: SettingsDep, broker: ProbeDep) -> JSONResponse:
     else:
         err = broker.ping()
         checks["broker"] = "ok" if err is None else f"error: {err}"
-    if all(v.startswith("ok") for v in checks.values()):
-        return JSONResponse(Health(status="ok", checks=checks).model_dump())
+    ready = all(v.startswith("ok") for v in checks.values())
+    if ready:
+        return JSONResponse(Health(status="ok", checks=checks if operator else {}).model_dump())
+    if not operator:
+        return problem_response(503, "Not ready.", slug="not-ready", title="Service Unavailable",
+                                headers={"Retry-After": str(settings.retry_after)})
     bad = ", ".join(k for k, v in checks.items() if not v.startswith("ok"))
     return problem_response(
-        503, f"Not ready: {bad}.", slug="not-ready", title="Service Unavailable", extra={"checks": checks}
+        503, f"Not ready: {bad}.", slug="not-ready", title="Service Unavailable", extra={"checks": checks},
+        headers={"Retry-After": str(settings.retry_after)},
     )
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-def metrics(request: Request, session: SessionDep, broker: ProbeDep) -> PlainTextResponse:
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics (needs a key when the server has keys, unless ADVISOR_METRICS_PUBLIC)",
+    responses={401: {"model": Problem, "content": {"application/problem+json": {}},
+                     "description": "No or unknown API key"}},
+)
+def metrics(request: Request, settings: SettingsDep, session: SessionDep, broker: ProbeDep) -> PlainTextResponse:
+    if not settings.metrics_public:
+        get_owner(settings, request.headers.get("x-api-key"), request.headers.get("authorization"))
     lines = request.app.state.request_metrics.render()
     try:
         depth = broker.depth() if broker is not None else None
@@ -69,3 +84,4 @@ def metrics(request: Request, session: SessionDep, broker: ProbeDep) -> PlainTex
     except Exception:  # noqa: BLE001
         lines += ["# HELP advisor_up Database reachable.", "# TYPE advisor_up gauge", "advisor_up 0"]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+
