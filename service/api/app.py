@@ -63,7 +63,7 @@ def build_app(
         settings.ensure_dirs()
         thread = None
         if maintenance and settings.maintenance_interval > 0:
-            thread = MaintenanceThread(settings, queue, settings.maintenance_interval)
+            thread = MaintenanceThread(settings, queue, settings.maintenance_interval, probe=probe)
             thread.start()
         yield
         if thread is not None:

@@ -117,8 +117,9 @@ def test_idempotency_key(client, small_job):
     client.post(f"/v1/jobs/{a.json()['id']}/cancel")
 
 
-def test_pagination_across_pages(client, small_job):
-    spec = f"npz:/nonexistent/{uuid.uuid4().hex}.npz"  # unique filter value; the jobs are cancelled at once
+def test_pagination_across_pages(client, small_job, settings):
+    # unique filter value, under the data root (ADVISOR_DATA_ROOTS); the jobs are cancelled at once
+    spec = f"npz:{settings.data_path}/nonexistent/{uuid.uuid4().hex}.npz"
     ids = []
     for i in range(7):
         job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": spec}, "seeds": i + 1}).json()
@@ -136,8 +137,8 @@ def test_pagination_across_pages(client, small_job):
     assert pages == 3 and seen == list(reversed(ids))
 
 
-def test_engine_error_fails_the_job(client, wait, small_job):
-    spec = f"npz:/nonexistent/{uuid.uuid4().hex}.npz"
+def test_engine_error_fails_the_job(client, wait, small_job, settings):
+    spec = f"npz:{settings.data_path}/nonexistent/{uuid.uuid4().hex}.npz"
     job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": spec}}).json()
     done = wait(client, job["id"], TERMINAL, timeout=120)
     assert done["status"] == "failed"
@@ -152,7 +153,7 @@ def test_engine_error_fails_the_job(client, wait, small_job):
         ("post", "/v1/jobs", {"model": {"name": "resnet18"}, "dataset": {"spec": "s3://bucket/x"}}, 422,
          "dataset.spec"),
         ("post", "/v1/jobs", {"model": {"name": "no_such_net"}, "dataset": {"spec": "digits"}}, 422, "model.name"),
-        ("get", "/v1/jobs?page_token=nope", None, 422, "page_token"),
+        ("get", "/v1/jobs?page_token=nope", None, 400, "page_token"),
         ("get", f"/v1/jobs/{uuid.uuid4()}", None, 404, None),
         ("get", f"/v1/jobs/{uuid.uuid4()}/recommendation", None, 404, None),
         ("get", "/v1/recommendations?model=resnet50&dataset=cifar100", None, 404, None),
