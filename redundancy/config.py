@@ -88,6 +88,7 @@ class AnalysisConfig(BaseModel):
     image_size: int | None = Field(None, ge=16, le=1024, description="Input size in pixels; none: the model's own.")
     fractions: list[float] = Field(
         default_factory=lambda: list(PAPER_FRACTIONS), min_length=1, max_length=MAX_FRACTIONS,
+        json_schema_extra={"items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
         description="Neuron fractions to probe, each in (0, 1]; 1 (the full layer) is always added.",
     )
     seeds: int = Field(5, ge=1, le=100, description="Random subsets per fraction.")
@@ -97,6 +98,7 @@ class AnalysisConfig(BaseModel):
     )
     deltas: list[float] = Field(
         default_factory=lambda: list(DEFAULT_DELTAS), min_length=1, max_length=MAX_DELTAS,
+        json_schema_extra={"items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
         description="Tolerated accuracy losses δ, each in [0, 1); one recommendation per δ.",
     )
     delta_mode: DeltaMode = Field(

@@ -215,7 +215,8 @@ def get_recommendation(
     session: SessionDep,
     owner: OwnerDep,
     delta: Annotated[
-        float | None, Query(description="Tolerated loss; default: the job's first δ.", examples=[0.01])
+        float | None,
+        Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: the job's first δ.", examples=[0.01]),
     ] = None,
     delta_mode: Annotated[
         Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")
@@ -245,6 +246,7 @@ PlotDeltas = Annotated[
     Query(
         alias="delta",
         max_length=MAX_QUERY_VALUES,
+        json_schema_extra={"items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
         description=f"Mark f* for this δ (repeatable, at most {MAX_QUERY_VALUES} times: "
         "`?delta=0.01&delta=0.05`); default: the job's own δs.",
         examples=[[0.01, 0.05]],

@@ -35,7 +35,8 @@ def latest_recommendation(
     dataset: Annotated[str, Query(min_length=1, max_length=MAX_PATH_CHARS, description="Dataset spec.",
                                   examples=["digits"])],
     delta: Annotated[
-        float | None, Query(description="Tolerated loss; default: that job's first δ.", examples=[0.01])
+        float | None,
+        Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: that job's first δ.", examples=[0.01]),
     ] = None,
     delta_mode: Annotated[Literal["relative", "absolute"] | None, Query()] = None,
     criterion: Annotated[Literal["mean", "worst_seed"] | None, Query()] = None,
