@@ -154,6 +154,9 @@ def test_engine_error_fails_the_job(client, wait, small_job, settings):
          "dataset.spec"),
         ("post", "/v1/jobs", {"model": {"name": "no_such_net"}, "dataset": {"spec": "digits"}}, 422, "model.name"),
         ("get", "/v1/jobs?page_token=nope", None, 400, "page_token"),
+        ("get", "/v1/jobs?model=res%00net", None, 422, "model"),  # Postgres cannot store NUL: was a 500
+        ("post", "/v1/jobs", {"model": {"name": "resnet18"}, "dataset": {"spec": "digits"}, "layer": "a\x00"},
+         422, "layer"),
         ("get", f"/v1/jobs/{uuid.uuid4()}", None, 404, None),
         ("get", f"/v1/jobs/{uuid.uuid4()}/recommendation", None, 404, None),
         ("get", "/v1/recommendations?model=resnet50&dataset=cifar100", None, 404, None),
