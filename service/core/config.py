@@ -33,7 +33,7 @@ Environment variables (all optional):
 ``ADVISOR_MAX_BODY_BYTES``      Largest request body accepted; larger gets 413 (default 65536).
 ``ADVISOR_MAX_ACTIVE_JOBS``     Queued + running jobs one key may have; more gets 429 (100).
 ``ADVISOR_RATE_LIMIT``          Requests per key (per client address without keys) on ``/v1``, in
-                                the ``limits`` notation, e.g. ``20/second;600/minute``; over it:
+                                the ``limits`` notation, default ``50/second;1500/minute``; over it:
                                 429 + ``Retry-After``. Counted in Redis when ``BROKER_URL`` is
                                 ``redis://``, in memory otherwise. Empty: no rate limit.
 ``ADVISOR_RETRY_AFTER``         Seconds in ``Retry-After`` of a 503 (database down) or a 429 for
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # ---- limits (issue 9) ------------------------------------------------------------------
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_active_jobs: int = Field(100, ge=1)
-    rate_limit: str = "20/second;600/minute"
+    rate_limit: str = "50/second;1500/minute"
     retry_after: int = Field(5, ge=1)
     data_roots: str = ""
     metrics_public: bool = False
