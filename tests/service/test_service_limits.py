@@ -332,3 +332,30 @@ def make_settings_for():
 
     yield make
     dispose_all()
+
+
+def test_worker_startup_sweep_reads_the_real_redis_depth(tmp_path, settings_factory, job_body):
+    """The same bound through a real Redis queue (nobody consuming it) and the worker's own sender."""
+    url = _redis_url()
+    if url is None:
+        pytest.skip("Redis not reachable on 127.0.0.1:6379")
+    import redis
+
+    from workers.celery_app import _SendByName, make_celery
+
+    queue = f"backlog-{uuid.uuid4().hex}"
+    settings = settings_factory(tmp_path, broker_url=url.replace("/0", "/13"), queue=queue)
+    app = make_celery(settings)
+    sender = _SendByName(app, queue)
+    try:
+        with TestClient(create_app(settings, queue=sender, maintenance=False)) as c:
+            for i in range(3):
+                assert c.post("/v1/jobs", json=job_body(seeds=i + 1)).status_code == 202
+        assert sender.depth() == 3
+        for _ in range(3):
+            _age_messages(settings, 10 * 3600)
+            assert run_maintenance_once(settings, sender, sender)["requeued"] == 0
+        assert sender.depth() == 3
+    finally:
+        redis.Redis.from_url(url.replace("/0", "/13")).delete(queue)
+        app.pool.force_close_all()
