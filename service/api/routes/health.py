@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from service.api.deps import OperatorDep, ProbeDep, SessionDep, SettingsDep, get_owner
-from service.api.errors import problem_response
+from service.api.deps import OperatorDep, ProbeDep, SessionDep, SettingsDep
+from service.api.errors import ProblemError, problem_response
 from service.api.metrics import render_db_metrics
 from service.api.schemas import Health, Problem
 from service.core.db import get_engine
@@ -73,9 +73,10 @@ def readyz(settings: SettingsDep, broker: ProbeDep, operator: OperatorDep) -> JS
     responses={401: {"model": Problem, "content": {"application/problem+json": {}},
                      "description": "No or unknown API key"}},
 )
-def metrics(request: Request, settings: SettingsDep, session: SessionDep, broker: ProbeDep) -> PlainTextResponse:
-    if not settings.metrics_public:
-        get_owner(settings, request.headers.get("x-api-key"), request.headers.get("authorization"))
+def metrics(request: Request, session: SessionDep, broker: ProbeDep, operator: OperatorDep) -> PlainTextResponse:
+    if not operator:
+        raise ProblemError(401, "An API key is required for /metrics (or set ADVISOR_METRICS_PUBLIC).",
+                           slug="unauthorized", headers={"WWW-Authenticate": "Bearer"})
     lines = request.app.state.request_metrics.render()
     try:
         depth = broker.depth() if broker is not None else None
@@ -84,4 +85,3 @@ def metrics(request: Request, settings: SettingsDep, session: SessionDep, broker
     except Exception:  # noqa: BLE001
         lines += ["# HELP advisor_up Database reachable.", "# TYPE advisor_up gauge", "advisor_up 0"]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
-
