@@ -31,4 +31,5 @@ USER advisor
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
+# Auth is on by default: on 0.0.0.0 `advisor serve` refuses to start unless ADVISOR_API_KEYS is set.
 CMD ["advisor", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -22,6 +22,16 @@ CkaEstimator = Literal["biased", "debiased"]
 LambdaSelect = Literal["gcv", "val"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 
+# Caps on what one analysis may ask for: each is declared in the JSON schema (and so the OpenAPI
+# document), and everything the engine would choke on later (a seed numpy refuses, a path the OS
+# refuses, a grid too large to finish) is refused here instead.
+MAX_PATH_CHARS = 1024  # dataset spec and checkpoint path (Linux PATH_MAX is 4096 bytes)
+MAX_NAME_CHARS = 200  # model and layer names
+MAX_FRACTIONS = 64
+MAX_DELTAS = 32
+MAX_SAMPLES = 10_000_000  # dataset.max_train / max_test
+MAX_SEED = 2**32 - 1  # numpy.random.default_rng / torch.manual_seed accept [0, 2**32)
+
 
 def _outside(noun: str, bad: list[float], interval: str) -> str:
     """`fraction 2 is outside (0, 1]` or, naming every bad value, `fractions 0, 2 are outside (0, 1]`."""
@@ -34,12 +44,13 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        ..., min_length=1, max_length=200, description="A timm model name.",
+        ..., min_length=1, max_length=MAX_NAME_CHARS, description="A timm model name.",
         examples=["tf_efficientnet_lite0"],
     )
     weights: WeightsSpec = Field(
         "hub",
         min_length=1,
+        max_length=MAX_PATH_CHARS,
         description="`hub` (timm pretrained, needs internet or a warm cache), `bundled` "
         "(offline ImageNet weights for tf_efficientnet_lite0), `random` (tests only) or a path to a "
         ".safetensors / .pth checkpoint.",
@@ -51,13 +62,17 @@ class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec: str = Field(
-        ..., min_length=1, max_length=1000,
+        ..., min_length=1, max_length=MAX_PATH_CHARS,
         description="`digits`, `npz:<path>`, `imagefolder:<root>`, `cifar10`, `cifar100`, "
         "`oxford_pets`, `flowers102`.",
         examples=["digits"],
     )
-    max_train: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on train samples; none: all.")
-    max_test: int | None = Field(None, ge=10, description="Class-balanced, seeded cap on test samples; none: all.")
+    max_train: int | None = Field(
+        None, ge=10, le=MAX_SAMPLES, description="Class-balanced, seeded cap on train samples; none: all."
+    )
+    max_test: int | None = Field(
+        None, ge=10, le=MAX_SAMPLES, description="Class-balanced, seeded cap on test samples; none: all."
+    )
 
 
 class AnalysisConfig(BaseModel):
@@ -68,11 +83,13 @@ class AnalysisConfig(BaseModel):
     model: ModelSpec
     dataset: DatasetSpec
     layer: str | None = Field(
-        None, description="A named module to probe (e.g. layer3); none: the penultimate representation (pre-logits)."
+        None, min_length=1, max_length=MAX_NAME_CHARS,
+        description="A named module to probe (e.g. layer3); none: the penultimate representation (pre-logits)."
     )
     image_size: int | None = Field(None, ge=16, le=1024, description="Input size in pixels; none: the model's own.")
     fractions: list[float] = Field(
-        default_factory=lambda: list(PAPER_FRACTIONS), min_length=1,
+        default_factory=lambda: list(PAPER_FRACTIONS), min_length=1, max_length=MAX_FRACTIONS,
+        json_schema_extra={"items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
         description="Neuron fractions to probe, each in (0, 1]; 1 (the full layer) is always added.",
     )
     seeds: int = Field(5, ge=1, le=100, description="Random subsets per fraction.")
@@ -81,7 +98,8 @@ class AnalysisConfig(BaseModel):
         "probes trained by SGD, as in the paper.",
     )
     deltas: list[float] = Field(
-        default_factory=lambda: list(DEFAULT_DELTAS), min_length=1,
+        default_factory=lambda: list(DEFAULT_DELTAS), min_length=1, max_length=MAX_DELTAS,
+        json_schema_extra={"items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
         description="Tolerated accuracy losses δ, each in [0, 1); one recommendation per δ.",
     )
     delta_mode: DeltaMode = Field(
@@ -90,7 +108,7 @@ class AnalysisConfig(BaseModel):
     criterion: Criterion = Field(
         "mean", description="Which accuracy must reach the threshold: the seed `mean`, or the `worst_seed`."
     )
-    seed: int = Field(0, ge=0, description="Master seed: validation split, caps and subset sampling.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Master seed: validation split, caps and subset sampling.")
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of train held out as a validation split "
                                 "(λ when lambda_select=val; the logistic probe).")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per forward pass during extraction.")
@@ -100,7 +118,7 @@ class AnalysisConfig(BaseModel):
         "disk, memory-mapped: float16 halves disk and memory; the statistics are float64 either way.",
     )
     baselines: list[BaselineKind] = Field(
-        default_factory=lambda: ["pca", "first_k", "random_projection"],
+        default_factory=lambda: ["pca", "first_k", "random_projection"], max_length=3,
         description="Compared beside the random subsets at every k: top-k PCA components, the first k "
         "neurons (nested/Matryoshka models), a seeded Gaussian projection to k dimensions.",
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", dest="migrate", action="store_false")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--verbose", action="store_true", help="Also print the Alembic, Celery and Uvicorn banners.")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="Listen on a non-loopback address with no API keys (ADVISOR_API_KEYS unset): anyone who can "
+        "reach the port can run jobs. Refused without this flag.",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="Run a Celery worker for analysis jobs.")
@@ -217,10 +224,45 @@ class _EmbeddedWorker:
             proc.wait(timeout=5)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (what uvicorn binds) only accepts connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def open_serve_refusal(host: str, has_keys: bool, insecure: bool) -> str | None:
+    """Why ``advisor serve`` must not start (one line), or None. Auth is on by default: an address
+    other machines can reach needs API keys, unless the operator says ``--insecure-no-auth``."""
+    if has_keys or insecure or is_loopback(host):
+        return None
+    return (
+        f"advisor serve: refusing to listen on {host} without API keys; set ADVISOR_API_KEYS, listen on "
+        "127.0.0.1, or pass --insecure-no-auth to serve everyone who can reach the port"
+    )
+
+
+INSECURE_BANNER = (
+    "!" * 78 + "\n"
+    "!! advisor serve: --insecure-no-auth: NO AUTHENTICATION on {host}:{port}. Anyone who can reach\n"
+    "!! this port can submit, read and delete jobs. Set ADVISOR_API_KEYS to turn auth on.\n" + "!" * 78
+)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     _logging(args.log_level)
     quiet_libraries(args.verbose)
+    has_keys = bool(get_settings().api_key_hashes)
+    refusal = open_serve_refusal(args.host, has_keys, args.insecure_no_auth)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+    if not has_keys and not is_loopback(args.host):
+        print(INSECURE_BANNER.format(host=args.host, port=args.port), file=sys.stderr, flush=True)
     import uvicorn  # lazy: only `serve` needs the HTTP server
 
     from service.main import create_app  # lazy: a worker process never imports FastAPI

@@ -45,6 +45,17 @@ class _SendByName:
     def enqueue(self, job_id: str) -> None:
         self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
 
+    def ping(self) -> str | None:
+        return None
+
+    def depth(self) -> int | None:
+        """Messages waiting in the job queue (so the startup sweep does not resend those); None if unknown."""
+        try:
+            with self.celery.connection_for_write() as conn, conn.channel() as ch:
+                return int(ch.queue_declare(queue=self.queue, passive=True).message_count)
+        except Exception:  # noqa: BLE001 - unknown depth: the sweep falls back to its time-based backoff
+            return None
+
 
 app = make_celery()
 
@@ -54,6 +65,7 @@ def _requeue_on_start(sender: object = None, **_kwargs: object) -> None:
     """A worker that starts re-enqueues jobs whose messages were lost (see service.core.maintenance)."""
     try:
         settings = app.conf.advisor_settings
-        run_maintenance_once(settings, _SendByName(app, settings.queue))
+        sender = _SendByName(app, settings.queue)
+        run_maintenance_once(settings, sender, sender)
     except Exception:  # noqa: BLE001 - a missing schema or an unreachable DB must not stop the worker
         log.warning("startup maintenance failed", exc_info=True)

@@ -11,14 +11,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
+from service.api.limits import EdgeLimits, RateLimiter, rate_limited
 from service.api.metrics import RequestMetrics
 from service.api.openapi import operation_id
 from service.api.routes import catalog, deliveries, health, jobs, recommendations
+from service.api.schemas import Problem
 from service.api.ui import install_ui
 from service.core.config import Settings
 from service.core.maintenance import MaintenanceThread
@@ -40,6 +43,15 @@ in `X-API-Key` (or `Authorization: Bearer`); a key sees only its own jobs.
 """
 
 
+_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+V1_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**_PROBLEM, "description": "No or unknown API key (when the server has keys)"},
+    422: {**_PROBLEM, "description": "Invalid parameter (names it), e.g. a NUL byte"},
+    429: {**_PROBLEM, "description": "Over the per-key request rate (ADVISOR_RATE_LIMIT); see Retry-After"},
+    503: {**_PROBLEM, "description": "Database unavailable; see Retry-After"},
+}
+
+
 def build_app(
     settings: Settings,
     queue: JobQueue,
@@ -56,7 +68,7 @@ def build_app(
         settings.ensure_dirs()
         thread = None
         if maintenance and settings.maintenance_interval > 0:
-            thread = MaintenanceThread(settings, queue, settings.maintenance_interval)
+            thread = MaintenanceThread(settings, queue, settings.maintenance_interval, probe=probe)
             thread.start()
         sender = None
         if maintenance and settings.webhook_poll_interval > 0:
@@ -90,11 +102,14 @@ def build_app(
     app.state.queue = queue
     app.state.probe = probe
     app.state.request_metrics = RequestMetrics()
+    app.state.rate_limiter = RateLimiter(settings)
     install_error_handlers(app)
-    for module in (jobs, deliveries, recommendations, catalog, health):
-        app.include_router(module.router)
+    for module in (jobs, deliveries, recommendations, catalog):
+        app.include_router(module.router, dependencies=[Depends(rate_limited)], responses=V1_RESPONSES)
+    app.include_router(health.router)
     install_offline_docs(app)
     install_ui(app)
+    app.add_middleware(EdgeLimits, settings=settings)
 
     @app.middleware("http")
     async def _timing(request: Request, call_next: Callable) -> Response:  # type: ignore[type-arg]

@@ -63,6 +63,25 @@ def get_owner(
 OwnerDep = Annotated[str, Depends(get_owner)]
 
 
+def get_operator(
+    settings: SettingsDep,
+    x_api_key: Annotated[str | None, Header(description="API key (when the server requires keys).")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> bool:
+    """Whether the caller may see operational details (``/metrics``, the checks of ``/readyz``): with a
+    valid key, or when ``ADVISOR_METRICS_PUBLIC`` is set, or when the server has no keys at all."""
+    if settings.metrics_public or not settings.api_key_hashes:
+        return True
+    try:
+        get_owner(settings, x_api_key, authorization)
+    except ProblemError:
+        return False
+    return True
+
+
+OperatorDep = Annotated[bool, Depends(get_operator)]
+
+
 def get_queue(request: Request) -> JobQueue:
     return request.app.state.queue
 

@@ -13,7 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.core import errors as domain
 
@@ -29,8 +31,10 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -94,7 +98,15 @@ def problem_for(exc: domain.JobError) -> ProblemError:
             return ProblemError(409, str(exc), slug="result-not-ready", title="Result not available",
                                 job_status=exc.status.value,
                                 hint=f"Poll GET /v1/jobs/{exc.job_id} until status is succeeded.")
-        case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
+        case domain.BadPageToken():
+            return ProblemError(400, str(exc), slug="bad-page-token", title="Bad page token",
+                                errors=[{"field": exc.field, "reason": exc.reason, "location": "query"}],
+                                hint="Pass the next_page_token of a previous page, or omit page_token.")
+        case domain.TooManyActiveJobs():
+            return ProblemError(429, str(exc), slug="too-many-active-jobs", title="Too Many Requests",
+                                headers={"Retry-After": str(exc.retry_after)},
+                                hint="Wait for a job to finish, or cancel one.")
+        case domain.InvalidInput():  # the core's only caller input is a query parameter
             return validation_problem(exc.field, exc.reason, "query")
         case domain.NotFound():
             return ProblemError(404, str(exc), slug="not-found")
@@ -148,6 +160,32 @@ def _reason(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _undecodable_body(request: Request, err: dict[str, Any]) -> JSONResponse:
+    """400 for a body that is not JSON at all (pydantic reports the character offset as the field)."""
+    loc = err.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    why = str((err.get("ctx") or {}).get("error", "not valid JSON"))
+    detail = f"The body is not valid JSON: {why}" + (f" at position {pos}." if pos is not None else ".")
+    return problem_response(
+        400,
+        detail,
+        slug="malformed-body",
+        title="Malformed request body",
+        instance=request.url.path,
+        errors=[{"field": "body", "reason": detail, "location": "body"}],
+    )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -169,6 +207,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        undecodable = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if undecodable is not None:
+            return _undecodable_body(request, undecodable)
         errors = []
         for err in exc.errors():
             field, location = _field_of(err.get("loc", ()))
@@ -186,11 +227,23 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers or None)
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        retry_after = request.app.state.settings.retry_after
         return problem_response(
-            exc.status_code,
-            detail,
+            503,
+            "The database is unavailable; try again shortly.",
+            slug="database-unavailable",
             instance=request.url.path,
-            headers=getattr(exc, "headers", None),
+            headers={"Retry-After": str(retry_after)},
         )
 
     @app.exception_handler(Exception)

@@ -7,6 +7,10 @@ a dataset's contents) is left to the engine: the job then fails with its error `
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
 import timm
 
 from redundancy.config import AnalysisConfig
@@ -15,6 +19,7 @@ from redundancy.errors import RedundancyError
 from redundancy.models.loading import check_model_name
 from service.api.errors import ProblemError
 from service.core.config import Settings
+from service.core.paths import confinement_error
 from service.core.webhooks import Allowance, callback_url_problem
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")
@@ -61,9 +66,39 @@ def check_model(name: str, weights: str) -> None:
         )
 
 
-def check_config(config: AnalysisConfig) -> None:
+def nul_fields(value: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted names of the strings in ``value`` (a JSON-like tree) holding a NUL byte, which Postgres
+    cannot store and the OS cannot open."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield prefix or "body"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from nul_fields(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from nul_fields(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def check_paths(config: AnalysisConfig, roots: Sequence[Path]) -> None:
+    """The dataset and weights paths of a job must lie under the server's data roots."""
+    scheme, arg = parse_spec(config.dataset.spec)
+    if arg:
+        reason = confinement_error(arg, roots)
+        if reason:
+            raise field_error("dataset.spec", reason, "path_not_allowed")
+    if config.model.weights not in SPECIAL_WEIGHTS:
+        reason = confinement_error(config.model.weights, roots)
+        if reason:
+            raise field_error("model.weights", reason, "path_not_allowed")
+
+
+def check_config(config: AnalysisConfig, roots: Sequence[Path]) -> None:
+    for field in nul_fields(config.model_dump(mode="json")):
+        raise field_error(field, "contains a NUL byte")
     check_dataset_spec(config.dataset.spec)
     check_model(config.model.name, config.model.weights)
+    check_paths(config, roots)
 
 
 def check_callback_url(url: str | None, settings: Settings) -> None:

@@ -38,12 +38,29 @@ Environment variables (all optional):
 ``ADVISOR_WEBHOOK_MAX_ATTEMPTS`` Delivery attempts per event (6); ``ADVISOR_WEBHOOK_BACKOFF``
                                 seconds before the 2nd, doubling (10); ``ADVISOR_WEBHOOK_TIMEOUT`` (10).
 ``ADVISOR_PUBLIC_URL``          Base URL that makes the links in webhook events absolute.
+``ADVISOR_MAX_BODY_BYTES``      Largest request body accepted; larger gets 413 (default 65536).
+``ADVISOR_MAX_ACTIVE_JOBS``     Queued + running jobs one key may have; more gets 429 (100).
+``ADVISOR_RATE_LIMIT``          Requests per key (per client address without keys) on ``/v1``, in
+                                the ``limits`` notation, default ``50/second;1500/minute``; over it:
+                                429 + ``Retry-After``. Counted in Redis when ``BROKER_URL`` is
+                                ``redis://``, in memory otherwise. Empty: no rate limit.
+``ADVISOR_RETRY_AFTER``         Seconds in ``Retry-After`` of a 503 (database down) or a 429 for
+                                too many active jobs (default 5).
+``ADVISOR_DATA_ROOTS``          Directories (``:``- or ``,``-separated) dataset and weights paths
+                                of a job must resolve into; default: ``DATA_DIR``.
+``ADVISOR_METRICS_PUBLIC``      Serve ``/metrics`` and the details of ``/readyz`` without a key
+                                (default false: they need a key when keys are configured).
 ==============================  =============================================================
+
+Fixed limits (in the request schema, so the OpenAPI document declares them) are in
+``redundancy.config`` (string lengths, list lengths, integer ranges) and ``service.api.limits``
+(values of a repeated query parameter).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -92,6 +109,20 @@ class Settings(BaseSettings):
     """How often the API process looks for due deliveries (0: never; tests call it themselves)."""
     public_url: str = ""
     """This server's public base URL (e.g. https://advisor.example.com): webhook links become absolute."""
+    # ---- limits (issue 9) ------------------------------------------------------------------
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_active_jobs: int = Field(100, ge=1)
+    rate_limit: str = "50/second;1500/minute"
+    retry_after: int = Field(5, ge=1)
+    data_roots: str = ""
+    metrics_public: bool = False
+
+    @property
+    def allowed_roots(self) -> tuple[Path, ...]:
+        """Where a job's dataset and weights paths may point (resolved); default: the data directory."""
+        raw = [r.strip() for r in self.data_roots.replace(",", os.pathsep).split(os.pathsep)]
+        roots = [Path(r).expanduser().resolve() for r in raw if r]
+        return tuple(roots) or (self.data_path,)
 
     # ---- derived -------------------------------------------------------------------------
     @property

@@ -26,6 +26,21 @@ class InvalidInput(JobError):
         self.field, self.reason = field, reason
 
 
+class BadPageToken(InvalidInput):
+    """A ``page_token`` this API did not issue (or one that no longer decodes)."""
+
+    def __init__(self) -> None:
+        super().__init__("page_token", "not a token this API issued")
+
+
+class TooManyActiveJobs(Conflict):
+    """The owner already has as many queued and running jobs as the server allows."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(f"You already have {limit} queued or running jobs, the most this server allows.")
+        self.limit, self.retry_after = limit, retry_after
+
+
 class JobNotFound(NotFound):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"No job with id {job_id!r}.")

@@ -9,6 +9,10 @@ The database is the truth. Periodically (in the API process, and once when a wor
   ``MAX_ATTEMPTS`` attempts (or cancelled, if a cancel was asked for).
 
 Duplicate messages are harmless: a worker claims a job with a conditional UPDATE, so only one wins.
+They are still kept out of the broker: given a :class:`~service.core.queue.BrokerProbe`, a round
+resends at most ``queued jobs − messages waiting`` messages (the longest-unsent first), so a message
+still waiting is not sent twice and the broker's backlog never exceeds the number of queued jobs,
+however long the workers are busy.
 The transitions themselves are in :mod:`service.core.lifecycle`.
 """
 
@@ -23,18 +27,27 @@ from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.lifecycle import MAX_ATTEMPTS
 from service.core.models import as_utc, utcnow
-from service.core.queue import JobQueue
+from service.core.queue import BrokerProbe, JobQueue
 
 log = logging.getLogger("service.maintenance")
 
 __all__ = ["MAX_ATTEMPTS", "MaintenanceThread", "run_maintenance_once"]
 
 
-def run_maintenance_once(settings: Settings, queue: JobQueue) -> dict[str, int]:
+def resend_budget(queued: int, probe: BrokerProbe | None) -> int | None:
+    """How many messages a round may send: the queued jobs that have no message waiting (None: no
+    probe, or the depth cannot be read; then the time-based backoff alone decides)."""
+    depth = probe.depth() if probe is not None else None
+    return None if depth is None else max(0, queued - depth)
+
+
+def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe | None = None) -> dict[str, int]:
     now = utcnow()
     requeued = revived = failed = 0
     with session_scope(settings.db_url) as s:
         queued = queries.queued_jobs(s)
+    budget = resend_budget(len(queued), probe)
+    due_rows = []
     for row in queued:
         created, sent = as_utc(row.created_at), as_utc(row.enqueued_at)
         if sent is None:
@@ -42,7 +55,13 @@ def run_maintenance_once(settings: Settings, queue: JobQueue) -> dict[str, int]:
         else:
             backoff = settings.requeue_after * 2 ** min(max(row.enqueue_count - 1, 0), 5)
             due = (now - sent).total_seconds() > backoff
-        if due and _resend(settings, row.id, row.enqueue_count, queue):
+        if due:
+            due_rows.append(row)
+    # FIFO broker: the messages still waiting are the most recently sent ones, so the longest-unsent
+    # jobs are the ones whose messages are lost.
+    due_rows.sort(key=lambda r: as_utc(r.enqueued_at or r.created_at))
+    for row in due_rows[:budget]:
+        if _resend(settings, row.id, row.enqueue_count, queue):
             requeued += 1
 
     stale_before = now - dt.timedelta(seconds=settings.stale_after)
@@ -84,8 +103,8 @@ def _resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQ
 class MaintenanceThread:
     """Runs :func:`run_maintenance_once` every ``interval`` seconds in a daemon thread."""
 
-    def __init__(self, settings: Settings, queue: JobQueue, interval: float) -> None:
-        self.settings, self.queue, self.interval = settings, queue, interval
+    def __init__(self, settings: Settings, queue: JobQueue, interval: float, probe: BrokerProbe | None = None) -> None:
+        self.settings, self.queue, self.interval, self.probe = settings, queue, interval, probe
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="advisor-maintenance", daemon=True)
 
@@ -99,6 +118,6 @@ class MaintenanceThread:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                run_maintenance_once(self.settings, self.queue)
+                run_maintenance_once(self.settings, self.queue, self.probe)
             except Exception:  # noqa: BLE001
                 log.warning("maintenance round failed", exc_info=True)

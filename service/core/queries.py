@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from service.core.errors import InvalidInput, JobNotFound
+from service.core.errors import BadPageToken, JobNotFound
 from service.core.models import Job, as_utc
 from service.core.status import JobStatus
 
@@ -32,14 +32,21 @@ def encode_page_token(created_at: dt.datetime, job_id: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+MAX_TOKEN_ID_CHARS = 64
+
+
 def decode_page_token(token: str) -> tuple[dt.datetime, str]:
+    """(created_at in UTC, job id) of a token from :func:`encode_page_token`; :class:`BadPageToken` for
+    anything else (bad base64 or JSON, a date out of range, an id no job can have)."""
     try:
         pad = "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(token + pad))
-        t = dt.datetime.fromisoformat(data["t"])
-        i = str(data["i"])
-    except (binascii.Error, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise InvalidInput("page_token", "not a token this API issued") from exc
+        t = dt.datetime.fromisoformat(data["t"]).astimezone(dt.UTC)
+        i = data["i"]
+    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError, json.JSONDecodeError) as exc:
+        raise BadPageToken() from exc
+    if not isinstance(i, str) or len(i) > MAX_TOKEN_ID_CHARS or "\x00" in i:
+        raise BadPageToken()
     return t, i
 
 
@@ -63,7 +70,7 @@ def list_jobs(
         q = q.where(Job.dataset_spec == dataset)
     if page_token:
         t, i = decode_page_token(page_token)
-        t_db = t.astimezone(dt.UTC)
+        t_db = t
         if session.get_bind().dialect.name == "sqlite":
             t_db = t_db.replace(tzinfo=None)
         q = q.where(sa.or_(Job.created_at < t_db, sa.and_(Job.created_at == t_db, Job.id < i)))
@@ -74,6 +81,18 @@ def list_jobs(
         rows = rows[:page_size]
         next_token = encode_page_token(rows[-1].created_at, rows[-1].id)
     return rows, next_token
+
+
+def active_jobs(session: Session, owner: str) -> int:
+    """How many queued or running jobs ``owner`` has."""
+    q = sa.select(sa.func.count()).select_from(Job).where(
+        Job.owner == owner, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+    )
+    return int(session.scalar(q) or 0)
+
+
+def by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.scalar(sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
 def latest_succeeded(session: Session, owner: str, model: str, dataset: str, weights: str | None) -> Job | None:

@@ -106,15 +106,30 @@ def recommend_for(
     """The engine's :func:`redundancy.advice.recommend` on the stored curve (never recomputes a probe);
     mode and criterion default to the job's own."""
     result = _result_of(session, job)
+    mode = delta_mode or job.request.get("delta_mode") or "relative"
+    criterion = criterion or job.request.get("criterion") or "mean"
+    stored = stored_recommendation(result.report, float(delta), mode, criterion)
+    if stored is not None:
+        return stored
     return recommend(
         curve_of(session, job.id),
         list(result.classes),
         int(result.d),
         float(delta),
-        mode=delta_mode or job.request.get("delta_mode") or "relative",
-        criterion=criterion or job.request.get("criterion") or "mean",
+        mode=mode,  # type: ignore[arg-type]
+        criterion=criterion,  # type: ignore[arg-type]
         intervals=stored_intervals(result.report),
     )
+
+
+def stored_recommendation(report: dict[str, Any], delta: float, mode: str, criterion: str) -> Recommendation | None:
+    """The engine's own answer for a (δ, mode, criterion) the job asked for, as stored: it carries the paired
+    bootstrap of (subset − threshold) with the full layer resampled, which the stored curve alone cannot
+    reproduce. Any other δ is answered from the curve and the stored per-fraction intervals."""
+    for rec in report.get("recommendations") or []:
+        if (rec.get("delta"), rec.get("mode"), rec.get("criterion")) == (delta, mode, criterion):
+            return Recommendation.model_validate(rec)
+    return None
 
 
 def stored_intervals(report: dict[str, Any]) -> dict[int, tuple[float, float]] | None:

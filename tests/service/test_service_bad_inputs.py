@@ -81,9 +81,10 @@ def test_unknown_model_suggests_close_names(client, job_body):
     assert "did you mean" in body["errors"][0]["reason"] and body["code"] == "unknown_model"
 
 
-def test_malformed_json_is_422(client):
+def test_malformed_json_is_400_naming_the_body(client):
     r = client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
-    _assert_problem(r, 422)
+    body = _assert_problem(r, 400)
+    assert _fields(r) == ["body"] and "position 1" in body["detail"]
 
 
 def test_body_not_an_object_is_422(client):
@@ -101,8 +102,8 @@ def test_nothing_is_stored_or_enqueued_for_a_bad_request(harness, job_body):
     [
         ("/v1/jobs?page_size=0", 422, "page_size"),
         ("/v1/jobs?page_size=1000", 422, "page_size"),
-        ("/v1/jobs?page_token=garbage!!", 422, "page_token"),
-        ("/v1/jobs?page_token=eyJ4IjoxfQ", 422, "page_token"),
+        ("/v1/jobs?page_token=garbage!!", 400, "page_token"),
+        ("/v1/jobs?page_token=eyJ4IjoxfQ", 400, "page_token"),
         ("/v1/jobs?status=done", 422, "status"),
         ("/v1/recommendations?dataset=digits", 422, "model"),
         ("/v1/recommendations?model=resnet18", 422, "dataset"),

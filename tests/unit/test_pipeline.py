@@ -145,3 +145,17 @@ def test_refinement_bisects_inside_the_bracket(lambda_select: str) -> None:
     assert ks and all(k_fail < k < k_pass for k in ks)
     assert len(refined) == len(ks) * cfg.seeds
     assert all(p.selection == lambda_select and p.selection_score is not None for p in refined)
+
+
+def test_the_largest_accepted_seed_runs(tmp_path: Path) -> None:
+    """`seed` is capped at MAX_SEED at the edge; every seeded step must accept that much (a larger seed
+    used to pass validation and fail in the worker as internal_error)."""
+    from redundancy.config import MAX_SEED
+
+    cfg = AnalysisConfig.model_validate({**TINY, "seed": MAX_SEED, "probe": "logistic", "logistic_epochs": 1,
+                                         "baselines": ["random_projection"]})
+    report = analyze(cfg, Runtime(cache_dir=None, data_root=tmp_path))
+    assert report.config.seed == MAX_SEED and {p.fraction for p in report.curve} == {0.05, 0.25, 1.0}
+    assert all(0.0 <= p.accuracy <= 1.0 for p in report.curve)
+    with pytest.raises(ValueError, match="seed"):
+        AnalysisConfig.model_validate({**TINY, "seed": MAX_SEED + 1})

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from service.api.deps import ProbeDep, SessionDep, SettingsDep
-from service.api.errors import problem_response
+from service.api.deps import OperatorDep, ProbeDep, SessionDep, SettingsDep
+from service.api.errors import ProblemError, problem_response
 from service.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.api.metrics import render as render_metrics
 from service.api.schemas import Health, Problem
@@ -29,11 +29,13 @@ def healthz() -> Health:
         503: {
             "model": Problem,
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            "description": "Not ready; `checks` says what failed",
+            "description": "Not ready; `checks` (shown to a caller with a key) says what failed",
         }
     },
 )
-def readyz(settings: SettingsDep, broker: ProbeDep) -> JSONResponse:
+def readyz(settings: SettingsDep, broker: ProbeDep, operator: OperatorDep) -> JSONResponse:
+    """Ready or not. The checks (what failed, and why) are shown only to a caller with a valid key (or to
+    everyone with `ADVISOR_METRICS_PUBLIC`): they name the database and the broker."""
     checks: dict[str, str] = {}
     try:
         with get_engine(settings.db_url).connect() as conn:
@@ -52,22 +54,32 @@ def readyz(settings: SettingsDep, broker: ProbeDep) -> JSONResponse:
     else:
         err = broker.ping()
         checks["broker"] = "ok" if err is None else f"error: {err}"
-    if all(v.startswith("ok") for v in checks.values()):
-        return JSONResponse(Health(status="ok", checks=checks).model_dump())
+    ready = all(v.startswith("ok") for v in checks.values())
+    if ready:
+        return JSONResponse(Health(status="ok", checks=checks if operator else {}).model_dump())
+    if not operator:
+        return problem_response(503, "Not ready.", slug="not-ready", title="Service Unavailable",
+                                headers={"Retry-After": str(settings.retry_after)})
     bad = ", ".join(k for k, v in checks.items() if not v.startswith("ok"))
     return problem_response(
-        503, f"Not ready: {bad}.", slug="not-ready", title="Service Unavailable", extra={"checks": checks}
+        503, f"Not ready: {bad}.", slug="not-ready", title="Service Unavailable", extra={"checks": checks},
+        headers={"Retry-After": str(settings.retry_after)},
     )
 
 
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (needs a key when the server has keys, unless ADVISOR_METRICS_PUBLIC)",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                     "description": "Prometheus text exposition format 0.0.4."}},
+                     "description": "Prometheus text exposition format 0.0.4."},
+               401: {"model": Problem, "content": {"application/problem+json": {}},
+                     "description": "No or unknown API key"}},
 )
-def metrics(request: Request, session: SessionDep, broker: ProbeDep) -> Response:
+def metrics(request: Request, session: SessionDep, broker: ProbeDep, operator: OperatorDep) -> Response:
+    if not operator:
+        raise ProblemError(401, "An API key is required for /metrics (or set ADVISOR_METRICS_PUBLIC).",
+                           slug="unauthorized", headers={"WWW-Authenticate": "Bearer"})
     depth = broker.depth() if broker is not None else None
     body = render_metrics(request.app.state.request_metrics, session, depth)
     return Response(body, media_type=METRICS_CONTENT_TYPE)

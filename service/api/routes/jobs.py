@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from redundancy.plots import render
 from redundancy.report import Report
 from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.errors import validation_problem
+from service.api.limits import MAX_QUERY_VALUES
 from service.api.openapi import binary_response, negotiate
 from service.api.schemas import (
     DEMO_JOB,
@@ -25,6 +27,7 @@ from service.api.schemas import (
 )
 from service.api.validation import check_callback_url, check_config
 from service.core import lifecycle, queries, results
+from service.core.errors import TooManyActiveJobs
 from service.core.status import JobStatus
 
 log = logging.getLogger("service.api.jobs")
@@ -45,8 +48,13 @@ JobId = Annotated[str, Path(description="The job's id (a UUID).", examples=["6f1
     response_model=JobOut,
     summary="Submit an analysis job",
     responses={
+        400: {**PROBLEM, "description": "The body is not JSON (`detail` gives the position)"},
         409: {**PROBLEM, "description": "Idempotency-Key reused with another body"},
+        413: {**PROBLEM, "description": "Body larger than ADVISOR_MAX_BODY_BYTES"},
+        415: {**PROBLEM, "description": "Body not sent as application/json"},
         422: {**PROBLEM, "description": "Invalid request (names the field)"},
+        429: {**PROBLEM, "description": "Over the request rate, or ADVISOR_MAX_ACTIVE_JOBS queued + running "
+              "jobs already; see Retry-After"},
     },
 )
 def submit_job(
@@ -68,9 +76,9 @@ def submit_job(
     ],
     response: Response,
     session: SessionDep,
+    settings: SettingsDep,
     owner: OwnerDep,
     queue: QueueDep,
-    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -82,8 +90,12 @@ def submit_job(
 ) -> JobOut:
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
-    check_config(body)
+    check_config(body, settings.allowed_roots)
     check_callback_url(body.callback_url, settings)
+    if queries.active_jobs(session, owner) >= settings.max_active_jobs and not (
+        idempotency_key and queries.by_idempotency_key(session, owner, idempotency_key)
+    ):
+        raise TooManyActiveJobs(settings.max_active_jobs, settings.retry_after)
     job, created = lifecycle.create(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
                                     callback_url=body.callback_url)
     if created:
@@ -103,16 +115,25 @@ def submit_job(
     "",
     response_model=JobList,
     summary="List jobs (newest first)",
-    responses={422: {**PROBLEM, "description": "Bad page_token or filter"}},
+    responses={
+        400: {**PROBLEM, "description": "Bad page_token"},
+        422: {**PROBLEM, "description": "Bad filter"},
+    },
 )
 def list_jobs(
     session: SessionDep,
     owner: OwnerDep,
     page_size: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 20,
-    page_token: Annotated[str | None, Query(description="`next_page_token` of the previous page.")] = None,
+    page_token: Annotated[
+        str | None, Query(max_length=512, description="`next_page_token` of the previous page.")
+    ] = None,
     status_: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this status.")] = None,
-    model: Annotated[str | None, Query(description="Only jobs on this timm model name.")] = None,
-    dataset: Annotated[str | None, Query(description="Only jobs on this dataset spec.")] = None,
+    model: Annotated[
+        str | None, Query(max_length=MAX_NAME_CHARS, description="Only jobs on this timm model name.")
+    ] = None,
+    dataset: Annotated[
+        str | None, Query(max_length=MAX_PATH_CHARS, description="Only jobs on this dataset spec.")
+    ] = None,
 ) -> JobList:
     rows, token = queries.list_jobs(
         session,
@@ -201,7 +222,8 @@ def get_recommendation(
     session: SessionDep,
     owner: OwnerDep,
     delta: Annotated[
-        float | None, Query(description="Tolerated loss; default: the job's first δ.", examples=[0.01])
+        float | None,
+        Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: the job's first δ.", examples=[0.01]),
     ] = None,
     delta_mode: Annotated[
         Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")
@@ -230,7 +252,10 @@ PlotDeltas = Annotated[
     list[float] | None,
     Query(
         alias="delta",
-        description="Mark f* for this δ (repeatable: `?delta=0.01&delta=0.05`); default: the job's own δs.",
+        max_length=MAX_QUERY_VALUES,
+        json_schema_extra={"items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
+        description=f"Mark f* for this δ (repeatable, at most {MAX_QUERY_VALUES} times: "
+        "`?delta=0.01&delta=0.05`); default: the job's own δs.",
         examples=[[0.01, 0.05]],
     ),
 ]
@@ -258,7 +283,7 @@ def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
         ),
         404: {**PROBLEM, "description": "No such job"},
         409: {**PROBLEM, "description": "Not succeeded (yet): queued, running, failed or cancelled"},
-        422: {**PROBLEM, "description": "δ out of range"},
+        422: {**PROBLEM, "description": f"δ out of range, or more than {MAX_QUERY_VALUES} of them"},
     }
 
 

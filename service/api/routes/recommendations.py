@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from service.api.deps import OwnerDep, SessionDep
 from service.api.errors import ProblemError
 from service.api.routes.jobs import PROBLEM, check_delta
@@ -29,14 +30,19 @@ router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 def latest_recommendation(
     session: SessionDep,
     owner: OwnerDep,
-    model: Annotated[str, Query(min_length=1, description="timm model name.", examples=["tf_efficientnet_lite0"])],
-    dataset: Annotated[str, Query(min_length=1, description="Dataset spec.", examples=["digits"])],
+    model: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, description="timm model name.",
+                                examples=["tf_efficientnet_lite0"])],
+    dataset: Annotated[str, Query(min_length=1, max_length=MAX_PATH_CHARS, description="Dataset spec.",
+                                  examples=["digits"])],
     delta: Annotated[
-        float | None, Query(description="Tolerated loss; default: that job's first δ.", examples=[0.01])
+        float | None,
+        Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: that job's first δ.", examples=[0.01]),
     ] = None,
     delta_mode: Annotated[Literal["relative", "absolute"] | None, Query()] = None,
     criterion: Annotated[Literal["mean", "worst_seed"] | None, Query()] = None,
-    weights: Annotated[str | None, Query(description="Only jobs that used these weights.")] = None,
+    weights: Annotated[
+        str | None, Query(max_length=MAX_PATH_CHARS, description="Only jobs that used these weights.")
+    ] = None,
 ) -> RecommendationOut:
     job = queries.latest_succeeded(session, owner, model, dataset, weights)
     if job is None:

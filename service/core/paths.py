@@ -1,0 +1,52 @@
+"""Confining a job's file paths (dataset and weights) to the configured data roots.
+
+The service runs jobs for callers who do not own the machine, so a path in a job may only name a
+regular file or directory under one of ``Settings.allowed_roots``. The engine's own CLI
+(``advisor analyze``) is the user's machine and stays unconfined: only the service calls this.
+
+Outside the roots every path gets the same reason, :data:`OUTSIDE`, whether it exists or not, so the
+answer tells nothing about the server's filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+OUTSIDE = "not under an allowed root"
+MAX_COMPONENT_BYTES = 255  # NAME_MAX on Linux file systems
+
+
+def confinement_error(raw: str, roots: Sequence[Path]) -> str | None:
+    """Why ``raw`` may not be used (a sentence), or None when it resolves under one of ``roots`` and
+    names nothing but a regular file, a directory, or nothing yet.
+
+    Rules, in order: absolute (after ``~``), no ``..`` component, no component over 255 bytes, the
+    fully resolved path (every symlink followed) under a resolved root, and, if it exists, not a
+    device, FIFO or socket.
+    """
+    if "\x00" in raw:
+        return "contains a NUL byte"
+    parts = PurePosixPath(raw).parts
+    if ".." in parts:
+        return "`..` is not allowed in a path"
+    if any(len(p.encode()) > MAX_COMPONENT_BYTES for p in parts):
+        return f"a path component is longer than {MAX_COMPONENT_BYTES} bytes"
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        return OUTSIDE
+    try:
+        resolved = Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return OUTSIDE
+    if not any(resolved.is_relative_to(root) for root in roots):
+        return OUTSIDE
+    try:
+        mode = os.stat(resolved).st_mode
+    except OSError:
+        return None  # inside a root and not there (yet): the job fails with the engine's not-found error
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "not a regular file or directory"
+    return None
