@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 
 from service.api.errors import install_error_handlers
 from service.api.metrics import RequestMetrics
-from service.api.routes import catalog, health, jobs, recommendations
+from service.api.routes import artifacts, catalog, health, jobs, recommendations
 from service.core.config import Settings
 from service.core.maintenance import MaintenanceThread
 from service.core.queue import BrokerProbe, JobQueue
@@ -76,7 +76,7 @@ def build_app(
     app.state.probe = probe
     app.state.request_metrics = RequestMetrics()
     install_error_handlers(app)
-    for module in (jobs, recommendations, catalog, health):
+    for module in (jobs, artifacts, recommendations, catalog, health):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -30,6 +30,9 @@ Environment variables (all optional):
 ``ADVISOR_HEARTBEAT``           Seconds between the worker's progress/heartbeat writes (2).
 ``ADVISOR_EMBEDDED_WORKER``     Force ``advisor serve`` to start (true) or not start (false) a
                                 worker subprocess; default: only when ``BROKER_URL`` is unset.
+``ADVISOR_ARTIFACT_DIR``        Artifact store: each job's layer statistics (the file a head for
+                                any δ is fitted from) and the heads built from them (default
+                                ``$DATA_DIR/artifacts``; the API and workers must share it).
 ==============================  =============================================================
 """
 
@@ -128,6 +131,16 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for p in (self.data_path, self.cache_dir, self.datasets_dir, self.checkpoints_dir):
             p.mkdir(parents=True, exist_ok=True)
+
+    # ---- artifacts (issue 12) ------------------------------------------------------------
+    artifact_dir: Path | None = Field(
+        None, description="Where jobs keep their layer statistics and built heads (ADVISOR_ARTIFACT_DIR); "
+        "default: DATA_DIR/artifacts. The API and the workers must see it at the same path."
+    )
+
+    @property
+    def artifacts_path(self) -> Path:
+        return (self.artifact_dir or self.data_path / "artifacts").expanduser().resolve()
 
 
 @lru_cache
