@@ -264,3 +264,18 @@ def test_several_datasets_refusals_name_what_is_wrong(harness: Harness) -> None:
                                                                        ("dataset", "digits")]), 422,
                     "validation-error")
     assert body["errors"][0]["field"] == "dataset" and "more than once" in body["errors"][0]["reason"]
+
+
+def test_openapi_declares_the_binary_artifact_and_its_refusals(client: Any) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/jobs/{job_id}/artifact"]["get"]
+    assert op["responses"]["200"]["content"]["application/octet-stream"]["schema"] == {
+        "type": "string", "format": "binary"}
+    assert {"304", "404", "409", "410", "422"} <= set(op["responses"])
+    assert "ETag" in op["responses"]["200"]["headers"]
+    assert {p["name"] for p in op["parameters"]} >= {"delta", "delta_mode", "criterion", "If-None-Match"}
+    card = spec["paths"]["/v1/jobs/{job_id}/artifact/card"]["get"]
+    assert "application/json" in card["responses"]["200"]["content"]
+    recs = spec["paths"]["/v1/recommendations"]["get"]
+    assert next(p for p in recs["parameters"] if p["name"] == "dataset")["schema"]["type"] == "array"
+    assert {"404", "409", "422"} <= set(recs["responses"])
