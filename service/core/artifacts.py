@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from service.core.models import Job, JobStats, utcnow
 log = logging.getLogger("service.core.artifacts")
 
 STATS_PREFIX = "stats-"
+_BUILD_LOCK = threading.Lock()
 
 
 def job_dir(store: Path, job_id: str) -> Path:
@@ -188,6 +190,13 @@ def materialise(plan: ArtifactPlan) -> Path:
     target = stats_path.parent / "heads" / plan.etag / plan.filename
     if target.is_file() and card_path(target).is_file():
         return target
+    with _BUILD_LOCK:  # threads of one API process share a pid, and so `save_artifact`'s temporary names
+        if target.is_file() and card_path(target).is_file():
+            return target
+        return _build(plan, stats_path, target)
+
+
+def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
     if not stats_path.is_file():
         raise ArtifactGone(plan.job_id, f"{stats_path} does not exist")
     try:

@@ -279,3 +279,18 @@ def test_openapi_declares_the_binary_artifact_and_its_refusals(client: Any) -> N
     recs = spec["paths"]["/v1/recommendations"]["get"]
     assert next(p for p in recs["parameters"] if p["name"] == "dataset")["schema"]["type"] == "array"
     assert {"404", "409", "422"} <= set(recs["responses"])
+
+
+def test_concurrent_requests_for_a_new_delta_all_get_the_same_file(harness: Harness) -> None:
+    job = _succeeded(harness)
+    url = f"/v1/jobs/{job['id']}/artifact?delta=0.3"
+    answers: list[Any] = []
+    threads = [threading.Thread(target=lambda: answers.append(harness.client.get(url))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(answers) == 8 and {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1 and len({a.headers["etag"] for a in answers}) == 1
+    heads = list((harness.settings.artifacts_path / job["id"] / "heads").rglob("*"))
+    assert not [p for p in heads if p.name.endswith(".tmp")]
