@@ -179,3 +179,8 @@ class AnalysisConfig(BaseModel):
         """A stable hash of everything that determines the result."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    def ridge_fit_splits(self) -> tuple[str, ...]:
+        """The splits the ridge probe is fitted on (the one place this rule lives): GCV needs no held-out
+        rows, so `gcv` fits on train + val; `val` fits on the fit split alone."""
+        return ("train",) if self.lambda_select == "val" else ("train", "val")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -61,7 +62,7 @@ def load_stats(path: Path | str) -> GramStats:
                 raise RedundancyError(f"{path}: not a statistics file of format {STATS_FORMAT} (found {fmt})",
                                       field="stats")
             stats = GramStats.from_arrays({k: a[k] for k in a.files if k != "format"})
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise RedundancyError(f"{path}: cannot read statistics ({exc})", field="stats") from exc
     d, c = stats.d, stats.num_classes
     for name, shape in {"gram": (d, d), "class_sums": (c, d)}.items():

@@ -18,6 +18,7 @@ from redundancy.cka import FeatureCKA, GramCKA
 from redundancy.config import AnalysisConfig
 from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.datasets.base import ImageSplit, validation_split
+from redundancy.deploy.head import model_facts
 from redundancy.errors import Cancelled, DatasetFormatError
 from redundancy.extraction import FEATURES_VERSION, Features, cached_features, extract
 from redundancy.hashing import hash_json
@@ -173,6 +174,7 @@ def analyze(
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
         extractor = FeatureExtractor(loaded.module, config.layer)
         transform, data_cfg = make_transform(loaded, config.image_size)
+        facts = model_facts(loaded, config.image_size) if config.probe == "ridge" else None
 
     with tracker.stage("load_data"):
         data = prepare_data(config, runtime)
@@ -242,7 +244,9 @@ def analyze(
             feature_cache_hit=cache_hit,
         ),
     )
-    report._stats = features.stats  # not serialised; `redundancy.deploy.save_stats` writes it for later heads
+    # not serialised: the rows the probe was fitted on, for later heads (`redundancy.deploy.save_stats`)
+    report._stats = run.train_stats
+    report._model_facts = facts
     return report
 
 
@@ -282,6 +286,7 @@ class ProbeRun:
     intervals: dict[int, tuple[float, float]]  # bootstrap CI of the random subsets' mean accuracy, by k
     paired: PairedBootstrap | None = None  # per-sample correctness by k, for the paired margin
     n_train: int = 0  # rows the ridge probe was fitted on
+    train_stats: GramStats | None = None  # the statistics of exactly those rows (what a head is refitted from)
     edge_ks: list[int] = field(default_factory=list)  # subset sizes whose GCV λ sat at the grid's edge
 
 
@@ -313,7 +318,7 @@ class TrainingProblem:
 def training_problem(config: AnalysisConfig, features: Features) -> TrainingProblem:
     """GCV needs no held-out rows, so it fits on train + validation; `val` keeps the split."""
     f = features
-    if config.lambda_select == "val":
+    if config.ridge_fit_splits() == ("train",):
         return TrainingProblem(f.stats, f.stats.standardised(), f.x_val, f.y_val)
     x = np.concatenate([f.x_train, f.x_val]).astype(np.float64)
     y = np.concatenate([f.y_train, f.y_val]).astype(np.int64)
@@ -422,6 +427,7 @@ def run_probes(
         paired=PairedBootstrap(correct, features.d, config.bootstrap, config.ci_level, config.seed)
         if config.bootstrap > 0 else None,
         n_train=train.problem.n,
+        train_stats=train.stats,
         edge_ks=sorted(probed.edge_ks | baselines.edge_ks),
     )
 

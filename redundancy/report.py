@@ -203,10 +203,18 @@ class Report(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Conditions that make these numbers less trustworthy, in words."
     )
-    # The train split's GramStats the probes were fitted on (set by `analyze`, never serialised): what a
-    # head for any δ is fitted from later (`redundancy.deploy.save_stats`).
+    # The GramStats of exactly the rows the ridge probes were fitted on (train + val under GCV, the fit
+    # split under validation selection; set by `analyze`, never serialised): what a head for any δ is
+    # fitted from later (`redundancy.deploy.save_stats`).
     _stats: Any = PrivateAttr(None)
+    # (backbone sha256, timm data config at the extraction size) of the model the features came from
+    # (`redundancy.deploy.model_facts`; set by `analyze` for ridge probes, never serialised).
+    _model_facts: Any = PrivateAttr(None)
 
     @property
     def stats(self) -> GramStats | None:
         return self._stats
+
+    @property
+    def model_facts(self) -> tuple[str, dict[str, Any]] | None:
+        return self._model_facts

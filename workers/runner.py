@@ -4,8 +4,9 @@ Every write is a transition of :mod:`service.core.lifecycle` fenced by this run'
 
 * :func:`~service.core.lifecycle.claim` (queued → running); a duplicate message finds nothing to claim;
 * :class:`~workers.monitor.JobMonitor` heart-beats and brings back the cancel flag;
-* :func:`~service.core.lifecycle.succeed` writes the report, its curve, its recommendations and the
-  status in one transaction; :func:`~service.core.lifecycle.fail` and
+* :func:`~service.core.artifacts.keep_stats` writes the layer statistics to the artifact store first;
+  :func:`~service.core.lifecycle.succeed` then writes the report, its curve, its recommendations, the
+  statistics reference and the status in one transaction; :func:`~service.core.lifecycle.fail` and
   :func:`~service.core.lifecycle.finish_cancelled` end it otherwise.
 """
 
@@ -23,7 +24,7 @@ from redundancy import AnalysisConfig, Report, Runtime
 from redundancy import analyze as engine_analyze
 from redundancy.errors import Cancelled, RedundancyError
 from redundancy.pipeline import ProgressFn, StopFn
-from service.core import lifecycle
+from service.core import artifacts, lifecycle
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.runtime import make_runtime
@@ -86,15 +87,19 @@ def execute_job(
     with session_scope(settings.db_url) as s:
         if monitor.cancel.is_set() and not lifecycle.is_held(s, job_id, attempt):
             return "skipped"
+    kept = artifacts.keep_stats(settings.artifacts_path, job_id, attempt, report)  # before the commit
     try:
         with session_scope(settings.db_url) as s:
-            stored = lifecycle.succeed(s, job_id, attempt, report, monitor.timings)
+            stored = lifecycle.succeed(s, job_id, attempt, report, monitor.timings, kept)
     except Exception as exc:  # noqa: BLE001 - nothing of the result was committed
+        artifacts.discard(kept)
         log.error("job %s: storing the result failed: %s", job_id, "".join(traceback.format_exception(exc)))
         return fail(
             "result_write_failed",
             f"The analysis finished but its result could not be stored: {type(exc).__name__}: {exc}"[:2000],
         )
+    if not stored:
+        artifacts.discard(kept)
     return JobStatus.SUCCEEDED if stored else "skipped"
 
 

@@ -4,8 +4,9 @@ For a recommendation (a δ, mode and criterion answered from a report's curve), 
 
 - `indices`: one seed's random subset at the recommended `k`, in the layer's channel order (sorted);
   the seed is chosen by `choose_seed`, a training-side score, never by test accuracy;
-- `weight` (k × C) and `bias` (C): the ridge probe refitted from the train split's sufficient
-  statistics with that seed's λ, with the standardisation folded in. The probe predicts
+- `weight` (k × C) and `bias` (C): the ridge probe refitted, with that seed's λ, from the sufficient
+  statistics of exactly the rows the probe was fitted on (train + val under GCV, the fit split under
+  validation selection), with the standardisation folded in. The probe predicts
   `argmax(z_S W_S + prior)` with `z = (x − μ)/σ`; so `W = W_S / σ_S` (row-wise) and
   `b = prior − (μ_S / σ_S) W_S`, and `logits = x_raw[:, indices] @ W + b`;
 - metadata: model, weights identity and backbone hash, layer, timm data config, dataset, the
@@ -43,8 +44,10 @@ _HEADER_KEY = "redundancy.artifact"
 _CHECKSUM_KEY = "redundancy.checksum"
 
 SELECTION_RULE = (
-    "highest part-vs-whole CKA on the training features (the curve's `cka`, from the train Gram; the mean "
-    "over datasets when several share the subset); ties to the lowest seed. Never test accuracy."
+    "the probe's own training-side selection score at the recommended k (the curve's `selection_score`: "
+    "GCV, lowest wins; validation accuracy, highest wins); over several datasets, the lowest mean rank of "
+    "the seed among each dataset's seeds; ties to the lowest seed. Only when a point carries no score: the "
+    "highest part-vs-whole CKA on the training features (the mean over datasets). Never test accuracy."
 )
 
 PROMISE = (
@@ -109,19 +112,49 @@ class Artifact:
 # -- choosing the subset ----------------------------------------------------------------------------
 
 
-def choose_seed(points: Sequence[CurvePoint]) -> int:
-    """The seed whose subset stands behind a recommendation, chosen on the training side
-    (`SELECTION_RULE`): the highest train-Gram CKA, averaged over the points of that seed (one per
-    dataset when several tasks share the subset), ties to the lowest seed.
+def _badness(p: CurvePoint) -> float:
+    """The selection score turned into "lower is better": GCV as it is, validation accuracy negated;
+    a NaN counts as the worst."""
+    score = float(p.selection_score)  # type: ignore[arg-type]
+    if score != score:
+        return float("inf")
+    return score if p.selection == "gcv" else -score
 
-    The only place the rule lives: when curve points carry the probe's own λ-selection score, this is
-    the function to switch to it. Test accuracy is never looked at."""
-    if not points:
+
+def _scored(points: Sequence[CurvePoint]) -> bool:
+    return all(p.selection in ("gcv", "val") and p.selection_score is not None for p in points) and (
+        len({p.selection for p in points}) == 1
+    )
+
+
+def choose_seed(*tasks: Sequence[CurvePoint]) -> int:
+    """The seed whose subset stands behind a recommendation, chosen on the training side
+    (`SELECTION_RULE`). Each argument is one dataset's random-subset points at the recommended `k`
+    (several when several tasks share the subset).
+
+    With selection scores: each dataset ranks its seeds by its probe's own score (GCV lowest first,
+    validation accuracy highest first; rank = how many seeds score strictly better), and the seed with
+    the lowest mean rank wins, so datasets whose scores sit on other scales weigh the same. Without them
+    (older reports): the highest train-Gram CKA averaged over the datasets. Ties to the lowest seed.
+    Test accuracy is never looked at."""
+    tasks = tuple(t for t in tasks if t)
+    if not tasks:
         raise ArtifactError("no random-subset curve points at the recommended k", field="curve")
+    if all(_scored(t) for t in tasks):
+        ranks: dict[int, list[int]] = {}
+        for t in tasks:
+            bad = {p.seed: _badness(p) for p in t}
+            for seed, b in bad.items():
+                ranks.setdefault(seed, []).append(sum(other < b for other in bad.values()))
+        return min(ranks, key=lambda s: (float(np.mean(ranks[s])), s))
     by_seed: dict[int, list[float]] = {}
-    for p in points:
-        by_seed.setdefault(p.seed, []).append(p.cka)
-    return min(by_seed, key=lambda s: (-float(np.mean(by_seed[s])), s))
+    for p in (p for t in tasks for p in t):
+        by_seed.setdefault(p.seed, []).append(p.cka if p.cka is not None else float("nan"))
+    return min(by_seed, key=lambda s: (-_nan_low(float(np.mean(by_seed[s]))), s))
+
+
+def _nan_low(x: float) -> float:
+    return x if x == x else float("-inf")
 
 
 def recommendation_for(
@@ -152,8 +185,13 @@ def fit_head(stats: GramStats, subset: np.ndarray, lam: float) -> tuple[np.ndarr
     return weight, bias
 
 
+def probe_rows(report: Report) -> int:
+    """How many rows the report's ridge probe was fitted on (`AnalysisConfig.ridge_fit_splits`)."""
+    return sum(int(report.dataset.sizes.get(split, 0)) for split in report.config.ridge_fit_splits())
+
+
 def _check_stats(report: Report, stats: GramStats) -> None:
-    want = (report.model.d, len(report.dataset.classes), report.dataset.sizes.get("train"))
+    want = (report.model.d, len(report.dataset.classes), probe_rows(report))
     have = (stats.d, stats.num_classes, stats.n)
     if want != have:
         raise ArtifactError(
@@ -226,8 +264,11 @@ def build_artifact(
             "test_accuracy": chosen.accuracy,
             "seed_mean_test_accuracy": float(np.mean([p.accuracy for p in points])),
             "train_cka": chosen.cka,
+            "selection": chosen.selection,
+            "selection_score": chosen.selection_score,
             "selection_rule": SELECTION_RULE,
             "fitted_on_rows": stats.n,
+            "fitted_on_splits": list(report.config.ridge_fit_splits()),
         },
         "promise": PROMISE,
     }

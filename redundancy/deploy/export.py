@@ -32,7 +32,7 @@ def export_artifacts(report: Report, out_dir: str | Path, stats: GramStats | Non
     if stats is None:
         raise ArtifactError("the report carries no statistics; pass the job's saved ones (load_stats)",
                             field="stats")
-    sha, data_config = report_model_facts(report)
+    sha, data_config = report.model_facts or report_model_facts(report)
     out = Path(out_dir)
     return [
         save_artifact(

@@ -159,8 +159,7 @@ def build_multitask_artifacts(
     from redundancy.deploy.artifact import build_artifact, choose_seed
 
     check_compatible({name: TaskCurve.from_report(r) for name, r in reports.items()})
-    points = [p for r in reports.values() for p in r.curve if p.kind in RANDOM_KINDS and p.k == answer.k]
-    seed = choose_seed(points)
+    seed = choose_seed(*([p for p in r.curve if p.kind in RANDOM_KINDS and p.k == answer.k] for r in reports.values()))
     return {
         name: build_artifact(r, stats[name], answer, weights_sha256=weights_sha256, data_config=data_config,
                              seed=seed)

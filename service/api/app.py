@@ -20,7 +20,7 @@ from service.api.errors import install_error_handlers
 from service.api.limits import EdgeLimits, RateLimiter, rate_limited
 from service.api.metrics import RequestMetrics
 from service.api.openapi import operation_id
-from service.api.routes import catalog, deliveries, health, jobs, recommendations
+from service.api.routes import artifacts, catalog, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
 from service.api.ui import install_ui
 from service.core.config import Settings
@@ -104,7 +104,7 @@ def build_app(
     app.state.request_metrics = RequestMetrics()
     app.state.rate_limiter = RateLimiter(settings)
     install_error_handlers(app)
-    for module in (jobs, deliveries, recommendations, catalog):
+    for module in (jobs, artifacts, deliveries, recommendations, catalog):
         app.include_router(module.router, dependencies=[Depends(rate_limited)], responses=V1_RESPONSES)
     app.include_router(health.router)
     install_offline_docs(app)

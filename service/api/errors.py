@@ -31,6 +31,7 @@ _TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
@@ -106,7 +107,25 @@ def problem_for(exc: domain.JobError) -> ProblemError:
             return ProblemError(429, str(exc), slug="too-many-active-jobs", title="Too Many Requests",
                                 headers={"Retry-After": str(exc.retry_after)},
                                 hint="Wait for a job to finish, or cancel one.")
-        case domain.InvalidInput():  # the core's only caller input is a query parameter
+        case domain.ArtifactUnavailable():
+            return ProblemError(409, str(exc), slug="artifact-unavailable", title="No artifact for this job",
+                                reason=exc.reason)
+        case domain.ArtifactGone():
+            return ProblemError(410, str(exc), slug="artifact-stats-gone", title="Statistics gone",
+                                reason=exc.reason, hint="Submit the job again to keep new statistics.")
+        case domain.ArtifactNotSupported():
+            return ProblemError(422, str(exc), slug="artifact-not-supported", title="No artifact for this probe",
+                                errors=[{"field": exc.field, "reason": exc.reason, "location": "job"}])
+        case domain.TasksMissing():
+            return ProblemError(409, str(exc), slug="tasks-missing", title="No analysis yet for some datasets",
+                                datasets=exc.datasets,
+                                hint="Submit one per dataset: POST /v1/jobs with the same model, weights and "
+                                "layer, then poll them until they succeed.")
+        case domain.TasksIncompatible():
+            return ProblemError(422, str(exc), slug="tasks-incompatible", title="Jobs cannot share one subset",
+                                errors=[{"field": exc.field, "reason": exc.reason, "location": "job"}],
+                                jobs=exc.jobs)
+        case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
             return validation_problem(exc.field, exc.reason, "query")
         case domain.NotFound():
             return ProblemError(404, str(exc), slug="not-found")

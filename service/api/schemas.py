@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from redundancy.config import AnalysisConfig
+from redundancy.deploy import MultiTaskRecommendation
 from redundancy.report import Recommendation
 from service.core.links import job_links
 from service.core.models import Job, as_utc
@@ -139,6 +140,8 @@ class JobLinks(BaseModel):
     plot_png: str
     plot_svg: str
     deliveries: str
+    artifact: str = Field(description="The subset head for a δ (`?delta=`), as .safetensors; its model card at "
+                          "`/artifact/card`.")
 
     @classmethod
     def of(cls, job_id: str) -> JobLinks:
@@ -189,6 +192,7 @@ class JobOut(BaseModel):
                         "plot_png": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/plot.png",
                         "plot_svg": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/plot.svg",
                         "deliveries": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/deliveries",
+                        "artifact": "/v1/jobs/6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01/artifact",
                     },
                 }
             ]
@@ -243,6 +247,23 @@ class RecommendationOut(Recommendation):
             model=job.model_name,
             weights=str(job.request.get("model", {}).get("weights", "")),
             dataset=job.dataset_spec,
+        )
+
+
+class MultiTaskRecommendationOut(MultiTaskRecommendation):
+    """The smallest k meeting δ on every named dataset, per-dataset accuracy and fairness there, and the
+    dataset that binds the answer; from each dataset's latest succeeded job."""
+
+    model: str
+    weights: str
+    jobs: dict[str, str] = Field(description="The job behind each dataset's numbers, by dataset.")
+
+    @classmethod
+    def of(cls, answer: MultiTaskRecommendation, model: str, jobs: dict[str, Job]) -> MultiTaskRecommendationOut:
+        first = next(iter(jobs.values()))
+        return cls(
+            **answer.model_dump(), model=model, weights=str(first.request.get("model", {}).get("weights", "")),
+            jobs={name: job.id for name, job in jobs.items()},
         )
 
 

@@ -50,6 +50,9 @@ Environment variables (all optional):
                                 of a job must resolve into; default: ``DATA_DIR``.
 ``ADVISOR_METRICS_PUBLIC``      Serve ``/metrics`` and the details of ``/readyz`` without a key
                                 (default false: they need a key when keys are configured).
+``ADVISOR_ARTIFACT_DIR``        Artifact store: each job's layer statistics (the file a head for
+                                any δ is fitted from) and the heads built from them (default
+                                ``$DATA_DIR/artifacts``; the API and workers must share it).
 ==============================  =============================================================
 
 Fixed limits (in the request schema, so the OpenAPI document declares them) are in
@@ -181,6 +184,16 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for p in (self.data_path, self.cache_dir, self.datasets_dir, self.checkpoints_dir):
             p.mkdir(parents=True, exist_ok=True)
+
+    # ---- artifacts (issue 12) ------------------------------------------------------------
+    artifact_dir: Path | None = Field(
+        None, description="Where jobs keep their layer statistics and built heads (ADVISOR_ARTIFACT_DIR); "
+        "default: DATA_DIR/artifacts. The API and the workers must see it at the same path."
+    )
+
+    @property
+    def artifacts_path(self) -> Path:
+        return (self.artifact_dir or self.data_path / "artifacts").expanduser().resolve()
 
 
 @lru_cache

@@ -85,3 +85,49 @@ class NotSucceeded(Conflict):
     def __init__(self, job_id: str, status: JobStatus) -> None:
         super().__init__(f"Job {job_id} is {status}; results exist only for succeeded jobs.")
         self.job_id, self.status = job_id, status
+
+
+# ---- artifacts and multi-task answers (issue 12) ------------------------------------------------
+
+
+class ArtifactUnavailable(Conflict):
+    """The job succeeded, but no head can be built from what it kept; ``reason`` says why."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"No artifact for job {job_id}: {reason}")
+        self.job_id, self.reason = job_id, reason
+
+
+class ArtifactGone(JobError):
+    """The job's statistics file was kept, but it is missing or unreadable in the artifact store now."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"The statistics of job {job_id} are gone from the artifact store: {reason}")
+        self.job_id, self.reason = job_id, reason
+
+
+class ArtifactNotSupported(JobError):
+    """The job's analysis cannot give a head (e.g. a logistic probe): ``field`` and ``reason`` say why."""
+
+    def __init__(self, job_id: str, field: str, reason: str) -> None:
+        super().__init__(f"Job {job_id} cannot give an artifact: {reason}")
+        self.job_id, self.field, self.reason = job_id, field, reason
+
+
+class TasksMissing(Conflict):
+    """A multi-task answer asked for datasets without a succeeded job on the model."""
+
+    def __init__(self, datasets: list[str], model: str, weights: str | None) -> None:
+        super().__init__(
+            f"No succeeded job for model {model!r}" + (f" with weights {weights!r}" if weights else "")
+            + f" on: {', '.join(datasets)}."
+        )
+        self.datasets, self.model, self.weights = datasets, model, weights
+
+
+class TasksIncompatible(JobError):
+    """The named datasets' latest jobs cannot share one subset (other weights, layer, width or seed)."""
+
+    def __init__(self, field: str, reason: str, jobs: dict[str, str]) -> None:
+        super().__init__(f"These jobs cannot share one subset: {reason}")
+        self.field, self.reason, self.jobs = field, reason, jobs

@@ -7,12 +7,12 @@
         claim  │  └── requeue_stale                     (its worker stopped heart-beating)
                ▼
              running ─▶ heartbeat (progress; answers "go on?")
-               ├─▶ succeed        ─▶ succeeded          (report rows and status in one transaction)
+               ├─▶ succeed        ─▶ succeeded          (report rows, stats reference and status in one transaction)
                ├─▶ fail           ─▶ failed             (engine error, time limit, result write)
                ├─▶ fail_stale     ─▶ failed             (worker lost MAX_ATTEMPTS times)
                ├─▶ finish_cancelled / cancel_stale ─▶ cancelled
     cancel:  queued ─▶ cancelled at once; running ─▶ cancel_requested (the worker stops at its next checkpoint)
-    delete:  a finished job and its rows
+    delete:  a finished job, its rows and its files in the artifact store
 
 Every transition into succeeded, failed or cancelled records the job's webhook event in its own
 transaction (``_announce`` → :func:`service.core.webhooks.record_event`; sent later, elsewhere).
@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session
 
 from redundancy.config import AnalysisConfig
 from redundancy.report import Report
-from service.core import results, webhooks
+from service.core import artifacts, results, webhooks
 from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
-from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, WebhookDelivery, utcnow
+from service.core.models import CurvePointRow, Job, JobResult, JobStats, RecommendationRow, WebhookDelivery, utcnow
 from service.core.queries import get_job
 from service.core.status import JobStatus
 
@@ -256,9 +256,13 @@ def cancel(session: Session, job_id: str, owner: str) -> Job:
 # running → finished (by its worker)
 
 
-def succeed(session: Session, job_id: str, attempt: int, report: Report, timings: dict[str, float]) -> bool:
-    """running → succeeded with the report's rows, in ONE transaction: a half-written job never looks
-    finished. False (and nothing written) when the job changed hands or was deleted meanwhile."""
+def succeed(
+    session: Session, job_id: str, attempt: int, report: Report, timings: dict[str, float],
+    kept: artifacts.KeptStats | None = None,
+) -> bool:
+    """running → succeeded with the report's rows (and ``kept``, the reference to its layer statistics
+    in the artifact store), in ONE transaction: a half-written job never looks finished. False (and
+    nothing written) when the job changed hands or was deleted meanwhile."""
     q = sa.select(Job).where(Job.id == job_id)
     if session.get_bind().dialect.name != "sqlite":  # SQLite has no row locks (its writes are serialised)
         q = q.with_for_update()
@@ -269,6 +273,8 @@ def succeed(session: Session, job_id: str, attempt: int, report: Report, timings
         return False
     try:
         results.store_report(session, job_id, report)
+        if kept is not None:
+            artifacts.add_stats_row(session, job_id, kept)
         now = utcnow()
         job.status = JobStatus.SUCCEEDED
         job.stage = "done"
@@ -363,11 +369,14 @@ def cancel_stale(session: Session, job_id: str, attempt: int, stale_before: dt.d
 
 
 def delete(session: Session, job_id: str, owner: str) -> None:
-    """A finished job and all its rows. Queued or running raises :class:`NotFinished` (cancel first)."""
+    """A finished job, all its rows and its files in the artifact store (removed once the rows are
+    gone). Queued or running raises :class:`NotFinished` (cancel first)."""
     job = get_job(session, job_id, owner)
     if not job.status.finished:
         raise NotFinished(job.id, job.status)
-    for model in (CurvePointRow, RecommendationRow, JobResult, WebhookDelivery):
+    stats_path = session.scalar(sa.select(JobStats.path).where(JobStats.job_id == job.id))
+    for model in (CurvePointRow, RecommendationRow, JobResult, JobStats, WebhookDelivery):
         session.execute(sa.delete(model).where(model.job_id == job.id))
     session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
     session.commit()
+    artifacts.remove_job_files(stats_path, job.id)

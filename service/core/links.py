@@ -10,6 +10,7 @@ LINK_PATHS: dict[str, str] = {
     "plot_png": "/plot.png",
     "plot_svg": "/plot.svg",
     "deliveries": "/deliveries",
+    "artifact": "/artifact",
 }
 
 

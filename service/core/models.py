@@ -166,3 +166,20 @@ class WebhookDelivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+
+
+class JobStats(Base):
+    """Where a succeeded job keeps the layer statistics a head is fitted from (issue 12): a reference
+    to a file in the artifact store (``service.core.artifacts``), never the statistics themselves.
+    ``path`` is null when they could not be kept; ``reason`` then says why."""
+
+    __tablename__ = "job_stats"
+
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str | None] = mapped_column(sa.String(4096), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    weights_sha256: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    data_config: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

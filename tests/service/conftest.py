@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,6 +22,7 @@ from redundancy.advice import recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.errors import Cancelled
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
+from redundancy.stats import GramStats
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import migrate
 from service.core.config import Settings
@@ -45,7 +47,7 @@ def fake_report(config: AnalysisConfig) -> Report:
     summary = summarize(curve)
     recs = [recommend(curve, CLASSES, D, dl, config.delta_mode, config.criterion) for dl in config.deltas]
     full = next(s for s in summary if s.k == D)
-    return Report(
+    report = Report(
         config=config,
         model=ModelInfo(name=config.model.name, weights_source=config.model.weights, weights_identity="fake",
                         weights_random=True, layer="head", layer_pooling="avg", d=D, input_size=[3, 32, 32]),
@@ -58,6 +60,23 @@ def fake_report(config: AnalysisConfig) -> Report:
         environment=Environment(device="cpu", amp=False, torch="x", timm="x", numpy="x", python="3.11",
                                 code_version="test", feature_cache_hit=False),
     )
+    if config.probe == "ridge":  # what analyze() leaves for the artifact store: statistics and model facts
+        x, y = fake_rows(config)
+        report._stats = GramStats.from_features(x, y, len(CLASSES))
+        report._model_facts = (FAKE_WEIGHTS_SHA, dict(FAKE_DATA_CONFIG))
+    return report
+
+
+FAKE_WEIGHTS_SHA = "f" * 64
+FAKE_DATA_CONFIG = {"input_size": (3, 32, 32), "interpolation": "bilinear", "mean": (0.5, 0.5, 0.5),
+                    "std": (0.5, 0.5, 0.5), "crop_pct": 1.0, "crop_mode": "center"}
+
+
+def fake_rows(config: AnalysisConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the fake probe was 'fitted' on: train + val (9 + 1) under GCV, train (9) under val."""
+    n = 9 + (1 if config.ridge_fit_splits() == ("train", "val") else 0)
+    rng = np.random.default_rng(config.seed)
+    return rng.normal(size=(n, D)) + np.arange(D) / D, np.arange(n) % len(CLASSES)
 
 
 STAGES = ("load_model", "load_data", "extract", "probe", "advise")

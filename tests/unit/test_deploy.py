@@ -69,33 +69,66 @@ class Analysis:
                               data_config=self.data_config)
 
 
-@pytest.fixture(scope="module")
-def cifar(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> Analysis:
-    root = tmp_path_factory.mktemp("cifar")
+def _analysis(root: Path, shared_data_dir: Path, **over: object) -> Analysis:
     rt = Runtime(cache_dir=root / "cache", data_root=root)
-    config = {**CONFIG, "dataset": {**CONFIG["dataset"], "spec": f"npz:{shared_data_dir / 'cifar10.npz'}"}}
+    config = {**CONFIG, "dataset": {**CONFIG["dataset"], "spec": f"npz:{shared_data_dir / 'cifar10.npz'}"}, **over}
     report = analyze(AnalysisConfig.model_validate(config), rt)
     features = Features.load(next((root / "cache").glob("*.npz")))
-    sha, data_config = report_model_facts(report)
+    assert report.model_facts is not None
+    sha, data_config = report.model_facts
+    assert (sha, data_config) == report_model_facts(report)  # what the engine recorded = a fresh reload
     return Analysis(report, features, rt, sha, data_config)
 
 
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cifar")
+
+
+@pytest.fixture(scope="module")
+def cifar(cifar_root: Path, shared_data_dir: Path) -> Analysis:
+    """The default probe: ridge with λ by GCV, fitted on train + val."""
+    return _analysis(cifar_root, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def cifar_val(cifar_root: Path, shared_data_dir: Path, cifar: Analysis) -> Analysis:
+    """λ chosen on the validation split, fitted on the fit split (the features come from the cache)."""
+    return _analysis(cifar_root, shared_data_dir, lambda_select="val")
+
+
+def _fit_rows(a: Analysis) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the probe was fitted on, from the stored features: train + val under GCV, train under val."""
+    f = a.features
+    if a.report.config.lambda_select == "val":
+        return f.x_train, f.y_train
+    return np.concatenate([f.x_train, f.x_val]), np.concatenate([f.y_train, f.y_val])
+
+
 def _reference_predictions(a: Analysis, subset: np.ndarray, lam: float) -> np.ndarray:
-    """The probe by the obvious computation: standardise, solve the ridge system, add the prior."""
-    s = a.report.stats
-    mu = s.total / s.n
-    xc_gram = s.gram - s.n * np.outer(mu, mu)
-    sd = np.sqrt(np.diag(xc_gram) / s.n)
+    """The probe by the obvious computation on the fitted rows themselves (not the statistics):
+    standardise, solve the ridge system on one-hot centred targets, add the prior."""
+    x, y = _fit_rows(a)
+    x = x.astype(np.float64)
+    mu = x.mean(0)
+    sd = x.std(0)
     sd = np.where(sd > 1e-12 * sd.max(), sd, 1.0)
-    g = (xc_gram / np.outer(sd, sd))[np.ix_(subset, subset)]
-    b = ((s.class_sums - np.outer(s.class_counts, mu)).T / sd[:, None])[subset]
-    w = np.linalg.solve(g + lam * np.eye(len(subset)), b)
-    z = (a.features.x_test.astype(np.float64) - mu) / sd
-    return (z[:, subset] @ w + s.class_counts / s.n).argmax(1)
+    z = ((x - mu) / sd)[:, subset]
+    onehot = np.eye(len(a.report.dataset.classes))[y]
+    prior = onehot.mean(0)
+    w = np.linalg.solve(z.T @ z + lam * np.eye(len(subset)), z.T @ (onehot - prior))
+    zt = (a.features.x_test.astype(np.float64) - mu) / sd
+    return (zt[:, subset] @ w + prior).argmax(1)
 
 
-def test_artifact_reproduces_its_seed_on_the_stored_features(cifar: Analysis, tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["cifar", "cifar_val"])
+def test_artifact_reproduces_its_seed_on_the_stored_features(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    cifar: Analysis = request.getfixturevalue(which)
     x, y = cifar.features.x_test, cifar.features.y_test
+    fit_x, _ = _fit_rows(cifar)
+    assert cifar.report.stats is not None and cifar.report.stats.n == len(fit_x)
     ks = set()
     for delta in (0.02, 0.1, 0.3):
         art = load_artifact(save_artifact(cifar.artifact(delta), tmp_path / f"a{delta}.safetensors"))
@@ -105,6 +138,7 @@ def test_artifact_reproduces_its_seed_on_the_stored_features(cifar: Analysis, tm
         pred = art.predict(x)
         assert np.array_equal(pred, _reference_predictions(cifar, art.indices, point.lam))
         assert float((pred == y).mean()) == point.accuracy == sub["test_accuracy"]
+        assert sub["fitted_on_rows"] == len(fit_x) and sub["selection"] == cifar.report.config.lambda_select
         assert np.array_equal(art.indices, sample_subset(art.d, art.k, point.seed, cifar.report.config.seed))
         seeds = [p.accuracy for p in cifar.report.curve if p.k == art.k and p.kind in RANDOM_KINDS]
         assert sub["seed_mean_test_accuracy"] == pytest.approx(np.mean(seeds))
@@ -144,11 +178,18 @@ def test_attached_to_the_real_timm_model_on_real_images(cifar: Analysis) -> None
     assert abs(acc - art.metadata["subset"]["test_accuracy"]) <= 0.005
 
 
-def test_seed_choice_never_looks_at_test_accuracy(cifar: Analysis) -> None:
-    k = cifar.artifact(0.1).k
+@pytest.mark.parametrize("which", ["cifar", "cifar_val"])
+def test_seed_choice_uses_the_probes_own_selection_score(which: str, request: pytest.FixtureRequest) -> None:
+    cifar: Analysis = request.getfixturevalue(which)
+    art = cifar.artifact(0.1)
+    k = art.k
     points = [p for p in cifar.report.curve if p.k == k and p.kind == "random"]
+    assert all(p.selection == cifar.report.config.lambda_select and p.selection_score is not None for p in points)
     seed = choose_seed(points)
-    assert next(p.cka for p in points if p.seed == seed) == max(p.cka for p in points)
+    assert art.metadata["subset"]["seed"] == seed
+    scores = {p.seed: p.selection_score for p in points}
+    best = min(scores.values()) if which == "cifar" else max(scores.values())  # GCV: lowest; val: highest
+    assert seed == min(s for s, v in scores.items() if v == best)
     shuffled = [p.model_copy(update={"accuracy": a}) for p, a in zip(points, np.random.permutation(
         [p.accuracy for p in points]), strict=True)]
     assert choose_seed(shuffled) == seed
@@ -334,13 +375,54 @@ def test_incompatible_tasks_are_refused_naming_them() -> None:
         recommend_multitask({}, 0.05)
 
 
-def test_one_seed_is_chosen_over_every_dataset_by_mean_train_cka() -> None:
-    def pt(seed: int, cka: float) -> CurvePoint:
-        return CurvePoint(fraction=0.1, k=10, seed=seed, accuracy=0.5, per_class_accuracy=[0.5], cka=cka)
+def _pt(seed: int, cka: float | None = 0.5, selection: str | None = None, score: float | None = None,
+        accuracy: float = 0.5) -> CurvePoint:
+    return CurvePoint(fraction=0.1, k=10, seed=seed, accuracy=accuracy, per_class_accuracy=[accuracy], cka=cka,
+                      selection=selection, selection_score=score)
 
+
+def _slow_choice(tasks: list[list[CurvePoint]]) -> int:
+    """The rule by the obvious loop: per dataset, sort the seeds best first and take each one's position
+    among strictly better ones; the lowest mean position wins, ties to the lowest seed."""
+    positions: dict[int, list[int]] = {}
+    for t in tasks:
+        lower_better = [(p.selection_score if p.selection == "gcv" else -p.selection_score, p.seed) for p in t]
+        for score, seed in lower_better:
+            positions.setdefault(seed, []).append(len([1 for s, _ in lower_better if s < score]))
+    best = min(sum(v) / len(v) for v in positions.values())
+    return min(seed for seed, v in positions.items() if sum(v) / len(v) == best)
+
+
+def test_seed_choice_by_selection_score_gcv_lowest_val_highest() -> None:
+    gcv = [_pt(0, 0.9, "gcv", 2.0, accuracy=0.9), _pt(1, 0.1, "gcv", 1.5, accuracy=0.1), _pt(2, 0.5, "gcv", 3.0)]
+    assert choose_seed(gcv) == 1  # the lowest GCV, whatever CKA or test accuracy say
+    val = [_pt(0, 0.9, "val", 0.70), _pt(1, 0.1, "val", 0.80), _pt(2, 0.5, "val", 0.80)]
+    assert choose_seed(val) == 1  # the highest validation accuracy; ties to the lowest seed
+    assert choose_seed([_pt(0, 0.1, "gcv", float("nan")), _pt(1, 0.1, "gcv", 9.0)]) == 1  # NaN is the worst
+    # several datasets on other scales: by mean rank, so neither dataset's scale dominates
+    a = [_pt(0, score=1000.0, selection="gcv"), _pt(1, score=1001.0, selection="gcv"), _pt(2, score=5000.0,
+                                                                                           selection="gcv")]
+    b = [_pt(0, score=0.50, selection="val"), _pt(1, score=0.90, selection="val"), _pt(2, score=0.95,
+                                                                                      selection="val")]
+    assert choose_seed(a, b) == _slow_choice([a, b]) == 0  # ranks: seed 0 (0, 2), seed 1 (1, 1), seed 2 (2, 0)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        tasks = [[_pt(s, selection=sel, score=float(rng.integers(0, 4))) for s in range(int(rng.integers(1, 5)))]
+                 for sel in rng.choice(["gcv", "val"], size=int(rng.integers(1, 4)))]
+        n = min(len(t) for t in tasks)
+        tasks = [t[:n] for t in tasks]
+        assert choose_seed(*tasks) == _slow_choice(tasks)
+
+
+def test_seed_choice_falls_back_to_mean_train_cka_without_scores() -> None:
     # seed 0 wins on one dataset, seed 1 on average over both
-    assert choose_seed([pt(0, 0.9), pt(1, 0.8), pt(0, 0.1), pt(1, 0.5)]) == 1
-    assert choose_seed([pt(2, 0.5), pt(1, 0.5)]) == 1  # ties to the lowest seed
+    assert choose_seed([_pt(0, 0.9), _pt(1, 0.8)], [_pt(0, 0.1), _pt(1, 0.5)]) == 1
+    assert choose_seed([_pt(2, 0.5), _pt(1, 0.5)]) == 1  # ties to the lowest seed
+    assert choose_seed([_pt(0, None), _pt(1, 0.2)]) == 1  # an undefined CKA loses
+    # one point without a score: the whole choice falls back to CKA
+    assert choose_seed([_pt(0, 0.9, "gcv", 5.0), _pt(1, 0.1, "gcv", None)]) == 0
+    with pytest.raises(ArtifactError):
+        choose_seed([])
 
 
 def test_two_real_datasets_share_one_subset(cifar: Analysis, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""/v1/recommendations: the answer for a model and dataset, from their latest succeeded job."""
+"""/v1/recommendations: the answer for a model and dataset, from their latest succeeded job; for several
+datasets, the smallest k that meets δ on every one of them (issue 12)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,25 @@ from fastapi import APIRouter, Query
 
 from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from service.api.deps import OwnerDep, SessionDep
-from service.api.errors import ProblemError
+from service.api.errors import ProblemError, validation_problem
+from service.api.limits import MAX_QUERY_VALUES
 from service.api.routes.jobs import PROBLEM, check_delta
-from service.api.schemas import RecommendationOut
-from service.core import queries, results
+from service.api.schemas import MultiTaskRecommendationOut, RecommendationOut
+from service.core import multitask, queries, results
 
 router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 
 
 @router.get(
     "",
-    response_model=RecommendationOut,
+    response_model=RecommendationOut | MultiTaskRecommendationOut,
     response_model_by_alias=True,
-    summary="Recommendation from the latest succeeded job on a model and dataset",
+    summary="Recommendation from the latest succeeded job on a model and dataset (or several datasets)",
     responses={
         404: {**PROBLEM, "description": "No succeeded job for that model and dataset (with a hint)"},
-        422: {**PROBLEM, "description": "Missing or invalid parameter"},
+        409: {**PROBLEM, "description": "Several datasets: some have no succeeded job (named in `datasets`)"},
+        422: {**PROBLEM, "description": "Missing or invalid parameter; several datasets: jobs that cannot share "
+              "one subset (other weights, layer, width or seed; named in `jobs`)"},
     },
 )
 def latest_recommendation(
@@ -32,17 +36,39 @@ def latest_recommendation(
     owner: OwnerDep,
     model: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, description="timm model name.",
                                 examples=["tf_efficientnet_lite0"])],
-    dataset: Annotated[str, Query(min_length=1, max_length=MAX_PATH_CHARS, description="Dataset spec.",
-                                  examples=["digits"])],
+    dataset: Annotated[
+        list[str],
+        Query(max_length=MAX_QUERY_VALUES, description="Dataset spec. Repeat it (`&dataset=A&dataset=B`) for the "
+              "smallest k that meets δ on "
+              "every named dataset (a `MultiTaskRecommendationOut`).", examples=[["digits"]]),
+    ],
     delta: Annotated[
-        float | None,
-        Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: that job's first δ.", examples=[0.01]),
+        float | None, Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: that job's first δ "
+                            "(several datasets: their shared first δ).", examples=[0.01])
     ] = None,
     delta_mode: Annotated[Literal["relative", "absolute"] | None, Query()] = None,
     criterion: Annotated[Literal["mean", "worst_seed"] | None, Query()] = None,
     weights: Annotated[
         str | None, Query(max_length=MAX_PATH_CHARS, description="Only jobs that used these weights.")
     ] = None,
+) -> RecommendationOut | MultiTaskRecommendationOut:
+    if not dataset or any(not d for d in dataset):
+        raise validation_problem("dataset", "give at least one non-empty dataset spec", "query")
+    if any(len(d) > MAX_PATH_CHARS for d in dataset):
+        raise validation_problem("dataset", f"a dataset spec is at most {MAX_PATH_CHARS} characters", "query")
+    if len(dataset) > 1:
+        d = check_delta(delta, [0.0]) if delta is not None else None
+        answer, jobs = multitask.recommend_for_datasets(
+            session, owner, model=model, datasets=dataset, weights=weights, delta=d, delta_mode=delta_mode,
+            criterion=criterion,
+        )
+        return MultiTaskRecommendationOut.of(answer, model, jobs)
+    return _one_dataset(session, owner, model, dataset[0], delta, delta_mode, criterion, weights)
+
+
+def _one_dataset(
+    session: SessionDep, owner: str, model: str, dataset: str, delta: float | None, delta_mode: str | None,
+    criterion: str | None, weights: str | None,
 ) -> RecommendationOut:
     job = queries.latest_succeeded(session, owner, model, dataset, weights)
     if job is None:

@@ -1,0 +1,113 @@
+"""/v1/jobs/{id}/artifact: the subset head for any δ as .safetensors, and its JSON model card (issue 12)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from service.api.deps import OwnerDep, SessionDep
+from service.api.routes.jobs import PROBLEM, JobId, check_delta
+from service.core import artifacts, queries
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+OCTET_STREAM = "application/octet-stream"
+
+Delta = Annotated[
+    float | None, Query(description="Tolerated loss, stored or new; default: the job's first δ.", examples=[0.05])
+]
+DeltaMode = Annotated[Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")]
+CriterionQ = Annotated[Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")]
+IfNoneMatch = Annotated[
+    str | None, Header(alias="If-None-Match", description="An ETag from an earlier answer: 304 when unchanged.")
+]
+
+
+def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {
+        200: ok,
+        304: {"description": "Not Modified: the If-None-Match ETag is this artifact's"},
+        404: {**PROBLEM, "description": "No such job"},
+        409: {**PROBLEM, "description": "Not succeeded (yet), or no statistics were kept for it (the reason says why)"},
+        410: {**PROBLEM, "description": "Its statistics file is gone from the artifact store"},
+        422: {**PROBLEM, "description": "δ out of range (names `delta`), or a probe that cannot give a head "
+              "(logistic; names `probe`)"},
+    }
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison of If-None-Match against our ETag (a list, `*`, or `W/` tags)."""
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or f'"{etag}"' in tags
+
+
+def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, delta_mode: str | None,
+          criterion: str | None) -> artifacts.ArtifactPlan:
+    job = queries.get_job(session, job_id, owner)
+    d = check_delta(delta, job.request.get("deltas") or [0.01])
+    return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+
+
+@router.get(
+    "/{job_id}/artifact",
+    response_class=Response,
+    summary="The subset head for a δ (.safetensors)",
+    responses=_errors({
+        "content": {OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "One .safetensors file: `indices` (int64, the kept neurons in channel order), `weight` "
+        "(k × C) and `bias` (C), so that `logits = x_raw[:, indices] @ weight + bias` on the layer's raw output; "
+        "the metadata (model, weights hash, layer, input transform, dataset, recommendation, the subset's own "
+        "test accuracy) in its header. Load it with `redundancy.deploy.load_artifact`.",
+        "headers": {"ETag": {"description": "Same job, statistics, recommendation and engine → same ETag.",
+                             "schema": {"type": "string"}}},
+    }),
+)
+def get_artifact(
+    job_id: JobId,
+    session: SessionDep,
+    owner: OwnerDep,
+    delta: Delta = None,
+    delta_mode: DeltaMode = None,
+    criterion: CriterionQ = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """Fitted from the job's kept layer statistics with the answer's probe and λ (the seed chosen by its
+    training-side selection score), for a stored δ or any new one; built once per ETag."""
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
+    headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private, no-cache"}
+    if _matches(if_none_match, plan.etag):
+        return Response(status_code=304, headers=headers)
+    path = artifacts.materialise(plan)
+    headers["Content-Disposition"] = f'attachment; filename="{plan.filename}"'
+    return Response(content=path.read_bytes(), media_type=OCTET_STREAM, headers=headers)
+
+
+@router.get(
+    "/{job_id}/artifact/card",
+    response_class=JSONResponse,
+    summary="The model card of the subset head for a δ (JSON)",
+    responses=_errors({
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "The artifact's metadata, its file name and sha256, tensor shapes, usage, and what the "
+        "indices promise.",
+    }),
+)
+def get_artifact_card(
+    job_id: JobId,
+    session: SessionDep,
+    owner: OwnerDep,
+    delta: Delta = None,
+    delta_mode: DeltaMode = None,
+    criterion: CriterionQ = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
+    etag = f"card-{plan.etag}"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
+    if _matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(artifacts.card_of(artifacts.materialise(plan)), headers=headers)

@@ -1,0 +1,219 @@
+"""The artifact store (issue 12): a job's layer statistics as a file, and the heads built from them.
+
+A succeeded ridge job keeps the sufficient statistics of the rows its probe was fitted on (`n`, `Σx`,
+`XᵀX`, class sums: `redundancy.deploy.save_stats`) as one file in the store, so that a head for any δ
+can be fitted later without the images. The database holds a reference (`JobStats`: the file's
+absolute path, its sha256 and size, and the model facts an artifact records), never the statistics.
+
+Layout, one directory per job::
+
+    <artifact_dir>/<job id>/stats-<attempt>.npz             the statistics (written by the worker)
+    <artifact_dir>/<job id>/heads/<etag>/<name>.safetensors  a built head and its .json model card
+
+Writes (the worker, :func:`keep_stats`) happen **before** the success commit and the reference is
+added in that same transaction (:func:`service.core.lifecycle.succeed`), so a job that reads as
+succeeded already has its statistics, or the reason it has none. Deleting the job deletes its
+directory (:func:`remove_job_files`, from :func:`service.core.lifecycle.delete`).
+
+Reads (the API): :func:`plan_artifact` resolves a δ to its recommendation and an ETag without
+touching the file; :func:`materialise` fits the head (or finds it already built) and returns the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from redundancy.deploy import ArtifactError, build_artifact, load_stats, save_artifact, save_stats
+from redundancy.deploy.artifact import FORMAT, card_path
+from redundancy.deploy.export import artifact_name
+from redundancy.errors import RedundancyError
+from redundancy.pipeline import CODE_VERSION
+from redundancy.report import Recommendation, Report
+from service.core import results
+from service.core.errors import ArtifactGone, ArtifactNotSupported, ArtifactUnavailable
+from service.core.models import Job, JobStats, utcnow
+
+log = logging.getLogger("service.core.artifacts")
+
+STATS_PREFIX = "stats-"
+_BUILD_LOCK = threading.Lock()
+
+
+def job_dir(store: Path, job_id: str) -> Path:
+    return store / job_id
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker: keep the statistics, before the success commit
+
+
+@dataclass(frozen=True)
+class KeptStats:
+    """What the worker kept for a job: a file (path, sha256, size, model facts) or the reason why not."""
+
+    path: Path | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    weights_sha256: str | None = None
+    data_config: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def keep_stats(store: Path, job_id: str, attempt: int, report: Report) -> KeptStats:
+    """Write the report's statistics to ``<store>/<job id>/stats-<attempt>.npz``. A problem with the
+    store never fails the analysis: the returned record then carries the reason instead of a path."""
+    if report.probe != "ridge":
+        return KeptStats(reason=f"the {report.probe} probe's heads cannot be refitted from statistics")
+    if report.stats is None or report.model_facts is None:
+        return KeptStats(reason="the engine returned no layer statistics for this job")
+    weights_sha256, data_config = report.model_facts
+    path = job_dir(store, job_id) / f"{STATS_PREFIX}{attempt}.npz"
+    try:
+        save_stats(report.stats, path)
+        return KeptStats(
+            path=path.resolve(), sha256=_sha256_file(path), size_bytes=path.stat().st_size,
+            weights_sha256=weights_sha256,
+            data_config={k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
+        )
+    except Exception as exc:  # noqa: BLE001 - a full disk or a bad mount must not fail the analysis
+        discard(KeptStats(path=path))
+        log.error("job %s: could not keep its statistics in %s: %s", job_id, store, exc)
+        return KeptStats(reason=f"the statistics could not be written to the artifact store ({exc})"[:2000])
+
+
+def add_stats_row(session: Session, job_id: str, kept: KeptStats) -> None:
+    """Add the reference to ``session``; the caller commits it with the status change."""
+    session.add(JobStats(
+        job_id=job_id, path=str(kept.path) if kept.path else None, sha256=kept.sha256, size_bytes=kept.size_bytes,
+        weights_sha256=kept.weights_sha256, data_config=kept.data_config, reason=kept.reason, created_at=utcnow(),
+    ))
+
+
+def discard(kept: KeptStats) -> None:
+    """Remove a file kept for a result that was not stored (the job changed hands, or the write failed)."""
+    if kept.path is not None:
+        kept.path.unlink(missing_ok=True)
+
+
+def remove_job_files(stats_path: str | None, job_id: str) -> None:
+    """Delete the job's directory in the store (statistics, every attempt's, and built heads)."""
+    if not stats_path:
+        return
+    directory = Path(stats_path).parent
+    if directory.name != job_id:  # never remove a directory that is not this job's own
+        log.warning("job %s: its statistics %s are not in its own directory; removing the file only",
+                    job_id, stats_path)
+        Path(stats_path).unlink(missing_ok=True)
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the API: a head for any δ
+
+
+@dataclass(frozen=True)
+class ArtifactPlan:
+    """What a request for an artifact resolves to, before any file is read."""
+
+    job_id: str
+    report: Report
+    recommendation: Recommendation
+    stats: JobStats
+    etag: str
+    filename: str
+
+
+def _stats_row(session: Session, job: Job) -> JobStats:
+    row = session.get(JobStats, job.id)
+    if row is None:
+        raise ArtifactUnavailable(
+            job.id, "no layer statistics were kept for this job (it ran before the artifact store existed); "
+            "submit it again to get artifacts")
+    if row.path is None:
+        raise ArtifactUnavailable(job.id, row.reason or "no layer statistics were kept for this job")
+    return row
+
+
+def plan_artifact(
+    session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None
+) -> ArtifactPlan:
+    """The recommendation for δ (from the stored curve, as `GET …/recommendation` answers it), the
+    statistics reference and the ETag: a hash of the job, the statistics file's sha256, the
+    recommendation and the artifact format and engine version, so equal inputs give the same head."""
+    stored = results.load_report(session, job)  # NotSucceeded for a job that has not succeeded
+    try:
+        report = Report.model_validate(stored)
+    except ValidationError as exc:
+        raise ArtifactUnavailable(
+            job.id, f"its stored report was written by another engine version and cannot be read "
+            f"({exc.error_count()} field errors)") from exc
+    if report.probe != "ridge":
+        raise ArtifactNotSupported(
+            job.id, "probe", f"a head is refitted from the layer statistics, which needs the ridge probe; this "
+            f"job used the {report.probe!r} probe (submit it again with probe=ridge)")
+    row = _stats_row(session, job)
+    rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion)
+    key = json.dumps(
+        {"job": job.id, "stats": row.sha256, "recommendation": rec.model_dump(mode="json", by_alias=True),
+         "format": FORMAT, "engine": CODE_VERSION},
+        sort_keys=True, separators=(",", ":"),
+    )
+    return ArtifactPlan(
+        job_id=job.id, report=report, recommendation=rec, stats=row,
+        etag=hashlib.sha256(key.encode()).hexdigest()[:32], filename=artifact_name(report, rec),
+    )
+
+
+def materialise(plan: ArtifactPlan) -> Path:
+    """The artifact file for the plan (its model card beside it): built once per ETag, kept in the
+    job's directory, and served from there afterwards."""
+    assert plan.stats.path is not None
+    stats_path = Path(plan.stats.path)
+    target = stats_path.parent / "heads" / plan.etag / plan.filename
+    if target.is_file() and card_path(target).is_file():
+        return target
+    with _BUILD_LOCK:  # threads of one API process share a pid, and so `save_artifact`'s temporary names
+        if target.is_file() and card_path(target).is_file():
+            return target
+        return _build(plan, stats_path, target)
+
+
+def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
+    if not stats_path.is_file():
+        raise ArtifactGone(plan.job_id, f"{stats_path} does not exist")
+    try:
+        stats = load_stats(stats_path)
+    except RedundancyError as exc:  # unreadable or inconsistent (redundancy.features_store)
+        raise ArtifactGone(plan.job_id, exc.message) from exc
+    try:
+        art = build_artifact(
+            plan.report, stats, plan.recommendation, weights_sha256=plan.stats.weights_sha256 or "",
+            data_config=dict(plan.stats.data_config or {}),
+        )
+    except ArtifactError as exc:
+        raise ArtifactUnavailable(plan.job_id, exc.message) from exc
+    return save_artifact(art, target)
+
+
+def card_of(path: Path) -> dict[str, Any]:
+    """The JSON model card written beside an artifact file."""
+    return dict(json.loads(card_path(path).read_text()))
