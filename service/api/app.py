@@ -11,12 +11,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 
+from service.api.cache import ResponseCache
 from service.api.errors import install_error_handlers
 from service.api.metrics import RequestMetrics
 from service.api.routes import catalog, health, jobs, recommendations
 from service.core.config import Settings
+from service.core.db import size_pool
 from service.core.maintenance import MaintenanceThread
 from service.core.queue import BrokerProbe, JobQueue
 
@@ -49,6 +52,8 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
+        # As many threads for sync routes as the pool has connections for them (see size_pool).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread = None
         if maintenance and settings.maintenance_interval > 0:
             thread = MaintenanceThread(settings, queue, settings.maintenance_interval)
@@ -75,6 +80,8 @@ def build_app(
     app.state.queue = queue
     app.state.probe = probe
     app.state.request_metrics = RequestMetrics()
+    app.state.response_cache = ResponseCache(settings.cache_max_bytes)
+    size_pool(settings.api_threads, settings.db_pool_timeout)
     install_error_handlers(app)
     for module in (jobs, recommendations, catalog, health):
         app.include_router(module.router)

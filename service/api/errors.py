@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core import errors as domain
@@ -96,6 +97,9 @@ def problem_for(exc: domain.JobError) -> ProblemError:
                                 hint=f"Poll GET /v1/jobs/{exc.job_id} until status is succeeded.")
         case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
             return validation_problem(exc.field, exc.reason, "query")
+        case domain.Unavailable():
+            return ProblemError(503, str(exc), slug="unavailable", title="Service Unavailable",
+                                headers={"Retry-After": str(exc.retry_after)})
         case domain.NotFound():
             return ProblemError(404, str(exc), slug="not-found")
         case domain.Conflict():
@@ -166,6 +170,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(domain.JobError)
     async def _domain(request: Request, exc: domain.JobError) -> JSONResponse:
         return await _problem(request, problem_for(exc))
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # No free database connection within ADVISOR_DB_POOL_TIMEOUT: answer now rather than hang.
+        retry = int(request.app.state.settings.retry_after)
+        return await _problem(request, problem_for(domain.Unavailable("no free database connection", retry)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -70,3 +70,12 @@ class NotSucceeded(Conflict):
     def __init__(self, job_id: str, status: JobStatus) -> None:
         super().__init__(f"Job {job_id} is {status}; results exist only for succeeded jobs.")
         self.job_id, self.status = job_id, status
+
+
+class Unavailable(JobError):
+    """The database cannot serve the request now (no free connection in time, or unreachable); the
+    caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(f"The service is busy or its database is unreachable ({reason}); retry shortly.")
+        self.retry_after = retry_after

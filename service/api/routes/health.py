@@ -10,9 +10,10 @@ from service.api.deps import ProbeDep, SessionDep, SettingsDep
 from service.api.errors import problem_response
 from service.api.metrics import render_db_metrics
 from service.api.schemas import Health, Problem
+from service.api.sessions import ShortSessionRoute
 from service.core.db import get_engine
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ShortSessionRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up")

@@ -11,9 +11,10 @@ from service.api.deps import OwnerDep, SessionDep
 from service.api.errors import ProblemError
 from service.api.routes.jobs import PROBLEM, check_delta
 from service.api.schemas import RecommendationOut
+from service.api.sessions import ShortSessionRoute
 from service.core import queries, results
 
-router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
+router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"], route_class=ShortSessionRoute)
 
 
 @router.get(
