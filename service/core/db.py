@@ -21,8 +21,11 @@ def size_pool(threads: int, timeout: float) -> None:
     """Size the pools of engines created from now on to ``threads`` concurrent users (plus 4 for the
     maintenance sweep and readiness), with no overflow, and a short ``timeout``: a request never waits
     long for a connection (it is answered 503 instead, see ``service.api.errors``). The API calls this
-    with its thread count before it opens any engine."""
-    _pool.update(pool_size=threads + 4, pool_timeout=timeout)
+    with its thread count; engines opened before (e.g. by the migrations) are replaced."""
+    wanted = {"pool_size": threads + 4, "pool_timeout": timeout}
+    if wanted != _pool:
+        _pool.update(wanted)
+        dispose_all()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
