@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from service.core import migrate
+from service.core import migrate, process
 from service.core.config import get_settings
 
 log = logging.getLogger("advisor")
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-migrate", dest="migrate", action="store_false")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("ADVISOR_WEB_WORKERS", "1")),
+        help="uvicorn worker processes (default 1; more need Postgres: DATABASE_URL).",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="Run a Celery worker for analysis jobs.")
@@ -136,6 +142,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     settings = get_settings()
     settings.ensure_dirs()
+    parent = os.environ.get(process.PARENT_ENV)
+    if parent:  # started by `advisor serve`: die with it
+        process.die_with_parent(int(parent))
+    if settings.embedded:  # the SQLite broker in DATA_DIR has room for one worker
+        try:
+            process.DataDirLock(settings.data_path, "worker").acquire(
+                wait=settings.worker_lock_wait if parent else 0.0)
+        except process.AlreadyRunning as exc:
+            print(f"advisor worker: {exc}", file=sys.stderr)
+            return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
     from workers.celery_app import app  # lazy: the app reads DATA_DIR/HF_HUB_OFFLINE set just above
 
@@ -174,7 +190,7 @@ class _EmbeddedWorker:
             "--concurrency=1",
             f"--loglevel={'warning' if self.loglevel == 'info' else self.loglevel}",
         ]
-        self.proc = subprocess.Popen(cmd, env=self.env)
+        self.proc = subprocess.Popen(cmd, env=self.env | {process.PARENT_ENV: str(os.getpid())})
         log.info("embedded worker started (pid %s)", self.proc.pid)
 
     def start(self) -> None:
@@ -210,7 +226,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.ensure_dirs()
-    migrate_first = args.migrate if args.migrate is not None else settings.db_url.startswith("sqlite")
+    sqlite = settings.db_url.startswith("sqlite")
+    if args.workers < 1 or (args.workers > 1 and sqlite):
+        print("advisor serve: --workers must be 1 with the embedded SQLite database (one process owns "
+              "the data directory); set DATABASE_URL (Postgres) for more", file=sys.stderr)
+        return 2
+    if sqlite:  # one server per data directory
+        try:
+            process.DataDirLock(settings.data_path, "serve").acquire()
+        except process.AlreadyRunning as exc:
+            print(f"advisor serve: {exc}", file=sys.stderr)
+            return 2
+    migrate_first = args.migrate if args.migrate is not None else sqlite
     if migrate_first:
         migrate.upgrade(settings.db_url)
     start_worker = args.worker if args.worker is not None else settings.start_worker_with_api
@@ -227,8 +254,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        if args.workers > 1:  # each process builds its app from the environment (service.main:app)
+            uvicorn.run("service.main:app", host=args.host, port=args.port, log_level=args.log_level,
+                        workers=args.workers)
+        else:
+            app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
+            uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
         if worker is not None:
             worker.stop()
