@@ -115,6 +115,9 @@ class AlreadyRunning(RuntimeError):
     """Another process holds the data directory's lock."""
 
 
+_held: list[DataDirLock] = []  # a lock lives as long as its open file: keep it until the process ends
+
+
 class DataDirLock:
     """An exclusive ``fcntl.flock`` on ``<data dir>/<name>.lock``, held for the life of the process (the
     kernel releases it when the process dies, however it dies). The file says who holds it."""
@@ -151,6 +154,7 @@ class DataDirLock:
         fh.write(process_id() + "\n")
         fh.flush()
         self._fh = fh
+        _held.append(self)
         return self
 
     def release(self) -> None:
@@ -158,3 +162,4 @@ class DataDirLock:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+            _held.remove(self)
