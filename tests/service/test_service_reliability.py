@@ -9,7 +9,9 @@ from contextlib import ExitStack, contextmanager
 
 from fastapi.testclient import TestClient
 
+from redundancy import AnalysisConfig
 from service.core.db import get_engine
+from service.core.models import Job
 from service.main import create_app
 from tests.service.conftest import Harness, small_job
 
@@ -95,3 +97,60 @@ def test_cache_is_per_key_and_dropped_on_delete(settings_factory, tmp_path, engi
         assert client.get(url, headers={"X-API-Key": "bob"}).status_code == 404
         assert client.delete(f"/v1/jobs/{job['id']}", headers={"X-API-Key": "alice"}).status_code == 204
         assert client.get(url, headers={"X-API-Key": "alice"}).status_code == 404
+
+
+def test_known_dead_only_for_a_gone_process_on_this_machine() -> None:
+    import subprocess
+    import sys
+
+    from service.core.process import known_dead, process_id
+
+    child = subprocess.Popen([sys.executable, "-c", "from service.core.process import process_id; "
+                              "print(process_id(), flush=True); import time; time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    theirs = child.stdout.readline().strip()
+    assert not known_dead(theirs) and not known_dead(process_id())
+    child.kill()
+    child.wait()
+    assert known_dead(theirs)
+    host, pid, start, boot = theirs.rsplit(":", 3)
+    assert not known_dead(f"elsewhere:{pid}:{start}:{boot}")  # another host: only its heartbeat tells
+    assert not known_dead(f"{host}:{pid}:{start}:otherboot")
+    assert not known_dead("test") and not known_dead(None)
+
+
+def test_a_dead_owners_job_is_taken_over_at_once_and_its_result_fenced(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    from service.core import lifecycle
+    from service.core.db import session_scope
+    from service.core.maintenance import run_maintenance_once
+    from tests.service.conftest import RecordingQueue
+
+    app = create_app(settings, queue=RecordingQueue(), maintenance=False)
+    with TestClient(app) as client:
+        job_id = client.post("/v1/jobs", json=small_job()).json()["id"]
+    dead = "thishost:1:1:gone"
+    with session_scope(settings.db_url) as s:
+        first = lifecycle.claim(s, job_id, worker=dead, stale_after=3600)
+        assert first is not None
+        assert lifecycle.claim(s, job_id, worker="w2", stale_after=3600) is None  # heartbeat is fresh
+        second = lifecycle.claim(s, job_id, worker="w2", stale_after=3600, dead_owner=dead)
+        assert second is not None and second.attempt == first.attempt + 1
+        assert lifecycle.claim(s, job_id, worker="w3", stale_after=3600, dead_owner=dead) is None  # w2 holds it
+        report = engine.report_fn(AnalysisConfig.model_validate(small_job()))
+        assert not lifecycle.succeed(s, job_id, first.attempt, report, {})  # the dead attempt cannot store
+    # the sweep requeues a job whose owner process is known dead, without waiting for stale_after
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "from service.core.process import process_id; print(process_id())"],
+                           capture_output=True, text=True, check=True)
+    gone = child.stdout.strip()
+    with session_scope(settings.db_url) as s:
+        other = lifecycle.create(s, AnalysisConfig.model_validate(small_job(seeds=3)), owner="",
+                                 idempotency_key=None)[0]
+        assert lifecycle.claim(s, other.id, worker=gone, stale_after=3600) is not None
+    stats = run_maintenance_once(settings.model_copy(update={"stale_after": 3600}), RecordingQueue())
+    assert stats["revived"] == 1
+    with session_scope(settings.db_url) as s:
+        assert s.get(Job, other.id).status == "queued"  # type: ignore[union-attr]
