@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -176,6 +177,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # No free database connection within ADVISOR_DB_POOL_TIMEOUT: answer now rather than hang.
         retry = int(request.app.state.settings.retry_after)
         return await _problem(request, problem_for(domain.Unavailable("no free database connection", retry)))
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database is unreachable (restarting, failing over); the pool reconnects once it is back.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+        retry = int(request.app.state.settings.retry_after)
+        return await _problem(request, problem_for(domain.Unavailable("database unreachable", retry)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
