@@ -91,3 +91,51 @@ def test_postgres_restart_gives_503_then_recovers(private_pg: PrivatePostgres, t
             wait_until(back, 60, server.tail)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[dict[str, object]]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("no redis-server")
+    port = free_port()
+    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    state: dict[str, object] = {"url": f"redis://127.0.0.1:{port}/0", "proc": subprocess.Popen(cmd,
+                                stdout=subprocess.DEVNULL), "cmd": cmd}
+    yield state
+    proc = state["proc"]
+    assert isinstance(proc, subprocess.Popen)
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_redis_restart_loses_no_job(private_redis: dict[str, object], tmp_path: Path, small_job) -> None:  # type: ignore[no-untyped-def]
+    """Redis dies (kill -9, no persistence: every message in it is gone) while jobs are submitted; once
+    it is back, the sweep re-sends every queued job from the database and all of them succeed."""
+    from tests.integration.conftest import _pg_reachable, fresh_pg_database
+
+    if reason := _pg_reachable():
+        pytest.skip(reason)
+    with fresh_pg_database() as db_url:
+        migrate.upgrade(db_url)
+        dispose_all()
+        env = clean_env(DATABASE_URL=db_url, BROKER_URL=str(private_redis["url"]), DATA_DIR=str(tmp_path / "data"),
+                        ADVISOR_HEARTBEAT="0.5")
+        server = Server(env, tmp_path / "serve.log", "--worker")
+        try:
+            server.wait_ready()
+            with server.client(timeout=60) as c:
+                first = c.post("/v1/jobs", json=small_job).json()
+                proc = private_redis["proc"]
+                assert isinstance(proc, subprocess.Popen)
+                proc.kill()
+                proc.wait(timeout=10)
+                during = [c.post("/v1/jobs", json={**small_job, "seeds": s}) for s in (3, 4)]
+                assert [r.status_code for r in during] == [202, 202], [r.text for r in during]
+                private_redis["proc"] = subprocess.Popen(private_redis["cmd"], stdout=subprocess.DEVNULL)  # type: ignore[arg-type]
+                for job_id in [first["id"], *(r.json()["id"] for r in during)]:
+                    done = wait_until(lambda j=job_id: (x := c.get(f"/v1/jobs/{j}").json())["status"]
+                                      in ("succeeded", "failed", "cancelled") and x, 240, server.tail, every=0.5)
+                    assert done["status"] == "succeeded", (done, server.tail())
+        finally:
+            server.stop()
