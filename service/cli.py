@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from service.core import migrate
+from service.core import migrate, process
 from service.core.config import get_settings
 from service.startup import print_component, quiet_celery, quiet_libraries, uvicorn_log_config
 
@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Listen on a non-loopback address with no API keys (ADVISOR_API_KEYS unset): anyone who can "
         "reach the port can run jobs. Refused without this flag.",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("ADVISOR_WEB_WORKERS", "1")),
+        help="uvicorn worker processes (default 1; more need Postgres: DATABASE_URL).",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -154,6 +160,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     settings = get_settings()
     settings.ensure_dirs()
+    parent = os.environ.get(process.PARENT_ENV)
+    if parent:  # started by `advisor serve`: die with it
+        process.die_with_parent(int(parent))
+    if settings.embedded:  # the SQLite broker in DATA_DIR has room for one worker
+        try:
+            process.DataDirLock(settings.data_path, "worker").acquire(
+                wait=settings.worker_lock_wait if parent else 0.0)
+        except process.AlreadyRunning as exc:
+            print(f"advisor worker: {exc}", file=sys.stderr)
+            return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
     from workers.celery_app import app  # lazy: the app reads DATA_DIR/HF_HUB_OFFLINE set just above
 
@@ -197,7 +213,7 @@ class _EmbeddedWorker:
         ]
         if self.quiet:
             cmd.append("--quiet")
-        self.proc = subprocess.Popen(cmd, env=self.env)
+        self.proc = subprocess.Popen(cmd, env=self.env | {process.PARENT_ENV: str(os.getpid())})
         log.debug("embedded worker started (pid %s)", self.proc.pid)
 
     def start(self) -> None:
@@ -269,7 +285,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.ensure_dirs()
-    migrate_first = args.migrate if args.migrate is not None else settings.db_url.startswith("sqlite")
+    sqlite = settings.db_url.startswith("sqlite")
+    if args.workers < 1 or (args.workers > 1 and sqlite):
+        print("advisor serve: --workers must be 1 with the embedded SQLite database (one process owns "
+              "the data directory); set DATABASE_URL (Postgres) for more", file=sys.stderr)
+        return 2
+    if sqlite:  # one server per data directory
+        try:
+            process.DataDirLock(settings.data_path, "serve").acquire()
+        except process.AlreadyRunning as exc:
+            print(f"advisor serve: {exc}", file=sys.stderr)
+            return 2
+    migrate_first = args.migrate if args.migrate is not None else sqlite
     if migrate_first:
         migrate.upgrade(settings.db_url)
     print_component("database", f"{settings.db_url.split('://')[0]}, schema {migrate.current(settings.db_url)}"
@@ -289,9 +316,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print_component("data", f"{settings.data_path}; {mode}")
     print_component("api", f"http://{args.host}:{args.port} (web UI /ui/, API docs /docs)")
     try:
-        app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
-        uvicorn.run(app, host=args.host, port=args.port, log_config=uvicorn_log_config(args.log_level, args.verbose),
-                    log_level=None)
+        log_config = uvicorn_log_config(args.log_level, args.verbose)
+        if args.workers > 1:  # each process builds its app from the environment (service.main:app)
+            uvicorn.run("service.main:app", host=args.host, port=args.port, log_config=log_config, log_level=None,
+                        workers=args.workers)
+        else:
+            app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
+            uvicorn.run(app, host=args.host, port=args.port, log_config=log_config, log_level=None)
     finally:
         if worker is not None:
             worker.stop()

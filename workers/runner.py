@@ -13,8 +13,6 @@ Every write is a transition of :mod:`service.core.lifecycle` fenced by this run'
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
 from typing import Literal, Protocol
 
@@ -24,9 +22,10 @@ from redundancy import AnalysisConfig, Report, Runtime
 from redundancy import analyze as engine_analyze
 from redundancy.errors import Cancelled, RedundancyError
 from redundancy.pipeline import ProgressFn, StopFn
-from service.core import artifacts, lifecycle
+from service.core import artifacts, lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.core.process import known_dead, process_id
 from service.core.runtime import make_runtime
 from service.core.status import JobStatus
 from workers.monitor import JobMonitor
@@ -53,9 +52,12 @@ def execute_job(
 ) -> Outcome:
     """Run the job and return its final status ("skipped" when there was nothing to claim or the job
     changed hands while it ran)."""
-    worker_name = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+    worker_name = worker_name or process_id()
     with session_scope(settings.db_url) as s:
-        claimed = lifecycle.claim(s, job_id, worker=worker_name, stale_after=settings.stale_after)
+        owner = queries.running_owner(s, job_id)  # a redelivered message: is the job's worker gone?
+        dead = owner if known_dead(owner) else None
+        claimed = lifecycle.claim(s, job_id, worker=worker_name, stale_after=settings.stale_after,
+                                  dead_owner=dead)
     if claimed is None:
         log.info("job %s: nothing to claim (cancelled, finished, deleted or running elsewhere)", job_id)
         return "skipped"

@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, Response
 
+from service.api.cache import ResponseCache
 from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
 from service.api.limits import EdgeLimits, RateLimiter, rate_limited
@@ -24,6 +26,7 @@ from service.api.routes import artifacts, catalog, deliveries, health, jobs, rec
 from service.api.schemas import Problem
 from service.api.ui import install_ui
 from service.core.config import Settings
+from service.core.db import size_pool
 from service.core.maintenance import MaintenanceThread
 from service.core.queue import BrokerProbe, JobQueue
 from service.core.webhook_delivery import DeliveryThread
@@ -66,6 +69,8 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
+        # As many threads for sync routes as the pool has connections for them (see size_pool).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread = None
         if maintenance and settings.maintenance_interval > 0:
             thread = MaintenanceThread(settings, queue, settings.maintenance_interval, probe=probe)
@@ -103,6 +108,8 @@ def build_app(
     app.state.probe = probe
     app.state.request_metrics = RequestMetrics()
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.response_cache = ResponseCache(settings.cache_max_bytes)
+    size_pool(settings.api_threads, settings.db_pool_timeout)
     install_error_handlers(app)
     for module in (jobs, artifacts, deliveries, recommendations, catalog):
         app.include_router(module.router, dependencies=[Depends(rate_limited)], responses=V1_RESPONSES)

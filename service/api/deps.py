@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -22,12 +21,10 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    session = get_sessionmaker(settings.db_url)()
-    try:
-        yield session
-    finally:
-        session.close()
+async def get_session(settings: SettingsDep) -> Session:
+    """A new session (no connection yet: it takes one on its first query, in the route's thread, and
+    :class:`~service.api.sessions.ShortSessionRoute` closes it there when the route returns)."""
+    return get_sessionmaker(settings.db_url)()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -127,6 +128,9 @@ def problem_for(exc: domain.JobError) -> ProblemError:
                                 jobs=exc.jobs)
         case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
             return validation_problem(exc.field, exc.reason, "query")
+        case domain.Unavailable():
+            return ProblemError(503, str(exc), slug="database-unavailable", title="Service Unavailable",
+                                headers={"Retry-After": str(exc.retry_after)})
         case domain.NotFound():
             return ProblemError(404, str(exc), slug="not-found")
         case domain.Conflict():
@@ -224,6 +228,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: domain.JobError) -> JSONResponse:
         return await _problem(request, problem_for(exc))
 
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # No free database connection within ADVISOR_DB_POOL_TIMEOUT: answer now rather than hang.
+        retry = int(request.app.state.settings.retry_after)
+        return await _problem(request, problem_for(domain.Unavailable("no free database connection", retry)))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+        # The database is unreachable (restarting, failing over); the pool reconnects once it is back.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+        retry = int(request.app.state.settings.retry_after)
+        return await _problem(request, problem_for(domain.Unavailable("database unreachable", retry)))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         undecodable = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
@@ -250,20 +268,6 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(exc.status_code, detail, instance=request.url.path, headers=headers or None)
-
-    @app.exception_handler(sa_exc.OperationalError)
-    @app.exception_handler(sa_exc.InterfaceError)
-    @app.exception_handler(sa_exc.TimeoutError)
-    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        retry_after = request.app.state.settings.retry_after
-        return problem_response(
-            503,
-            "The database is unavailable; try again shortly.",
-            slug="database-unavailable",
-            instance=request.url.path,
-            headers={"Retry-After": str(retry_after)},
-        )
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -26,8 +26,18 @@ Environment variables (all optional):
 ``ADVISOR_REQUEUE_AFTER``       A queued job not picked up for this long is enqueued again
                                 (lost message); backs off x2 per retry (default 120).
 ``ADVISOR_STALE_AFTER``         A running job without heartbeat for this long is requeued
-                                (dead worker) (default 180).
+                                (dead worker) (default 20); at once when its worker process is
+                                known dead (same host, pid gone).
 ``ADVISOR_HEARTBEAT``           Seconds between the worker's progress/heartbeat writes (2).
+``ADVISOR_API_THREADS``         Threads per API process for sync routes; the DB pool holds this many
+                                connections plus 4 (default 32). Postgres needs ``max_connections``
+                                above ``--workers`` x (threads + 4) + workers.
+``ADVISOR_DB_POOL_TIMEOUT``     Seconds a request waits for a connection before 503 (default 2).
+``ADVISOR_RETRY_AFTER``         ``Retry-After`` seconds sent with 503 (default 2).
+``ADVISOR_RESULT_CACHE_TTL``    Seconds finished results/recommendations/plots stay cached (60).
+``ADVISOR_LIST_CACHE_TTL``      Seconds a page of finished jobs stays cached (2).
+``ADVISOR_CACHE_MAX_BYTES``     In-process cache size per API process (64 MiB).
+``ADVISOR_WORKER_LOCK_WAIT``    Seconds an embedded worker waits for the data dir's lock (30).
 ``ADVISOR_EMBEDDED_WORKER``     Force ``advisor serve`` to start (true) or not start (false) a
                                 worker subprocess; default: only when ``BROKER_URL`` is unset.
 ``ADVISOR_WEBHOOK_SECRET``      Master secret from which each API key's webhook signing secret is
@@ -93,11 +103,28 @@ class Settings(BaseSettings):
     task_soft_time_limit: int = 6 * 3600
     task_time_limit: int | None = None
     requeue_after: float = 120.0
-    stale_after: float = 180.0
+    stale_after: float = 20.0
     heartbeat: float = 2.0
     embedded_worker: bool | None = None
     broker_polling_interval: float = 0.5
-    maintenance_interval: float = 15.0
+    maintenance_interval: float = 5.0
+
+    # ---- reliability (issue 9) -----------------------------------------------------------
+    api_threads: int = 32
+    """Threads serving sync routes in one API process (AnyIO's limiter); the DB pool is sized to it."""
+    db_pool_timeout: float = 2.0
+    """Seconds a request waits for a database connection before it is answered 503 + Retry-After."""
+    retry_after: int = 2
+    """The ``Retry-After`` (seconds) sent with a 503."""
+    result_cache_ttl: float = 60.0
+    """Seconds a finished job's result, recommendation or plot stays in the API's in-process cache (a
+    delete in another API process is seen after at most this long)."""
+    list_cache_ttl: float = 2.0
+    """Seconds a page of finished jobs (``?status=succeeded|failed|cancelled``) stays cached."""
+    cache_max_bytes: int = 64 * 2**20
+    """Bytes of cached bodies per API process (least recently used evicted first)."""
+    worker_lock_wait: float = 30.0
+    """Seconds an embedded worker waits for the data directory's worker lock (a dying one holds it)."""
 
     # ---- webhooks and metrics (issue 11) ----------------------------------------------------
     webhook_secret: str = ""

@@ -14,6 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _makers: dict[str, sessionmaker[Session]] = {}
+_pool: dict[str, float] = {"pool_size": 5, "pool_timeout": 30.0}
+
+
+def size_pool(threads: int, timeout: float) -> None:
+    """Size the pools of engines created from now on to ``threads`` concurrent users (plus 4 for the
+    maintenance sweep and readiness), with no overflow, and a short ``timeout``: a request never waits
+    long for a connection (it is answered 503 instead, see ``service.api.errors``). The API calls this
+    with its thread count; engines opened before (e.g. by the migrations) are replaced."""
+    wanted = {"pool_size": threads + 4, "pool_timeout": timeout}
+    if wanted != _pool:
+        _pool.update(wanted)
+        dispose_all()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -29,12 +41,15 @@ def make_engine(url: str) -> Engine:
     """A new engine for ``url`` (SQLite gets WAL, a busy timeout and foreign keys)."""
     if url.startswith("sqlite"):
         db = sa.engine.make_url(url).database
+        pool: dict[str, float] = {}
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            pool = {"pool_size": int(_pool["pool_size"]), "max_overflow": 0, "pool_timeout": _pool["pool_timeout"]}
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=int(_pool["pool_size"]), max_overflow=0,
+                            pool_timeout=_pool["pool_timeout"], connect_args={"connect_timeout": 5})
 
 
 def get_engine(url: str) -> Engine:

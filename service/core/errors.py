@@ -131,3 +131,12 @@ class TasksIncompatible(JobError):
     def __init__(self, field: str, reason: str, jobs: dict[str, str]) -> None:
         super().__init__(f"These jobs cannot share one subset: {reason}")
         self.field, self.reason, self.jobs = field, reason, jobs
+
+
+class Unavailable(JobError):
+    """The database cannot serve the request now (no free connection in time, or unreachable); the
+    caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(f"The service is busy or its database is unreachable ({reason}); retry shortly.")
+        self.retry_after = retry_after

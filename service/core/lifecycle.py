@@ -10,6 +10,7 @@
                ├─▶ succeed        ─▶ succeeded          (report rows, stats reference and status in one transaction)
                ├─▶ fail           ─▶ failed             (engine error, time limit, result write)
                ├─▶ fail_stale     ─▶ failed             (worker lost MAX_ATTEMPTS times)
+        (a worker is lost when its heartbeat stopped, or its process is known dead: service.core.process)
                ├─▶ finish_cancelled / cancel_stale ─▶ cancelled
     cancel:  queued ─▶ cancelled at once; running ─▶ cancel_requested (the worker stops at its next checkpoint)
     delete:  a finished job, its rows and its files in the artifact store
@@ -168,10 +169,13 @@ class Claim:
     request: dict[str, Any]
 
 
-def claim(session: Session, job_id: str, *, worker: str, stale_after: float) -> Claim | None:
-    """queued → running, or take over a running job whose worker stopped heart-beating ``stale_after``
-    seconds ago (and that nobody asked to cancel). None: nothing to claim (cancelled, finished, deleted
-    or running elsewhere), so a duplicate message is harmless."""
+def claim(
+    session: Session, job_id: str, *, worker: str, stale_after: float, dead_owner: str | None = None
+) -> Claim | None:
+    """queued → running, or take over a running job (that nobody asked to cancel) whose worker stopped
+    heart-beating ``stale_after`` seconds ago, or whose worker is ``dead_owner`` (a process the caller
+    knows is dead: :func:`service.core.process.known_dead`). None: nothing to claim (cancelled,
+    finished, deleted or running elsewhere), so a duplicate message is harmless."""
     now = utcnow()
     stale = now - dt.timedelta(seconds=stale_after)
     taken = _update(
@@ -179,7 +183,7 @@ def claim(session: Session, job_id: str, *, worker: str, stale_after: float) -> 
         job_id,
         sa.or_(
             Job.status == QUEUED,
-            sa.and_(Job.status == RUNNING, Job.heartbeat_at < stale, Job.cancel_requested.is_(False)),
+            sa.and_(Job.status == RUNNING, _gone(stale, dead_owner), Job.cancel_requested.is_(False)),
         ),
         status=RUNNING,
         started_at=now,
@@ -333,33 +337,46 @@ def _finish(
 # running, worker lost (the maintenance sweep)
 
 
-def _stale(attempt: int, stale_before: dt.datetime) -> tuple[sa.ColumnElement[bool], ...]:
-    return (*_held(attempt), Job.heartbeat_at < stale_before)
+def _gone(stale_before: dt.datetime, dead_owner: str | None) -> sa.ColumnElement[bool]:
+    """The running job's worker is lost: no heartbeat since ``stale_before``, or it is ``dead_owner``."""
+    stopped = Job.heartbeat_at < stale_before
+    return stopped if dead_owner is None else sa.or_(stopped, Job.worker == dead_owner)
 
 
-def requeue_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
-    """running → queued (not yet sent): its worker stopped heart-beating before ``stale_before``."""
+def _stale(attempt: int, stale_before: dt.datetime, dead_owner: str | None) -> tuple[sa.ColumnElement[bool], ...]:
+    return (*_held(attempt), _gone(stale_before, dead_owner))
+
+
+def requeue_stale(
+    session: Session, job_id: str, attempt: int, stale_before: dt.datetime, *, dead_owner: str | None = None
+) -> bool:
+    """running → queued (not yet sent): its worker stopped heart-beating before ``stale_before``, or is
+    ``dead_owner``, a process known to be dead."""
     return _update(
-        session, job_id, *_stale(attempt, stale_before),
+        session, job_id, *_stale(attempt, stale_before, dead_owner),
         status=QUEUED, stage=None, progress=0.0, enqueued_at=None,
         message="requeued: its worker stopped responding",
     )
 
 
-def fail_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
+def fail_stale(
+    session: Session, job_id: str, attempt: int, stale_before: dt.datetime, *, dead_owner: str | None = None
+) -> bool:
     """running → failed (``worker_lost``): its worker was lost on every one of its attempts."""
     return _terminal(
-        session, job_id, *_stale(attempt, stale_before),
+        session, job_id, *_stale(attempt, stale_before, dead_owner),
         status=JobStatus.FAILED, finished_at=utcnow(), error_code="worker_lost",
         error_message=f"The worker running this job stopped responding {attempt} times (killed, out of "
         f"memory or past the hard time limit).",
     )
 
 
-def cancel_stale(session: Session, job_id: str, attempt: int, stale_before: dt.datetime) -> bool:
+def cancel_stale(
+    session: Session, job_id: str, attempt: int, stale_before: dt.datetime, *, dead_owner: str | None = None
+) -> bool:
     """running with cancel requested → cancelled: the worker died before it could stop."""
     return _terminal(
-        session, job_id, *_stale(attempt, stale_before),
+        session, job_id, *_stale(attempt, stale_before, dead_owner),
         status=JobStatus.CANCELLED, finished_at=utcnow(), message="worker lost after cancel",
     )
 

@@ -5,7 +5,8 @@ The database is the truth. Periodically (in the API process, and once when a wor
 * a **queued** job whose message was never sent, or was sent ``ADVISOR_REQUEUE_AFTER`` seconds ago
   (doubling with each resend, capped at 32x) and not picked up, is enqueued again;
 * a **running** job whose worker stopped heart-beating for ``ADVISOR_STALE_AFTER`` seconds (killed,
-  OOM, machine lost) is put back to queued and enqueued again, or failed with ``worker_lost`` after
+  OOM, machine lost), or whose worker process is known dead (same host, its pid gone: at once,
+  :mod:`service.core.process`) is put back to queued and enqueued again, or failed with ``worker_lost`` after
   ``MAX_ATTEMPTS`` attempts (or cancelled, if a cancel was asked for).
 
 Duplicate messages are harmless: a worker claims a job with a conditional UPDATE, so only one wins.
@@ -27,6 +28,7 @@ from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.lifecycle import MAX_ATTEMPTS
 from service.core.models import as_utc, utcnow
+from service.core.process import known_dead
 from service.core.queue import BrokerProbe, JobQueue
 
 log = logging.getLogger("service.maintenance")
@@ -66,13 +68,17 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
 
     stale_before = now - dt.timedelta(seconds=settings.stale_after)
     with session_scope(settings.db_url) as s:
-        for row in queries.stale_running_jobs(s, stale_before):
+        for row in queries.running_jobs(s):
+            dead = row.worker if known_dead(row.worker) else None
+            beat = as_utc(row.heartbeat_at)
+            if dead is None and beat is not None and beat >= stale_before:
+                continue  # its worker is alive, or may be
             if row.cancel_requested:
-                lifecycle.cancel_stale(s, row.id, row.attempts, stale_before)
+                lifecycle.cancel_stale(s, row.id, row.attempts, stale_before, dead_owner=dead)
             elif row.attempts >= MAX_ATTEMPTS:
-                failed += lifecycle.fail_stale(s, row.id, row.attempts, stale_before)
+                failed += lifecycle.fail_stale(s, row.id, row.attempts, stale_before, dead_owner=dead)
             else:
-                revived += lifecycle.requeue_stale(s, row.id, row.attempts, stale_before)
+                revived += lifecycle.requeue_stale(s, row.id, row.attempts, stale_before, dead_owner=dead)
     if revived:
         # They are queued with enqueued_at NULL now; send them right away.
         with session_scope(settings.db_url) as s:

@@ -133,3 +133,17 @@ def unsent_jobs(session: Session) -> Sequence[str]:
     return session.scalars(
         sa.select(Job.id).where(Job.status == JobStatus.QUEUED, Job.enqueued_at.is_(None))
     ).all()
+
+
+def running_jobs(session: Session) -> Sequence[Row[tuple[str, int, bool, dt.datetime | None, str | None]]]:
+    """(id, attempts, cancel_requested, heartbeat_at, worker) of every running job."""
+    return session.execute(
+        sa.select(Job.id, Job.attempts, Job.cancel_requested, Job.heartbeat_at, Job.worker).where(
+            Job.status == JobStatus.RUNNING
+        )
+    ).all()
+
+
+def running_owner(session: Session, job_id: str) -> str | None:
+    """The worker holding the job, when it is running."""
+    return session.scalar(sa.select(Job.worker).where(Job.id == job_id, Job.status == JobStatus.RUNNING))

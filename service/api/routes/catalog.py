@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 from service.api import catalog
 from service.api.deps import OwnerDep, SettingsDep
 from service.api.schemas import CatalogDatasets, CatalogModels
+from service.api.sessions import ShortSessionRoute
 
-router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
+router = APIRouter(prefix="/v1/catalog", tags=["catalog"], route_class=ShortSessionRoute)
 
 
 @router.get("/models", response_model=CatalogModels, summary="Models: bundled, local checkpoints, timm")

@@ -11,9 +11,10 @@ from service.api.errors import ProblemError, problem_response
 from service.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.api.metrics import render as render_metrics
 from service.api.schemas import Health, Problem
+from service.api.sessions import ShortSessionRoute
 from service.core.db import get_engine
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ShortSessionRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up")

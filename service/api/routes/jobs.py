@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from redundancy.plots import render
 from redundancy.report import Report
+from service.api.cache import cached
 from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.errors import validation_problem
 from service.api.limits import MAX_QUERY_VALUES
@@ -25,6 +28,7 @@ from service.api.schemas import (
     Problem,
     RecommendationOut,
 )
+from service.api.sessions import ShortSessionRoute
 from service.api.validation import check_callback_url, check_config
 from service.core import lifecycle, queries, results
 from service.core.errors import TooManyActiveJobs
@@ -32,7 +36,7 @@ from service.core.status import JobStatus
 
 log = logging.getLogger("service.api.jobs")
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ShortSessionRoute)
 
 # The body is problem+json: its schema is declared there (first), so generated clients parse errors as Problem.
 PROBLEM = {
@@ -121,6 +125,7 @@ def submit_job(
     },
 )
 def list_jobs(
+    request: Request,
     session: SessionDep,
     owner: OwnerDep,
     page_size: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 20,
@@ -134,17 +139,33 @@ def list_jobs(
     dataset: Annotated[
         str | None, Query(max_length=MAX_PATH_CHARS, description="Only jobs on this dataset spec.")
     ] = None,
-) -> JobList:
-    rows, token = queries.list_jobs(
-        session,
-        owner,
-        page_size=page_size,
-        page_token=page_token,
-        status=status_,
-        model=model,
-        dataset=dataset,
-    )
-    return JobList(items=[JobOut.of(j) for j in rows], next_page_token=token)
+) -> Response:
+    """Pages of finished jobs (`status=succeeded|failed|cancelled`) are cached for a moment
+    (`ADVISOR_LIST_CACHE_TTL`); every page carries an `ETag` (304 on `If-None-Match`)."""
+
+    def build() -> Response:
+        rows, token = queries.list_jobs(
+            session,
+            owner,
+            page_size=page_size,
+            page_token=page_token,
+            status=status_,
+            model=model,
+            dataset=dataset,
+        )
+        return _json(JobList(items=[JobOut.of(j) for j in rows], next_page_token=token))
+
+    ttl = request.app.state.settings.list_cache_ttl if status_ is not None and status_.finished else 0.0
+    return cached(request, owner, None, ttl, build)
+
+
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+
+
+def _finished_read(request: Request, owner: str, job_id: str, build: Callable[[], Response]) -> Response:
+    """A read of a succeeded job's stored result: served from the in-process cache, with an ETag."""
+    return cached(request, owner, job_id, request.app.state.settings.result_cache_ttl, build)
 
 
 @router.get(
@@ -185,8 +206,9 @@ def cancel_job(job_id: JobId, response: Response, session: SessionDep, owner: Ow
         409: {**PROBLEM, "description": "Queued or running: cancel it first"},
     },
 )
-def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> Response:
+def delete_job(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
     lifecycle.delete(session, job_id, owner)
+    request.app.state.response_cache.drop_job(owner, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -200,10 +222,11 @@ def delete_job(job_id: JobId, session: SessionDep, owner: OwnerDep) -> Response:
         409: {**PROBLEM, "description": "Not succeeded (yet)"},
     },
 )
-def get_result(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JSONResponse:
+def get_result(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
     """Served as stored (a historical record), so reports written by an older engine version stay
-    readable after the engine's schema grows."""
-    return JSONResponse(results.load_report(session, queries.get_job(session, job_id, owner)))
+    readable after the engine's schema grows. Cached, with an `ETag` (304 on `If-None-Match`)."""
+    return _finished_read(request, owner, job_id, lambda: JSONResponse(
+        results.load_report(session, queries.get_job(session, job_id, owner))))
 
 
 @router.get(
@@ -219,6 +242,7 @@ def get_result(job_id: JobId, session: SessionDep, owner: OwnerDep) -> JSONRespo
 )
 def get_recommendation(
     job_id: JobId,
+    request: Request,
     session: SessionDep,
     owner: OwnerDep,
     delta: Annotated[
@@ -231,12 +255,16 @@ def get_recommendation(
     criterion: Annotated[
         Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")
     ] = None,
-) -> RecommendationOut:
-    """Answered from the stored curve for any δ; no probe is recomputed."""
-    job = queries.get_job(session, job_id, owner)
-    d = check_delta(delta, job.request.get("deltas") or [0.01])
-    rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
-    return RecommendationOut.of(rec, job)
+) -> Response:
+    """Answered from the stored curve for any δ; no probe is recomputed. Cached, with an `ETag`."""
+
+    def build() -> Response:
+        job = queries.get_job(session, job_id, owner)
+        d = check_delta(delta, job.request.get("deltas") or [0.01])
+        rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+        return _json(RecommendationOut.of(rec, job))
+
+    return _finished_read(request, owner, job_id, build)
 
 
 def check_delta(delta: float | None, job_deltas: list[float]) -> float:
@@ -261,17 +289,22 @@ PlotDeltas = Annotated[
 ]
 
 
-def _plot(job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: str,
-          deltas: list[float] | None, accept: str | None) -> Response:
-    job = queries.get_job(session, job_id, owner)
-    wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
-    report = results.load_report(session, job)
-    body = render(report, fmt, deltas=wanted)
-    return Response(
-        content=body,
-        media_type=negotiate(accept, PLOT_MEDIA_TYPES[fmt]),
-        headers={"Content-Disposition": f'inline; filename="redundancy-{job.id}.{fmt}"'},
-    )
+def _plot(request: Request, job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: str,
+          deltas: list[float] | None) -> Response:
+    media_type = negotiate(request.headers.get("accept"), PLOT_MEDIA_TYPES[fmt])
+
+    def build() -> Response:
+        job = queries.get_job(session, job_id, owner)
+        wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
+        report = results.load_report(session, job)
+        body = render(report, fmt, deltas=wanted)
+        return Response(
+            content=body,
+            media_type=media_type,
+            headers={"Content-Disposition": f'inline; filename="redundancy-{job.id}.{fmt}"'},
+        )
+
+    return _finished_read(request, owner, job_id, build)
 
 
 def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
@@ -293,11 +326,10 @@ def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
     summary="Plot of the stored result (PNG)",
     responses=_plot_responses("png"),
 )
-def get_plot_png(
-    job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None
-) -> Response:
+def get_plot_png(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep,
+                 delta: PlotDeltas = None) -> Response:
     """Rendered from the stored report with `redundancy.plots.render`; no probe is recomputed."""
-    return _plot(job_id, "png", session, owner, delta, request.headers.get("accept"))
+    return _plot(request, job_id, "png", session, owner, delta)
 
 
 @router.get(
@@ -306,8 +338,7 @@ def get_plot_png(
     summary="Plot of the stored result (SVG)",
     responses=_plot_responses("svg"),
 )
-def get_plot_svg(
-    job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep, delta: PlotDeltas = None
-) -> Response:
+def get_plot_svg(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep,
+                 delta: PlotDeltas = None) -> Response:
     """Rendered from the stored report with `redundancy.plots.render`; text stays text in the SVG."""
-    return _plot(job_id, "svg", session, owner, delta, request.headers.get("accept"))
+    return _plot(request, job_id, "svg", session, owner, delta)

@@ -14,9 +14,10 @@ from service.api.errors import ProblemError, validation_problem
 from service.api.limits import MAX_QUERY_VALUES
 from service.api.routes.jobs import PROBLEM, check_delta
 from service.api.schemas import MultiTaskRecommendationOut, RecommendationOut
+from service.api.sessions import ShortSessionRoute
 from service.core import multitask, queries, results
 
-router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
+router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"], route_class=ShortSessionRoute)
 
 
 @router.get(

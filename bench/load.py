@@ -1,0 +1,248 @@
+"""Closed-loop HTTP load against a running server: throughput, p50/p99 and errors per endpoint, each
+as a ratio to ``/healthz`` measured in the same run against the same server.
+
+    python bench/load.py --url http://127.0.0.1:8000 --job <succeeded job id> [--key K]
+    python bench/load.py --spawn            # starts an embedded server, runs a tiny job, then measures
+
+Each of ``--clients`` (default 100 and 500) keeps one request in flight for ``--seconds``; an answer
+with a status >= 500, a transport error or no answer within ``--timeout`` counts as an error. The
+endpoints: ``/healthz`` (the baseline: no database), the recommendation and the result (cached reads of
+a finished job), the list of jobs (``page_size=20``) and ``POST /v1/jobs`` (a new job each time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class LoadResult:
+    """What one endpoint got under ``clients`` concurrent clients for ``seconds``."""
+
+    name: str
+    clients: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    timeouts: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.seconds
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-quantile of successful latencies (nearest rank), in seconds."""
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, max(0, int(round(q * len(xs))) - 1))]
+
+
+Request = Callable[[httpx.AsyncClient, int], Any]
+
+
+async def hammer(
+    base_url: str,
+    name: str,
+    request: Request,
+    *,
+    clients: int,
+    seconds: float,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
+    """``clients`` tasks, each sending ``await request(client, i)`` back to back until ``seconds`` are
+    over. A status >= 500, a transport error or a timeout is an error; anything else a success."""
+    out = LoadResult(name, clients, seconds)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as client:
+        stop = time.monotonic() + seconds
+
+        async def one(worker: int) -> None:
+            i = 0
+            while time.monotonic() < stop:
+                start = time.monotonic()
+                try:
+                    r = await request(client, worker * 1_000_000 + i)
+                except httpx.TimeoutException:
+                    out.timeouts += 1
+                    continue
+                except httpx.HTTPError as exc:
+                    out.errors += 1
+                    if len(out.error_samples) < 5:
+                        out.error_samples.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                finally:
+                    i += 1
+                out.statuses[r.status_code] = out.statuses.get(r.status_code, 0) + 1
+                if r.status_code >= 500:
+                    out.errors += 1
+                    if len(out.error_samples) < 5:
+                        out.error_samples.append(f"{r.status_code}: {r.text[:200]}")
+                else:
+                    out.latencies.append(time.monotonic() - start)
+
+        await asyncio.gather(*(one(w) for w in range(clients)))
+    return out
+
+
+def get(path: str, **params: Any) -> Request:
+    async def req(client: httpx.AsyncClient, _i: int) -> httpx.Response:
+        return await client.get(path, params=params or None)
+
+    return req
+
+
+def post_job(body: dict[str, Any]) -> Request:
+    async def req(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await client.post("/v1/jobs", json=body, headers={"Idempotency-Key": f"load-{os.getpid()}-{i}"})
+
+    return req
+
+
+def endpoints(job_id: str, post_body: dict[str, Any] | None) -> list[tuple[str, Request]]:
+    out: list[tuple[str, Request]] = [
+        ("healthz", get("/healthz")),
+        ("recommendation", get(f"/v1/jobs/{job_id}/recommendation", delta=0.05)),
+        ("result", get(f"/v1/jobs/{job_id}/result")),
+        ("list", get("/v1/jobs", page_size=20)),
+    ]
+    if post_body is not None:
+        out.append(("POST /v1/jobs", post_job(post_body)))
+    return out
+
+
+def cpu_name() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def report(results: list[LoadResult]) -> str:
+    lines = [f"{'endpoint':<16}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+             f"{'timeouts':>9}{'vs healthz':>11}"]
+    base = {r.clients: r.throughput for r in results if r.name == "healthz"}
+    for r in results:
+        ratio = r.throughput / base[r.clients] if base.get(r.clients) else float("nan")
+        lines.append(f"{r.name:<16}{r.clients:>8}{r.throughput:>9.0f}{r.percentile(0.5) * 1e3:>9.1f}"
+                     f"{r.percentile(0.99) * 1e3:>9.1f}{r.errors:>8}{r.timeouts:>9}{ratio:>11.2f}")
+        for sample in r.error_samples:
+            lines.append(f"    {sample}")
+    return "\n".join(lines)
+
+
+async def measure(url: str, job_id: str, clients: list[int], seconds: float, timeout: float,
+                  post_body: dict[str, Any] | None, headers: dict[str, str] | None) -> list[LoadResult]:
+    results = []
+    for n in clients:
+        for name, req in endpoints(job_id, post_body):
+            results.append(await hammer(url, name, req, clients=n, seconds=seconds, timeout=timeout,
+                                        headers=headers))
+    return results
+
+
+def _spawn_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
+    env.update({"DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"})
+    log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
+                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _tiny_job(url: str) -> str:
+    from service.api.schemas import SMALL_JOB_EXAMPLE  # lazy: only --spawn submits a job
+
+    with httpx.Client(base_url=url, timeout=30) as c:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if c.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not become ready")
+            time.sleep(0.3)
+        job = c.post("/v1/jobs", json=SMALL_JOB_EXAMPLE).json()
+        while c.get(f"/v1/jobs/{job['id']}").json()["status"] not in ("succeeded", "failed", "cancelled"):
+            if time.monotonic() > deadline + 180:
+                raise SystemExit("the tiny job did not finish")
+            time.sleep(0.5)
+        return str(job["id"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--job", help="A succeeded job's id (its recommendation and result are read).")
+    p.add_argument("--spawn", action="store_true", help="Start an embedded server in a temp dir first.")
+    p.add_argument("--clients", default="100,500")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--no-post", action="store_true", help="Skip POST /v1/jobs (it queues real jobs).")
+    p.add_argument("--key", default=os.environ.get("ADVISOR_LOAD_KEY"))
+    p.add_argument("--json", help="Also write the results here.")
+    args = p.parse_args(argv)
+    server = None
+    url = args.url
+    if args.spawn:
+        import socket
+        import tempfile
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        tmp = Path(tempfile.mkdtemp(prefix="advisor-load-"))
+        server = _spawn_server(tmp / "data", port)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        job = args.job or _tiny_job(url)
+        post_body = None
+        if not args.no_post:
+            from service.api.schemas import SMALL_JOB_EXAMPLE  # lazy: the body of the POSTs
+
+            post_body = SMALL_JOB_EXAMPLE
+        headers = {"X-API-Key": args.key} if args.key else None
+        clients = [int(c) for c in args.clients.split(",")]
+        print(f"# {cpu_name()}; load average {os.getloadavg()[0]:.1f} at start; {args.seconds:.0f} s per row; "
+              f"{url}", flush=True)
+        results = asyncio.run(measure(url, job, clients, args.seconds, args.timeout, post_body, headers))
+        print(report(results))
+        print(f"# load average {os.getloadavg()[0]:.1f} at the end (the load generator shares the CPUs)")
+        if args.json:
+            Path(args.json).write_text(json.dumps([
+                {"name": r.name, "clients": r.clients, "rps": r.throughput, "p50": r.percentile(0.5),
+                 "p99": r.percentile(0.99), "errors": r.errors, "timeouts": r.timeouts} for r in results
+            ], indent=2))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

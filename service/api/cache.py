@@ -1,0 +1,122 @@
+"""An in-process cache of finished results, with ``ETag`` / ``If-None-Match`` → 304.
+
+A succeeded job's result, recommendations and plots never change (only a delete removes them), so the
+API serves them from memory after the first read: no database connection, no thread waiting on a pool.
+Entries are keyed by owner, job and the request (path and query), so one key never sees another's
+entry. Pages of finished jobs are cached too, for a short time (they grow as jobs finish).
+
+A delete drops the job's entries (and its owner's cached pages) in this process; another API process
+(``advisor serve --workers N``) sees the delete when its entries expire (``ADVISOR_RESULT_CACHE_TTL``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request, Response
+
+Key = tuple[str, str | None, str, str]
+
+
+@dataclass(frozen=True)
+class Entry:
+    body: bytes
+    status: int
+    media_type: str | None
+    headers: tuple[tuple[str, str], ...]
+    etag: str
+    expires: float
+
+
+def etag_of(body: bytes) -> str:
+    """A strong validator: the body's SHA-256 (the same body gets the same tag in every process)."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+class ResponseCache:
+    """Least-recently-used entries up to ``max_bytes`` of bodies; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key) -> Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.expires < time.monotonic():
+                self._pop(key)
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: Key, response: Response, ttl: float) -> Entry:
+        body = bytes(response.body)
+        headers = tuple((k, v) for k, v in response.headers.items()
+                        if k.lower() not in ("content-length", "content-type", "etag"))
+        entry = Entry(body, response.status_code, response.media_type, headers, etag_of(body),
+                      time.monotonic() + ttl)
+        if ttl <= 0 or len(body) > self.max_bytes:
+            return entry
+        with self._lock:
+            if key in self._entries:
+                self._pop(key)
+            self._entries[key] = entry
+            self._bytes += len(body)
+            while self._bytes > self.max_bytes and self._entries:
+                self._pop(next(iter(self._entries)))
+        return entry
+
+    def drop_job(self, owner: str, job_id: str) -> None:
+        """Forget the job's entries and the owner's cached pages (they may list it)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[1] == job_id or (k[0] == owner and k[1] is None)]:
+                self._pop(key)
+
+    def _pop(self, key: Key) -> None:
+        entry = self._entries.pop(key)
+        self._bytes -= len(entry.body)
+
+
+def request_key(request: Request, owner: str, job_id: str | None) -> Key:
+    query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+    return (owner, job_id, request.url.path, query)
+
+
+def _answer(request: Request, entry: Entry, state: str) -> Response:
+    headers = dict(entry.headers) | {"ETag": entry.etag, "X-Cache": state}
+    if _matches(request.headers.get("if-none-match"), entry.etag):
+        return Response(status_code=304, headers={"ETag": entry.etag, "X-Cache": state})
+    return Response(entry.body, status_code=entry.status, media_type=entry.media_type, headers=headers)
+
+
+def cached(request: Request, owner: str, job_id: str | None, ttl: float, build: Callable[[], Response]) -> Response:
+    """The cached answer to this request, else ``build()`` (cached for ``ttl`` seconds when it is a
+    200). Either way with an ``ETag``, and 304 when ``If-None-Match`` names it."""
+    cache: ResponseCache = request.app.state.response_cache
+    key = request_key(request, owner, job_id)
+    entry = cache.get(key)
+    if entry is not None:
+        return _answer(request, entry, "hit")
+    response = build()
+    if response.status_code != 200:
+        return response
+    return _answer(request, cache.put(key, response, ttl), "miss")
