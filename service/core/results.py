@@ -108,9 +108,11 @@ def recommend_for(
     result = _result_of(session, job)
     mode = delta_mode or job.request.get("delta_mode") or "relative"
     criterion = criterion or job.request.get("criterion") or "mean"
-    stored = stored_recommendation(result.report, float(delta), mode, criterion)
-    if stored is not None:
-        return stored
+    row = session.scalar(sa.select(RecommendationRow).where(
+        RecommendationRow.job_id == job.id, RecommendationRow.delta == float(delta),
+        RecommendationRow.mode == mode, RecommendationRow.criterion == criterion))
+    if row is not None:  # the engine's own answer, paired CI included (see `stored_recommendation`)
+        return Recommendation.model_validate(row.payload)
     return recommend(
         curve_of(session, job.id),
         list(result.classes),
