@@ -184,3 +184,47 @@ def test_bad_selection_is_refused() -> None:
         RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="loo")
     with pytest.raises(ValueError, match="x_val"):
         RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="val")
+
+
+def test_tridiagonal_gcv_equals_the_spectrum_and_the_direct_solve() -> None:
+    from redundancy.probes.ridge import GCV_ALPHAS, Tridiagonal, gcv_curve, gcv_tridiagonal
+
+    x, y, *_ = _problem(n=500, d=60, seed=4)
+    c = 4
+    p = standardised_from_rows(x, y, c)
+    y_sq = float(p.n * (1.0 - (p.prior**2).sum()))
+    lambdas = np.array(GCV_ALPHAS) * p.n
+    s = np.array([0, 3, 5, 8, 13, 21, 34, 40, 41, 59])
+    g, b = p.gram[np.ix_(s, s)], p.targets[s]
+    tri = Tridiagonal.of(g)
+    t = np.diag(tri.d) + np.diag(tri.e, -1) + np.diag(tri.e, 1)
+    np.testing.assert_allclose(tri.q(t @ tri.qt(np.eye(len(s)))), g, atol=1e-9 * p.n)  # G = Q T Qᵀ
+    got = gcv_tridiagonal(g, b, y_sq, p.n, lambdas)
+    assert got is not None
+    curve, w = got
+    e, v = np.linalg.eigh(g)
+    np.testing.assert_allclose(curve, gcv_curve(e, ((v.T @ b) ** 2).sum(1), y_sq, p.n, lambdas), rtol=1e-9)
+    lam = lambdas[int(np.argmin(curve))]
+    np.testing.assert_allclose(w, np.linalg.solve(g + lam * np.eye(len(s)), b), rtol=1e-8, atol=1e-14)
+    z = (x[:, s] - x[:, s].mean(0)) / x[:, s].std(0)
+    assert curve.min() == pytest.approx(gcv_slow(z, np.eye(c)[y], lam), rel=1e-8)
+    assert gcv_tridiagonal(g, b, y_sq, len(s), lambdas) is None  # n − 1 < k: the eigendecomposition path
+
+
+def test_prober_cpu_fast_path_equals_the_eigendecomposition_path() -> None:
+    import redundancy.probes.ridge as ridge
+
+    x, y, _, _, xt, yt = _problem(n=400, d=40, seed=5)
+    fast = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
+    slow = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
+    slow.tridiagonal = False
+    old, ridge.TRIDIAGONAL_MIN_K = ridge.TRIDIAGONAL_MIN_K, 2
+    try:
+        subsets = [np.arange(0, 40, 2), np.arange(1, 40, 2), np.arange(20)]
+        for a, b in zip(fast.probe_group(subsets), slow.probe_group(subsets), strict=True):
+            assert a.lam == b.lam and a.lam_at_edge == b.lam_at_edge
+            assert a.score == pytest.approx(b.score, rel=1e-9)
+            assert a.accuracy == b.accuracy
+            np.testing.assert_array_equal(a.correct, b.correct)
+    finally:
+        ridge.TRIDIAGONAL_MIN_K = old
