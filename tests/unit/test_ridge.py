@@ -211,13 +211,28 @@ def test_tridiagonal_gcv_equals_the_spectrum_and_the_direct_solve() -> None:
     assert gcv_tridiagonal(g, b, y_sq, len(s), lambdas) is None  # n − 1 < k: the eigendecomposition path
 
 
+def test_blocked_reflectors_rebuild_the_matrix() -> None:
+    from redundancy.probes.ridge import REFLECTOR_BLOCK, Tridiagonal
+
+    rng = np.random.default_rng(6)
+    k = 2 * REFLECTOR_BLOCK + 23  # three blocks, the last one partial
+    a = rng.normal(size=(3 * k, k))
+    g = a.T @ a
+    tri = Tridiagonal.of(g)
+    t = np.diag(tri.d) + np.diag(tri.e, -1) + np.diag(tri.e, 1)
+    q = tri.q(np.eye(k))
+    np.testing.assert_allclose(q.T @ q, np.eye(k), atol=1e-12)
+    np.testing.assert_allclose(q @ t @ q.T, g, atol=1e-10 * np.abs(g).max())
+    np.testing.assert_allclose(tri.qt(np.eye(k)), q.T, atol=1e-13)
+
+
 def test_prober_cpu_fast_path_equals_the_eigendecomposition_path() -> None:
     import redundancy.probes.ridge as ridge
 
     x, y, _, _, xt, yt = _problem(n=400, d=40, seed=5)
     fast = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
     slow = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
-    slow.tridiagonal = False
+    slow.lapack = False  # the device-agnostic torch path (eigh, Cholesky)
     old, ridge.TRIDIAGONAL_MIN_K = ridge.TRIDIAGONAL_MIN_K, 2
     try:
         subsets = [np.arange(0, 40, 2), np.arange(1, 40, 2), np.arange(20)]
@@ -228,3 +243,18 @@ def test_prober_cpu_fast_path_equals_the_eigendecomposition_path() -> None:
             np.testing.assert_array_equal(a.correct, b.correct)
     finally:
         ridge.TRIDIAGONAL_MIN_K = old
+
+
+def test_group_predictions_by_one_product_equal_the_per_subset_gather() -> None:
+    import torch
+
+    x, y, _, _, xt, yt = _problem(n=300, d=40, seed=7)
+    p = standardised_from_rows(x, y, 4)
+    prober = RidgeProber(p, None, None, xt, yt, select="gcv")
+    rng = np.random.default_rng(0)
+    for sizes in ([3, 3], [15, 15, 15]):  # below and above half the layer together
+        idxs = [torch.as_tensor(rng.choice(40, k, replace=False)) for k in sizes]
+        ws = [torch.as_tensor(rng.normal(size=(k, 4))) for k in sizes]
+        zt = (xt - p.mean) / p.std
+        for got, i, w in zip(prober._predict(idxs, ws), idxs, ws, strict=True):
+            np.testing.assert_array_equal(got, (zt[:, i.numpy()] @ w.numpy() + p.prior).argmax(1))
