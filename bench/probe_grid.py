@@ -64,10 +64,10 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from redundancy.cka import GramCKA
-from redundancy.config import PAPER_FRACTIONS
+from redundancy.config import DEFAULT_DELTAS, PAPER_FRACTIONS
 from redundancy.datasets.base import validation_split
 from redundancy.probes import RidgeProber, plan_subsets, sample_subset
-from redundancy.stats import GramStats, standardised_problem
+from redundancy.stats import GramStats, standardised_from_rows, standardised_problem
 
 VAL_FRACTION = 0.1  # the product's default `AnalysisConfig.val_fraction`
 
@@ -291,6 +291,44 @@ def run_ours(
     return out
 
 
+def run_reference(data: Data, subsets: list[Subset]) -> dict:
+    """The slow, obvious version of the GCV grid, to check the fast one on its *recommendations*: the
+    standardised problem from the rows (a second pass, no cancellation), λ by torch's `eigh` and the
+    other seeds by torch's Cholesky (`RidgeProber.lapack = False`, the device-agnostic path)."""
+    with Clock() as c:
+        problem = standardised_from_rows(np.concatenate([data.x_fit, data.x_val]),
+                                         np.concatenate([data.y_fit, data.y_val]), data.num_classes)
+        prober = RidgeProber(problem, None, None, data.x_test, data.y_test, device="cpu", select="gcv")
+        prober.lapack = False
+        per_subset = []
+        for group in _by_k(subsets):
+            for s, r in zip(group, prober.probe_group([s.index for s in group]), strict=True):
+                per_subset.append({"k": s.k, "seed": s.seed, "fraction": s.fraction, "accuracy": r.accuracy,
+                                   "lam": r.lam, "score": r.score})
+    return {"per_subset": per_subset, **c.as_dict()}
+
+
+def smallest_fractions(per_subset: list[dict], deltas: tuple[float, ...]) -> dict[str, float | None]:
+    """f* per δ by the point-estimate rule: the smallest fraction whose mean accuracy over its seeds
+    is at least (1 − δ) × the full layer's (the product adds a confidence interval on top)."""
+    by_f: dict[float, list[float]] = {}
+    for r in per_subset:
+        by_f.setdefault(r["fraction"], []).append(r["accuracy"])
+    full = float(np.mean(by_f[max(by_f)]))
+    return {str(dl): next((f for f in sorted(by_f) if np.mean(by_f[f]) >= (1 - dl) * full), None) for dl in deltas}
+
+
+def compare_to_reference(ours: list[dict], ref: list[dict]) -> dict:
+    key = {(r["k"], r["seed"]): r for r in ref}
+    pairs = [(o, key[(o["k"], o["seed"])]) for o in ours]
+    return {
+        "max_abs_accuracy_diff_points": max(100 * abs(o["accuracy"] - r["accuracy"]) for o, r in pairs),
+        "lambda_differs": sum(o["lam"] != r["lam"] for o, r in pairs),
+        "f_star_fast": smallest_fractions(ours, DEFAULT_DELTAS),
+        "f_star_reference": smallest_fractions(ref, DEFAULT_DELTAS),
+    }
+
+
 def _by_k(subsets: list[Subset]) -> list[list[Subset]]:
     """Consecutive subsets of one size: a fraction's seeds, probed as one group."""
     groups: list[list[Subset]] = []
@@ -509,6 +547,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-lr", action="store_true", help="skip the LogisticRegression baseline")
     p.add_argument("--no-sgd", action="store_true", help="skip the SGD baseline")
     p.add_argument("--no-cka", action="store_true", help="skip timing GramCKA")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip checking ours against the slow, obvious grid (accuracies, λ, f*)")
     p.add_argument("--stream-batch", type=int, default=None,
                    help="also time the accumulation fed this many rows per GramStats.update (as extraction\n"
                         "does, config.batch_size = 64 by default); reported separately")
@@ -588,7 +628,8 @@ def _main(a: argparse.Namespace, argv: list[str]) -> int:
                   f"{r['n_iter']:>4} iters, acc {100 * r['accuracy']:.2f}", flush=True)
     sgd: list[dict] = []
     if not a.no_sgd:
-        print(f"\n[baseline] torch SGD linear probe per subset ({a.sgd_epochs} epochs, batch 256) on {where} …",
+        print(f"\n[baseline] the paper's protocol: a logistic probe per subset trained by SGD ({a.sgd_epochs} epochs, "
+              f"batch 256) on {where} …",
               flush=True)
         for s in sorted(measured, key=lambda s: -s.k):
             r = fit_sgd(data, s, a.sgd_epochs, seed=a.master_seed)
@@ -615,6 +656,17 @@ def _main(a: argparse.Namespace, argv: list[str]) -> int:
         "measured_subsets": [{"k": s.k, "seed": s.seed, "fraction": s.fraction} for s in measured],
         "extrapolated": extrapolated,
     }
+    if not a.no_check and a.lambda_select == "gcv":
+        print("[check] the slow, obvious grid (standardised from the rows, torch eigh / Cholesky) …", flush=True)
+        ref = run_reference(data, subsets)
+        cmp = compare_to_reference(ours["per_subset"], ref["per_subset"])
+        result["reference"] = {**ref, "comparison": cmp}
+        after = ours["after_accumulation"]
+        print(f"  reference: {ref['wall_s']:.2f} s wall, {ref['cpu_s']:.2f} s CPU after the accumulation "
+              f"(ours: {after['wall_s']:.2f} s wall, {after['cpu_s']:.2f} s CPU)")
+        print(f"  fast vs reference on all {len(subsets)} subsets: max |Δ accuracy| "
+              f"{cmp['max_abs_accuracy_diff_points']:.4f} points, λ differs on {cmp['lambda_differs']}; "
+              f"f* (point rule) per δ fast {cmp['f_star_fast']} vs reference {cmp['f_star_reference']}")
     print(f"ours, slower of 2 runs: {ours_total['wall_s']:.2f} s wall / {ours_total['cpu_s']:.2f} s CPU for the "
           f"whole grid; of which the {len(subsets)} probes {ours_probes['wall_s']:.2f} s wall / "
           f"{ours_probes['cpu_s']:.2f} s CPU")
