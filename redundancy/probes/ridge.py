@@ -25,6 +25,13 @@ seeds of one fraction) shares one: λ is chosen by GCV on the group's first subs
 are solved at that λ by one Cholesky factorisation each, with their own GCV score at that λ from
 the factor: `RSS = ‖Y_c‖² − tr(WᵀB) − λ‖W‖²`, `tr H = 1 + k − λ‖L⁻¹‖²_F`.
 
+**On the CPU** (`RidgeProber.lapack`, the default there) the same numbers come from scipy's LAPACK,
+which is fast on Intel and AMD alike (torch's MKL `eigh` is 1.7× slower than OpenBLAS on AMD EPYC):
+from k ≥ `TRIDIAGONAL_MIN_K`, the first subset's GCV curve from one tridiagonal reduction
+`G = Q T Qᵀ` (`gcv_tridiagonal`: half an eigendecomposition's flops), the others by `dpotrf` and
+`dtrtri`. On other devices (a GPU) torch's `eigh` and Cholesky. A group's test predictions are one
+product with the test matrix when its subsets cover half the layer (`_predict`).
+
 **Validation** (`lambda_select = "val"`): one batched Cholesky solves a 7-value grid, λ is the one
 with the best validation accuracy (ties to the larger λ); the score is that accuracy.
 """
