@@ -35,7 +35,7 @@ from redundancy.report import (
     SkippedFraction,
 )
 from redundancy.runtime import Runtime
-from redundancy.stats import GramStats, Standardised, standardised_problem
+from redundancy.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
 from redundancy.uncertainty import PairedBootstrap, fraction_uncertainty
 
 CODE_VERSION = "0.1.0"
@@ -317,11 +317,11 @@ def training_problem(config: AnalysisConfig, features: Features) -> TrainingProb
         return TrainingProblem(f.stats, f.stats.standardised(), f.x_val, f.y_val)
     c = f.stats.num_classes
     stats = f.stats.merge(GramStats.from_features(f.x_val, f.y_val, c))  # the fit split's pass is reused
-
-    def rows() -> tuple[np.ndarray, np.ndarray]:
-        return np.concatenate([f.x_train, f.x_val]).astype(np.float64), np.concatenate([f.y_train, f.y_val])
-
-    return TrainingProblem(stats, standardised_problem(stats, rows), None, None)
+    if statistics_suffice(stats):
+        return TrainingProblem(stats, stats.standardised(), None, None)
+    x = np.concatenate([f.x_train, f.x_val]).astype(np.float64)
+    y = np.concatenate([f.y_train, f.y_val]).astype(np.int64)
+    return TrainingProblem(GramStats.from_features(x, y, c), standardised_from_rows(x, y, c), None, None)
 
 
 class _SubsetProber:

@@ -226,6 +226,11 @@ def cancellation_error(stats: GramStats) -> float:
     return float(np.finfo(np.float64).eps * (second / stats.std() ** 2).sum())
 
 
+def statistics_suffice(stats: GramStats) -> bool:
+    """Whether `stats.standardised()` is as good as the rows' (see `standardised_problem`)."""
+    return stats.n - 1 >= stats.d and cancellation_error(stats) <= CANCELLATION_TOL
+
+
 def standardised_problem(stats: GramStats, rows: Callable[[], tuple[np.ndarray, np.ndarray]]) -> Standardised:
     """The standardised problem of the rows that `stats` sums, from the statistics alone when that is
     accurate, otherwise from the rows (`standardised_from_rows`, a second pass over the data).
@@ -234,7 +239,7 @@ def standardised_problem(stats: GramStats, rows: Callable[[], tuple[np.ndarray, 
     full rank, so no null space of rounding noise) and `cancellation_error(stats)` is below
     `CANCELLATION_TOL`, a hundredth of the smallest ridge the GCV grid tries (λ = 1e-7·n). `rows` is
     called only in the other case and returns `(x, y)`."""
-    if stats.n - 1 >= stats.d and cancellation_error(stats) <= CANCELLATION_TOL:
+    if statistics_suffice(stats):
         return stats.standardised()
     x, y = rows()
     return standardised_from_rows(x, y, stats.num_classes)
