@@ -36,7 +36,7 @@ from redundancy.report import (
     SkippedFraction,
 )
 from redundancy.runtime import Runtime
-from redundancy.stats import GramStats, Standardised, standardised_from_rows
+from redundancy.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
 from redundancy.uncertainty import PairedBootstrap, fraction_uncertainty
 
 CODE_VERSION = "0.1.0"
@@ -320,9 +320,12 @@ def training_problem(config: AnalysisConfig, features: Features) -> TrainingProb
     f = features
     if config.ridge_fit_splits() == ("train",):
         return TrainingProblem(f.stats, f.stats.standardised(), f.x_val, f.y_val)
+    c = f.stats.num_classes
+    stats = f.stats.merge(GramStats.from_features(f.x_val, f.y_val, c))  # the fit split's pass is reused
+    if statistics_suffice(stats):
+        return TrainingProblem(stats, stats.standardised(), None, None)
     x = np.concatenate([f.x_train, f.x_val]).astype(np.float64)
     y = np.concatenate([f.y_train, f.y_val]).astype(np.int64)
-    c = f.stats.num_classes
     return TrainingProblem(GramStats.from_features(x, y, c), standardised_from_rows(x, y, c), None, None)
 
 

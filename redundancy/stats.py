@@ -7,6 +7,7 @@ shards or workers can be merged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,3 +208,38 @@ class Standardised:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+
+
+# Rounding of `XᵀX − nμμᵀ` is negligible at this size relative to n (see `cancellation_error`).
+CANCELLATION_TOL = 1e-9
+
+
+def cancellation_error(stats: GramStats) -> float:
+    """A bound, relative to n, on the rounding error of `stats.standardised().gram`.
+
+    Each entry of the float64 sums carries an error of about `ε·Σ_t |x_ti x_tj| ≤ ε·n·√(m_i m_j)`
+    (`m_i` the second moment of neuron i); the centring `XᵀX − nμμᵀ` keeps it and the standardisation
+    divides it by `σ_i σ_j`. The error matrix's Frobenius (so spectral) norm is then at most
+    `ε·n·Σ_i r_i`, `r_i = m_i / σ_i²` (= 1 + μ_i²/σ_i²; σ the `std()` used, 1 for constant neurons),
+    and this returns `ε·Σ_i r_i`."""
+    second = np.diag(stats.gram) / stats.n
+    return float(np.finfo(np.float64).eps * (second / stats.std() ** 2).sum())
+
+
+def statistics_suffice(stats: GramStats) -> bool:
+    """Whether `stats.standardised()` is as good as the rows' (see `standardised_problem`)."""
+    return stats.n - 1 >= stats.d and cancellation_error(stats) <= CANCELLATION_TOL
+
+
+def standardised_problem(stats: GramStats, rows: Callable[[], tuple[np.ndarray, np.ndarray]]) -> Standardised:
+    """The standardised problem of the rows that `stats` sums, from the statistics alone when that is
+    accurate, otherwise from the rows (`standardised_from_rows`, a second pass over the data).
+
+    The statistics suffice when there are more rows than neurons (n − 1 ≥ d: the centred Gram may be
+    full rank, so no null space of rounding noise) and `cancellation_error(stats)` is below
+    `CANCELLATION_TOL`, a hundredth of the smallest ridge the GCV grid tries (λ = 1e-7·n). `rows` is
+    called only in the other case and returns `(x, y)`."""
+    if statistics_suffice(stats):
+        return stats.standardised()
+    x, y = rows()
+    return standardised_from_rows(x, y, stats.num_classes)

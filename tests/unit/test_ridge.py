@@ -184,3 +184,77 @@ def test_bad_selection_is_refused() -> None:
         RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="loo")
     with pytest.raises(ValueError, match="x_val"):
         RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="val")
+
+
+def test_tridiagonal_gcv_equals_the_spectrum_and_the_direct_solve() -> None:
+    from redundancy.probes.ridge import GCV_ALPHAS, Tridiagonal, gcv_curve, gcv_tridiagonal
+
+    x, y, *_ = _problem(n=500, d=60, seed=4)
+    c = 4
+    p = standardised_from_rows(x, y, c)
+    y_sq = float(p.n * (1.0 - (p.prior**2).sum()))
+    lambdas = np.array(GCV_ALPHAS) * p.n
+    s = np.array([0, 3, 5, 8, 13, 21, 34, 40, 41, 59])
+    g, b = p.gram[np.ix_(s, s)], p.targets[s]
+    tri = Tridiagonal.of(g)
+    t = np.diag(tri.d) + np.diag(tri.e, -1) + np.diag(tri.e, 1)
+    np.testing.assert_allclose(tri.q(t @ tri.qt(np.eye(len(s)))), g, atol=1e-9 * p.n)  # G = Q T Qᵀ
+    got = gcv_tridiagonal(g, b, y_sq, p.n, lambdas)
+    assert got is not None
+    curve, w = got
+    e, v = np.linalg.eigh(g)
+    np.testing.assert_allclose(curve, gcv_curve(e, ((v.T @ b) ** 2).sum(1), y_sq, p.n, lambdas), rtol=1e-9)
+    lam = lambdas[int(np.argmin(curve))]
+    np.testing.assert_allclose(w, np.linalg.solve(g + lam * np.eye(len(s)), b), rtol=1e-8, atol=1e-14)
+    z = (x[:, s] - x[:, s].mean(0)) / x[:, s].std(0)
+    assert curve.min() == pytest.approx(gcv_slow(z, np.eye(c)[y], lam), rel=1e-8)
+    assert gcv_tridiagonal(g, b, y_sq, len(s), lambdas) is None  # n − 1 < k: the eigendecomposition path
+
+
+def test_blocked_reflectors_rebuild_the_matrix() -> None:
+    from redundancy.probes.ridge import REFLECTOR_BLOCK, Tridiagonal
+
+    rng = np.random.default_rng(6)
+    k = 2 * REFLECTOR_BLOCK + 23  # three blocks, the last one partial
+    a = rng.normal(size=(3 * k, k))
+    g = a.T @ a
+    tri = Tridiagonal.of(g)
+    t = np.diag(tri.d) + np.diag(tri.e, -1) + np.diag(tri.e, 1)
+    q = tri.q(np.eye(k))
+    np.testing.assert_allclose(q.T @ q, np.eye(k), atol=1e-12)
+    np.testing.assert_allclose(q @ t @ q.T, g, atol=1e-10 * np.abs(g).max())
+    np.testing.assert_allclose(tri.qt(np.eye(k)), q.T, atol=1e-13)
+
+
+def test_prober_cpu_fast_path_equals_the_eigendecomposition_path() -> None:
+    import redundancy.probes.ridge as ridge
+
+    x, y, _, _, xt, yt = _problem(n=400, d=40, seed=5)
+    fast = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
+    slow = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
+    slow.lapack = False  # the device-agnostic torch path (eigh, Cholesky)
+    old, ridge.TRIDIAGONAL_MIN_K = ridge.TRIDIAGONAL_MIN_K, 2
+    try:
+        subsets = [np.arange(0, 40, 2), np.arange(1, 40, 2), np.arange(20)]
+        for a, b in zip(fast.probe_group(subsets), slow.probe_group(subsets), strict=True):
+            assert a.lam == b.lam and a.lam_at_edge == b.lam_at_edge
+            assert a.score == pytest.approx(b.score, rel=1e-9)
+            assert a.accuracy == b.accuracy
+            np.testing.assert_array_equal(a.correct, b.correct)
+    finally:
+        ridge.TRIDIAGONAL_MIN_K = old
+
+
+def test_group_predictions_by_one_product_equal_the_per_subset_gather() -> None:
+    import torch
+
+    x, y, _, _, xt, yt = _problem(n=300, d=40, seed=7)
+    p = standardised_from_rows(x, y, 4)
+    prober = RidgeProber(p, None, None, xt, yt, select="gcv")
+    rng = np.random.default_rng(0)
+    for sizes in ([3, 3], [15, 15, 15]):  # below and above half the layer together
+        idxs = [torch.as_tensor(rng.choice(40, k, replace=False)) for k in sizes]
+        ws = [torch.as_tensor(rng.normal(size=(k, 4))) for k in sizes]
+        zt = (xt - p.mean) / p.std
+        for got, i, w in zip(prober._predict(idxs, ws), idxs, ws, strict=True):
+            np.testing.assert_array_equal(got, (zt[:, i.numpy()] @ w.numpy() + p.prior).argmax(1))
