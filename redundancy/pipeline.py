@@ -60,6 +60,12 @@ STAGES: tuple[tuple[str, float], ...] = (
 )
 
 
+def stage_overall(stage: str, fraction: float) -> float:
+    """Overall progress (0..1) at `fraction` of the way through `stage`, by the stages' weights."""
+    start = sum(w for _, w in STAGES[: [n for n, _ in STAGES].index(stage)])
+    return min(1.0, start + dict(STAGES)[stage] * fraction)
+
+
 @dataclass
 class ProgressEvent:
     stage: str
@@ -78,10 +84,6 @@ class _Tracker:
     def __init__(self, progress: ProgressFn | None, should_stop: StopFn | None) -> None:
         self.progress, self.should_stop = progress, should_stop
         self.timings: dict[str, float] = {}
-        self._offsets, acc = {}, 0.0
-        for name, weight in STAGES:
-            self._offsets[name] = (acc, weight)
-            acc += weight
 
     def check(self) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -89,9 +91,8 @@ class _Tracker:
 
     def report(self, stage: str, fraction: float, message: str = "", images: tuple[int, int] | None = None) -> None:
         if self.progress is not None:
-            start, weight = self._offsets[stage]
             done, total = images if images is not None else (None, None)
-            self.progress(ProgressEvent(stage, fraction, min(1.0, start + weight * fraction), message, done, total))
+            self.progress(ProgressEvent(stage, fraction, stage_overall(stage, fraction), message, done, total))
 
     def stage(self, name: str) -> _Stage:
         return _Stage(self, name)

@@ -30,6 +30,13 @@ Environment variables (all optional):
 ``ADVISOR_HEARTBEAT``           Seconds between the worker's progress/heartbeat writes (2).
 ``ADVISOR_EMBEDDED_WORKER``     Force ``advisor serve`` to start (true) or not start (false) a
                                 worker subprocess; default: only when ``BROKER_URL`` is unset.
+``ADVISOR_SHARD_SIZE``          A job with more images (train + val + test) runs its extraction as
+                                a Celery chord of shards of this many rows (default 1,000,000).
+``ADVISOR_SHARD_RETRIES``       Retries of a failed shard, alone, before its job fails (3).
+``ADVISOR_ARTIFACT_DIR``        Artifact store for shard statistics and feature slices: a
+                                directory or an fsspec URL (default ``$DATA_DIR/artifacts``).
+``ADVISOR_RESULT_BACKEND_URL``  Celery result backend for the chord (default: ``db+sqlite`` under
+                                ``DATA_DIR`` when embedded, else the Redis broker).
 ==============================  =============================================================
 """
 
@@ -70,6 +77,12 @@ class Settings(BaseSettings):
     embedded_worker: bool | None = None
     broker_polling_interval: float = 0.5
     maintenance_interval: float = 15.0
+
+    # ---- sharding (issue 13) ------------------------------------------------------------
+    shard_size: int = Field(1_000_000, ge=1)  # rows (train + val + test images) per shard
+    shard_retries: int = Field(3, ge=0)  # retries of a failed shard, alone, before the job fails
+    artifact_dir: str | None = None  # the artifact store: a directory or an fsspec URL (s3://…)
+    result_backend_url: str | None = None  # Celery's, for the chord; default: derived from the broker
 
     # ---- derived -------------------------------------------------------------------------
     @property
@@ -124,6 +137,21 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.data_path / "checkpoints"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where shard statistics and feature slices go: ``ADVISOR_ARTIFACT_DIR`` or ``$DATA_DIR/artifacts``."""
+        return self.artifact_dir or str(self.data_path / "artifacts")
+
+    @property
+    def result_backend(self) -> str:
+        """Celery's result backend, which a chord needs to count its finished shards: the database
+        backend on SQLite when embedded, else the Redis broker itself."""
+        if self.result_backend_url:
+            return self.result_backend_url
+        if self.embedded or self.broker.startswith("sqla+"):
+            return f"db+sqlite:///{self.data_path / 'results.sqlite'}"
+        return self.broker
 
     def ensure_dirs(self) -> None:
         for p in (self.data_path, self.cache_dir, self.datasets_dir, self.checkpoints_dir):

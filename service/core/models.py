@@ -84,6 +84,10 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     worker: Mapped[str | None] = mapped_column(sa.String(255))
     stage_timings: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+    # extraction progress (issue 13): images through the model of all, and the estimated seconds left
+    images_done: Mapped[int | None] = mapped_column(sa.Integer)
+    images_total: Mapped[int | None] = mapped_column(sa.Integer)
+    eta_s: Mapped[float | None] = mapped_column(sa.Float)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False
@@ -141,3 +145,17 @@ class RecommendationRow(Base):
     full_accuracy: Mapped[float] = mapped_column(sa.Float)
     fairness: Mapped[dict[str, Any]] = mapped_column(JSONType)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class JobShard(Base):
+    """One shard of a sharded job's extraction (issue 13): its row range and its own progress, so the
+    job's `images_done` is their sum. Rows belong to the job's current attempt; a new attempt replaces them."""
+
+    __tablename__ = "job_shards"
+
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    start_row: Mapped[int] = mapped_column(sa.Integer)
+    stop_row: Mapped[int] = mapped_column(sa.Integer)
+    images_done: Mapped[int] = mapped_column(sa.Integer, default=0)

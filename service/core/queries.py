@@ -114,3 +114,9 @@ def unsent_jobs(session: Session) -> Sequence[str]:
     return session.scalars(
         sa.select(Job.id).where(Job.status == JobStatus.QUEUED, Job.enqueued_at.is_(None))
     ).all()
+
+
+def job_request(session: Session, job_id: str) -> dict | None:
+    """The job's analysis request as submitted (None: the job is gone). For a shard of a sharded job."""
+    request = session.scalar(sa.select(Job.request).where(Job.id == job_id))
+    return dict(request) if request is not None else None
