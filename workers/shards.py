@@ -127,9 +127,10 @@ def execute_reduce(outcomes: list[str], job_id: str, attempt: int, ranges: list[
     """Sum the shards and run the probes, once every shard is in; or finish a cancelled job."""
     store = ArtifactStore(settings.artifact_root)
     if any(o != "done" for o in outcomes):
-        if "cancelled" in outcomes:
-            with session_scope(settings.db_url) as s:
-                lifecycle.finish_cancelled(s, job_id, attempt, None)
+        # A shard stops short only when the job was cancelled, failed, or left this attempt; of those,
+        # only a cancelled job is still held by it (the transition is fenced).
+        with session_scope(settings.db_url) as s:
+            lifecycle.finish_cancelled(s, job_id, attempt, None)
         store.drop_job(job_id)
         return "skipped"
     with session_scope(settings.db_url) as s:

@@ -19,7 +19,7 @@ PROBLEM = "application/problem+json"
 def test_ready_against_real_services(client):
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"database": "ok (schema 0002)", "broker": "ok"}
+    assert r.json()["checks"] == {"database": "ok (schema 0003)", "broker": "ok"}
 
 
 def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, small_job, settings):
