@@ -62,7 +62,9 @@ def execute_job(
         return "skipped"
     if shard is not None:
         try:
-            if shard(job_id, claimed.attempt, AnalysisConfig.model_validate(claimed.request)):
+            with JobMonitor(settings, job_id, claimed.attempt):  # heart-beats while the data is loaded
+                sharded = shard(job_id, claimed.attempt, AnalysisConfig.model_validate(claimed.request))
+            if sharded:
                 return "sharded"
         except Exception as exc:  # noqa: BLE001 - bad input found while planning: the job fails like any other
             return run_claimed(job_id, claimed.attempt, claimed.request, settings, _raise(exc))

@@ -50,18 +50,18 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def shard_stack(stack_env: dict[str, str], migrated: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Two workers on a queue of their own with a shard size of 100 rows, and an API whose maintenance
-    sweep requeues a job 4 s after its last heartbeat."""
+    sweep requeues a job 15 s after its last heartbeat."""
     from fastapi.testclient import TestClient
 
     from service.core.config import Settings
     from service.main import create_app
 
     queue = f"advisor-shards-{uuid.uuid4().hex[:8]}"
-    env = {**stack_env, "ADVISOR_QUEUE": queue, "ADVISOR_SHARD_SIZE": str(SHARD_SIZE), "ADVISOR_STALE_AFTER": "4"}
+    env = {**stack_env, "ADVISOR_QUEUE": queue, "ADVISOR_SHARD_SIZE": str(SHARD_SIZE), "ADVISOR_STALE_AFTER": "15"}
     logs = tmp_path_factory.mktemp("shard-workers")
     procs = [_start_worker(env, logs / f"w{i}.log", f"shard{i}-{queue}") for i in range(2)]
     settings = Settings(database_url=env["DATABASE_URL"], broker_url=env["BROKER_URL"],
-                        data_dir=Path(env["DATA_DIR"]), queue=queue, heartbeat=0.5, stale_after=4.0,
+                        data_dir=Path(env["DATA_DIR"]), queue=queue, heartbeat=0.5, stale_after=15.0,
                         maintenance_interval=0.5, shard_size=SHARD_SIZE)
     with TestClient(create_app(settings)) as client:
         yield client, procs, logs, settings
