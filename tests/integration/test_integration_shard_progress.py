@@ -68,7 +68,10 @@ def test_heartbeat_stores_images_and_a_new_attempt_clears_them(session: Session)
                                stage_timings={}, images=images)
     job = _job(session, job_id)
     assert (job.images_done, job.images_total, job.eta_s) == (30, 120, 18.0)
-    assert lifecycle.eta_seconds(0, 120, 5.0) is None
+    taken = lifecycle.claim(session, job_id, worker="w2", stale_after=-1.0)  # a takeover starts over
+    assert taken is not None and taken.attempt == attempt + 1
+    job = _job(session, job_id)
+    assert (job.images_done, job.images_total, job.eta_s) == (None, None, None)
 
 
 def test_eta_is_the_rate_so_far() -> None:

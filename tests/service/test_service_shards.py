@@ -111,3 +111,40 @@ def test_a_small_job_is_not_sharded_and_a_large_one_is(settings_factory, tmp_pat
         config = AnalysisConfig.model_validate(small_job())
         assert shards.plan(job.id, attempt, config, s, lambda *a: sent.append(a)) is sharded
     assert sent and sent[0][2] == [(0, 150), (150, 300), (300, 400)]
+
+
+def test_the_job_json_shows_images_done_total_and_eta_during_extraction(harness) -> None:
+    import threading
+    import time
+
+    from redundancy import ProgressEvent
+    from tests.service.conftest import fake_report
+
+    release = threading.Event()
+
+    def engine(config, runtime=None, progress=None, should_stop=None):  # type: ignore[no-untyped-def]
+        progress(ProgressEvent("extract", 0.0, 0.05))
+        time.sleep(0.3)
+        progress(ProgressEvent("extract", 0.3, 0.2, images_done=120, images_total=400))
+        release.wait(20)
+        return fake_report(config)
+
+    harness.engine = engine
+    job_id = harness.submit()["id"]
+    before = harness.client.get(f"/v1/jobs/{job_id}").json()
+    assert (before["images_done"], before["images_total"], before["eta_s"]) == (None, None, None)
+    runner = threading.Thread(target=harness.run_all)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            job = harness.client.get(f"/v1/jobs/{job_id}").json()
+            if job["images_done"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert (job["images_done"], job["images_total"]) == (120, 400)
+        assert job["eta_s"] is not None and job["eta_s"] >= 0
+    finally:
+        release.set()
+        runner.join(20)
+    assert harness.client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
