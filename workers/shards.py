@@ -22,6 +22,7 @@ Every write is fenced by the attempt that planned the shards: shards of a supers
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -142,7 +143,12 @@ def execute_reduce(outcomes: list[str], job_id: str, attempt: int, ranges: list[
 
     def analyze(config: AnalysisConfig, runtime: Runtime, progress: ProgressFn, should_stop: StopFn) -> Report:
         dirs = [store.get_shard(job_id, rows, work / str(i)) for i, rows in enumerate(ranges)]
-        return analyze_from_shards(config, runtime, dirs, progress=progress, should_stop=should_stop)
+        extracted = ShardMonitor.overall(1.0)  # the shards are done: the job's progress does not go back
+
+        def forward(ev: ProgressEvent) -> None:
+            progress(dataclasses.replace(ev, overall=max(ev.overall, extracted)))
+
+        return analyze_from_shards(config, runtime, dirs, progress=forward, should_stop=should_stop)
 
     try:
         outcome = run_claimed(job_id, attempt, request, settings, analyze)
