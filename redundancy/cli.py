@@ -153,7 +153,8 @@ def output_errors(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 class _Bars:
-    """A tqdm bar per long stage, driven by the engine's progress events."""
+    """A tqdm bar per long stage, driven by the engine's progress events; extraction counts images
+    ("images done/total, ETA"), the probes per mille."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -169,7 +170,15 @@ class _Bars:
             self.bar = tqdm(total=1000, desc=ev.stage, unit="‰", file=sys.stderr, leave=True,
                             bar_format="{desc:8} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
         assert self.bar is not None
-        self.bar.n = int(ev.stage_progress * 1000)
+        if ev.images_done is not None and ev.images_total:
+            if self.bar.total != ev.images_total:  # from the first image event on: count images
+                self.bar.reset(total=ev.images_total)
+                self.bar.unit = "img"
+                self.bar.bar_format = ("{desc:8} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} images, "
+                                       "ETA {remaining}, {rate_fmt} {postfix}")
+            self.bar.n = ev.images_done
+        else:
+            self.bar.n = int(ev.stage_progress * (self.bar.total or 1000))
         if ev.message:
             self.bar.set_postfix_str(ev.message, refresh=False)
         self.bar.refresh()

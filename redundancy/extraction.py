@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from redundancy.features_store import (
     open_array,
     read_meta,
     save_stats,
+    sum_stats,
     write_meta,
 )
 from redundancy.models.layers import FeatureExtractor
@@ -48,6 +49,7 @@ from redundancy.stats import GramAccumulator, GramStats
 FEATURES_VERSION = "2"
 SPLITS = ("train", "val", "test")
 
+_COPY_ROWS = 65536  # rows per block when shard slices are copied into the whole store
 ImagesProgress = Callable[[int, int], None]  # (images done, images total)
 
 
@@ -240,18 +242,71 @@ def extract(
 ) -> Features:
     """Extract all three splits into the feature store at `store` and return it opened (memory-mapped).
 
-    `progress(done, total)` is called after every batch with the images done over all splits."""
+    `progress(done, total)` is called after every batch with the images done over all splits. The
+    same as one shard over every row: `extract_rows(0, total)`."""
+    splits = (train, val, test)
+    stats = extract_rows(extractor, transform, splits, num_classes, store, (0, sum(map(len, splits))),
+                         device=device, batch_size=batch_size, num_workers=num_workers, feature_dtype=feature_dtype,
+                         keep_train=keep_train, progress=progress, should_stop=should_stop)
+    _finish_store(store, stats, train.labels, val.labels, test.labels, extractor.pooling, feature_dtype, keep_train)
+    return Features.load(store)
+
+
+def split_ranges(sizes: Sequence[int], rows: tuple[int, int]) -> list[tuple[int, int]]:
+    """The part of each split inside the global row range `rows`, where the splits' rows follow one
+    another (train, then val, then test): a `(start, stop)` within each split, empty as `(0, 0)`."""
+    lo, hi = rows
+    out, offset = [], 0
+    for size in sizes:
+        a, b = max(lo - offset, 0), min(hi - offset, size)
+        out.append((a, b) if a < b else (0, 0))
+        offset += size
+    return out
+
+
+def shard_rows(total: int, shard_size: int) -> list[tuple[int, int]]:
+    """`[start, stop)` row ranges of at most `shard_size` rows covering `0 .. total`."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    return [(a, min(a + shard_size, total)) for a in range(0, total, shard_size)]
+
+
+def extract_rows(
+    extractor: FeatureExtractor,
+    transform: Callable[[Image.Image], torch.Tensor],
+    splits: tuple[ImageSplit, ImageSplit, ImageSplit],
+    num_classes: int,
+    store: Path,
+    rows: tuple[int, int],
+    *,
+    device: str = "cpu",
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    feature_dtype: FeatureDtype = "float16",
+    keep_train: bool = False,
+    progress: ImagesProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> GramStats:
+    """One shard: the rows `[start, stop)` of train, val and test laid end to end.
+
+    Writes each split's slice of features that a probe needs (`x_val.npy`, `x_test.npy`, and
+    `x_train.npy` with `keep_train`) into `store` and returns the statistics of its train rows
+    (zero rows gives zero sums). `progress(done, total)` counts this shard's rows."""
     dev = torch.device(device)
     forward = DeviceForward(extractor, dev)
     if num_workers is None:
         num_workers = min(8, os.cpu_count() or 1) if forward.cuda else 0
-    total = len(train) + len(val) + len(test)
+    parts = split_ranges([len(s) for s in splits], rows)
+    total = sum(b - a for a, b in parts)
     done = 0
     acc: GramAccumulator | None = None
     store.mkdir(parents=True, exist_ok=True)
     sinks: list[_HostSink] = []
     try:
-        for name, split in (("train", train), ("val", val), ("test", test)):
+        for name, whole, (a, b) in zip(SPLITS, splits, parts, strict=True):
+            if a == b:
+                continue
+            split = whole if (a, b) == (0, len(whole)) else whole.subset(np.arange(a, b))
             sink = None
             if name != "train" or keep_train:
                 sink = _HostSink(FeatureWriter(store / f"x_{name}.npy", len(split), feature_dtype), forward.cuda)
@@ -263,9 +318,9 @@ def extract(
                     raise Cancelled("cancelled during extraction")
                 feats = forward(images)
                 stop = start + int(feats.shape[0])
+                if acc is None:
+                    acc = GramAccumulator(int(feats.shape[1]), num_classes, device=dev)
                 if name == "train":
-                    if acc is None:
-                        acc = GramAccumulator(int(feats.shape[1]), num_classes, device=dev)
                     acc.update(feats, labels[start:stop].to(dev, non_blocking=True))
                 if sink is not None:
                     sink.push(feats)
@@ -279,7 +334,29 @@ def extract(
         for s in sinks:
             s.writer.abort()
         raise
-    assert acc is not None
-    _finish_store(store, acc.result(), train.labels, val.labels, test.labels, extractor.pooling, feature_dtype,
-                  keep_train)
+    if acc is None:
+        raise ValueError(f"the row range {rows} holds no rows")
+    return acc.result()
+
+
+def assemble_shards(
+    shards: Sequence[Path], store: Path, labels: tuple[np.ndarray, np.ndarray, np.ndarray], pooling: str,
+    feature_dtype: FeatureDtype, keep_train: bool,
+) -> Features:
+    """The feature store of the whole dataset from shard stores written by `extract_rows` (each with
+    `stats.npz` beside its slices), in row order: statistics summed (`sum_stats`), slices
+    concatenated one shard at a time into streamed files, so no split is ever held in memory."""
+    stats = sum_stats([load_stats(p / "stats.npz") for p in shards])
+    store.mkdir(parents=True, exist_ok=True)
+    for name, y in zip(SPLITS, labels, strict=True):
+        if name == "train" and not keep_train:
+            continue
+        writer = FeatureWriter(store / f"x_{name}.npy", len(y), feature_dtype)
+        for p in shards:
+            if (p / f"x_{name}.npy").is_file():
+                part = open_array(p / f"x_{name}.npy")
+                for a in range(0, len(part), _COPY_ROWS):
+                    writer.append(part[a:a + _COPY_ROWS])
+        writer.close()
+    _finish_store(store, stats, *labels, pooling, feature_dtype, keep_train)
     return Features.load(store)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import platform
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import timm
@@ -20,7 +23,16 @@ from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.datasets.base import ImageSplit, validation_split
 from redundancy.deploy.head import model_facts
 from redundancy.errors import Cancelled, DatasetFormatError
-from redundancy.extraction import FEATURES_VERSION, Features, cached_features, extract
+from redundancy.extraction import (
+    FEATURES_VERSION,
+    Features,
+    ImagesProgress,
+    assemble_shards,
+    cached_features,
+    extract,
+    extract_rows,
+)
+from redundancy.features_store import save_stats
 from redundancy.hashing import hash_json
 from redundancy.models import FeatureExtractor, LoadedModel, load_model
 from redundancy.probes import ProbeResult, RidgeProber, plan_subsets, sample_subset
@@ -49,6 +61,12 @@ STAGES: tuple[tuple[str, float], ...] = (
 )
 
 
+def stage_overall(stage: str, fraction: float) -> float:
+    """Overall progress (0..1) at `fraction` of the way through `stage`, by the stages' weights."""
+    start = sum(w for _, w in STAGES[: [n for n, _ in STAGES].index(stage)])
+    return min(1.0, start + dict(STAGES)[stage] * fraction)
+
+
 @dataclass
 class ProgressEvent:
     stage: str
@@ -67,10 +85,6 @@ class _Tracker:
     def __init__(self, progress: ProgressFn | None, should_stop: StopFn | None) -> None:
         self.progress, self.should_stop = progress, should_stop
         self.timings: dict[str, float] = {}
-        self._offsets, acc = {}, 0.0
-        for name, weight in STAGES:
-            self._offsets[name] = (acc, weight)
-            acc += weight
 
     def check(self) -> None:
         if self.should_stop is not None and self.should_stop():
@@ -78,9 +92,8 @@ class _Tracker:
 
     def report(self, stage: str, fraction: float, message: str = "", images: tuple[int, int] | None = None) -> None:
         if self.progress is not None:
-            start, weight = self._offsets[stage]
             done, total = images if images is not None else (None, None)
-            self.progress(ProgressEvent(stage, fraction, min(1.0, start + weight * fraction), message, done, total))
+            self.progress(ProgressEvent(stage, fraction, stage_overall(stage, fraction), message, done, total))
 
     def stage(self, name: str) -> _Stage:
         return _Stage(self, name)
@@ -159,39 +172,134 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
     )
 
 
+def needs_train_features(config: AnalysisConfig) -> bool:
+    """Whether the train split's samples are stored, not only its statistics: the logistic probe
+    trains on them, and GCV refits on train + validation rows (`training_problem`)."""
+    return config.probe == "logistic" or config.lambda_select != "val"
+
+
+@dataclass
+class Prepared:
+    """The model and the data of one analysis, ready to extract: what every shard and the reduce share."""
+
+    loaded: LoadedModel
+    extractor: FeatureExtractor
+    transform: object
+    data_cfg: dict
+    data: PreparedData
+    facts: tuple[str, dict] | None = None  # the backbone's sha256 and data config, for heads (ridge only)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.dataset.classes)
+
+    @property
+    def splits(self) -> tuple[ImageSplit, ImageSplit, ImageSplit]:
+        return self.data.train, self.data.val, self.data.test
+
+    @property
+    def total_rows(self) -> int:
+        """Images through the model in one extraction: train, val and test laid end to end."""
+        return sum(map(len, self.splits))
+
+    @property
+    def labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        train, val, test = self.splits
+        return train.labels, val.labels, test.labels
+
+
+def prepare(config: AnalysisConfig, runtime: Runtime, tracker: _Tracker | None = None) -> Prepared:
+    """The `load_model` and `load_data` stages."""
+    tracker = tracker or _Tracker(None, None)
+    with tracker.stage("load_model"):
+        loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
+        extractor = FeatureExtractor(loaded.module, config.layer)
+        transform, data_cfg = make_transform(loaded, config.image_size)
+        facts = model_facts(loaded, config.image_size) if config.probe == "ridge" else None
+    with tracker.stage("load_data"):
+        data = prepare_data(config, runtime)
+    return Prepared(loaded, extractor, transform, data_cfg, data, facts)
+
+
 def analyze(
     config: AnalysisConfig,
     runtime: Runtime | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Report:
-    """Run one analysis. Raises a RedundancyError subclass on bad input, Cancelled when stopped."""
+    """Run one analysis. Raises a RedundancyError subclass on bad input, Cancelled when stopped.
+
+    The composition of `prepare`, one extraction over every row, and `report_from_features`; a
+    sharded run (`extract_shard` on row ranges, then `analyze_from_shards`) is the same code."""
     runtime = runtime or Runtime()
     tracker = _Tracker(progress, should_stop)
     device = runtime.resolve_device()
-
-    with tracker.stage("load_model"):
-        loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
-        extractor = FeatureExtractor(loaded.module, config.layer)
-        transform, data_cfg = make_transform(loaded, config.image_size)
-        facts = model_facts(loaded, config.image_size) if config.probe == "ridge" else None
-
-    with tracker.stage("load_data"):
-        data = prepare_data(config, runtime)
-        num_classes = len(data.dataset.classes)
+    prep = prepare(config, runtime, tracker)
 
     with tracker.stage("extract"):
-        keep_train = config.probe == "logistic"
+        keep_train = needs_train_features(config)
         features, cache_hit = cached_features(
-            runtime.cache_dir, runtime.work_dir, feature_key(config, loaded, data, data_cfg), keep_train,
+            runtime.cache_dir, runtime.work_dir, feature_key(config, prep.loaded, prep.data, prep.data_cfg),
+            keep_train,
             lambda store: extract(
-                extractor, transform, data.train, data.val, data.test, num_classes, store,
+                prep.extractor, prep.transform, *prep.splits, prep.num_classes, store,
                 device=device, batch_size=config.batch_size, num_workers=runtime.num_workers,
                 feature_dtype=config.feature_dtype, keep_train=keep_train, should_stop=should_stop,
                 progress=lambda done, total: tracker.report("extract", done / total, images=(done, total)),
             ),
         )
+    return report_from_features(config, prep, features, device, tracker, cache_hit)
 
+
+def extract_shard(
+    config: AnalysisConfig,
+    prep: Prepared,
+    rows: tuple[int, int],
+    store: Path,
+    device: str,
+    runtime: Runtime,
+    progress: ImagesProgress | None = None,
+    should_stop: StopFn | None = None,
+) -> None:
+    """One shard of a sharded analysis: the rows `[start, stop)` of `prep.splits` laid end to end,
+    written to `store` as `stats.npz` (their additive train statistics) plus their slices of the
+    stored features. `progress(done, total)` counts this shard's images."""
+    stats = extract_rows(
+        prep.extractor, prep.transform, prep.splits, prep.num_classes, store, rows, device=device,
+        batch_size=config.batch_size, num_workers=runtime.num_workers, feature_dtype=config.feature_dtype,
+        keep_train=needs_train_features(config), progress=progress, should_stop=should_stop,
+    )
+    save_stats(stats, store / "stats.npz")
+
+
+def analyze_from_shards(
+    config: AnalysisConfig,
+    runtime: Runtime,
+    shards: list[Path],
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Report:
+    """The reduce of a sharded analysis: sum the shards' statistics, join their feature slices (in
+    row order) and run the probes as `analyze` does."""
+    tracker = _Tracker(progress, should_stop)
+    device = runtime.resolve_device()
+    prep = prepare(config, runtime, tracker)
+    with tracker.stage("extract"):
+        runtime.work_dir.mkdir(parents=True, exist_ok=True)
+        store = Path(tempfile.mkdtemp(prefix=".joined.", dir=runtime.work_dir))
+        try:
+            features = assemble_shards(shards, store, prep.labels, prep.extractor.pooling, config.feature_dtype,
+                                       needs_train_features(config))
+        finally:  # the memory maps keep the files readable; the space is freed when they are dropped
+            shutil.rmtree(store, ignore_errors=True)
+    return report_from_features(config, prep, features, device, tracker, False)
+
+
+def report_from_features(
+    config: AnalysisConfig, prep: Prepared, features: Features, device: str, tracker: _Tracker, cache_hit: bool
+) -> Report:
+    """The `probe` and `advise` stages, and the report."""
+    loaded, extractor, data, data_cfg = prep.loaded, prep.extractor, prep.data, prep.data_cfg
     with tracker.stage("probe"):
         run = run_probes(config, features, device, tracker)
         curve = run.curve
@@ -246,7 +354,7 @@ def analyze(
     )
     # not serialised: the rows the probe was fitted on, for later heads (`redundancy.deploy.save_stats`)
     report._stats = run.train_stats
-    report._model_facts = facts
+    report._model_facts = prep.facts
     return report
 
 

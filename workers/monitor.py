@@ -12,7 +12,9 @@ import logging
 import threading
 import time
 
-from redundancy.pipeline import ProgressEvent
+from sqlalchemy.orm import Session
+
+from redundancy.pipeline import ProgressEvent, stage_overall
 from service.core import lifecycle
 from service.core.config import Settings
 from service.core.db import session_scope
@@ -32,6 +34,8 @@ class JobMonitor:
         self._progress = 0.0
         self._message: str | None = None
         self._stage_started: float | None = None
+        self._images: tuple[int, int] | None = None  # (done, total) during extraction
+        self._images_started: float | None = None
         self.timings: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"job-monitor-{job_id[:8]}", daemon=True)
@@ -51,6 +55,10 @@ class JobMonitor:
                 self._stage, self._stage_started = stage, now
             self._progress = max(self._progress, min(1.0, max(0.0, float(event.overall))))
             self._message = event.message or None
+            if event.images_done is not None and event.images_total is not None:
+                if self._images_started is None:
+                    self._images_started = now
+                self._images = (event.images_done, event.images_total)
 
     def should_stop(self) -> bool:
         return self.cancel.is_set()
@@ -86,9 +94,41 @@ class JobMonitor:
             timings = dict(self.timings)
             if stage is not None and self._stage_started is not None:
                 timings[stage] = timings.get(stage, 0.0) + time.monotonic() - self._stage_started
+            images = None
+            if self._images is not None and self._images_started is not None:
+                done, total = self._images
+                images = lifecycle.ImagesProgress(
+                    done, total, lifecycle.eta_seconds(done, total, time.monotonic() - self._images_started))
         with session_scope(self.settings.db_url) as s:
-            go_on = lifecycle.heartbeat(
-                s, self.job_id, self.attempt, progress=progress, stage=stage, message=message, stage_timings=timings
-            )
+            go_on = self.write(s, progress, stage, message, timings, images)
         if not go_on:
             self.cancel.set()
+
+    def write(
+        self, s: Session, progress: float, stage: str | None, message: str | None, timings: dict[str, float],
+        images: lifecycle.ImagesProgress | None,
+    ) -> bool:
+        """One heartbeat; True: go on."""
+        return lifecycle.heartbeat(s, self.job_id, self.attempt, progress=progress, stage=stage, message=message,
+                                   stage_timings=timings, images=images)
+
+
+class ShardMonitor(JobMonitor):
+    """A shard's monitor: its images done go to its shard row, the job's progress is the shards' sum
+    (:func:`service.core.lifecycle.shard_progress`), and the cancel flag comes back the same way."""
+
+    def __init__(self, settings: Settings, job_id: str, attempt: int, index: int, interval: float = 1.0) -> None:
+        super().__init__(settings, job_id, attempt, interval)
+        self.index = index
+
+    def write(
+        self, s: Session, progress: float, stage: str | None, message: str | None, timings: dict[str, float],
+        images: lifecycle.ImagesProgress | None,
+    ) -> bool:
+        return lifecycle.shard_progress(s, self.job_id, self.attempt, self.index, images.done if images else 0,
+                                        overall=self.overall)
+
+    @staticmethod
+    def overall(fraction: float) -> float:
+        """The job's overall progress when `fraction` of its images are extracted."""
+        return stage_overall("extract", fraction)

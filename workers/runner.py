@@ -32,7 +32,7 @@ from workers.monitor import JobMonitor
 
 log = logging.getLogger("workers.runner")
 
-Outcome = JobStatus | Literal["skipped"]
+Outcome = JobStatus | Literal["skipped", "sharded"]
 
 
 class AnalyzeFn(Protocol):
@@ -49,9 +49,11 @@ def execute_job(
     *,
     worker_name: str | None = None,
     analyze: AnalyzeFn = engine_analyze,
+    shard: ShardFn | None = None,
 ) -> Outcome:
     """Run the job and return its final status ("skipped" when there was nothing to claim or the job
-    changed hands while it ran)."""
+    changed hands while it ran; "sharded" when `shard` took it over: its shards and their reduce run
+    as other tasks, see :mod:`workers.shards`)."""
     worker_name = worker_name or process_id()
     with session_scope(settings.db_url) as s:
         owner = queries.running_owner(s, job_id)  # a redelivered message: is the job's worker gone?
@@ -61,7 +63,35 @@ def execute_job(
     if claimed is None:
         log.info("job %s: nothing to claim (cancelled, finished, deleted or running elsewhere)", job_id)
         return "skipped"
-    attempt = claimed.attempt
+    if shard is not None:
+        try:
+            with JobMonitor(settings, job_id, claimed.attempt):  # heart-beats while the data is loaded
+                sharded = shard(job_id, claimed.attempt, AnalysisConfig.model_validate(claimed.request))
+            if sharded:
+                return "sharded"
+        except Exception as exc:  # noqa: BLE001 - bad input found while planning: the job fails like any other
+            return run_claimed(job_id, claimed.attempt, claimed.request, settings, _raise(exc))
+    return run_claimed(job_id, claimed.attempt, claimed.request, settings, analyze)
+
+
+class ShardFn(Protocol):
+    """Plans and sends a job's shards when it is large enough; False: run it here, unsharded."""
+
+    def __call__(self, job_id: str, attempt: int, config: AnalysisConfig) -> bool: ...
+
+
+def _raise(exc: Exception) -> AnalyzeFn:
+    def analyze(*_args: object, **_kwargs: object) -> Report:
+        raise exc
+
+    return analyze
+
+
+def run_claimed(
+    job_id: str, attempt: int, request: dict, settings: Settings, analyze: AnalyzeFn
+) -> Outcome:
+    """Run a job this worker holds under `attempt` with `analyze`, and finish it: succeed, fail or
+    cancelled, each fenced by the attempt."""
     monitor = JobMonitor(settings, job_id, attempt)
 
     def fail(code: str, message: str, field: str | None = None) -> Outcome:
@@ -71,7 +101,7 @@ def execute_job(
         return JobStatus.FAILED
 
     try:
-        config = AnalysisConfig.model_validate(claimed.request)
+        config = AnalysisConfig.model_validate(request)
         with monitor:
             report = analyze(config, make_runtime(settings), progress=monitor.on_progress,
                              should_stop=monitor.should_stop)

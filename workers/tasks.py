@@ -1,18 +1,50 @@
-"""Celery tasks. The work itself is in :mod:`workers.runner` (plain functions, testable eagerly)."""
+"""Celery tasks. The work itself is in :mod:`workers.runner` and :mod:`workers.shards` (plain functions,
+testable eagerly)."""
 
 from __future__ import annotations
 
 import socket
 
-from celery import Task
+from celery import Task, chord
 
-from service.core.queue import RUN_JOB_TASK
+from redundancy import AnalysisConfig
+from service.core.queue import REDUCE_SHARDS_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 from workers.celery_app import app
 from workers.runner import execute_job
+from workers.shards import Rows, execute_reduce, execute_shard, plan
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Task, job_id: str) -> str:
     """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic."""
     settings = app.conf.advisor_settings
-    return execute_job(job_id, settings, worker_name=self.request.hostname or socket.gethostname())
+    return execute_job(job_id, settings, worker_name=self.request.hostname or socket.gethostname(),
+                       shard=_plan)
+
+
+def _plan(job_id: str, attempt: int, config: AnalysisConfig) -> bool:
+    return plan(job_id, attempt, config, app.conf.advisor_settings, _send_chord)
+
+
+def _send_chord(job_id: str, attempt: int, ranges: list[Rows]) -> None:
+    """The shards as a chord: any worker on the queue takes a shard; the reduce runs after the last."""
+    header = [run_shard.s(job_id, attempt, i, a, b) for i, (a, b) in enumerate(ranges)]
+    chord(header)(reduce_shards.s(job_id, attempt, [list(r) for r in ranges]))
+
+
+@app.task(name=RUN_SHARD_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=False)
+def run_shard(self: Task, job_id: str, attempt: int, index: int, start: int, stop: int) -> str:
+    """Extract one shard of a job (its result, "done" or not, is what the chord's reduce receives)."""
+    settings = app.conf.advisor_settings
+
+    def retry(exc: Exception) -> None:
+        if self.request.retries < settings.shard_retries:
+            raise self.retry(exc=exc, countdown=1, max_retries=settings.shard_retries)
+
+    return execute_shard(job_id, attempt, index, (start, stop), settings, retry)
+
+
+@app.task(name=REDUCE_SHARDS_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def reduce_shards(self: Task, outcomes: list[str], job_id: str, attempt: int, ranges: list[list[int]]) -> str:
+    """Sum the shards' statistics and run the probes; finish the job."""
+    return execute_reduce(outcomes, job_id, attempt, [(a, b) for a, b in ranges], app.conf.advisor_settings)

@@ -156,6 +156,10 @@ class JobOut(BaseModel):
     )
     progress: float = Field(ge=0.0, le=1.0, description="Overall progress, 0..1.")
     message: str | None = None
+    images_done: int | None = Field(None, description="During extraction: images through the model so far "
+                                    "(summed over the shards of a sharded job).")
+    images_total: int | None = Field(None, description="During extraction: images to extract (train + val + test).")
+    eta_s: float | None = Field(None, description="Estimated seconds of extraction left; null when unknown.")
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -176,6 +180,9 @@ class JobOut(BaseModel):
                     "stage": "extract",
                     "progress": 0.42,
                     "message": "batch 12/28",
+                    "images_done": 768,
+                    "images_total": 1792,
+                    "eta_s": 41.5,
                     "created_at": "2026-01-01T12:00:00Z",
                     "started_at": "2026-01-01T12:00:01Z",
                     "finished_at": None,
@@ -211,6 +218,9 @@ class JobOut(BaseModel):
             stage=job.stage,
             progress=max(0.0, min(1.0, float(job.progress or 0.0))),
             message=job.message,
+            images_done=job.images_done,
+            images_total=job.images_total,
+            eta_s=job.eta_s,
             created_at=as_utc(job.created_at),  # type: ignore[arg-type]
             started_at=as_utc(job.started_at),
             finished_at=as_utc(job.finished_at),

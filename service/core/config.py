@@ -61,8 +61,14 @@ Environment variables (all optional):
 ``ADVISOR_METRICS_PUBLIC``      Serve ``/metrics`` and the details of ``/readyz`` without a key
                                 (default false: they need a key when keys are configured).
 ``ADVISOR_ARTIFACT_DIR``        Artifact store: each job's layer statistics (the file a head for
-                                any δ is fitted from) and the heads built from them (default
-                                ``$DATA_DIR/artifacts``; the API and workers must share it).
+                                any δ is fitted from), the heads built from them, shard statistics
+                                and feature slices; a directory, or an fsspec URL for the shard
+                                files (default ``$DATA_DIR/artifacts``; API and workers share it).
+``ADVISOR_SHARD_SIZE``          A job with more images (train + val + test) runs its extraction as
+                                a Celery chord of shards of this many rows (default 1,000,000).
+``ADVISOR_SHARD_RETRIES``       Retries of a failed shard, alone, before its job fails (3).
+``ADVISOR_RESULT_BACKEND_URL``  Celery result backend for the chord (default: ``db+sqlite`` under
+                                ``DATA_DIR`` when embedded, else the Redis broker).
 ==============================  =============================================================
 
 Fixed limits (in the request schema, so the OpenAPI document declares them) are in
@@ -154,6 +160,12 @@ class Settings(BaseSettings):
         roots = [Path(r).expanduser().resolve() for r in raw if r]
         return tuple(roots) or (self.data_path,)
 
+    # ---- sharding (issue 13) ------------------------------------------------------------
+    shard_size: int = Field(1_000_000, ge=1)  # rows (train + val + test images) per shard
+    shard_retries: int = Field(3, ge=0)  # retries of a failed shard, alone, before the job fails
+    artifact_dir: str | None = None  # the artifact store: a directory or an fsspec URL (s3://…)
+    result_backend_url: str | None = None  # Celery's, for the chord; default: derived from the broker
+
     # ---- derived -------------------------------------------------------------------------
     @property
     def data_path(self) -> Path:
@@ -208,19 +220,35 @@ class Settings(BaseSettings):
     def checkpoints_dir(self) -> Path:
         return self.data_path / "checkpoints"
 
+    @property
+    def artifact_root(self) -> str:
+        """Where shard statistics and feature slices go: ``ADVISOR_ARTIFACT_DIR`` or ``$DATA_DIR/artifacts``."""
+        return self.artifact_dir or str(self.data_path / "artifacts")
+
+    @property
+    def result_backend(self) -> str:
+        """Celery's result backend, which a chord needs to count its finished shards: the database
+        backend on SQLite when embedded, else the Redis broker itself."""
+        if self.result_backend_url:
+            return self.result_backend_url
+        if self.embedded or self.broker.startswith("sqla+"):
+            return f"db+sqlite:///{self.data_path / 'results.sqlite'}"
+        return self.broker
+
     def ensure_dirs(self) -> None:
         for p in (self.data_path, self.cache_dir, self.datasets_dir, self.checkpoints_dir):
             p.mkdir(parents=True, exist_ok=True)
 
     # ---- artifacts (issue 12) ------------------------------------------------------------
-    artifact_dir: Path | None = Field(
-        None, description="Where jobs keep their layer statistics and built heads (ADVISOR_ARTIFACT_DIR); "
-        "default: DATA_DIR/artifacts. The API and the workers must see it at the same path."
-    )
-
     @property
     def artifacts_path(self) -> Path:
-        return (self.artifact_dir or self.data_path / "artifacts").expanduser().resolve()
+        """The store as a local directory, for each job's layer statistics and built heads (the API and
+        the workers must see it at the same path). A remote fsspec URL holds only shard files; then the
+        statistics stay in ``$DATA_DIR/artifacts``."""
+        root = self.artifact_root.removeprefix("file://")
+        if "://" in root:
+            root = str(self.data_path / "artifacts")
+        return Path(root).expanduser().resolve()
 
 
 @lru_cache

@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,17 @@ from redundancy.config import AnalysisConfig
 from redundancy.report import Report
 from service.core import artifacts, results, webhooks
 from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
-from service.core.models import CurvePointRow, Job, JobResult, JobStats, RecommendationRow, WebhookDelivery, utcnow
+from service.core.models import (
+    CurvePointRow,
+    Job,
+    JobResult,
+    JobShard,
+    JobStats,
+    RecommendationRow,
+    WebhookDelivery,
+    as_utc,
+    utcnow,
+)
 from service.core.queries import get_job
 from service.core.status import JobStatus
 
@@ -193,6 +204,9 @@ def claim(
         stage=None,
         progress=0.0,
         message=None,
+        images_done=None,
+        images_total=None,
+        eta_s=None,
     )
     if not taken:
         return None
@@ -213,9 +227,10 @@ def heartbeat(
     stage: str | None,
     message: str | None,
     stage_timings: dict[str, float],
+    images: ImagesProgress | None = None,
 ) -> bool:
-    """Write progress and the heartbeat. Returns whether the worker should go on: False once the job
-    was cancelled, deleted, requeued or taken over by another attempt."""
+    """Write progress and the heartbeat (and, during extraction, `images`). Returns whether the worker
+    should go on: False once the job was cancelled, deleted, requeued or taken over by another attempt."""
     values: dict[str, Any] = {
         "progress": progress,
         "heartbeat_at": utcnow(),
@@ -224,9 +239,76 @@ def heartbeat(
     }
     if stage is not None:
         values["stage"] = stage
+    if images is not None:
+        values.update(images_done=images.done, images_total=images.total, eta_s=images.eta_s)
     _update(session, job_id, *_held(attempt), **values)
+    return _go_on(session, job_id, attempt)
+
+
+def _go_on(session: Session, job_id: str, attempt: int) -> bool:
     row = session.execute(sa.select(Job.status, Job.cancel_requested, Job.attempts).where(Job.id == job_id)).first()
     return not (row is None or row.cancel_requested or row.status != RUNNING or row.attempts != attempt)
+
+
+@dataclass(frozen=True)
+class ImagesProgress:
+    """Extraction progress: images through the model of `total`, and the estimated seconds left."""
+
+    done: int
+    total: int
+    eta_s: float | None
+
+
+def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
+    """Seconds left at the rate so far, ``elapsed · (total − done) / done``; None before any image."""
+    if done <= 0 or elapsed <= 0:
+        return None
+    return round(elapsed * max(total - done, 0) / done, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# running, sharded (issue 13): the job's extraction runs as shards on any worker, then a reduce
+
+
+def start_shards(session: Session, job_id: str, attempt: int, ranges: list[tuple[int, int]]) -> bool:
+    """Record the shards of this attempt (replacing any of an earlier attempt) and the images to
+    extract. False (nothing written) when the job is no longer held by this attempt."""
+    total = sum(b - a for a, b in ranges)
+    q = sa.select(Job).where(Job.id == job_id)
+    if session.get_bind().dialect.name != "sqlite":
+        q = q.with_for_update()
+    job = session.scalar(q)
+    if job is None or job.status != RUNNING or job.attempts != attempt:
+        session.rollback()
+        return False
+    session.execute(sa.delete(JobShard).where(JobShard.job_id == job_id))
+    session.add_all([JobShard(job_id=job_id, index=i, attempt=attempt, start_row=a, stop_row=b, images_done=0)
+                     for i, (a, b) in enumerate(ranges)])
+    job.stage, job.images_done, job.images_total, job.eta_s = "extract", 0, total, None
+    job.heartbeat_at = utcnow()
+    session.commit()
+    return True
+
+
+def shard_progress(
+    session: Session, job_id: str, attempt: int, index: int, images_done: int, overall: Callable[[float], float]
+) -> bool:
+    """One shard's images done; the job's `images_done` becomes the sum over its shards, with its
+    progress (`overall(fraction of images done)`), ETA (at the rate since the job started) and
+    heartbeat. Returns whether the shard should go on, as :func:`heartbeat` does."""
+    if not _update(session, job_id, *_held(attempt), heartbeat_at=utcnow()):
+        return False
+    session.execute(sa.update(JobShard).where(JobShard.job_id == job_id, JobShard.index == index,
+                                              JobShard.attempt == attempt).values(images_done=images_done))
+    done = int(session.scalar(sa.select(sa.func.coalesce(sa.func.sum(JobShard.images_done), 0))
+                              .where(JobShard.job_id == job_id, JobShard.attempt == attempt)) or 0)
+    job = session.execute(sa.select(Job.images_total, Job.started_at).where(Job.id == job_id)).one()
+    total = int(job.images_total or 0)
+    started = as_utc(job.started_at)
+    elapsed = (utcnow() - started).total_seconds() if started is not None else 0.0
+    _update(session, job_id, *_held(attempt), images_done=done, progress=overall(done / max(total, 1)),
+            eta_s=eta_seconds(done, total, elapsed))
+    return _go_on(session, job_id, attempt)
 
 
 def is_held(session: Session, job_id: str, attempt: int) -> bool:
@@ -392,7 +474,7 @@ def delete(session: Session, job_id: str, owner: str) -> None:
     if not job.status.finished:
         raise NotFinished(job.id, job.status)
     stats_path = session.scalar(sa.select(JobStats.path).where(JobStats.job_id == job.id))
-    for model in (CurvePointRow, RecommendationRow, JobResult, JobStats, WebhookDelivery):
+    for model in (CurvePointRow, RecommendationRow, JobResult, JobStats, WebhookDelivery, JobShard):
         session.execute(sa.delete(model).where(model.job_id == job.id))
     session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
     session.commit()

@@ -85,6 +85,10 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(sa.String(255))
     stage_timings: Mapped[dict[str, float] | None] = mapped_column(JSONType)
     callback_url: Mapped[str | None] = mapped_column(sa.Text)  # webhook target (service.core.webhooks)
+    # extraction progress (issue 13): images through the model of all, and the estimated seconds left
+    images_done: Mapped[int | None] = mapped_column(sa.Integer)
+    images_total: Mapped[int | None] = mapped_column(sa.Integer)
+    eta_s: Mapped[float | None] = mapped_column(sa.Float)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False
@@ -183,3 +187,17 @@ class JobStats(Base):
     data_config: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class JobShard(Base):
+    """One shard of a sharded job's extraction (issue 13): its row range and its own progress, so the
+    job's `images_done` is their sum. Rows belong to the job's current attempt; a new attempt replaces them."""
+
+    __tablename__ = "job_shards"
+
+    job_id: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    start_row: Mapped[int] = mapped_column(sa.Integer)
+    stop_row: Mapped[int] = mapped_column(sa.Integer)
+    images_done: Mapped[int] = mapped_column(sa.Integer, default=0)

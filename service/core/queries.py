@@ -147,3 +147,9 @@ def running_jobs(session: Session) -> Sequence[Row[tuple[str, int, bool, dt.date
 def running_owner(session: Session, job_id: str) -> str | None:
     """The worker holding the job, when it is running."""
     return session.scalar(sa.select(Job.worker).where(Job.id == job_id, Job.status == JobStatus.RUNNING))
+
+
+def job_request(session: Session, job_id: str) -> dict | None:
+    """The job's analysis request as submitted (None: the job is gone). For a shard of a sharded job."""
+    request = session.scalar(sa.select(Job.request).where(Job.id == job_id))
+    return dict(request) if request is not None else None

@@ -13,6 +13,9 @@ from service.core.config import Settings
 
 RUN_JOB_TASK = "advisor.run_job"
 """The Celery task name both sides agree on (its one argument: the job id)."""
+RUN_SHARD_TASK = "advisor.run_shard"
+REDUCE_SHARDS_TASK = "advisor.reduce_shards"
+"""A sharded job's tasks (issue 13), sent by a worker as a chord, never by the API."""
 
 
 class JobQueue(Protocol):
@@ -35,7 +38,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings (plain data) shared by ``service.broker`` (sending) and ``workers.celery_app``.
 
     Long GPU jobs follow Celery's own guidance: late acks, reject on worker loss, prefetch 1, soft and
-    hard limits, an explicit queue. Celery's result backend is off: the database is the truth.
+    hard limits, an explicit queue. The database is the truth about jobs; Celery's result backend
+    exists only for the chord of a sharded job (shard results are kept, every other task's ignored).
     """
     transport_options: dict[str, object] = {}
     if settings.broker.startswith("sqla+sqlite"):
@@ -46,7 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport_options["visibility_timeout"] = settings.hard_time_limit + 600
     return {
         "task_default_queue": settings.queue,
-        "task_routes": {RUN_JOB_TASK: {"queue": settings.queue}},
+        "task_routes": {name: {"queue": settings.queue} for name in (RUN_JOB_TASK, RUN_SHARD_TASK, REDUCE_SHARDS_TASK)},
         "task_create_missing_queues": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -55,7 +59,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.hard_time_limit,
         "task_ignore_result": True,
         "task_track_started": False,
-        "result_backend": None,
+        "result_backend": settings.result_backend,
+        "result_expires": 86400,
         "task_serializer": "json",
         "accept_content": ["json"],
         "broker_connection_retry_on_startup": True,

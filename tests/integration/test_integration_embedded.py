@@ -27,11 +27,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_embedded_serve_runs_a_job_end_to_end(tmp_path, small_job):
+@pytest.mark.parametrize("shard_size", [None, 150], ids=["unsharded", "sharded"])
+def test_embedded_serve_runs_a_job_end_to_end(tmp_path, small_job, shard_size):
+    """Sharded (400 images in shards of 150), the job runs as a chord on the SQLite broker with the
+    SQLite result backend, on the one solo worker."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "BROKER_URL") and not k.startswith("ADVISOR_")}
     env.update({"DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"})
+    if shard_size is not None:
+        env["ADVISOR_SHARD_SIZE"] = str(shard_size)
     log = tmp_path / "serve.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
@@ -65,7 +70,11 @@ def test_embedded_serve_runs_a_job_end_to_end(tmp_path, small_job):
             assert rec.json() | want.model_dump(mode="json", by_alias=True) == rec.json()
             assert rec.json()["fraction"] == want.fraction and rec.json()["k"] == want.k
         assert (tmp_path / "data" / "advisor.sqlite").exists() and (tmp_path / "data" / "broker.sqlite").exists()
-        assert list((tmp_path / "data" / "cache" / "features").glob("*")), "the feature cache lives in DATA_DIR"
+        if shard_size is None:
+            assert list((tmp_path / "data" / "cache" / "features").glob("*")), "the feature cache lives in DATA_DIR"
+        else:
+            assert (tmp_path / "data" / "results.sqlite").exists(), "the chord's result backend"
+            assert not list((tmp_path / "data" / "artifacts" / "jobs").glob("*")), "shard artifacts are dropped"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -1,0 +1,57 @@
+"""The artifact store: where a sharded job's shards leave their statistics and feature slices for the
+reduce (issue 13). A directory by default, any fsspec URL otherwise (``s3://bucket/prefix``,
+``gs://…``), so object storage needs only ``ADVISOR_ARTIFACT_DIR``.
+
+Layout: ``<root>/jobs/<job id>/shards/<start>-<stop>/`` holding a shard's files and, written last,
+``done``: a shard whose marker exists is complete, so a rerun of the job (a new attempt after a lost
+worker) reuses it and recomputes only the shards that never finished.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+from fsspec.core import url_to_fs
+
+DONE = "done"
+
+
+class ArtifactStore:
+    def __init__(self, root: str) -> None:
+        self.fs: fsspec.AbstractFileSystem
+        self.fs, self.root = url_to_fs(root)
+        self.root = self.root.rstrip("/")
+
+    def _key(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def shard_key(self, job_id: str, rows: tuple[int, int]) -> str:
+        return self._key("jobs", job_id, "shards", f"{rows[0]}-{rows[1]}")
+
+    def has_shard(self, job_id: str, rows: tuple[int, int]) -> bool:
+        return bool(self.fs.exists(f"{self.shard_key(job_id, rows)}/{DONE}"))
+
+    def put_shard(self, job_id: str, rows: tuple[int, int], local: Path) -> None:
+        """Upload every file of the local shard directory, then the completion marker."""
+        key = self.shard_key(job_id, rows)
+        self.fs.makedirs(key, exist_ok=True)
+        for f in sorted(local.iterdir()):
+            if f.is_file():
+                self.fs.put_file(str(f), f"{key}/{f.name}")
+        self.fs.pipe_file(f"{key}/{DONE}", b"")
+
+    def get_shard(self, job_id: str, rows: tuple[int, int], local: Path) -> Path:
+        """Download a complete shard into the local directory `local`."""
+        key = self.shard_key(job_id, rows)
+        local.mkdir(parents=True, exist_ok=True)
+        for path in self.fs.ls(key, detail=False):
+            name = str(path).rstrip("/").rsplit("/", 1)[-1]
+            if name != DONE:
+                self.fs.get_file(path, str(local / name))
+        return local
+
+    def drop_job(self, job_id: str) -> None:
+        key = self._key("jobs", job_id)
+        if self.fs.exists(key):
+            self.fs.rm(key, recursive=True)
