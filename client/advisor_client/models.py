@@ -36,6 +36,8 @@ class JobLinks(_Open):
     cancel: str
     plot_png: str
     plot_svg: str
+    deliveries: str | None = None
+    artifact: str | None = None
 
 
 class JobInfo(_Open):
@@ -54,6 +56,7 @@ class JobInfo(_Open):
     config_hash: str
     attempts: int = 0
     request: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = None
     links: JobLinks
     # Extraction progress in images, when the server reports it (read if present, else None).
     images_done: int | None = None
@@ -90,6 +93,17 @@ class Fairness(_Open):
     range_full: float
     range_at: float
     range_change: float
+    # Each metric is the mean over seeds of that seed's own value; its spread over seeds (std):
+    gini_full_std: float = 0.0
+    gini_at_std: float = 0.0
+    cv_full_std: float = 0.0
+    cv_at_std: float = 0.0
+    worst_class_full_std: float = 0.0
+    worst_class_at_std: float = 0.0
+    range_full_std: float = 0.0
+    range_at_std: float = 0.0
+    seeds_full: int | None = None
+    seeds_at: int | None = None
     most_hurt_classes: list[ClassLoss]
 
 
@@ -116,6 +130,10 @@ class Recommendation(_Open):
     worst_seed_accuracy: float
     ci_low: float | None = None
     ci_high: float | None = None
+    margin_ci_low: float | None = None  # the paired bootstrap of (subset − threshold) behind holds_ci_lower
+    margin_ci_high: float | None = None
+    ci_method: str | None = None
+    savings: dict[str, Any] | None = None  # embedding bytes and head size, full vs kept
     refined: bool = False
     note: str
     fairness: Fairness

@@ -65,7 +65,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"],
-            env=subprocess_env(DATA_DIR=str(tmp / "data")), cwd=tmp, stdout=fh, stderr=subprocess.STDOUT,
+            # /nonexistent: an allowed root, so a missing dataset there is accepted and fails in the worker
+            env=subprocess_env(DATA_DIR=str(tmp / "data"), ADVISOR_DATA_ROOTS=f"{tmp / 'data'},/nonexistent"),
+            cwd=tmp, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"

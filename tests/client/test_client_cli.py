@@ -75,7 +75,8 @@ def test_submit_wait_json_succeeds_and_the_other_commands_read_the_job(advisor, 
                   "--json", "--server", server)  # --server instead of ADVISOR_URL
     assert rec.returncode == 0, rec.stderr
     assert one_json(rec.stdout) == want.model_dump(mode="json", by_alias=True)
-    human = advisor("recommend", job_id, "--delta", "0.02", server=server)
+    human = advisor("recommend", job_id, "--delta", "0.02", "--mode", "absolute", "--criterion", "worst_seed",
+                    server=server)
     assert f"keep {want.k} of {want.d} neurons" in human.stdout
 
     status = advisor("status", job_id, "--json", server=server)
