@@ -52,6 +52,7 @@ CONFIG = {
     "deltas": [0.02, 0.1],
     "baselines": [],
     "bootstrap": 0,
+    "feature_dtype": "float32",  # stored test features = the rows the engine scored, exactly
 }
 
 
@@ -73,7 +74,7 @@ def _analysis(root: Path, shared_data_dir: Path, **over: object) -> Analysis:
     rt = Runtime(cache_dir=root / "cache", data_root=root)
     config = {**CONFIG, "dataset": {**CONFIG["dataset"], "spec": f"npz:{shared_data_dir / 'cifar10.npz'}"}, **over}
     report = analyze(AnalysisConfig.model_validate(config), rt)
-    features = Features.load(next((root / "cache").glob("*.npz")))
+    features = Features.load(next(meta.parent for meta in (root / "cache").glob("*/meta.json")))
     assert report.model_facts is not None
     sha, data_config = report.model_facts
     assert (sha, data_config) == report_model_facts(report)  # what the engine recorded = a fresh reload

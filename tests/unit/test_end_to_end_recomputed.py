@@ -26,6 +26,7 @@ CONFIG = {
     "deltas": [0.05, 0.2],
     "baselines": ["first_k", "random_projection"],
     "bootstrap": 100,
+    "feature_dtype": "float32",  # the stored features are then exactly the rows the statistics came from
 }
 
 
@@ -59,7 +60,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = AnalysisConfig.model_validate(CONFIG)
     report = analyze(cfg, Runtime(cache_dir=tmp / "cache", data_root=tmp))
-    (path,) = (tmp / "cache").glob("*.npz")
+    (path,) = [meta.parent for meta in (tmp / "cache").glob("*/meta.json")]  # one feature store
     return cfg, report, Features.load(path)
 
 
