@@ -25,7 +25,8 @@ def test_scale_quick_reports_every_phase_with_its_peak_memory(tmp_path: Path) ->
     points = json.loads((tmp_path / "s.json").read_text())["points"]
     assert [(p["n"], p["d"]) for p in points] == [(2000, 64), (8000, 64), (4000, 32), (4000, 128)]
     for p in points:
-        assert p["probe_grid"]["probes"] == 14 and 0.0 <= p["probe_grid"]["full_accuracy"] <= 1.0
+        # at most the 14 grid probes: at small d a fraction whose k rounds to 0 or repeats is skipped
+        assert 0 < p["probe_grid"]["probes"] <= 14 and 0.0 <= p["probe_grid"]["full_accuracy"] <= 1.0
         for phase in ("accumulate", "probe_grid", "cka"):
             assert p[phase]["s"] > 0 and p[phase]["peak_mib"] > 0
     assert [q.name for q in tmp_path.iterdir()] == ["s.json"]  # the feature stores were removed
