@@ -178,7 +178,7 @@ def cached_features(cfg: AnalysisConfig, runtime: Runtime) -> Features:
     _, data_cfg = make_transform(loaded, cfg.image_size)
     data = prepare_data(cfg, runtime)
     assert runtime.cache_dir is not None
-    return Features.load(runtime.cache_dir / f"{feature_key(cfg, loaded, data, data_cfg)}.npz")
+    return Features.load(runtime.cache_dir / feature_key(cfg, loaded, data, data_cfg))  # a store directory
 
 
 def tuned_logistic(f: Features) -> dict[str, float]:
