@@ -66,11 +66,16 @@ def _wait_for_result(driver: Any, server: Any) -> None:
     _wait(driver, JOB_TIMEOUT).until(done)
 
 
+def _js(x: float) -> str:
+    """A number as JavaScript's String() writes it (0.0 → "0", 0.05 → "0.05")."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 def _answer_text(rec: dict[str, Any]) -> str:
     """What the page must show for a recommendation (the rule in ui.js, stated from the API's fields)."""
     if not rec["met_below_full"]:
-        return f"keep the full layer: no tested fraction below 1 stays within δ = {rec['delta']}"
-    return f"keep {rec['k']} of {rec['d']} neurons (fraction {rec['fraction']}, DR = {rec['dr']:.3f})"
+        return f"keep the full layer: no tested fraction below 1 stays within δ = {_js(rec['delta'])}"
+    return f"keep {rec['k']} of {rec['d']} neurons (fraction {_js(rec['fraction'])}, DR = {rec['dr']:.3f})"
 
 
 def _set_delta(driver: Any, delta: float, mode: str, criterion: str = "mean") -> None:
