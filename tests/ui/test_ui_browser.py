@@ -196,7 +196,7 @@ def test_submit_follow_and_query_a_job_in_the_browser(serve, browser):
         _wait(driver).until(lambda d: d.execute_script(
             "const i = document.querySelector('#plot'); return i.complete && i.naturalWidth > 0"))
         assert driver.find_element(*_by("#dl-report")).get_attribute("href").endswith(f"/v1/jobs/{job_id}/result")
-        assert not driver.find_element(*_by("#dl-artifact-item")).is_displayed()
+        assert driver.find_element(*_by("#dl-artifact-item")).is_displayed()  # the server links an artifact
         _screenshot(driver, "ui-job.png")
 
         # The jobs list shows it with its answer at the default δ; the status filter narrows it.
