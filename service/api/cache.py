@@ -98,7 +98,7 @@ class ResponseCache:
 
 def request_key(request: Request, owner: str, job_id: str | None) -> Key:
     query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
-    return (owner, job_id, request.url.path, query)
+    return (owner, job_id, request.url.path, query + "|" + request.headers.get("accept", ""))  # media type too
 
 
 def _answer(request: Request, entry: Entry, state: str) -> Response:

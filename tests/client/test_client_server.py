@@ -148,7 +148,12 @@ def test_server_errors_become_typed_exceptions_with_problem_fields(server):
         assert missing.value.status == 404
 
 
-def test_artifact_on_a_server_without_the_endpoint_is_not_found(server, done_job, tmp_path):
-    with Advisor(server) as advisor, pytest.raises(NotFound):
-        advisor.job(done_job).artifact(tmp_path / "head.safetensors", delta=0.05)
-    assert not (tmp_path / "head.safetensors").exists()
+def test_artifact_downloads_a_loadable_subset_head(server, done_job, tmp_path):
+    from redundancy.deploy import load_artifact
+
+    with Advisor(server) as advisor:
+        job = advisor.job(done_job)
+        job.artifact(tmp_path / "head.safetensors", delta=0.05)
+        rec = job.recommendation(delta=0.05)
+    art = load_artifact(tmp_path / "head.safetensors")
+    assert art.indices.shape == (rec.k,) and art.weight.shape[0] == rec.k

@@ -15,6 +15,8 @@ OPERATION_IDS = {
     ("get", "/v1/jobs"): "listJobs",
     ("get", "/v1/jobs/{job_id}"): "getJob",
     ("delete", "/v1/jobs/{job_id}"): "deleteJob",
+    ("get", "/v1/jobs/{job_id}/artifact"): "getArtifact",
+    ("get", "/v1/jobs/{job_id}/artifact/card"): "getArtifactCard",
     ("post", "/v1/jobs/{job_id}/cancel"): "cancelJob",
     ("get", "/v1/jobs/{job_id}/result"): "getResult",
     ("get", "/v1/jobs/{job_id}/recommendation"): "getRecommendation",

@@ -36,7 +36,7 @@ def test_no_free_connection_is_a_503_with_retry_after(settings_factory, tmp_path
         assert r.status_code == 503, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert r.headers["retry-after"] == "3"
-        assert r.json()["type"].endswith(":unavailable")
+        assert r.json()["type"].endswith(":database-unavailable")
         assert client.get("/v1/jobs").status_code == 200  # and it recovers at once
 
 
