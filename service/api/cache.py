@@ -38,7 +38,8 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison of If-None-Match against ``etag`` (as sent, quotes included)."""
     if not if_none_match:
         return False
     tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
@@ -103,7 +104,7 @@ def request_key(request: Request, owner: str, job_id: str | None) -> Key:
 
 def _answer(request: Request, entry: Entry, state: str) -> Response:
     headers = dict(entry.headers) | {"ETag": entry.etag, "X-Cache": state}
-    if _matches(request.headers.get("if-none-match"), entry.etag):
+    if etag_matches(request.headers.get("if-none-match"), entry.etag):
         return Response(status_code=304, headers={"ETag": entry.etag, "X-Cache": state})
     return Response(entry.body, status_code=entry.status, media_type=entry.media_type, headers=headers)
 

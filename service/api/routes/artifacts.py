@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
+from service.api.cache import etag_matches
 from service.api.deps import OwnerDep, SessionDep
 from service.api.routes.jobs import PROBLEM, JobId, check_delta
 from service.core import artifacts, queries
@@ -35,14 +36,6 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
         422: {**PROBLEM, "description": "δ out of range (names `delta`), or a probe that cannot give a head "
               "(logistic; names `probe`)"},
     }
-
-
-def _matches(header: str | None, etag: str) -> bool:
-    """RFC 9110 weak comparison of If-None-Match against our ETag (a list, `*`, or `W/` tags)."""
-    if not header:
-        return False
-    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
-    return "*" in tags or f'"{etag}"' in tags
 
 
 def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, delta_mode: str | None,
@@ -79,7 +72,7 @@ def get_artifact(
     training-side selection score), for a stored δ or any new one; built once per ETag."""
     plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
     headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private, no-cache"}
-    if _matches(if_none_match, plan.etag):
+    if etag_matches(if_none_match, f'"{plan.etag}"'):
         return Response(status_code=304, headers=headers)
     path = artifacts.materialise(plan)
     headers["Content-Disposition"] = f'attachment; filename="{plan.filename}"'
@@ -108,6 +101,6 @@ def get_artifact_card(
     plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
     etag = f"card-{plan.etag}"
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
-    if _matches(if_none_match, etag):
+    if etag_matches(if_none_match, f'"{etag}"'):
         return Response(status_code=304, headers=headers)
     return JSONResponse(artifacts.card_of(artifacts.materialise(plan)), headers=headers)
