@@ -166,7 +166,8 @@ async def measure(url: str, job_id: str, clients: list[int], seconds: float, tim
 
 def _spawn_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
-    env.update({"DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"})
+    # capacity, not policy: the per-client rate limit would answer most of one machine's clients 429
+    env.update({"DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "ADVISOR_RATE_LIMIT": ""})
     log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
     return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
                              "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)

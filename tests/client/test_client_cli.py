@@ -256,7 +256,8 @@ def test_example_ci_step_passes_on_advisors_exit_code(tmp_path, child_env, unrea
 
 
 def test_client_is_installable_on_its_own(tmp_path):
-    """A wheel of client/ whose only requirements are httpx and pydantic."""
+    """A wheel of client/ whose only requirements are httpx and pydantic; webhook verification
+    (standardwebhooks) is the optional `[webhooks]` extra."""
     src = tmp_path / "src"  # a copy: the build leaves build/ and *.egg-info behind
     shutil.copytree(ROOT / "client", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -266,9 +267,12 @@ def test_client_is_installable_on_its_own(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         meta = zf.read(next(n for n in zf.namelist() if n.endswith("METADATA"))).decode()
         names = zf.namelist()
-    requires = sorted(re.match(r"[A-Za-z0-9_.-]+", line.removeprefix("Requires-Dist:").strip()).group()
-                      for line in meta.splitlines() if line.startswith("Requires-Dist:"))
-    assert requires == ["httpx", "pydantic"]
+    lines = [line.removeprefix("Requires-Dist:").strip() for line in meta.splitlines()
+             if line.startswith("Requires-Dist:")]
+    name = lambda line: re.match(r"[A-Za-z0-9_.-]+", line).group()  # noqa: E731
+    assert sorted(name(x) for x in lines if "extra ==" not in x) == ["httpx", "pydantic"]
+    assert sorted(name(x) for x in lines if "extra ==" in x) == ["standardwebhooks"]
+    assert 'extra == "webhooks"' in next(x for x in lines if "standardwebhooks" in x)
     assert "advisor_client/cli.py" in names and "advisor_client/py.typed" in names
     assert not any(n.startswith(("service/", "redundancy/")) for n in names)
 

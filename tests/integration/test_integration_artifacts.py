@@ -52,7 +52,7 @@ def _stored_features(report: Report, settings: Any) -> Features:
     loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
     _, data_cfg = make_transform(loaded, config.image_size)
     data = prepare_data(config, make_runtime(settings))
-    return Features.load(settings.cache_dir / f"{feature_key(config, loaded, data, data_cfg)}.npz")
+    return Features.load(settings.cache_dir / feature_key(config, loaded, data, data_cfg))
 
 
 @pytest.mark.parametrize("lambda_select", ["gcv", "val"])
@@ -86,12 +86,14 @@ def test_artifact_over_http_reproduces_the_reported_accuracy(
 
 
 @pytest.fixture(scope="module")
-def cifar_subset(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> str:
-    """A small CIFAR-10 npz (first 400 train / 200 test images of the shared file) the worker can read."""
+def cifar_subset(settings: Any, shared_data_dir: Path) -> str:
+    """A small CIFAR-10 npz (first 400 train / 200 test images of the shared file) the worker can read:
+    under the data directory, the only root a job's dataset path may name by default."""
     with np.load(shared_data_dir / "cifar10.npz") as a:
         arrays = {"x_train": a["x_train"][:400], "y_train": a["y_train"][:400], "x_test": a["x_test"][:200],
                   "y_test": a["y_test"][:200], "classes": a["classes"]}
-    path = tmp_path_factory.mktemp("cifar") / "cifar10_small.npz"
+    path = settings.data_path / "cifar" / "cifar10_small.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return f"npz:{path}"
 
