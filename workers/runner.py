@@ -25,6 +25,7 @@ from redundancy.pipeline import ProgressFn, StopFn
 from service.core import artifacts, lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.core.paths import PATH_NOT_ALLOWED, path_problem
 from service.core.process import known_dead, process_id
 from service.core.runtime import make_runtime
 from service.core.status import JobStatus
@@ -63,6 +64,11 @@ def execute_job(
     if claimed is None:
         log.info("job %s: nothing to claim (cancelled, finished, deleted or running elsewhere)", job_id)
         return "skipped"
+    refused = _path_refusal(claimed.request, settings)
+    if refused is not None:  # checked at submission too; a symlink may have been swapped since
+        with session_scope(settings.db_url) as s:
+            lifecycle.fail(s, job_id, claimed.attempt, code=PATH_NOT_ALLOWED, message=refused[1], field=refused[0])
+        return JobStatus.FAILED
     if shard is not None:
         try:
             with JobMonitor(settings, job_id, claimed.attempt):  # heart-beats while the data is loaded
@@ -72,6 +78,20 @@ def execute_job(
         except Exception as exc:  # noqa: BLE001 - bad input found while planning: the job fails like any other
             return run_claimed(job_id, claimed.attempt, claimed.request, settings, _raise(exc))
     return run_claimed(job_id, claimed.attempt, claimed.request, settings, analyze)
+
+
+def _path_refusal(request: dict, settings: Settings) -> tuple[str, str] | None:
+    """(field, message) when the job names a path outside the data roots, as the worker sees the disk
+    now; a request the config model refuses is left to `run_claimed`, which fails it."""
+    try:
+        config = AnalysisConfig.model_validate(request)
+        problem = path_problem(config, settings.allowed_roots)
+    except (ValueError, RedundancyError):
+        return None
+    if problem is None:
+        return None
+    field, reason = problem
+    return field, f"Invalid value for `{field}`: {reason}"
 
 
 class ShardFn(Protocol):

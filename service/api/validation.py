@@ -19,10 +19,9 @@ from redundancy.errors import RedundancyError
 from redundancy.models.loading import check_model_name
 from service.api.errors import ProblemError
 from service.core.config import Settings
-from service.core.paths import confinement_error
+from service.core.paths import PATH_NOT_ALLOWED, SPECIAL_WEIGHTS, path_problem
 from service.core.webhooks import Allowance, callback_url_problem
 
-SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")
 BUNDLED_MODEL = "tf_efficientnet_lite0"
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -82,15 +81,9 @@ def nul_fields(value: Any, prefix: str = "") -> Iterator[str]:
 
 def check_paths(config: AnalysisConfig, roots: Sequence[Path]) -> None:
     """The dataset and weights paths of a job must lie under the server's data roots."""
-    scheme, arg = parse_spec(config.dataset.spec)
-    if arg:
-        reason = confinement_error(arg, roots)
-        if reason:
-            raise field_error("dataset.spec", reason, "path_not_allowed")
-    if config.model.weights not in SPECIAL_WEIGHTS:
-        reason = confinement_error(config.model.weights, roots)
-        if reason:
-            raise field_error("model.weights", reason, "path_not_allowed")
+    problem = path_problem(config, roots)
+    if problem:
+        raise field_error(*problem, PATH_NOT_ALLOWED)
 
 
 def check_config(config: AnalysisConfig, roots: Sequence[Path]) -> None:

@@ -4,6 +4,9 @@ The service runs jobs for callers who do not own the machine, so a path in a job
 regular file or directory under one of ``Settings.allowed_roots``. The engine's own CLI
 (``advisor analyze``) is the user's machine and stays unconfined: only the service calls this.
 
+The API checks at submission and the worker again just before it opens anything
+(:func:`path_problem` at both ends), so a symlink swapped or a root removed in between is refused too.
+
 Outside the roots every path gets the same reason, :data:`OUTSIDE`, whether it exists or not, so the
 answer tells nothing about the server's filesystem.
 """
@@ -15,7 +18,12 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from redundancy.config import AnalysisConfig
+from redundancy.datasets.registry import parse_spec
+
+SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 OUTSIDE = "not under an allowed root"
+PATH_NOT_ALLOWED = "path_not_allowed"  # the error code, at submission (422) and in a failed job
 MAX_COMPONENT_BYTES = 255  # NAME_MAX on Linux file systems
 
 
@@ -49,4 +57,19 @@ def confinement_error(raw: str, roots: Sequence[Path]) -> str | None:
         return None  # inside a root and not there (yet): the job fails with the engine's not-found error
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         return "not a regular file or directory"
+    return None
+
+
+def path_problem(config: AnalysisConfig, roots: Sequence[Path]) -> tuple[str, str] | None:
+    """``(field, reason)`` for the first path of ``config`` (the dataset's, then the weights') that
+    :func:`confinement_error` refuses, or None when every path is allowed."""
+    _scheme, arg = parse_spec(config.dataset.spec)
+    if arg:
+        reason = confinement_error(arg, roots)
+        if reason:
+            return "dataset.spec", reason
+    if config.model.weights not in SPECIAL_WEIGHTS:
+        reason = confinement_error(config.model.weights, roots)
+        if reason:
+            return "model.weights", reason
     return None

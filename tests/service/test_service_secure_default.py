@@ -89,6 +89,22 @@ def test_paths_under_a_root_are_accepted(harness, job_body, settings, tmp_path):
     assert _post(harness.client, job_body, dataset={"spec": spec}).status_code == 202
 
 
+def test_the_worker_checks_again_a_path_swapped_after_submission(harness, job_body, settings, engine):
+    """Accepted while it was a file under the root; a symlink to /etc/passwd by the time the worker
+    runs: the worker refuses it as the API would, without opening it (the engine is never called)."""
+    data = settings.data_path / "datasets" / "mine.npz"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(b"")
+    job = harness.submit(job_body(dataset={"spec": f"npz:{data}"}))
+    data.unlink()
+    data.symlink_to("/etc/passwd")
+    assert harness.run(job["id"]) == "failed"
+    assert engine.calls == 0
+    error = harness.client.get(f"/v1/jobs/{job['id']}").json()["error"]
+    assert error == {"code": "path_not_allowed", "field": "dataset.spec",
+                     "message": f"Invalid value for `dataset.spec`: {OUTSIDE}"}
+
+
 def test_data_roots_is_a_setting(tmp_path, settings_factory, recording_queue, job_body):
     extra = tmp_path / "shared-data"
     extra.mkdir()
