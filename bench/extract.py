@@ -9,8 +9,8 @@ For each device and model (random weights), the ratio is
     images/s of `redundancy.extraction.extract` end to end (uint8 images in RAM → stored features
     and float64 statistics: batching, upload, resize + normalise, forward, accumulation, the
     float16 store)
-    ÷ images/s of the same model, same batch size, same settings (`DeviceForward`: channels-last
-    + bf16 autocast on CUDA, fp32 on the CPU, inference mode) on tensors already transformed and
+    ÷ images/s of the same model, same batch size, same settings (`DeviceForward`: channels-last,
+    bf16 autocast on CUDA and fp32 on the CPU, inference mode) on tensors already transformed and
     resident on the device: the model's own speed, the ceiling.
 
 Two dataset kinds: `array` (an npz-style uint8 array: batched transform on the device) and `files`

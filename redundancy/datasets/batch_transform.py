@@ -18,10 +18,13 @@ transform it cannot reproduce exactly, and the extractor then uses the PIL path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision import transforms as T
 
 # Bicubic only: torch's antialiased bilinear differs from Pillow's by a level on ~1/4 of the pixels
@@ -95,6 +98,38 @@ class BatchTransform:
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x / 255.0 - mean) / std
+
+
+def split_at_tensor(transform: object) -> tuple[Callable[[Image.Image], np.ndarray], BatchTransform] | None:
+    """For image files: timm's transform cut where the image becomes a tensor. The PIL steps run per
+    image and give uint8 (h, w, 3) arrays; `ToTensor → Normalize` runs once per batch, as the
+    returned `BatchTransform` (no resize, no crop), on the device. Same numbers as the whole PIL
+    transform (`x / 255`, then `(x − mean) / std`), one batched call instead of many small ones
+    (timm's Lite0 transform at 224 px on 2 Xeon threads: 11 CPU-ms an image per call, 3.4 with one
+    thread: tiny tensor ops pay the thread pool's overhead), and uint8 to upload.
+
+    None unless every image ends the PIL steps at one fixed size (a `CenterCrop`, or a `Resize` to
+    (h, w), right before `ToTensor`) and `Normalize` with three channels is the last step."""
+    steps = list(getattr(transform, "transforms", []))
+    at = next((i for i, t in enumerate(steps) if type(t).__name__ in ("ToTensor", "MaybeToTensor")), None)
+    if at is None or at == 0 or len(steps) != at + 2 or not isinstance(steps[-1], T.Normalize):
+        return None
+    last = steps[at - 1]
+    fixed = isinstance(last, T.CenterCrop) or (
+        isinstance(last, T.Resize) and not isinstance(last.size, int) and len(last.size) == 2
+    )
+    if not fixed:
+        return None
+    norm = steps[-1]
+    mean, std = (tuple(float(v) for v in torch.as_tensor(t).flatten()) for t in (norm.mean, norm.std))
+    if len(mean) != 3 or len(std) != 3:
+        return None
+    pil = T.Compose(steps[:at])
+
+    def pixels(image: Image.Image) -> np.ndarray:
+        return np.array(pil(image.convert("RGB")), dtype=np.uint8)  # a writable copy, for torch
+
+    return pixels, BatchTransform(resize=None, mode="bicubic", crop=None, mean=mean, std=std)  # type: ignore[arg-type]
 
 
 def _resize_pass(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:

@@ -8,19 +8,18 @@ readiness; it never builds them. The composition root (``service.main.create_app
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 
 from service.api.cache import ResponseCache
 from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
 from service.api.limits import EdgeLimits, RateLimiter, rate_limited
-from service.api.metrics import RequestMetrics
+from service.api.metrics import RequestMetrics, RequestTiming
 from service.api.openapi import operation_id
 from service.api.routes import artifacts, catalog, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
@@ -117,19 +116,6 @@ def build_app(
     install_offline_docs(app)
     install_ui(app)
     app.add_middleware(EdgeLimits, settings=settings)
-
-    @app.middleware("http")
-    async def _timing(request: Request, call_next: Callable) -> Response:  # type: ignore[type-arg]
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", None) or "<unmatched>"
-            if path != "/metrics":
-                app.state.request_metrics.observe(request.method, path, status, time.perf_counter() - start)
+    app.add_middleware(RequestTiming, metrics=app.state.request_metrics)  # outermost: times everything
 
     return app

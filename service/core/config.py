@@ -33,7 +33,6 @@ Environment variables (all optional):
                                 connections plus 4 (default 32). Postgres needs ``max_connections``
                                 above ``--workers`` x (threads + 4) + workers.
 ``ADVISOR_DB_POOL_TIMEOUT``     Seconds a request waits for a connection before 503 (default 2).
-``ADVISOR_RETRY_AFTER``         ``Retry-After`` seconds sent with 503 (default 2).
 ``ADVISOR_RESULT_CACHE_TTL``    Seconds finished results/recommendations/plots stay cached (60).
 ``ADVISOR_LIST_CACHE_TTL``      Seconds a page of finished jobs stays cached (2).
 ``ADVISOR_CACHE_MAX_BYTES``     In-process cache size per API process (64 MiB).
@@ -120,8 +119,6 @@ class Settings(BaseSettings):
     """Threads serving sync routes in one API process (AnyIO's limiter); the DB pool is sized to it."""
     db_pool_timeout: float = 2.0
     """Seconds a request waits for a database connection before it is answered 503 + Retry-After."""
-    retry_after: int = 2
-    """The ``Retry-After`` (seconds) sent with a 503."""
     result_cache_ttl: float = 60.0
     """Seconds a finished job's result, recommendation or plot stays in the API's in-process cache (a
     delete in another API process is seen after at most this long)."""
@@ -150,6 +147,7 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(100, ge=1)
     rate_limit: str = "50/second;1500/minute"
     retry_after: int = Field(5, ge=1)
+    """The ``Retry-After`` (seconds) of a 503 (database down or busy) and of a 429 for too many active jobs."""
     data_roots: str = ""
     metrics_public: bool = False
 

@@ -79,3 +79,35 @@ def test_pixel_source_follows_subsets() -> None:
     np.testing.assert_array_equal(sub.pixels.take(np.arange(2)), images[[9, 7]])
     assert ImageSplit.from_arrays([images[0], images[1]], np.array([0, 1]), "list").pixels is None
     assert ImageSplit.from_arrays(images.astype(np.float32), np.arange(10) % 2, "f").pixels is None
+
+
+# ---- image files: the PIL half per image, ToTensor → Normalize once per batch ---------------------
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])  # bilinear too: the resize stays PIL
+def test_split_at_tensor_gives_the_whole_transforms_numbers(interpolation):
+    from PIL import Image
+
+    from redundancy.datasets.batch_transform import split_at_tensor
+
+    transform = _timm_transform(48, interpolation=interpolation)
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((32, 32), (50, 20))]
+    halves = split_at_tensor(transform)
+    assert halves is not None
+    pixels, normalise = halves
+    want = torch.stack([transform(im) for im in images])
+    got = normalise(torch.stack([torch.from_numpy(pixels(im)) for im in images]))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)  # the same arithmetic, not an approximation
+
+
+def test_split_at_tensor_refuses_what_it_cannot_cut():
+    from torchvision import transforms as T
+
+    from redundancy.datasets.batch_transform import split_at_tensor
+
+    norm = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert split_at_tensor(T.Compose([T.Resize(32), T.ToTensor(), norm])) is None, "sizes would differ"
+    assert split_at_tensor(T.Compose([T.CenterCrop(8), T.ToTensor()])) is None, "no Normalize last"
+    assert split_at_tensor(T.Compose([T.ToTensor(), norm])) is None, "no fixed size before ToTensor"
+    assert split_at_tensor(T.Compose([T.Resize((8, 8)), T.ToTensor(), norm])) is not None
+    assert split_at_tensor(lambda im: im) is None

@@ -51,6 +51,20 @@ def test_array_path_equals_pil_path_and_statistics_equal_stored_features(model, 
     np.testing.assert_array_equal(fast.stats.class_counts, want.class_counts)
 
 
+def test_file_path_equals_the_whole_transform_and_a_plain_forward(model, tmp_path: Path) -> None:
+    """Image files (no pixel array): PIL half per image, normalised per batch, channels-last model;
+    against the obvious computation: timm's whole transform per image, one stacked fp32 forward."""
+    extractor, transform = model
+    _, _, test = _splits()
+    files = dataclasses.replace(test, pixels=None)
+    got = extract(extractor, transform, files.subset(np.arange(2)), files.subset(np.arange(2)), files, 10,
+                  tmp_path / "f", device="cpu", batch_size=5, feature_dtype="float32")
+    extractor.model.to(memory_format=torch.contiguous_format)
+    with torch.inference_mode():
+        want = extractor(torch.stack([transform(files.load(i)) for i in range(len(files))])).numpy()
+    np.testing.assert_allclose(np.asarray(got.x_test), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_default_store_is_float16_without_train_samples(model, tmp_path: Path) -> None:
     extractor, transform = model
     train, val, test = _splits(20)
