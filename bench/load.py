@@ -3,11 +3,17 @@ as a ratio to ``/healthz`` measured in the same run against the same server.
 
     python bench/load.py --url http://127.0.0.1:8000 --job <succeeded job id> [--key K]
     python bench/load.py --spawn            # starts an embedded server, runs a tiny job, then measures
+    python bench/load.py --spawn --generator hey   # the same rows, load from `hey` (apt install hey)
 
 Each of ``--clients`` (default 100 and 500) keeps one request in flight for ``--seconds``; an answer
 with a status >= 500, a transport error or no answer within ``--timeout`` counts as an error. The
 endpoints: ``/healthz`` (the baseline: no database), the recommendation and the result (cached reads of
-a finished job), the list of jobs (``page_size=20``) and ``POST /v1/jobs`` (a new job each time).
+a finished job), the list of jobs (``page_size=20``) and ``POST /v1/jobs`` (a new job each time;
+measured after every read, so the jobs it queues do not run under the reads).
+
+The load generator shares the CPUs with the server. ``--generator python`` (httpx, asyncio; the default,
+and what the tests use) spends about as much CPU per request as the server does; ``--generator hey``
+(Go, the tool of the issue's report) much less, so its figures are closer to the server's own capacity.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import asyncio
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -40,10 +48,12 @@ class LoadResult:
     errors: int = 0
     timeouts: int = 0
     error_samples: list[str] = field(default_factory=list)
+    quantiles: dict[float, float] | None = None  # from a generator that reports quantiles, not latencies
+    answered: int | None = None  # its count of answers below 500
 
     @property
     def ok(self) -> int:
-        return len(self.latencies)
+        return self.answered if self.answered is not None else len(self.latencies)
 
     @property
     def throughput(self) -> float:
@@ -51,6 +61,8 @@ class LoadResult:
 
     def percentile(self, q: float) -> float:
         """The ``q``-quantile of successful latencies (nearest rank), in seconds."""
+        if self.quantiles is not None:
+            return self.quantiles.get(q, float("nan"))
         if not self.latencies:
             return float("nan")
         xs = sorted(self.latencies)
@@ -105,6 +117,45 @@ async def hammer(
     return out
 
 
+def hey(base_url: str, name: str, method: str, path: str, *, clients: int, seconds: float, timeout: float,
+        headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> LoadResult:
+    """The same measurement by `hey -z`: its summary parsed into a LoadResult (throughput over the
+    answers below 500; p50/p99 from its latency distribution, which counts every answer)."""
+    cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-t", f"{max(1, round(timeout))}", "-m", method]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    if body is not None:
+        cmd += ["-T", "application/json", "-d", json.dumps(body)]
+    text = subprocess.run(cmd + [base_url + path], capture_output=True, text=True,
+                          timeout=seconds + timeout + 60).stdout
+    return parse_hey(text, name, clients, seconds)
+
+
+def parse_hey(text: str, name: str, clients: int, seconds: float) -> LoadResult:
+    """A LoadResult from hey's summary: answers below 500 are successes, 5xx and transport errors
+    errors, client timeouts timeouts."""
+    total = re.search(r"Total:\s+([\d.]+) secs", text)
+    out = LoadResult(name, clients, float(total.group(1)) if total else seconds, quantiles={}, answered=0)
+    for pct, secs in re.findall(r"(\d+)% in ([\d.]+) secs", text):
+        out.quantiles[int(pct) / 100] = float(secs)  # type: ignore[index]
+    codes = text.split("Status code distribution:", 1)[-1].split("Error distribution:", 1)[0]
+    for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", codes):
+        out.statuses[int(code)] = int(count)
+        if int(code) >= 500:
+            out.errors += int(count)
+        else:
+            out.answered += int(count)  # type: ignore[operator]
+    if "Error distribution:" in text:
+        for count, what in re.findall(r"\[(\d+)\]\s+(.+)", text.split("Error distribution:", 1)[1]):
+            if "Timeout" in what or "deadline exceeded" in what:
+                out.timeouts += int(count)
+            else:
+                out.errors += int(count)
+                if len(out.error_samples) < 5:
+                    out.error_samples.append(what[:200])
+    return out
+
+
 def get(path: str, **params: Any) -> Request:
     async def req(client: httpx.AsyncClient, _i: int) -> httpx.Response:
         return await client.get(path, params=params or None)
@@ -154,20 +205,44 @@ def report(results: list[LoadResult]) -> str:
     return "\n".join(lines)
 
 
+READS = ("healthz", "recommendation", "result", "list")
+
+
+def hey_endpoints(job_id: str) -> dict[str, str]:
+    """The paths of `endpoints`, for `hey` (one URL each)."""
+    return {"healthz": "/healthz", "recommendation": f"/v1/jobs/{job_id}/recommendation?delta=0.05",
+            "result": f"/v1/jobs/{job_id}/result", "list": "/v1/jobs?page_size=20", "POST /v1/jobs": "/v1/jobs"}
+
+
 async def measure(url: str, job_id: str, clients: list[int], seconds: float, timeout: float,
-                  post_body: dict[str, Any] | None, headers: dict[str, str] | None) -> list[LoadResult]:
+                  post_body: dict[str, Any] | None, headers: dict[str, str] | None,
+                  generator: str = "python") -> list[LoadResult]:
+    """Every read at every client count, then the POSTs (the jobs they queue run after the reads)."""
+    plan = [(n, name, req) for n in clients for name, req in endpoints(job_id, None)]
+    if post_body is not None:
+        plan += [(n, name, req) for n in clients for name, req in endpoints(job_id, post_body)
+                 if name not in READS]
+    paths = hey_endpoints(job_id)
     results = []
-    for n in clients:
-        for name, req in endpoints(job_id, post_body):
+    for n, name, req in plan:
+        if generator == "hey":
+            post = name not in READS
+            results.append(await asyncio.to_thread(
+                hey, url, name, "POST" if post else "GET", paths[name], clients=n, seconds=seconds,
+                timeout=timeout, headers=headers, body=post_body if post else None))
+        else:
             results.append(await hammer(url, name, req, clients=n, seconds=seconds, timeout=timeout,
                                         headers=headers))
+    results.sort(key=lambda r: (r.clients, r.name not in READS))
     return results
 
 
 def _spawn_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
     # capacity, not policy: the per-client rate limit would answer most of one machine's clients 429
-    env.update({"DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "ADVISOR_RATE_LIMIT": ""})
+    # and the per-key cap on active jobs would answer most POSTs 429 without writing anything
+    env.update({"DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "ADVISOR_RATE_LIMIT": "",
+                "ADVISOR_MAX_ACTIVE_JOBS": "1000000"})
     log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
     return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
                              "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -206,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-post", action="store_true", help="Skip POST /v1/jobs (it queues real jobs).")
     p.add_argument("--key", default=os.environ.get("ADVISOR_LOAD_KEY"))
     p.add_argument("--json", help="Also write the results here.")
+    p.add_argument("--generator", choices=("python", "hey"), default="python",
+                   help="Who sends the load: this process (httpx) or `hey` (must be on PATH).")
     args = p.parse_args(argv)
+    if args.generator == "hey" and shutil.which("hey") is None:
+        p.error("--generator hey needs `hey` on PATH (apt-get install hey)")
     server = None
     url = args.url
     if args.spawn:
@@ -229,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         headers = {"X-API-Key": args.key} if args.key else None
         clients = [int(c) for c in args.clients.split(",")]
         print(f"# {cpu_name()}; load average {os.getloadavg()[0]:.1f} at start; {args.seconds:.0f} s per row; "
-              f"{url}", flush=True)
-        results = asyncio.run(measure(url, job, clients, args.seconds, args.timeout, post_body, headers))
+              f"{url}; load from {args.generator}", flush=True)
+        results = asyncio.run(measure(url, job, clients, args.seconds, args.timeout, post_body, headers,
+                                      args.generator))
         print(report(results))
         print(f"# load average {os.getloadavg()[0]:.1f} at the end (the load generator shares the CPUs)")
         if args.json:

@@ -30,3 +30,19 @@ def test_probe_grid_quick_runs_and_prints_ratios(tmp_path: Path) -> None:
     agree = result["lr"]["agreement"]
     assert agree["subsets"] == len(result["measured_subsets"])
     assert 0 <= agree["mean_abs_diff_points"] <= agree["max_abs_diff_points"] <= 100
+
+
+
+def test_load_bench_reads_hey_summaries() -> None:
+    """`bench/load.py --generator hey` counts what hey reports: answers below 500 as throughput, 5xx and
+    transport errors as errors, client timeouts as timeouts; p50/p99 from its latency distribution.
+    The summary is a real hey 0.1.4 run's, with 5xx and errors written in hey's format."""
+    sys.path.insert(0, str(ROOT))
+    from bench.load import parse_hey
+
+    r = parse_hey((ROOT / "tests/unit/data/hey_summary.txt").read_text(), "list", 5, 1.0)
+    assert (r.ok, r.errors, r.timeouts) == (592, 4 + 1, 7)
+    assert r.statuses == {200: 590, 503: 4, 429: 2} and r.seconds == 1.0085
+    assert (r.percentile(0.5), r.percentile(0.99)) == (0.0060, 0.0309)
+    assert r.error_samples == ["Get \"http://127.0.0.1:8000/v1/jobs\": dial tcp 127.0.0.1:8000: connect: "
+                               "connection refused"]
