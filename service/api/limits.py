@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import anyio.to_thread
 from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
@@ -145,6 +146,7 @@ class RateLimiter:
             else MemoryStorage()
         )
         self.limiter = MovingWindowRateLimiter(storage)
+        self.blocking = not isinstance(storage, MemoryStorage)  # a network round trip per hit
         self.namespace = settings.queue  # deployments (and test runs) sharing one Redis count apart
 
     def retry_after(self, identity: str) -> int | None:
@@ -161,12 +163,17 @@ class RateLimiter:
         return None
 
 
-def rate_limited(request: Request, owner: OwnerDep) -> None:
+async def rate_limited(request: Request, owner: OwnerDep) -> None:
     """Route dependency: 429 + ``Retry-After`` when this key (or, without keys, this client address)
-    is over the rate."""
+    is over the rate. No limit: nothing to do; the memory storage answers inline; Redis in a thread."""
     limiter: RateLimiter = request.app.state.rate_limiter
+    if not limiter.items:
+        return
     identity = owner or f"addr:{request.client.host if request.client else '-'}"
-    wait = limiter.retry_after(identity)
+    if limiter.blocking:
+        wait = await anyio.to_thread.run_sync(limiter.retry_after, identity)
+    else:
+        wait = limiter.retry_after(identity)
     if wait is not None:
         raise ProblemError(
             429, f"Too many requests; retry in {wait} s.", slug="rate-limited", title="Too Many Requests",
