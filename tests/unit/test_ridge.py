@@ -258,3 +258,49 @@ def test_group_predictions_by_one_product_equal_the_per_subset_gather() -> None:
         zt = (xt - p.mean) / p.std
         for got, i, w in zip(prober._predict(idxs, ws), idxs, ws, strict=True):
             np.testing.assert_array_equal(got, (zt[:, i.numpy()] @ w.numpy() + p.prior).argmax(1))
+
+
+# ---- the eigendecomposition of a Gram with constant neurons ----------------------------------------
+
+def _gram_with_constant_neurons(k: int = 60, live: int = 12, n: int = 30, seed: int = 0) -> np.ndarray:
+    """A standardised Gram whose constant neurons are all-zero rows and columns, as the engine makes."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, live))
+    x = (x - x.mean(0)) / x.std(0)
+    g = np.zeros((k, k))
+    idx = np.sort(rng.choice(k, live, replace=False))
+    g[np.ix_(idx, idx)] = x.T @ x
+    return g
+
+
+def test_psd_eigh_splits_off_constant_neurons_exactly() -> None:
+    import torch
+
+    from redundancy.probes.ridge import psd_eigh
+
+    g = _gram_with_constant_neurons()
+    e, v = psd_eigh(torch.from_numpy(g))
+    e, v = e.numpy(), v.numpy()
+    assert np.all(np.diff(e) >= 0), "ascending, as torch.linalg.eigh"
+    np.testing.assert_allclose(e, np.linalg.eigvalsh(g), atol=1e-9)  # the slow, obvious spectrum
+    np.testing.assert_allclose(v @ np.diag(e) @ v.T, g, atol=1e-9)
+    np.testing.assert_allclose(v.T @ v, np.eye(len(g)), atol=1e-12)
+    full = np.ones((5, 5)) + 5 * np.eye(5)  # nothing constant: torch's own answer
+    e2, _ = psd_eigh(torch.from_numpy(full))
+    np.testing.assert_allclose(e2.numpy(), np.linalg.eigvalsh(full), rtol=1e-12)
+
+
+def test_psd_eigh_falls_back_when_lapack_does_not_converge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MKL's syevd can fail to converge (seen on a real 1,280-neuron Gram); the QR driver answers."""
+    import torch
+
+    from redundancy.probes import ridge
+
+    def fails(_g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigh", fails)
+    g = _gram_with_constant_neurons(seed=1)
+    e, v = ridge.psd_eigh(torch.from_numpy(g))
+    np.testing.assert_allclose(e.numpy(), np.linalg.eigvalsh(g), atol=1e-9)
+    np.testing.assert_allclose(v.numpy() @ np.diag(e.numpy()) @ v.numpy().T, g, atol=1e-9)
