@@ -20,7 +20,7 @@ setup: $(VENV)/.installed
 
 # The main job through the service: embedded API + worker (SQLite, no Postgres or Redis), the bundled
 # ImageNet EfficientNet-Lite0 on scikit-learn's digits at 64 px, progress while polling, then the answer
-# at relative δ = 0.05 with its fairness cost and a table for other δ (1–2 min on 2 idle cores).
+# at relative δ = 0.05 with its fairness cost and a table for other δ (about 40 s on 2 idle cores).
 demo: setup
 	bash scripts/demo.sh
 

@@ -4,7 +4,7 @@
 # stage/progress, prints the answer at relative δ = 0.05 with its fairness cost, then a table for
 # other δ. Digits are 8 × 8 px: they are analysed at 64 px, not the model's 224 px, which would add
 # no information and 12× the extraction time (see service/demo.py and the README).
-#   scripts/demo.sh            # the real demo (about 100 CPU-seconds: 1–2 min on 2 idle cores)
+#   scripts/demo.sh            # the real demo (about 40 CPU-seconds: 35 s on 2 idle cores)
 #   scripts/demo.sh --keep     # then leave the server running and print the job's page in the web UI
 #   scripts/demo.sh --quick    # a seconds-long job with random weights
 #   scripts/demo.sh --data-dir .advisor-demo   # keep the data (feature cache makes reruns fast)

@@ -10,7 +10,7 @@ information, only 12× the extraction cost; at 64 px the ImageNet features still
 digits (about 92% with a linear probe on all 1,280 neurons) and the accuracy curve rises over two
 decades of fractions, so the answer shows real redundancy instead of "keep the full layer". Nine
 fractions, three seeds and one baseline (PCA) keep the probing short. The whole demo needs about
-100 CPU-seconds, 1–2 minutes on two idle cores (see the README for the measurement).
+40 CPU-seconds, about 35 s on two idle cores (see the README for the measurement).
 
 `--keep` leaves the server running (until Ctrl-C) and prints the UI's address; otherwise the server
 stops at the end and the demo prints how to reopen its data directory, never an address that is dead.
