@@ -5,6 +5,10 @@ API serves them from memory after the first read: no database connection, no thr
 Entries are keyed by owner, job and the request (path and query), so one key never sees another's
 entry. Pages of finished jobs are cached too, for a short time (they grow as jobs finish).
 
+A hit is answered on the event loop: no thread, no session, no connection. A miss builds the answer in
+the thread pool with a session of its own, opened and closed in that thread (the rule of
+:mod:`service.api.sessions`). So the routes that use :func:`cached` are ``async def``.
+
 A delete drops the job's entries (and its owner's cached pages) in this process; another API process
 (``advisor serve --workers N``) sees the delete when its entries expire (``ADVISOR_RESULT_CACHE_TTL``).
 """
@@ -18,7 +22,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio.to_thread
 from fastapi import Request, Response
+from sqlalchemy.orm import Session
+
+from service.core.db import get_sessionmaker
 
 Key = tuple[str, str | None, str, str]
 
@@ -109,15 +117,27 @@ def _answer(request: Request, entry: Entry, state: str) -> Response:
     return Response(entry.body, status_code=entry.status, media_type=entry.media_type, headers=headers)
 
 
-def cached(request: Request, owner: str, job_id: str | None, ttl: float, build: Callable[[], Response]) -> Response:
-    """The cached answer to this request, else ``build()`` (cached for ``ttl`` seconds when it is a
-    200). Either way with an ``ETag``, and 304 when ``If-None-Match`` names it."""
+async def cached(
+    request: Request, owner: str, job_id: str | None, ttl: float, build: Callable[[Session], Response]
+) -> Response:
+    """The cached answer to this request, else ``build(session)`` in a worker thread (cached for
+    ``ttl`` seconds when it is a 200). Either way with an ``ETag``, and 304 when ``If-None-Match``
+    names it."""
     cache: ResponseCache = request.app.state.response_cache
     key = request_key(request, owner, job_id)
     entry = cache.get(key)
     if entry is not None:
         return _answer(request, entry, "hit")
-    response = build()
+    response = await anyio.to_thread.run_sync(_with_session, request.app.state.settings.db_url, build)
     if response.status_code != 200:
         return response
     return _answer(request, cache.put(key, response, ttl), "miss")
+
+
+def _with_session(url: str, build: Callable[[Session], Response]) -> Response:
+    """``build(session)``, the session closed (its connection back in the pool) in this same thread."""
+    session = get_sessionmaker(url)()
+    try:
+        return build(session)
+    finally:
+        session.close()

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from redundancy.plots import render
@@ -124,9 +125,8 @@ def submit_job(
         422: {**PROBLEM, "description": "Bad filter"},
     },
 )
-def list_jobs(
+async def list_jobs(
     request: Request,
-    session: SessionDep,
     owner: OwnerDep,
     page_size: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 20,
     page_token: Annotated[
@@ -143,7 +143,7 @@ def list_jobs(
     """Pages of finished jobs (`status=succeeded|failed|cancelled`) are cached for a moment
     (`ADVISOR_LIST_CACHE_TTL`); every page carries an `ETag` (304 on `If-None-Match`)."""
 
-    def build() -> Response:
+    def build(session: Session) -> Response:
         rows, token = queries.list_jobs(
             session,
             owner,
@@ -156,16 +156,18 @@ def list_jobs(
         return _json(JobList(items=[JobOut.of(j) for j in rows], next_page_token=token))
 
     ttl = request.app.state.settings.list_cache_ttl if status_ is not None and status_.finished else 0.0
-    return cached(request, owner, None, ttl, build)
+    return await cached(request, owner, None, ttl, build)
 
 
 def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 
-def _finished_read(request: Request, owner: str, job_id: str, build: Callable[[], Response]) -> Response:
+async def _finished_read(
+    request: Request, owner: str, job_id: str, build: Callable[[Session], Response]
+) -> Response:
     """A read of a succeeded job's stored result: served from the in-process cache, with an ETag."""
-    return cached(request, owner, job_id, request.app.state.settings.result_cache_ttl, build)
+    return await cached(request, owner, job_id, request.app.state.settings.result_cache_ttl, build)
 
 
 @router.get(
@@ -222,10 +224,10 @@ def delete_job(job_id: JobId, request: Request, session: SessionDep, owner: Owne
         409: {**PROBLEM, "description": "Not succeeded (yet)"},
     },
 )
-def get_result(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
+async def get_result(job_id: JobId, request: Request, owner: OwnerDep) -> Response:
     """Served as stored (a historical record), so reports written by an older engine version stay
     readable after the engine's schema grows. Cached, with an `ETag` (304 on `If-None-Match`)."""
-    return _finished_read(request, owner, job_id, lambda: JSONResponse(
+    return await _finished_read(request, owner, job_id, lambda session: JSONResponse(
         results.load_report(session, queries.get_job(session, job_id, owner))))
 
 
@@ -240,10 +242,9 @@ def get_result(job_id: JobId, request: Request, session: SessionDep, owner: Owne
         422: {**PROBLEM, "description": "δ out of range"},
     },
 )
-def get_recommendation(
+async def get_recommendation(
     job_id: JobId,
     request: Request,
-    session: SessionDep,
     owner: OwnerDep,
     delta: Annotated[
         float | None,
@@ -258,13 +259,13 @@ def get_recommendation(
 ) -> Response:
     """Answered from the stored curve for any δ; no probe is recomputed. Cached, with an `ETag`."""
 
-    def build() -> Response:
+    def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
         d = check_delta(delta, job.request.get("deltas") or [0.01])
         rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
         return _json(RecommendationOut.of(rec, job))
 
-    return _finished_read(request, owner, job_id, build)
+    return await _finished_read(request, owner, job_id, build)
 
 
 def check_delta(delta: float | None, job_deltas: list[float]) -> float:
@@ -289,11 +290,11 @@ PlotDeltas = Annotated[
 ]
 
 
-def _plot(request: Request, job_id: str, fmt: Literal["png", "svg"], session: SessionDep, owner: str,
-          deltas: list[float] | None) -> Response:
+async def _plot(request: Request, job_id: str, fmt: Literal["png", "svg"], owner: str,
+                deltas: list[float] | None) -> Response:
     media_type = negotiate(request.headers.get("accept"), PLOT_MEDIA_TYPES[fmt])
 
-    def build() -> Response:
+    def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
         wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
         report = results.load_report(session, job)
@@ -304,7 +305,7 @@ def _plot(request: Request, job_id: str, fmt: Literal["png", "svg"], session: Se
             headers={"Content-Disposition": f'inline; filename="redundancy-{job.id}.{fmt}"'},
         )
 
-    return _finished_read(request, owner, job_id, build)
+    return await _finished_read(request, owner, job_id, build)
 
 
 def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
@@ -326,10 +327,10 @@ def _plot_responses(fmt: str) -> dict[int | str, dict[str, object]]:
     summary="Plot of the stored result (PNG)",
     responses=_plot_responses("png"),
 )
-def get_plot_png(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep,
-                 delta: PlotDeltas = None) -> Response:
+async def get_plot_png(job_id: JobId, request: Request, owner: OwnerDep,
+                       delta: PlotDeltas = None) -> Response:
     """Rendered from the stored report with `redundancy.plots.render`; no probe is recomputed."""
-    return _plot(request, job_id, "png", session, owner, delta)
+    return await _plot(request, job_id, "png", owner, delta)
 
 
 @router.get(
@@ -338,7 +339,7 @@ def get_plot_png(job_id: JobId, request: Request, session: SessionDep, owner: Ow
     summary="Plot of the stored result (SVG)",
     responses=_plot_responses("svg"),
 )
-def get_plot_svg(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep,
-                 delta: PlotDeltas = None) -> Response:
+async def get_plot_svg(job_id: JobId, request: Request, owner: OwnerDep,
+                       delta: PlotDeltas = None) -> Response:
     """Rendered from the stored report with `redundancy.plots.render`; text stays text in the SVG."""
-    return _plot(request, job_id, "svg", session, owner, delta)
+    return await _plot(request, job_id, "svg", owner, delta)

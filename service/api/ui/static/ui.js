@@ -343,18 +343,22 @@ function fillBaselines(report) {
 async function jobPage() {
   const id = document.body.dataset.job;
   const base = `/v1/jobs/${encodeURIComponent(id)}`;
-  let report = null, plotUrl = null, jobMode = "relative";
+  let report = null, plotUrl = null, jobMode = "relative", asked = 0;
 
+  // Each change asks again; answers can arrive out of order, so only the latest question's is shown.
   const refreshRecommendation = async () => {
+    const mine = ++asked;
     const delta = $("#delta-num").value;
     const q = new URLSearchParams({ delta, delta_mode: $("#mode").value, criterion: $("#criterion").value });
     try {
       const rec = await api(`${base}/recommendation?${q}`);
+      if (mine !== asked) return;
       fillRecommendation(rec, report);
       $("#job-error").hidden = true;
       // The server's plot marks f* in the job's own δ mode; redraw it for this δ when the mode matches.
       if ($("#mode").value === jobMode) {
         const url = await blobUrl(`${base}/plot.png?delta=${encodeURIComponent(delta)}`);
+        if (mine !== asked) { URL.revokeObjectURL(url); return; }
         if (plotUrl) URL.revokeObjectURL(plotUrl);
         plotUrl = url;
         $("#plot").src = url;
@@ -362,7 +366,7 @@ async function jobPage() {
       } else {
         $("#plot-caption").textContent = `This plot marks f* in the job's ${jobMode} mode; the chart above follows your choice.`;
       }
-    } catch (err) { showError($("#job-error"), err); }
+    } catch (err) { if (mine === asked) showError($("#job-error"), err); }
   };
 
   const showResult = async (job) => {
