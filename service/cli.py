@@ -268,6 +268,15 @@ INSECURE_BANNER = (
 )
 
 
+# The event loop and HTTP parser of `advisor serve`, stated rather than left to uvicorn's "auto" (which
+# takes uvloop whenever it happens to be installed). Measured with `hey -z 10s -c 500` on a cached
+# recommendation (2 Xeon cores): asyncio + httptools 1,260 req/s, p99 0.85 s, no timeouts; uvloop +
+# httptools 1,050 req/s, p99 6.5 s and 31 requests unanswered after 10 s (uvloop starves some
+# connections when the loop is saturated); asyncio + h11 1,260 req/s, 0.76 s, but 20% slower on
+# /healthz.
+SERVER_IO: dict[str, str] = {"loop": "asyncio", "http": "httptools"}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     _logging(args.log_level)
@@ -319,10 +328,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config = uvicorn_log_config(args.log_level, args.verbose)
         if args.workers > 1:  # each process builds its app from the environment (service.main:app)
             uvicorn.run("service.main:app", host=args.host, port=args.port, log_config=log_config, log_level=None,
-                        workers=args.workers)
+                        workers=args.workers, **SERVER_IO)
         else:
             app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
-            uvicorn.run(app, host=args.host, port=args.port, log_config=log_config, log_level=None)
+            uvicorn.run(app, host=args.host, port=args.port, log_config=log_config, log_level=None, **SERVER_IO)
     finally:
         if worker is not None:
             worker.stop()

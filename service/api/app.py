@@ -15,7 +15,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 
-from service.api.cache import ResponseCache
+from service.api.cache import CacheHits, ResponseCache
 from service.api.docs import install_offline_docs
 from service.api.errors import install_error_handlers
 from service.api.limits import EdgeLimits, RateLimiter, rate_limited
@@ -115,6 +115,7 @@ def build_app(
     app.include_router(health.router)
     install_offline_docs(app)
     install_ui(app)
+    app.add_middleware(CacheHits, cache=app.state.response_cache, settings=settings, limiter=app.state.rate_limiter)
     app.add_middleware(EdgeLimits, settings=settings)
     app.add_middleware(RequestTiming, metrics=app.state.request_metrics)  # outermost: times everything
 

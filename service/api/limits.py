@@ -149,6 +149,16 @@ class RateLimiter:
         self.blocking = not isinstance(storage, MemoryStorage)  # a network round trip per hit
         self.namespace = settings.queue  # deployments (and test runs) sharing one Redis count apart
 
+    async def wait(self, owner: str, request: Request) -> int | None:
+        """``retry_after`` for this request's caller: the key, or without keys the client address. No
+        limit: None at once; the memory storage answers inline, Redis in a worker thread."""
+        if not self.items:
+            return None
+        identity = owner or f"addr:{request.client.host if request.client else '-'}"
+        if self.blocking:
+            return await anyio.to_thread.run_sync(self.retry_after, identity)
+        return self.retry_after(identity)
+
     def retry_after(self, identity: str) -> int | None:
         """None when the request may go on; else the seconds until it may."""
         for item in self.items:
@@ -165,15 +175,8 @@ class RateLimiter:
 
 async def rate_limited(request: Request, owner: OwnerDep) -> None:
     """Route dependency: 429 + ``Retry-After`` when this key (or, without keys, this client address)
-    is over the rate. No limit: nothing to do; the memory storage answers inline; Redis in a thread."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    if not limiter.items:
-        return
-    identity = owner or f"addr:{request.client.host if request.client else '-'}"
-    if limiter.blocking:
-        wait = await anyio.to_thread.run_sync(limiter.retry_after, identity)
-    else:
-        wait = limiter.retry_after(identity)
+    is over the rate."""
+    wait = await request.app.state.rate_limiter.wait(owner, request)
     if wait is not None:
         raise ProblemError(
             429, f"Too many requests; retry in {wait} s.", slug="rate-limited", title="Too Many Requests",

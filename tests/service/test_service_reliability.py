@@ -154,3 +154,44 @@ def test_a_dead_owners_job_is_taken_over_at_once_and_its_result_fenced(settings,
     assert stats["revived"] == 1
     with session_scope(settings.db_url) as s:
         assert s.get(Job, other.id).status == "queued"  # type: ignore[union-attr]
+
+
+def test_a_cache_hit_skips_the_route_but_not_auth_rate_limit_or_metrics(settings_factory, tmp_path, engine) -> None:  # type: ignore[no-untyped-def]
+    """`CacheHits` answers a cached read in front of the router: the route's function is not called;
+    a missing or wrong key still gets 401, another key's entry stays invisible, the rate limit still
+    counts hits, and the request metrics name the route's template."""
+    from service.api.routes import jobs as job_routes
+
+    settings = settings_factory(tmp_path, api_keys="alice,bob", rate_limit="6/minute")
+    h = Harness(settings, None, engine)  # type: ignore[arg-type]
+    with TestClient(create_app(settings, queue=h, maintenance=False)) as client:
+        h.client = client
+        alice = {"X-API-Key": "alice"}
+        job = h.submit(small_job(), **alice)  # 1 request of alice's 6
+        h.run_all()
+        url = f"/v1/jobs/{job['id']}/recommendation?delta=0.05"
+        first = client.get(url, headers=alice)  # 2: a miss, built by the route
+        assert (first.status_code, first.headers["x-cache"]) == (200, "miss")
+        calls: list[str] = []
+        real = job_routes.cached
+
+        async def spy(*a, **k):  # type: ignore[no-untyped-def]
+            calls.append("route")
+            return await real(*a, **k)
+
+        job_routes.cached = spy  # type: ignore[assignment]
+        try:
+            hits = [client.get(url, headers=alice) for _ in range(4)]  # 3..6: hits
+        finally:
+            job_routes.cached = real  # type: ignore[assignment]
+        assert calls == [] and {(r.status_code, r.headers["x-cache"], r.content) for r in hits} == {
+            (200, "hit", first.content)}
+        over = client.get(url, headers=alice)  # 7: over alice's rate, hit or not
+        assert over.status_code == 429 and over.headers["content-type"] == "application/problem+json"
+        assert client.get(url).status_code == 401
+        assert client.get(url, headers={"X-API-Key": "mallory"}).status_code == 401
+        assert client.get(url, headers={"X-API-Key": "bob"}).status_code == 404
+        metrics = client.get("/metrics", headers={"X-API-Key": "bob"}).text
+        line = next(x for x in metrics.splitlines() if x.startswith("advisor_http_request_duration_seconds_count")
+                    and 'route="/v1/jobs/{job_id}/recommendation"' in x and 'status="200"' in x)
+        assert float(line.rsplit(" ", 1)[1]) == 5.0  # the miss and the four hits, under the template

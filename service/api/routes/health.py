@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"], route_class=ShortSessionRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up")
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health(status="ok")
 
 
