@@ -57,6 +57,8 @@ class Job(Base):
         sa.Index("ix_jobs_status_created", "status", "created_at"),
         sa.Index("ix_jobs_created_id", "created_at", "id"),
         sa.Index("ix_jobs_model_dataset", "model_name", "dataset_spec", "status", "finished_at"),
+        sa.Index("ix_jobs_owner_created_id", "owner", "created_at", "id"),  # a key's pages (migration 0006)
+        sa.Index("ix_jobs_owner_status_created", "owner", "status", "created_at"),  # and its active count
         sa.CheckConstraint(status_check_sql(), name="status_valid"),
     )
 
