@@ -25,6 +25,7 @@ from redundancy.pipeline import ProgressFn, StopFn
 from service.core import artifacts, lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.core.errors import InvalidInput
 from service.core.paths import PATH_NOT_ALLOWED, path_problem
 from service.core.process import known_dead, process_id
 from service.core.runtime import make_runtime
@@ -91,7 +92,7 @@ def _path_refusal(request: dict, settings: Settings) -> tuple[str, str] | None:
     if problem is None:
         return None
     field, reason = problem
-    return field, f"Invalid value for `{field}`: {reason}"
+    return field, str(InvalidInput(field, reason))
 
 
 class ShardFn(Protocol):

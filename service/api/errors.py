@@ -68,13 +68,17 @@ class ProblemError(Exception):
         self.extra = extra
 
 
-def validation_problem(field: str, reason: str, location: str = "body") -> ProblemError:
+def validation_problem(field: str, reason: str, location: str = "body", code: str | None = None) -> ProblemError:
+    """422 naming ``field`` and ``reason`` (the sentence is the core's :class:`InvalidInput`); ``code``:
+    a machine-readable code for the caller, as a failed job's ``error.code``."""
+    extra = {"code": code} if code else {}
     return ProblemError(
         422,
-        f"Invalid value for `{field}`: {reason}",
+        str(domain.InvalidInput(field, reason)),
         slug="validation-error",
         title="Request validation failed",
         errors=[{"field": field, "reason": reason, "location": location}],
+        **extra,
     )
 
 

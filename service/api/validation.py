@@ -17,7 +17,7 @@ from redundancy.config import AnalysisConfig
 from redundancy.datasets.registry import parse_spec
 from redundancy.errors import RedundancyError
 from redundancy.models.loading import check_model_name
-from service.api.errors import ProblemError
+from service.api.errors import validation_problem
 from service.core.config import Settings
 from service.core.paths import PATH_NOT_ALLOWED, SPECIAL_WEIGHTS, path_problem
 from service.core.webhooks import Allowance, callback_url_problem
@@ -30,36 +30,24 @@ def is_timm_model(name: str) -> bool:
     return bool(timm.is_model(name))
 
 
-def field_error(field: str, reason: str, code: str | None = None) -> ProblemError:
-    extra = {"code": code} if code else {}
-    return ProblemError(
-        422,
-        f"Invalid value for `{field}`: {reason}",
-        slug="validation-error",
-        title="Request validation failed",
-        errors=[{"field": field, "reason": reason, "location": "body"}],
-        **extra,
-    )
-
-
 def check_dataset_spec(spec: str) -> None:
     try:
         parse_spec(spec)
     except RedundancyError as exc:
-        raise field_error("dataset.spec", exc.message, exc.code) from exc
+        raise validation_problem("dataset.spec", exc.message, code=exc.code) from exc
 
 
 def check_model(name: str, weights: str) -> None:
     try:
         check_model_name(name)
     except RedundancyError as exc:
-        raise field_error("model.name", exc.message, exc.code) from exc
+        raise validation_problem("model.name", exc.message, code=exc.code) from exc
     if weights == "bundled" and name != BUNDLED_MODEL:
-        raise field_error("model.weights", f"bundled weights exist only for {BUNDLED_MODEL}, not {name!r}")
+        raise validation_problem("model.weights", f"bundled weights exist only for {BUNDLED_MODEL}, not {name!r}")
     if weights in SPECIAL_WEIGHTS:
         return
     if not weights.lower().endswith(CHECKPOINT_SUFFIXES):
-        raise field_error(
+        raise validation_problem(
             "model.weights",
             "expected hub, bundled, random or a checkpoint path ending in " + ", ".join(CHECKPOINT_SUFFIXES),
         )
@@ -83,12 +71,12 @@ def check_paths(config: AnalysisConfig, roots: Sequence[Path]) -> None:
     """The dataset and weights paths of a job must lie under the server's data roots."""
     problem = path_problem(config, roots)
     if problem:
-        raise field_error(*problem, PATH_NOT_ALLOWED)
+        raise validation_problem(*problem, code=PATH_NOT_ALLOWED)
 
 
 def check_config(config: AnalysisConfig, roots: Sequence[Path]) -> None:
     for field in nul_fields(config.model_dump(mode="json")):
-        raise field_error(field, "contains a NUL byte")
+        raise validation_problem(field, "contains a NUL byte")
     check_dataset_spec(config.dataset.spec)
     check_model(config.model.name, config.model.weights)
     check_paths(config, roots)
@@ -100,4 +88,4 @@ def check_callback_url(url: str | None, settings: Settings) -> None:
         return
     problem = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
     if problem is not None:
-        raise field_error("callback_url", problem, "callback_url_refused")
+        raise validation_problem("callback_url", problem, code="callback_url_refused")
