@@ -170,16 +170,13 @@ def post_job(body: dict[str, Any]) -> Request:
     return req
 
 
-def endpoints(job_id: str, post_body: dict[str, Any] | None) -> list[tuple[str, Request]]:
-    out: list[tuple[str, Request]] = [
-        ("healthz", get("/healthz")),
-        ("recommendation", get(f"/v1/jobs/{job_id}/recommendation", delta=0.05)),
-        ("result", get(f"/v1/jobs/{job_id}/result")),
-        ("list", get("/v1/jobs", page_size=20)),
-    ]
-    if post_body is not None:
-        out.append(("POST /v1/jobs", post_job(post_body)))
-    return out
+POST = "POST /v1/jobs"
+
+
+def reads(job_id: str) -> dict[str, str]:
+    """The measured reads: name → path and query (the same URL for either generator)."""
+    return {"healthz": "/healthz", "recommendation": f"/v1/jobs/{job_id}/recommendation?delta=0.05",
+            "result": f"/v1/jobs/{job_id}/result", "list": "/v1/jobs?page_size=20"}
 
 
 def cpu_name() -> str:
@@ -205,35 +202,26 @@ def report(results: list[LoadResult]) -> str:
     return "\n".join(lines)
 
 
-READS = ("healthz", "recommendation", "result", "list")
-
-
-def hey_endpoints(job_id: str) -> dict[str, str]:
-    """The paths of `endpoints`, for `hey` (one URL each)."""
-    return {"healthz": "/healthz", "recommendation": f"/v1/jobs/{job_id}/recommendation?delta=0.05",
-            "result": f"/v1/jobs/{job_id}/result", "list": "/v1/jobs?page_size=20", "POST /v1/jobs": "/v1/jobs"}
-
-
 async def measure(url: str, job_id: str, clients: list[int], seconds: float, timeout: float,
                   post_body: dict[str, Any] | None, headers: dict[str, str] | None,
                   generator: str = "python") -> list[LoadResult]:
     """Every read at every client count, then the POSTs (the jobs they queue run after the reads)."""
-    plan = [(n, name, req) for n in clients for name, req in endpoints(job_id, None)]
+    paths = reads(job_id)
+    plan = [(n, name) for n in clients for name in paths]
     if post_body is not None:
-        plan += [(n, name, req) for n in clients for name, req in endpoints(job_id, post_body)
-                 if name not in READS]
-    paths = hey_endpoints(job_id)
+        plan += [(n, POST) for n in clients]
     results = []
-    for n, name, req in plan:
+    for n, name in plan:
+        body = post_body if name == POST else None
         if generator == "hey":
-            post = name not in READS
             results.append(await asyncio.to_thread(
-                hey, url, name, "POST" if post else "GET", paths[name], clients=n, seconds=seconds,
-                timeout=timeout, headers=headers, body=post_body if post else None))
+                hey, url, name, "POST" if body else "GET", paths.get(name, "/v1/jobs"), clients=n,
+                seconds=seconds, timeout=timeout, headers=headers, body=body))
         else:
+            req = post_job(body) if body else get(paths[name])
             results.append(await hammer(url, name, req, clients=n, seconds=seconds, timeout=timeout,
                                         headers=headers))
-    results.sort(key=lambda r: (r.clients, r.name not in READS))
+    results.sort(key=lambda r: (r.clients, r.name == POST))
     return results
 
 

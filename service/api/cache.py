@@ -8,7 +8,7 @@ entry. Pages of finished jobs are cached too, for a short time (they grow as job
 A hit is answered by :class:`CacheHits`, an ASGI middleware in front of the router: the caller's key
 and rate limit are checked (the same functions the routes' dependencies call), and the stored body is
 sent, without routing, dependency resolution, a thread, a session or a connection (a cached
-recommendation at 100 clients: 1,100 req/s through the route, about 3× that here). Anything it cannot
+recommendation at 100 clients: 1,100 req/s through the route, 4,700 here; docs/operations.md). Anything it cannot
 answer (no entry, a bad key, over the rate) goes on to the route, which answers as always.
 A miss builds the answer in the thread pool with a session of its own, opened and closed in that
 thread (the rule of :mod:`service.api.sessions`); so the routes that use :func:`cached` are
@@ -161,7 +161,7 @@ class CacheHits:
     """ASGI middleware: a GET whose answer is in the cache is answered here (see the module's doc).
 
     The caller is identified by :func:`~service.api.deps.owner_of` and rate-limited by
-    :meth:`~service.api.limits.RateLimiter.retry_after` exactly as the routes do; a request either of
+    :meth:`~service.api.limits.RateLimiter.wait` exactly as the routes do; a request either of
     them refuses goes on to the route, which gives the 401 or 429."""
 
     def __init__(self, app: ASGIApp, cache: ResponseCache, settings: Settings, limiter: RateLimiter) -> None:
