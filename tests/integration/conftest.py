@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import migrate
-from service.core.db import dispose_all
+from service.core.db import dispose_all, get_sessionmaker
 
 PG_ADMIN = os.environ.get("ADVISOR_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("ADVISOR_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
@@ -101,6 +102,16 @@ def core_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     with fresh_pg_database() as url:
         migrate.upgrade(url)
         yield url
+
+
+@pytest.fixture
+def session(core_db_url: str) -> Iterator[Session]:
+    """A session on each kind of core database, closed after the test."""
+    s = get_sessionmaker(core_db_url)()
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ fence holds and leaves it alone when it does not (a stale attempt, a wrong statu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,6 @@ from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import lifecycle, queries, results
-from service.core.db import get_sessionmaker
 from service.core.errors import AlreadyFinished, IdempotencyConflict, JobNotFound, NotFinished, NotSucceeded
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow
 from service.core.status import JobStatus, status_check_sql
@@ -25,15 +23,6 @@ from service.core.status import JobStatus, status_check_sql
 CONFIG = AnalysisConfig.model_validate(SMALL_JOB_EXAMPLE)
 OWNER = "owner-a"
 STALE = 180.0
-
-
-@pytest.fixture
-def session(core_db_url: str) -> Iterator[Session]:
-    s = get_sessionmaker(core_db_url)()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _report(config: AnalysisConfig = CONFIG, d: int = 8) -> Report:

@@ -3,27 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.orm import Session
 
 from redundancy.config import AnalysisConfig
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import lifecycle
-from service.core.db import get_sessionmaker
 from service.core.models import Job
 
 CONFIG = AnalysisConfig.model_validate(SMALL_JOB_EXAMPLE)
-
-
-@pytest.fixture
-def session(core_db_url: str) -> Iterator[Session]:
-    s = get_sessionmaker(core_db_url)()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _running(session: Session) -> tuple[str, int]:
