@@ -21,9 +21,9 @@ import timm
 import torch
 
 from redundancy.config import PAPER_FRACTIONS
-from redundancy.models.layers import FeatureExtractor
-from redundancy.probes import RidgeProber, plan_subsets, sample_subset
-from redundancy.stats import GramAccumulator
+from redundancy.probing import RidgeProber, plan_subsets, sample_subset
+from redundancy.sources.models.layers import FeatureExtractor
+from redundancy.sources.stats import GramAccumulator
 
 
 def _sync(device: torch.device) -> None:

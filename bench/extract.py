@@ -6,7 +6,7 @@
 
 For each device and model (random weights), the ratio is
 
-    images/s of `redundancy.extraction.extract` end to end (uint8 images in RAM → stored features
+    images/s of `redundancy.sources.extraction.extract` end to end (uint8 images in RAM → stored features
     and float64 statistics: batching, upload, resize + normalise, forward, accumulation, the
     float16 store)
     ÷ images/s of the same model, same batch size, same settings (`DeviceForward`: channels-last,
@@ -41,10 +41,10 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from redundancy.datasets.base import ImageSplit  # noqa: E402
-from redundancy.datasets.batch_transform import BatchTransform  # noqa: E402
-from redundancy.extraction import DeviceForward, extract  # noqa: E402
-from redundancy.models.layers import FeatureExtractor  # noqa: E402
+from redundancy.sources.datasets.base import ImageSplit  # noqa: E402
+from redundancy.sources.datasets.batch_transform import BatchTransform  # noqa: E402
+from redundancy.sources.extraction import DeviceForward, extract  # noqa: E402
+from redundancy.sources.models.layers import FeatureExtractor  # noqa: E402
 
 CLASSES = 10
 

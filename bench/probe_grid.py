@@ -63,11 +63,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from redundancy.cka import GramCKA
 from redundancy.config import DEFAULT_DELTAS, PAPER_FRACTIONS
-from redundancy.datasets.base import validation_split
-from redundancy.probes import RidgeProber, plan_subsets, sample_subset
-from redundancy.stats import GramStats, standardised_from_rows, standardised_problem
+from redundancy.probing import RidgeProber, plan_subsets, sample_subset
+from redundancy.probing.cka import GramCKA
+from redundancy.sources.datasets.base import validation_split
+from redundancy.sources.stats import GramStats, standardised_from_rows, standardised_problem
 
 VAL_FRACTION = 0.1  # the product's default `AnalysisConfig.val_fraction`
 

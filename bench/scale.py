@@ -77,11 +77,11 @@ def point(n: int, d: int, n_val: int, n_test: int, seeds: int, work: Path) -> di
     """One (n, d) point: the three phases, each timed with its own peak RSS."""
     import torch
 
-    from redundancy.cka import FeatureCKA, GramCKA
     from redundancy.config import PAPER_FRACTIONS
-    from redundancy.features_store import FeatureWriter, open_array
-    from redundancy.probes import RidgeProber, plan_subsets, sample_subset
-    from redundancy.stats import GramAccumulator
+    from redundancy.probing import RidgeProber, plan_subsets, sample_subset
+    from redundancy.probing.cka import FeatureCKA, GramCKA
+    from redundancy.sources.features_store import FeatureWriter, open_array
+    from redundancy.sources.stats import GramAccumulator
 
     out: dict[str, object] = {"n": n, "d": d, "val": n_val, "test": n_test, "imports_mib": _rss_mib()}
     pool_x, pool_y = _synthetic(POOL, d, 0)

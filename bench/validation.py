@@ -39,10 +39,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from redundancy import PAPER_FRACTIONS, AnalysisConfig, Report, Runtime, analyze  # noqa: E402
-from redundancy.extraction import Features  # noqa: E402
-from redundancy.fairness import gini  # noqa: E402
+from redundancy.advice.fairness import gini  # noqa: E402
 from redundancy.pipeline import feature_key, load_model, make_transform, prepare_data  # noqa: E402
 from redundancy.plots import render  # noqa: E402
+from redundancy.sources.extraction import Features  # noqa: E402
 
 MODEL = "tf_efficientnet_lite0"
 DELTAS = (0.01, 0.05, 0.1)  # relative δ; retained ratio 1 − δ = 0.99, 0.95, 0.9

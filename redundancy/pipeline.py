@@ -15,29 +15,17 @@ import numpy as np
 import timm
 import torch
 
-from redundancy.advice import recommend, summarize, threshold
-from redundancy.baselines import Baselines
-from redundancy.cka import FeatureCKA, GramCKA
+from redundancy.advice.recommend import recommend, summarize, threshold
+from redundancy.advice.refine import bracket, refine, resolution_to_k
+from redundancy.advice.uncertainty import PairedBootstrap, fraction_uncertainty
 from redundancy.config import AnalysisConfig
-from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
-from redundancy.datasets.base import ImageSplit, validation_split
 from redundancy.deploy.head import model_facts
 from redundancy.errors import Cancelled, DatasetFormatError
-from redundancy.extraction import (
-    FEATURES_VERSION,
-    Features,
-    ImagesProgress,
-    assemble_shards,
-    cached_features,
-    extract,
-    extract_rows,
-)
-from redundancy.features_store import save_stats
 from redundancy.hashing import hash_json
-from redundancy.models import FeatureExtractor, LoadedModel, load_model
-from redundancy.probes import ProbeResult, RidgeProber, plan_subsets, sample_subset
-from redundancy.probes.logistic import train_logistic_grid
-from redundancy.refine import bracket, refine, resolution_to_k
+from redundancy.probing import ProbeResult, RidgeProber, plan_subsets, sample_subset
+from redundancy.probing.baselines import Baselines
+from redundancy.probing.cka import FeatureCKA, GramCKA
+from redundancy.probing.logistic import train_logistic_grid
 from redundancy.report import (
     CurvePoint,
     DatasetInfo,
@@ -48,8 +36,20 @@ from redundancy.report import (
     SkippedFraction,
 )
 from redundancy.runtime import Runtime
-from redundancy.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
-from redundancy.uncertainty import PairedBootstrap, fraction_uncertainty
+from redundancy.sources.datasets import ImageDataset, balanced_subset, load_dataset
+from redundancy.sources.datasets.base import ImageSplit, validation_split
+from redundancy.sources.extraction import (
+    FEATURES_VERSION,
+    Features,
+    ImagesProgress,
+    assemble_shards,
+    cached_features,
+    extract,
+    extract_rows,
+)
+from redundancy.sources.features_store import save_stats
+from redundancy.sources.models import FeatureExtractor, LoadedModel, load_model
+from redundancy.sources.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
 
 CODE_VERSION = "0.1.0"
 STAGES: tuple[tuple[str, float], ...] = (

@@ -1,6 +1,6 @@
 """Render a result to PNG or SVG: the answer, accuracy, CKA and per-class Gini against the fraction.
 
-Every number comes from `redundancy.advice`: the per-fraction summaries from `summarize`, and each
+Every number comes from `redundancy.advice.recommend`: the per-fraction summaries from `summarize`, and each
 δ's threshold and `f*` from `recommend` (the same call `GET /recommendation` makes), so the plot and
 the API cannot disagree. The title states the answer for the first δ: k of d neurons, DR and the
 change in Gini.
@@ -31,9 +31,9 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from redundancy.advice import intervals_from_summary, recommend, summarize
+from redundancy.advice.fairness import gini
+from redundancy.advice.recommend import intervals_from_summary, recommend, summarize
 from redundancy.config import Criterion, DeltaMode
-from redundancy.fairness import gini
 from redundancy.report import CurvePoint, FractionSummary, Recommendation, Report
 
 BASELINE_STYLE: dict[str, tuple[str, str, str]] = {  # kind → (label, colour, marker)

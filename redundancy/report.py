@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
+from redundancy.advice.savings import Savings
 from redundancy.config import AnalysisConfig, Criterion, DeltaMode
-from redundancy.savings import Savings
 
 if TYPE_CHECKING:
-    from redundancy.stats import GramStats
+    from redundancy.sources.stats import GramStats
 
 
 class ModelInfo(BaseModel):

@@ -30,7 +30,7 @@ log = logging.getLogger("advisor")
 def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     analyze = sub.add_parser("analyze", help="Run one analysis locally and print the advice.")
     try:
-        from redundancy import cli as engine_cli  # lazy: optional hook (the service commands work without it)
+        from redundancy.cli import main as engine_cli  # lazy: optional hook (the service commands work without it)
     except ImportError as exc:  # the engine's CLI is optional for the service commands
         reason = str(exc)
 

@@ -34,7 +34,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from redundancy import AnalysisConfig, Report, Runtime
 from redundancy.errors import Cancelled, RedundancyError
-from redundancy.extraction import shard_rows
 from redundancy.pipeline import (
     ProgressEvent,
     ProgressFn,
@@ -44,6 +43,7 @@ from redundancy.pipeline import (
     prepare,
     prepare_data,
 )
+from redundancy.sources.extraction import shard_rows
 from service.core import lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope

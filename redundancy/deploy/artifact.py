@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from redundancy.advice import RANDOM_KINDS, intervals_from_summary, recommend
+from redundancy.advice.multitask import MultiTaskRecommendation
+from redundancy.advice.recommend import RANDOM_KINDS, intervals_from_summary, recommend
 from redundancy.config import Criterion, DeltaMode
 from redundancy.deploy.errors import ArtifactError
-from redundancy.deploy.multitask import MultiTaskRecommendation
 from redundancy.hashing import hash_json
-from redundancy.probes import RidgeProber, sample_subset
+from redundancy.probing import RidgeProber, sample_subset
 from redundancy.report import CurvePoint, Recommendation, Report
-from redundancy.stats import GramStats
+from redundancy.sources.stats import GramStats
 
 FORMAT = "redundancy-subset-head/1"
 _HEADER_KEY = "redundancy.artifact"

@@ -9,9 +9,9 @@ from typing import Any
 from redundancy.deploy.artifact import build_artifact, save_artifact
 from redundancy.deploy.errors import ArtifactError
 from redundancy.deploy.head import model_facts
-from redundancy.models import load_model
 from redundancy.report import Recommendation, Report
-from redundancy.stats import GramStats
+from redundancy.sources.models import load_model
+from redundancy.sources.stats import GramStats
 
 
 def report_model_facts(report: Report) -> tuple[str, dict[str, Any]]:

@@ -12,8 +12,8 @@ from torch import nn
 
 from redundancy.deploy.artifact import Artifact
 from redundancy.deploy.errors import ArtifactError
-from redundancy.models import FeatureExtractor, LoadedModel
-from redundancy.models.layers import PENULTIMATE
+from redundancy.sources.models import FeatureExtractor, LoadedModel
+from redundancy.sources.models.layers import PENULTIMATE
 
 
 def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:

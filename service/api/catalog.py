@@ -11,7 +11,7 @@ import timm
 from huggingface_hub import try_to_load_from_cache
 from timm.models import get_pretrained_cfg
 
-from redundancy.datasets import describe_datasets
+from redundancy.sources.datasets import describe_datasets
 from service.api.schemas import CatalogDataset, CatalogModel
 from service.api.validation import CHECKPOINT_SUFFIXES, is_timm_model
 from service.core.config import Settings

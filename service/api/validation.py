@@ -14,9 +14,9 @@ from typing import Any
 import timm
 
 from redundancy.config import AnalysisConfig
-from redundancy.datasets.registry import parse_spec
 from redundancy.errors import RedundancyError
-from redundancy.models.loading import check_model_name
+from redundancy.sources.datasets.registry import parse_spec
+from redundancy.sources.models.loading import check_model_name
 from service.api.errors import validation_problem
 from service.core.config import Settings
 from service.core.paths import PATH_NOT_ALLOWED, SPECIAL_WEIGHTS, path_problem

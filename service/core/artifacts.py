@@ -202,7 +202,7 @@ def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
         raise ArtifactGone(plan.job_id, f"{stats_path} does not exist")
     try:
         stats = load_stats(stats_path)
-    except RedundancyError as exc:  # unreadable or inconsistent (redundancy.features_store)
+    except RedundancyError as exc:  # unreadable or inconsistent (redundancy.sources.features_store)
         raise ArtifactGone(plan.job_id, exc.message) from exc
     try:
         art = build_artifact(

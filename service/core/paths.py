@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from redundancy.config import AnalysisConfig
-from redundancy.datasets.registry import parse_spec
+from redundancy.sources.datasets.registry import parse_spec
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 OUTSIDE = "not under an allowed root"

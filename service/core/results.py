@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from redundancy.advice import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import CurvePoint, FractionSummary, Recommendation, Report
 from service.core.errors import NotSucceeded, ResultMissing
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
@@ -103,7 +103,7 @@ def load_report(session: Session, job: Job) -> dict[str, Any]:
 def recommend_for(
     session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None
 ) -> Recommendation:
-    """The engine's :func:`redundancy.advice.recommend` on the stored curve (never recomputes a probe);
+    """The engine's :func:`redundancy.advice.recommend.recommend` on the stored curve (never recomputes a probe);
     mode and criterion default to the job's own."""
     result = _result_of(session, job)
     mode = delta_mode or job.request.get("delta_mode") or "relative"

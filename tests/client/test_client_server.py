@@ -20,7 +20,7 @@ from advisor_client import (
 )
 from advisor_client.progress import ProgressBar
 
-from redundancy.advice import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import Report
 
 pytestmark = pytest.mark.integration

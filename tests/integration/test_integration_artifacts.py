@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from redundancy.deploy import TaskCurve, load_artifact, recommend_multitask
-from redundancy.extraction import Features
-from redundancy.models import load_model
 from redundancy.pipeline import feature_key, make_transform, prepare_data
 from redundancy.report import Report
+from redundancy.sources.extraction import Features
+from redundancy.sources.models import load_model
 from service.core.db import session_scope
 from service.core.models import JobStats
 from service.core.runtime import make_runtime

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from redundancy.advice import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import Report
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from redundancy.advice import recommend, summarize
+from redundancy.advice.recommend import recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
 from service.api.schemas import SMALL_JOB_EXAMPLE

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from redundancy.advice import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import Report
 from service.core import migrate
 from service.core.results import stored_recommendation

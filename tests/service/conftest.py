@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from redundancy.advice import recommend, summarize
+from redundancy.advice.recommend import recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.errors import Cancelled
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
-from redundancy.stats import GramStats
+from redundancy.sources.stats import GramStats
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import migrate
 from service.core.config import Settings

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from redundancy.config import AnalysisConfig
 from redundancy.deploy import TaskCurve, load_artifact, recommend_multitask
-from redundancy.probes import sample_subset
+from redundancy.probing import sample_subset
 from redundancy.report import Report
 from service.core.db import session_scope
 from service.core.models import Job, JobStats

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from redundancy.advice import intervals_from_summary, recommend, summarize
+from redundancy.advice.recommend import intervals_from_summary, recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, Report
 from service.core.db import session_scope

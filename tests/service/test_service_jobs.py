@@ -7,7 +7,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from redundancy.advice import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.errors import UnknownLayerError
 from redundancy.report import Report
 from service.core.db import session_scope

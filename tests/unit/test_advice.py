@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redundancy.advice import recommend, summarize
+from redundancy.advice.fairness import coefficient_of_variation, gini
+from redundancy.advice.recommend import recommend, summarize
 from redundancy.errors import InvalidConfigError
-from redundancy.fairness import coefficient_of_variation, gini
 from redundancy.report import CurvePoint
 
 CLASSES = ["a", "b", "c"]
@@ -66,7 +66,7 @@ def test_fairness_cost_at_the_recommendation_is_per_seed() -> None:
 
 def test_per_seed_fairness_can_disagree_in_sign_with_the_mean_vector() -> None:
     """Two seeds with opposite errors: each is unequal, their mean vector is perfectly equal."""
-    from redundancy.fairness import fairness_cost
+    from redundancy.advice.fairness import fairness_cost
 
     full = np.array([0.8, 0.8])
     at = np.array([[0.9, 0.7], [0.7, 0.9]])

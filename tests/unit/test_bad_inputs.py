@@ -11,7 +11,6 @@ import torch
 from pydantic import ValidationError
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.datasets import load_dataset
 from redundancy.errors import (
     CheckpointMismatchError,
     DatasetFormatError,
@@ -22,7 +21,8 @@ from redundancy.errors import (
     UnknownModelError,
     WeightsNotFoundError,
 )
-from redundancy.models import FeatureExtractor, load_model
+from redundancy.sources.datasets import load_dataset
+from redundancy.sources.models import FeatureExtractor, load_model
 
 BASE = {
     "model": {"name": "resnet18", "weights": "random"},

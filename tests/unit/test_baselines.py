@@ -7,7 +7,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from redundancy.baselines import (
+from redundancy.probing.baselines import (
     Baselines,
     first_k_probe,
     pca_topk_probe,
@@ -15,9 +15,9 @@ from redundancy.baselines import (
     random_projection_matrix,
     random_projection_probe,
 )
-from redundancy.cka import linear_cka
-from redundancy.probes.ridge import DEFAULT_ALPHAS, RidgeProber
-from redundancy.stats import GramStats
+from redundancy.probing.cka import linear_cka
+from redundancy.probing.ridge import DEFAULT_ALPHAS, RidgeProber
+from redundancy.sources.stats import GramStats
 
 
 def _problem(n: int = 300, d: int = 30, c: int = 4, seed: int = 0):

@@ -9,8 +9,8 @@ import pytest
 import timm
 import torch
 
-from redundancy.datasets.base import ImageSplit, to_rgb_image
-from redundancy.datasets.batch_transform import BatchTransform
+from redundancy.sources.datasets.base import ImageSplit, to_rgb_image
+from redundancy.sources.datasets.batch_transform import BatchTransform
 
 
 def _timm_transform(size: int, crop_pct: float = 0.875, interpolation: str = "bicubic",
@@ -87,7 +87,7 @@ def test_pixel_source_follows_subsets() -> None:
 def test_split_at_tensor_gives_the_whole_transforms_numbers(interpolation):
     from PIL import Image
 
-    from redundancy.datasets.batch_transform import split_at_tensor
+    from redundancy.sources.datasets.batch_transform import split_at_tensor
 
     transform = _timm_transform(48, interpolation=interpolation)
     rng = np.random.default_rng(3)
@@ -103,7 +103,7 @@ def test_split_at_tensor_gives_the_whole_transforms_numbers(interpolation):
 def test_split_at_tensor_refuses_what_it_cannot_cut():
     from torchvision import transforms as T
 
-    from redundancy.datasets.batch_transform import split_at_tensor
+    from redundancy.sources.datasets.batch_transform import split_at_tensor
 
     norm = T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert split_at_tensor(T.Compose([T.Resize(32), T.ToTensor(), norm])) is None, "sizes would differ"

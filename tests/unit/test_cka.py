@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redundancy.cka import GramCKA, linear_cka
-from redundancy.stats import GramStats
+from redundancy.probing.cka import GramCKA, linear_cka
+from redundancy.sources.stats import GramStats
 
 
 @pytest.mark.parametrize("k", [1, 5, 17, 30])
@@ -33,7 +33,7 @@ def test_cka_of_full_layer_is_one_and_grows_with_subset_size() -> None:
 def test_gram_cka_of_a_dead_subset_is_undefined_not_zero() -> None:
     import math
 
-    from redundancy.baselines import projection_cka
+    from redundancy.probing.baselines import projection_cka
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 8))
@@ -47,7 +47,7 @@ def test_gram_cka_of_a_dead_subset_is_undefined_not_zero() -> None:
 
 
 def test_summary_mean_is_over_defined_cka_with_the_count() -> None:
-    from redundancy.advice import summarize
+    from redundancy.advice.recommend import summarize
     from redundancy.report import CurvePoint
 
     pts = [CurvePoint(fraction=0.1, k=1, seed=s, accuracy=0.5, per_class_accuracy=[0.5, 0.5], cka=c)

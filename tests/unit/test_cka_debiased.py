@@ -7,14 +7,14 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from redundancy.cka import (
+from redundancy.probing.cka import (
     FeatureCKA,
     GramCKA,
     debiased_linear_cka,
     independent_subset_pair,
     linear_cka,
 )
-from redundancy.stats import GramStats
+from redundancy.sources.stats import GramStats
 
 
 def _features(n: int = 60, d: int = 25, seed: int = 0) -> np.ndarray:
@@ -96,7 +96,7 @@ def test_independent_pairs_are_seeded_and_can_overlap() -> None:
 def test_cka_of_a_subset_without_variance_is_undefined_not_zero() -> None:
     import math
 
-    from redundancy.cka import FeatureCKA
+    from redundancy.probing.cka import FeatureCKA
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 6))
@@ -112,7 +112,7 @@ def test_debiased_cka_is_undefined_when_both_self_hsics_are_negative() -> None:
     positive, which must not pass for a CKA. The ratio is defined only when both are positive."""
     import math
 
-    from redundancy.cka import FeatureCKA, _ratio
+    from redundancy.probing.cka import FeatureCKA, _ratio
 
     assert math.isnan(_ratio(1e-18, -1e-17, -2e-17))  # the sign case: positive product, still undefined
     assert math.isnan(_ratio(0.3, 0.0, 1.0)) and math.isnan(_ratio(0.3, 1.0, -1.0))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from redundancy.cli import EXIT_BAD_INPUT, EXIT_OK
-from redundancy.cli_table import format_report, what_to_do
+from redundancy.cli.main import EXIT_BAD_INPUT, EXIT_OK
+from redundancy.cli.table import format_report, what_to_do
 from redundancy.report import Report
 from service.cli import main
 

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from redundancy.cli import add_analyze_arguments, config_from_args
-from redundancy.cli_options import config_options, show
+from redundancy.cli.main import add_analyze_arguments, config_from_args
+from redundancy.cli.options import config_options, show
 from redundancy.config import AnalysisConfig
 
 REQUIRED = ["--model", "resnet18", "--dataset", "digits"]

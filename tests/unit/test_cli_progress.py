@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from redundancy.cli import _Bars
+from redundancy.cli.main import _Bars
 from redundancy.pipeline import ProgressEvent
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from redundancy.datasets import balanced_subset, load_dataset
-from redundancy.datasets.base import validation_split
+from redundancy.sources.datasets import balanced_subset, load_dataset
+from redundancy.sources.datasets.base import validation_split
 
 
 def test_digits_ships_offline_with_class_names_and_grey_becomes_rgb() -> None:
@@ -64,8 +64,8 @@ def test_validation_split_is_stratified_disjoint_and_seeded() -> None:
 
 @pytest.mark.parametrize("shape", [(8, 8, 2), (2, 8, 8, 3)])
 def test_bad_image_shapes(shape: tuple[int, ...], tmp_path: Path) -> None:
-    from redundancy.datasets.base import to_rgb_image
     from redundancy.errors import DatasetFormatError
+    from redundancy.sources.datasets.base import to_rgb_image
 
     with pytest.raises(DatasetFormatError, match="shape"):
         to_rgb_image(np.zeros(shape, np.uint8))

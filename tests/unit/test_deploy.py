@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.advice import RANDOM_KINDS
-from redundancy.cli import run_analyze
+from redundancy.advice.recommend import RANDOM_KINDS
+from redundancy.cli.main import run_analyze
 from redundancy.deploy import (
     Artifact,
     ArtifactError,
@@ -37,11 +37,11 @@ from redundancy.deploy import (
 )
 from redundancy.deploy.artifact import card_path
 from redundancy.errors import RedundancyError
-from redundancy.extraction import Features
-from redundancy.models import load_model
 from redundancy.pipeline import prepare_data
-from redundancy.probes import sample_subset
+from redundancy.probing import sample_subset
 from redundancy.report import CurvePoint, Report
+from redundancy.sources.extraction import Features
+from redundancy.sources.models import load_model
 
 CONFIG = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
@@ -294,7 +294,7 @@ def test_cli_export_refuses_a_logistic_report_with_one_line(tmp_path: Path, caps
     """The CLI flag end to end on a tiny run: a logistic probe has no head from the statistics."""
     import argparse
 
-    from redundancy.cli import add_analyze_arguments
+    from redundancy.cli.main import add_analyze_arguments
 
     p = argparse.ArgumentParser()
     add_analyze_arguments(p)

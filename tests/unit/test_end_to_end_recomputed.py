@@ -11,11 +11,11 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.baselines import random_projection_matrix
-from redundancy.cka import independent_subset_pair
-from redundancy.extraction import Features
-from redundancy.probes import sample_subset
-from redundancy.probes.ridge import GCV_ALPHAS
+from redundancy.probing import sample_subset
+from redundancy.probing.baselines import random_projection_matrix
+from redundancy.probing.cka import independent_subset_pair
+from redundancy.probing.ridge import GCV_ALPHAS
+from redundancy.sources.extraction import Features
 
 CONFIG = {
     "model": {"name": "resnet18", "weights": "random"},
@@ -138,7 +138,7 @@ def test_summary_means_are_over_defined_values_and_fairness_is_per_seed(run: tup
         assert s.cka_mean == (pytest.approx(np.mean(defined)) if defined else None)
     for rec in report.recommendations:
         at = [p.per_class_accuracy for p in report.curve if p.kind == "random" and p.k == rec.k]
-        from redundancy.fairness import gini
+        from redundancy.advice.fairness import gini
 
         assert rec.fairness.gini_at == pytest.approx(np.mean([gini(np.array(v)) for v in at]))
         assert rec.ci_method is not None and "paired" in rec.ci_method

@@ -11,10 +11,10 @@ import timm
 import torch
 
 from redundancy import AnalysisConfig, ProgressEvent, Runtime, analyze
-from redundancy.datasets import load_dataset
-from redundancy.extraction import extract
-from redundancy.models.layers import FeatureExtractor
-from redundancy.stats import GramStats
+from redundancy.sources.datasets import load_dataset
+from redundancy.sources.extraction import extract
+from redundancy.sources.models.layers import FeatureExtractor
+from redundancy.sources.stats import GramStats
 
 
 @pytest.fixture(scope="module")

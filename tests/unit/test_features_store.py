@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from redundancy.errors import FeatureRangeError, RedundancyError
-from redundancy.extraction import Features, cached_features
-from redundancy.features_store import FeatureWriter, load_stats, open_array, save_stats, sum_stats
-from redundancy.stats import GramStats
+from redundancy.sources.extraction import Features, cached_features
+from redundancy.sources.features_store import FeatureWriter, load_stats, open_array, save_stats, sum_stats
+from redundancy.sources.stats import GramStats
 
 
 def _data(n: int, d: int = 7, c: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

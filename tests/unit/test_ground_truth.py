@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from redundancy.advice import recommend
+from redundancy.advice.recommend import recommend
 from redundancy.config import AnalysisConfig
-from redundancy.extraction import Features
 from redundancy.pipeline import run_probes
-from redundancy.stats import GramStats
+from redundancy.sources.extraction import Features
+from redundancy.sources.stats import GramStats
 
 C, D = 5, 256
 FRACTIONS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 1.0]

@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from redundancy.errors import Cancelled
-from redundancy.probes.logistic import _chunks, step_milestones, train_logistic_grid
+from redundancy.probing.logistic import _chunks, step_milestones, train_logistic_grid
 
 
 def _problem(n: int = 600, d: int = 24, c: int = 4, seed: int = 0):

@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from redundancy.models import FeatureExtractor, load_model
+from redundancy.sources.models import FeatureExtractor, load_model
 
 
 def test_safetensors_and_pth_checkpoints_load_exactly(tmp_path: Path) -> None:

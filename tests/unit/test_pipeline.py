@@ -110,8 +110,8 @@ def _weak_signal_features(n: int = 600, d: int = 40, seed: int = 0):
     """Every neuron a weak, noisy copy of a two-class signal: accuracy grows steadily with k."""
     import numpy as np
 
-    from redundancy.extraction import Features
-    from redundancy.stats import GramStats
+    from redundancy.sources.extraction import Features
+    from redundancy.sources.stats import GramStats
 
     rng = np.random.default_rng(seed)
 
@@ -125,9 +125,9 @@ def _weak_signal_features(n: int = 600, d: int = 40, seed: int = 0):
 
 @pytest.mark.parametrize("lambda_select", ["gcv", "val"])
 def test_refinement_bisects_inside_the_bracket(lambda_select: str) -> None:
-    from redundancy.advice import summarize, threshold
+    from redundancy.advice.recommend import summarize, threshold
+    from redundancy.advice.refine import bracket
     from redundancy.pipeline import run_probes
-    from redundancy.refine import bracket
 
     feats = _weak_signal_features()
     cfg = AnalysisConfig.model_validate({

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from redundancy.advice import intervals_from_summary, recommend, summarize
+from redundancy.advice.recommend import intervals_from_summary, recommend, summarize
 from redundancy.errors import InvalidConfigError
 from redundancy.plots import build_figure, markers, render
 from redundancy.report import CurvePoint, Report

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.models import load_model
 from redundancy.pipeline import make_transform
+from redundancy.sources.models import load_model
 
 
 @pytest.mark.parametrize(

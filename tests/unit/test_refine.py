@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from redundancy.refine import bracket, refine, refined_k, resolution_to_k
+from redundancy.advice.refine import bracket, refine, refined_k, resolution_to_k
 
 
 def _curve(k: int) -> float:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from redundancy.probes.ridge import RidgeProber
-from redundancy.stats import GramStats
+from redundancy.probing.ridge import RidgeProber
+from redundancy.sources.stats import GramStats
 
 
 def _problem(n: int = 400, d: int = 40, c: int = 4, seed: int = 0):
@@ -74,8 +74,8 @@ def test_per_class_accuracy_is_consistent_with_accuracy() -> None:
 
 # λ by generalised cross-validation ------------------------------------------------------------------
 
-from redundancy.probes.ridge import GCV_ALPHAS, gcv_curve, gcv_slow, pick_lambda  # noqa: E402
-from redundancy.stats import standardised_from_rows  # noqa: E402
+from redundancy.probing.ridge import GCV_ALPHAS, gcv_curve, gcv_slow, pick_lambda  # noqa: E402
+from redundancy.sources.stats import standardised_from_rows  # noqa: E402
 
 
 def _gcv_sample_space(x: np.ndarray, y: np.ndarray, c: int, lambdas: np.ndarray) -> np.ndarray:
@@ -187,7 +187,7 @@ def test_bad_selection_is_refused() -> None:
 
 
 def test_tridiagonal_gcv_equals_the_spectrum_and_the_direct_solve() -> None:
-    from redundancy.probes.ridge import GCV_ALPHAS, Tridiagonal, gcv_curve, gcv_tridiagonal
+    from redundancy.probing.ridge import GCV_ALPHAS, Tridiagonal, gcv_curve, gcv_tridiagonal
 
     x, y, *_ = _problem(n=500, d=60, seed=4)
     c = 4
@@ -212,7 +212,7 @@ def test_tridiagonal_gcv_equals_the_spectrum_and_the_direct_solve() -> None:
 
 
 def test_blocked_reflectors_rebuild_the_matrix() -> None:
-    from redundancy.probes.ridge import REFLECTOR_BLOCK, Tridiagonal
+    from redundancy.probing.ridge import REFLECTOR_BLOCK, Tridiagonal
 
     rng = np.random.default_rng(6)
     k = 2 * REFLECTOR_BLOCK + 23  # three blocks, the last one partial
@@ -227,7 +227,7 @@ def test_blocked_reflectors_rebuild_the_matrix() -> None:
 
 
 def test_prober_cpu_fast_path_equals_the_eigendecomposition_path() -> None:
-    import redundancy.probes.ridge as ridge
+    import redundancy.probing.ridge as ridge
 
     x, y, _, _, xt, yt = _problem(n=400, d=40, seed=5)
     fast = RidgeProber(standardised_from_rows(x, y, 4), None, None, xt, yt, select="gcv")
@@ -276,7 +276,7 @@ def _gram_with_constant_neurons(k: int = 60, live: int = 12, n: int = 30, seed: 
 def test_psd_eigh_splits_off_constant_neurons_exactly() -> None:
     import torch
 
-    from redundancy.probes.ridge import psd_eigh
+    from redundancy.probing.ridge import psd_eigh
 
     g = _gram_with_constant_neurons()
     e, v = psd_eigh(torch.from_numpy(g))
@@ -294,7 +294,7 @@ def test_psd_eigh_falls_back_when_lapack_does_not_converge(monkeypatch: pytest.M
     """MKL's syevd can fail to converge (seen on a real 1,280-neuron Gram); the QR driver answers."""
     import torch
 
-    from redundancy.probes import ridge
+    from redundancy.probing import ridge
 
     def fails(_g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from redundancy.advice import recommend
+from redundancy.advice.recommend import recommend
+from redundancy.advice.savings import savings
 from redundancy.report import CurvePoint
-from redundancy.savings import savings
 
 
 def test_savings_by_hand() -> None:

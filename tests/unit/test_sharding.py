@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.extraction import shard_rows, split_ranges
-from redundancy.features_store import load_stats
 from redundancy.pipeline import analyze_from_shards, extract_shard, prepare
+from redundancy.sources.extraction import shard_rows, split_ranges
+from redundancy.sources.features_store import load_stats
 from service.api.schemas import SMALL_JOB_EXAMPLE
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from redundancy.stats import GramStats
+from redundancy.sources.stats import GramStats
 
 
 def test_streaming_batches_and_merge_equal_one_pass() -> None:
@@ -39,7 +39,7 @@ def test_standardised_quantities_equal_explicit_ones() -> None:
 
 
 def test_accumulator_buffers_small_batches_into_the_same_sums() -> None:
-    from redundancy.stats import GramAccumulator
+    from redundancy.sources.stats import GramAccumulator
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(1000, 16)) + 2
@@ -62,7 +62,7 @@ def _problem_rows(n: int, d: int, offset: float = 1.0, seed: int = 3) -> tuple[n
 
 
 def test_standardised_problem_from_stats_equals_the_rows_one_when_n_exceeds_d() -> None:
-    from redundancy.stats import standardised_from_rows, standardised_problem
+    from redundancy.sources.stats import standardised_from_rows, standardised_problem
 
     x, y = _problem_rows(2000, 40)
     stats = GramStats.from_features(x[:1500], y[:1500], 4).merge(GramStats.from_features(x[1500:], y[1500:], 4))
@@ -79,7 +79,7 @@ def test_standardised_problem_from_stats_equals_the_rows_one_when_n_exceeds_d() 
 
 
 def test_standardised_problem_goes_to_the_rows_when_the_statistics_are_not_enough() -> None:
-    from redundancy.stats import cancellation_error, standardised_from_rows, standardised_problem
+    from redundancy.sources.stats import cancellation_error, standardised_from_rows, standardised_problem
 
     calls: list[int] = []
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from redundancy.probes.subsets import fraction_to_k, plan_subsets, sample_subset
+from redundancy.probing.subsets import fraction_to_k, plan_subsets, sample_subset
 
 
 def test_rounding_and_honest_skips() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from redundancy.uncertainty import (
+from redundancy.advice.uncertainty import (
     bootstrap_accuracies,
     bootstrap_ci,
     fraction_uncertainty,

@@ -6,7 +6,7 @@ import pytest
 import timm
 
 from redundancy.errors import InvalidConfigError, WeightsUnavailableError
-from redundancy.models.loading import load_model
+from redundancy.sources.models.loading import load_model
 
 
 @pytest.fixture

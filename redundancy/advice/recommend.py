@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from redundancy.advice.fairness import fairness_cost
+from redundancy.advice.savings import savings
+from redundancy.advice.uncertainty import PairedBootstrap
 from redundancy.config import Criterion, DeltaMode
 from redundancy.errors import InvalidConfigError
-from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, FractionSummary, Recommendation
-from redundancy.savings import savings
-from redundancy.uncertainty import PairedBootstrap
 
 _EPS = 1e-12
 

@@ -29,7 +29,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from redundancy.errors import FeatureRangeError, RedundancyError
-from redundancy.stats import GramStats
+from redundancy.sources.stats import GramStats
 
 FeatureDtype = Literal["float16", "float32"]
 STORE_FORMAT = 1

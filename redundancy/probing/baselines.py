@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from redundancy.cka import GramCKA
-from redundancy.probes.ridge import ProbeResult, RidgeProber
-from redundancy.stats import GramStats, Standardised
+from redundancy.probing.cka import GramCKA
+from redundancy.probing.ridge import ProbeResult, RidgeProber
+from redundancy.sources.stats import GramStats, Standardised
 
 BASELINE_KINDS: tuple[str, ...] = ("pca", "first_k", "random_projection")
 

@@ -87,7 +87,7 @@ def _option(path: tuple[str, ...], info: FieldInfo) -> ConfigOption:
     if item not in (int, float, str, bool) or (is_list and item is bool):
         raise TypeError(
             f"AnalysisConfig.{'.'.join(path)} has type {info.annotation!r}, which the CLI cannot express; "
-            "give it a flag by hand in redundancy/cli_options.py"
+            "give it a flag by hand in redundancy/cli/options.py"
         )
     flag = FLAG_NAMES.get(".".join(path), "--" + "-".join(path).replace("_", "-"))
     return ConfigOption(path=path, flag=flag, info=info, scalar=item, is_list=is_list, choices=choices)

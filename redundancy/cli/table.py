@@ -3,8 +3,8 @@ a "what to do" line wherever an answer is fragile."""
 
 from __future__ import annotations
 
+from redundancy.advice.savings import Savings
 from redundancy.report import FractionSummary, Recommendation, Report, SkippedFraction
-from redundancy.savings import Savings
 
 BASELINE_LEGEND: dict[str, str] = {
     "pca": "the top-k principal components of the standardised features",

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from redundancy.datasets.base import ImageDataset, ImageSplit, PixelSource, to_rgb_image
 from redundancy.errors import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
 from redundancy.hashing import hash_file
 from redundancy.runtime import Runtime
+from redundancy.sources.datasets.base import ImageDataset, ImageSplit, PixelSource, to_rgb_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TORCHVISION = ("cifar10", "cifar100", "oxford_pets", "flowers102")

@@ -44,7 +44,7 @@ import numpy as np
 import scipy.linalg as sla
 import torch
 
-from redundancy.stats import Standardised
+from redundancy.sources.stats import Standardised
 
 # λ = α·n: the standardised Gram has diagonal n, so α is scale-free.
 DEFAULT_ALPHAS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # validation selection

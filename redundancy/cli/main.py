@@ -16,14 +16,14 @@ from typing import NoReturn
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from redundancy.cli_options import (
+from redundancy.cli.options import (
     add_config_options,
     config_from_namespace,
     error_line,
     field_of_flag,
     validation_errors,
 )
-from redundancy.cli_table import format_report
+from redundancy.cli.table import format_report
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
 from redundancy.pipeline import ProgressEvent, analyze

@@ -4,7 +4,7 @@ val/test.
 The train split feeds `GramAccumulator` (`n`, `Σx`, `XᵀX`, per-class sums) on the model's device,
 copied to the host once at the end; its samples are stored only where a probe needs them
 (logistic). Validation (held out from train) and test features are streamed into a feature store
-(`redundancy.features_store`): float16 by default, memory-mapped on read, never held in memory.
+(`redundancy.sources.features_store`): float16 by default, memory-mapped on read, never held in memory.
 
 Images reach the model in one of two ways:
 
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from redundancy.datasets.base import ImageSplit
-from redundancy.datasets.batch_transform import BatchTransform, split_at_tensor
 from redundancy.errors import Cancelled
-from redundancy.features_store import (
+from redundancy.sources.datasets.base import ImageSplit
+from redundancy.sources.datasets.batch_transform import BatchTransform, split_at_tensor
+from redundancy.sources.features_store import (
     FeatureDtype,
     FeatureWriter,
     load_stats,
@@ -44,8 +44,8 @@ from redundancy.features_store import (
     sum_stats,
     write_meta,
 )
-from redundancy.models.layers import FeatureExtractor
-from redundancy.stats import GramAccumulator, GramStats
+from redundancy.sources.models.layers import FeatureExtractor
+from redundancy.sources.stats import GramAccumulator, GramStats
 
 # Bump when anything that changes extracted features changes in this code.
 FEATURES_VERSION = "2"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from redundancy.errors import Cancelled
-from redundancy.probes.ridge import ProbeResult, per_class_accuracy
+from redundancy.probing.ridge import ProbeResult, per_class_accuracy
 
 # Probes whose weights together exceed this many floats are trained in separate chunks (same data
 # order, so the result does not change); weights, gradients, momentum and the best copy are kept.

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from redundancy.advice import RANDOM_KINDS, summarize, threshold
+from redundancy.advice.fairness import fairness_cost
+from redundancy.advice.recommend import RANDOM_KINDS, summarize, threshold
+from redundancy.advice.savings import Savings, savings
 from redundancy.config import Criterion, DeltaMode
 from redundancy.deploy.errors import IncompatibleTasksError
-from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, Fairness, FractionSummary, Report
-from redundancy.savings import Savings, savings
-from redundancy.stats import GramStats
+from redundancy.sources.stats import GramStats
 
 if TYPE_CHECKING:
     from redundancy.deploy.artifact import Artifact

@@ -24,7 +24,7 @@ from redundancy.errors import (
     WeightsUnavailableError,
 )
 from redundancy.hashing import hash_file
-from redundancy.models.bundled import BUNDLED_MODEL, bundled_weights_path, load_bundled_state_dict
+from redundancy.sources.models.bundled import BUNDLED_MODEL, bundled_weights_path, load_bundled_state_dict
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
