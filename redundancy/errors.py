@@ -75,3 +75,10 @@ class FeatureRangeError(RedundancyError, ValueError):
 
     code = "feature_range"
     field = "feature_dtype"
+
+
+class IncompatibleTasksError(RedundancyError, ValueError):
+    """Curves of several datasets that cannot share one subset (other model, weights, layer or width)."""
+
+    code = "incompatible_tasks"
+    field = "dataset"

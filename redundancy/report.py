@@ -6,11 +6,27 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from redundancy.advice.savings import Savings
 from redundancy.config import AnalysisConfig, Criterion, DeltaMode
 
 if TYPE_CHECKING:
     from redundancy.sources.stats import GramStats
+
+
+VECTORS_PER_REPORT = 1_000_000
+
+
+class Savings(BaseModel):
+    vectors: int = Field(VECTORS_PER_REPORT, description="Number of stored embeddings the byte counts are for.")
+    embedding_bytes_float32_full: int
+    embedding_bytes_float32_kept: int
+    embedding_bytes_float16_full: int
+    embedding_bytes_float16_kept: int
+    head_params_full: int = Field(description="Weights and bias of a C-way linear head on all d neurons.")
+    head_params_kept: int
+    head_macs_full: int = Field(description="Multiply-adds of the linear head per input, all d neurons.")
+    head_macs_kept: int
+    saved_fraction: float = Field(description="1 − k/d: the share of embedding bytes and head multiply-adds saved.")
+    head_params_saved_fraction: float = Field(description="1 − (k·C + C)/(d·C + C).")
 
 
 class ModelInfo(BaseModel):

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from redundancy.advice.fairness import fairness_cost
-from redundancy.advice.recommend import RANDOM_KINDS, summarize, threshold
+from redundancy.advice.recommend import summarize, threshold
 from redundancy.advice.savings import Savings, savings
 from redundancy.config import Criterion, DeltaMode
-from redundancy.deploy.errors import IncompatibleTasksError
+from redundancy.errors import IncompatibleTasksError
 from redundancy.report import CurvePoint, Fairness, FractionSummary, Report
-from redundancy.sources.stats import GramStats
-
-if TYPE_CHECKING:
-    from redundancy.deploy.artifact import Artifact
 
 _EPS = 1e-12
 
@@ -145,23 +140,3 @@ def recommend_multitask(
         binding=binding, tasks=rows,
     )
 
-
-def build_multitask_artifacts(
-    reports: Mapping[str, Report],
-    stats: Mapping[str, GramStats],
-    answer: MultiTaskRecommendation,
-    *,
-    weights_sha256: str,
-    data_config: dict[str, Any],
-) -> dict[str, Artifact]:
-    """One artifact per dataset at the common `k`, all with the same indices: the seed is chosen once,
-    over every dataset's points (`choose_seed`), and each head is fitted from its own statistics."""
-    from redundancy.deploy.artifact import build_artifact, choose_seed
-
-    check_compatible({name: TaskCurve.from_report(r) for name, r in reports.items()})
-    seed = choose_seed(*([p for p in r.curve if p.kind in RANDOM_KINDS and p.k == answer.k] for r in reports.values()))
-    return {
-        name: build_artifact(r, stats[name], answer, weights_sha256=weights_sha256, data_config=data_config,
-                             seed=seed)
-        for name, r in reports.items()
-    }

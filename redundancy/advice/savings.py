@@ -11,25 +11,11 @@ Pure arithmetic on (d, k, C). With `V` stored vectors (one million by default):
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from redundancy.report import VECTORS_PER_REPORT, Savings
 
-VECTORS_PER_REPORT = 1_000_000
+__all__ = ["BYTES_PER_VALUE", "VECTORS_PER_REPORT", "Savings", "savings"]
+
 BYTES_PER_VALUE: dict[str, int] = {"float32": 4, "float16": 2}
-
-
-class Savings(BaseModel):
-    vectors: int = Field(VECTORS_PER_REPORT, description="Number of stored embeddings the byte counts are for.")
-    embedding_bytes_float32_full: int
-    embedding_bytes_float32_kept: int
-    embedding_bytes_float16_full: int
-    embedding_bytes_float16_kept: int
-    head_params_full: int = Field(description="Weights and bias of a C-way linear head on all d neurons.")
-    head_params_kept: int
-    head_macs_full: int = Field(description="Multiply-adds of the linear head per input, all d neurons.")
-    head_macs_kept: int
-    saved_fraction: float = Field(description="1 − k/d: the share of embedding bytes and head multiply-adds saved.")
-    head_params_saved_fraction: float = Field(description="1 − (k·C + C)/(d·C + C).")
-
 
 def _head_params(width: int, num_classes: int) -> int:
     return width * num_classes + num_classes

@@ -5,12 +5,7 @@
     clf = attach(timm_model, art)        # clf(images) -> logits of the compressed classifier
 """
 
-from redundancy.advice.multitask import (
-    MultiTaskRecommendation,
-    TaskCurve,
-    build_multitask_artifacts,
-    recommend_multitask,
-)
+from redundancy.advice.multitask import MultiTaskRecommendation, TaskCurve, recommend_multitask
 from redundancy.deploy.artifact import (
     Artifact,
     build_artifact,
@@ -23,6 +18,7 @@ from redundancy.deploy.artifact import (
 from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
 from redundancy.deploy.export import export_artifacts, report_model_facts
 from redundancy.deploy.head import SubsetClassifier, SubsetHead, attach, backbone_sha256, model_facts
+from redundancy.deploy.multitask import build_multitask_artifacts
 from redundancy.sources.features_store import load_stats, save_stats
 
 __all__ = [

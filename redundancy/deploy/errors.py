@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from redundancy.errors import RedundancyError
+from redundancy.errors import IncompatibleTasksError, RedundancyError
+
+__all__ = ["ArtifactError", "IncompatibleTasksError"]  # the second lives in redundancy.errors (advice raises it)
 
 
 class ArtifactError(RedundancyError, ValueError):
@@ -11,9 +13,3 @@ class ArtifactError(RedundancyError, ValueError):
     code = "artifact_invalid"
     field = "artifact"
 
-
-class IncompatibleTasksError(RedundancyError, ValueError):
-    """Curves of several datasets that cannot share one subset (other model, weights, layer or width)."""
-
-    code = "incompatible_tasks"
-    field = "dataset"

@@ -73,3 +73,29 @@ def test_the_reason_check_finds_a_bare_function_level_import(tmp_path):
     src = tmp_path / "m.py"
     src.write_text("def f():\n    import json\n    from os import path  # lazy: a reason\n    return json, path\n")
     assert _function_level_imports(src) == [(2, "import json")]
+
+
+def _import_cycles(package: str) -> list[tuple[str, str]]:
+    """Every direct import `a -> b` inside `package` from which a chain leads back to `a`."""
+    grimp = pytest.importorskip("grimp")  # installed with import-linter
+    graph = grimp.build_graph(package)
+    return sorted(
+        (a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)
+        if b.startswith(f"{package}.") and graph.chain_exists(importer=b, imported=a)
+    )
+
+
+def test_the_engine_has_no_import_cycle():
+    """The layers contract orders the sub-packages; this also rules out a circle inside one of them (lazy
+    imports included: grimp reads imports inside functions too)."""
+    assert _import_cycles("redundancy") == []
+
+
+def test_the_cycle_check_finds_a_circle(tmp_path, monkeypatch):
+    pkg = tmp_path / "circle_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from circle_pkg import b  # lazy: the circle under test\n")
+    (pkg / "b.py").write_text("from circle_pkg import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _import_cycles("circle_pkg") == [("circle_pkg.a", "circle_pkg.b"), ("circle_pkg.b", "circle_pkg.a")]
