@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import shutil
 import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,17 +14,19 @@ import numpy as np
 import timm
 import torch
 
+from redundancy import __version__
 from redundancy.advice.recommend import recommend, summarize, threshold
 from redundancy.advice.refine import bracket, refine, resolution_to_k
 from redundancy.advice.uncertainty import PairedBootstrap, fraction_uncertainty
 from redundancy.config import AnalysisConfig
 from redundancy.deploy.head import model_facts
-from redundancy.errors import Cancelled, DatasetFormatError
+from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
 from redundancy.probing import ProbeResult, RidgeProber, plan_subsets, sample_subset
 from redundancy.probing.baselines import Baselines
 from redundancy.probing.cka import FeatureCKA, GramCKA
 from redundancy.probing.logistic import train_logistic_grid
+from redundancy.progress import ImagesProgress, ProgressFn, StopFn, Tracker
 from redundancy.report import (
     CurvePoint,
     DatasetInfo,
@@ -41,7 +42,6 @@ from redundancy.sources.datasets.base import ImageSplit, validation_split
 from redundancy.sources.extraction import (
     FEATURES_VERSION,
     Features,
-    ImagesProgress,
     assemble_shards,
     cached_features,
     extract,
@@ -50,69 +50,6 @@ from redundancy.sources.extraction import (
 from redundancy.sources.features_store import save_stats
 from redundancy.sources.models import FeatureExtractor, LoadedModel, load_model
 from redundancy.sources.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
-
-CODE_VERSION = "0.1.0"
-STAGES: tuple[tuple[str, float], ...] = (
-    ("load_model", 0.03),
-    ("load_data", 0.02),
-    ("extract", 0.65),
-    ("probe", 0.28),
-    ("advise", 0.02),
-)
-
-
-def stage_overall(stage: str, fraction: float) -> float:
-    """Overall progress (0..1) at `fraction` of the way through `stage`, by the stages' weights."""
-    start = sum(w for _, w in STAGES[: [n for n, _ in STAGES].index(stage)])
-    return min(1.0, start + dict(STAGES)[stage] * fraction)
-
-
-@dataclass
-class ProgressEvent:
-    stage: str
-    stage_progress: float  # 0..1 within the stage
-    overall: float  # 0..1 over the whole analysis
-    message: str = ""
-    images_done: int | None = None  # extraction only: images through the model so far, of images_total
-    images_total: int | None = None
-
-
-ProgressFn = Callable[[ProgressEvent], None]
-StopFn = Callable[[], bool]
-
-
-class _Tracker:
-    def __init__(self, progress: ProgressFn | None, should_stop: StopFn | None) -> None:
-        self.progress, self.should_stop = progress, should_stop
-        self.timings: dict[str, float] = {}
-
-    def check(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise Cancelled("analysis cancelled")
-
-    def report(self, stage: str, fraction: float, message: str = "", images: tuple[int, int] | None = None) -> None:
-        if self.progress is not None:
-            done, total = images if images is not None else (None, None)
-            self.progress(ProgressEvent(stage, fraction, stage_overall(stage, fraction), message, done, total))
-
-    def stage(self, name: str) -> _Stage:
-        return _Stage(self, name)
-
-
-class _Stage:
-    def __init__(self, tracker: _Tracker, name: str) -> None:
-        self.tracker, self.name = tracker, name
-
-    def __enter__(self) -> _Stage:
-        self.tracker.check()
-        self.tracker.report(self.name, 0.0)
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.tracker.timings[self.name] = round(time.perf_counter() - self.t0, 4)
-        if exc_type is None:
-            self.tracker.report(self.name, 1.0)
 
 
 @dataclass
@@ -208,9 +145,9 @@ class Prepared:
         return train.labels, val.labels, test.labels
 
 
-def prepare(config: AnalysisConfig, runtime: Runtime, tracker: _Tracker | None = None) -> Prepared:
+def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = None) -> Prepared:
     """The `load_model` and `load_data` stages."""
-    tracker = tracker or _Tracker(None, None)
+    tracker = tracker or Tracker()
     with tracker.stage("load_model"):
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
         extractor = FeatureExtractor(loaded.module, config.layer)
@@ -232,7 +169,7 @@ def analyze(
     The composition of `prepare`, one extraction over every row, and `report_from_features`; a
     sharded run (`extract_shard` on row ranges, then `analyze_from_shards`) is the same code."""
     runtime = runtime or Runtime()
-    tracker = _Tracker(progress, should_stop)
+    tracker = Tracker(progress, should_stop)
     device = runtime.resolve_device()
     prep = prepare(config, runtime, tracker)
 
@@ -281,7 +218,7 @@ def analyze_from_shards(
 ) -> Report:
     """The reduce of a sharded analysis: sum the shards' statistics, join their feature slices (in
     row order) and run the probes as `analyze` does."""
-    tracker = _Tracker(progress, should_stop)
+    tracker = Tracker(progress, should_stop)
     device = runtime.resolve_device()
     prep = prepare(config, runtime, tracker)
     with tracker.stage("extract"):
@@ -296,7 +233,7 @@ def analyze_from_shards(
 
 
 def report_from_features(
-    config: AnalysisConfig, prep: Prepared, features: Features, device: str, tracker: _Tracker, cache_hit: bool
+    config: AnalysisConfig, prep: Prepared, features: Features, device: str, tracker: Tracker, cache_hit: bool
 ) -> Report:
     """The `probe` and `advise` stages, and the report."""
     loaded, extractor, data, data_cfg = prep.loaded, prep.extractor, prep.data, prep.data_cfg
@@ -348,7 +285,7 @@ def report_from_features(
             timm=timm.__version__,
             numpy=np.__version__,
             python=platform.python_version(),
-            code_version=CODE_VERSION,
+            code_version=__version__,
             feature_cache_hit=cache_hit,
         ),
     )
@@ -451,13 +388,13 @@ class _SubsetProber:
         )
 
     def __call__(
-        self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
+        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
         return self._ridge(subsets, tracker, progress) if self.ridge is not None else self._logistic(
             subsets, tracker, progress)
 
     def _ridge(
-        self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
+        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
         """Same-size subsets (a fraction's seeds) are probed as one group: one λ choice per group."""
         assert self.ridge is not None
@@ -469,7 +406,7 @@ class _SubsetProber:
         return out
 
     def _logistic(
-        self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
+        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
         f, c = self.features, self.config
         results = train_logistic_grid(
@@ -504,7 +441,7 @@ class _Context:
     prober: _SubsetProber
     gram_cka: GramCKA
     test_cka: FeatureCKA
-    tracker: _Tracker
+    tracker: Tracker
     device: str
 
     @property
@@ -513,11 +450,11 @@ class _Context:
 
 
 def run_probes(
-    config: AnalysisConfig, features: Features, device: str = "cpu", tracker: _Tracker | None = None
+    config: AnalysisConfig, features: Features, device: str = "cpu", tracker: Tracker | None = None
 ) -> ProbeRun:
     """Probe every (fraction, seed) of the grid with part-vs-whole and subset-vs-subset CKA; then, as
     configured, refine f* by bisection, probe the baselines, and bootstrap the test set."""
-    tracker = tracker or _Tracker(None, None)
+    tracker = tracker or Tracker()
     train = training_problem(config, features)
     ctx = _Context(
         config, features, train, _SubsetProber(config, features, train, device),

@@ -20,7 +20,8 @@ import sys
 import threading
 import time
 
-from service.core import migrate, process
+from redundancy.cli import main as engine_cli
+from service.core import process
 from service.core.config import get_settings
 from service.startup import print_component, quiet_celery, quiet_libraries, uvicorn_log_config
 
@@ -28,18 +29,9 @@ log = logging.getLogger("advisor")
 
 
 def _add_analyze(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`advisor analyze`: the engine's own command line (same distribution, so always present; it
+    imports torch only once an analysis runs, so `advisor --help` stays fast)."""
     analyze = sub.add_parser("analyze", help="Run one analysis locally and print the advice.")
-    try:
-        from redundancy.cli import main as engine_cli  # lazy: optional hook (the service commands work without it)
-    except ImportError as exc:  # the engine's CLI is optional for the service commands
-        reason = str(exc)
-
-        def _unavailable(_args: argparse.Namespace) -> int:
-            print(f"advisor analyze is unavailable: {reason}", file=sys.stderr)
-            return 2
-
-        analyze.set_defaults(func=_unavailable)
-        return
     engine_cli.add_analyze_arguments(analyze)
     analyze.set_defaults(func=engine_cli.run_analyze)
 
@@ -142,6 +134,8 @@ def _logging(level: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace) -> int:
+    from service.core import migrate  # lazy: Alembic and SQLAlchemy (0.4 s) only for db and serve, not --help
+
     _apply_data_dir(args)
     settings = get_settings()
     url = settings.db_url
@@ -290,6 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(INSECURE_BANNER.format(host=args.host, port=args.port), file=sys.stderr, flush=True)
     import uvicorn  # lazy: only `serve` needs the HTTP server
 
+    from service.core import migrate  # lazy: Alembic and SQLAlchemy (0.4 s) only for db and serve, not --help
     from service.main import create_app  # lazy: a worker process never imports FastAPI
 
     settings = get_settings()

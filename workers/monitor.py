@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy.orm import Session
 
-from redundancy.pipeline import ProgressEvent, stage_overall
+from redundancy.progress import ProgressEvent, stage_overall
 from service.core import lifecycle
 from service.core.config import Settings
 from service.core.db import session_scope

@@ -21,7 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redundancy import AnalysisConfig, Report, Runtime
 from redundancy import analyze as engine_analyze
 from redundancy.errors import Cancelled, RedundancyError
-from redundancy.pipeline import ProgressFn, StopFn
+from redundancy.progress import ProgressFn, StopFn
 from service.core import artifacts, lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope

@@ -34,15 +34,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from redundancy import AnalysisConfig, Report, Runtime
 from redundancy.errors import Cancelled, RedundancyError
-from redundancy.pipeline import (
-    ProgressEvent,
-    ProgressFn,
-    StopFn,
-    analyze_from_shards,
-    extract_shard,
-    prepare,
-    prepare_data,
-)
+from redundancy.pipeline import analyze_from_shards, extract_shard, prepare, prepare_data
+from redundancy.progress import ProgressEvent, ProgressFn, StopFn
 from redundancy.sources.extraction import shard_rows
 from service.core import lifecycle, queries
 from service.core.config import Settings

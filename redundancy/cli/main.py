@@ -26,7 +26,7 @@ from redundancy.cli.options import (
 from redundancy.cli.table import format_report
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
-from redundancy.pipeline import ProgressEvent, analyze
+from redundancy.progress import ProgressEvent
 from redundancy.report import Report
 from redundancy.runtime import Runtime
 
@@ -220,6 +220,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     bars = _Bars(enabled=not args.quiet)
     try:
+        from redundancy.pipeline import analyze  # lazy: torch and timm only once an analysis runs, not for --help
+
         report = analyze(config, runtime_from_args(args), progress=bars)
     except RedundancyError as exc:
         bars.close()

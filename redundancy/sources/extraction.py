@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from redundancy.errors import Cancelled
+from redundancy.progress import ImagesProgress
 from redundancy.sources.datasets.base import ImageSplit
 from redundancy.sources.datasets.batch_transform import BatchTransform, split_at_tensor
 from redundancy.sources.features_store import (
@@ -52,7 +53,6 @@ FEATURES_VERSION = "2"
 SPLITS = ("train", "val", "test")
 
 _COPY_ROWS = 65536  # rows per block when shard slices are copied into the whole store
-ImagesProgress = Callable[[int, int], None]  # (images done, images total)
 
 
 @dataclass

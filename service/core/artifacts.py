@@ -33,11 +33,11 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from redundancy import __version__
 from redundancy.deploy import ArtifactError, build_artifact, load_stats, save_artifact, save_stats
 from redundancy.deploy.artifact import FORMAT, card_path
 from redundancy.deploy.export import artifact_name
 from redundancy.errors import RedundancyError
-from redundancy.pipeline import CODE_VERSION
 from redundancy.report import Recommendation, Report
 from service.core import results
 from service.core.errors import ArtifactGone, ArtifactNotSupported, ArtifactUnavailable
@@ -174,7 +174,7 @@ def plan_artifact(
     rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion)
     key = json.dumps(
         {"job": job.id, "stats": row.sha256, "recommendation": rec.model_dump(mode="json", by_alias=True),
-         "format": FORMAT, "engine": CODE_VERSION},
+         "format": FORMAT, "engine": __version__},
         sort_keys=True, separators=(",", ":"),
     )
     return ArtifactPlan(

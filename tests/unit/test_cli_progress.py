@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from redundancy.cli.main import _Bars
-from redundancy.pipeline import ProgressEvent
+from redundancy.progress import ProgressEvent
 
 
 def test_extraction_bar_shows_images_done_of_total_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
