@@ -5,8 +5,6 @@ from __future__ import annotations
 import platform
 import shutil
 import tempfile
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,17 +13,15 @@ import timm
 import torch
 
 from redundancy import __version__
-from redundancy.advice.recommend import recommend, summarize, threshold
-from redundancy.advice.refine import bracket, refine, resolution_to_k
-from redundancy.advice.uncertainty import PairedBootstrap, fraction_uncertainty
+from redundancy.advice.recommend import recommend, summarize
+from redundancy.advice.refine import Refinement
+from redundancy.advice.uncertainty import PairedBootstrap, bootstrap_intervals
 from redundancy.config import AnalysisConfig
 from redundancy.deploy.head import model_facts
 from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
-from redundancy.probing import ProbeResult, RidgeProber, plan_subsets, sample_subset
-from redundancy.probing.baselines import Baselines
-from redundancy.probing.cka import FeatureCKA, GramCKA
-from redundancy.probing.logistic import train_logistic_grid
+from redundancy.probing import plan_subsets
+from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random
 from redundancy.progress import ImagesProgress, ProgressFn, StopFn, Tracker
 from redundancy.report import (
     CurvePoint,
@@ -49,7 +45,7 @@ from redundancy.sources.extraction import (
 )
 from redundancy.sources.features_store import save_stats
 from redundancy.sources.models import FeatureExtractor, LoadedModel, load_model
-from redundancy.sources.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
+from redundancy.sources.stats import GramStats
 
 
 @dataclass
@@ -135,11 +131,6 @@ class Prepared:
         return self.data.train, self.data.val, self.data.test
 
     @property
-    def total_rows(self) -> int:
-        """Images through the model in one extraction: train, val and test laid end to end."""
-        return sum(map(len, self.splits))
-
-    @property
     def labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         train, val, test = self.splits
         return train.labels, val.labels, test.labels
@@ -158,16 +149,39 @@ def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = 
     return Prepared(loaded, extractor, transform, data_cfg, data, facts)
 
 
+@dataclass
+class Analysis:
+    """What one analysis returns: the report, and beside it (never serialised into it) what a head for
+    any δ is fitted from later: the statistics of exactly the rows the ridge probes were fitted on
+    (train + val under GCV, the fit split under validation selection) and the model's facts, its
+    backbone sha256 and timm data config at the extraction size (`redundancy.deploy.model_facts`).
+    `model_facts` is None for the logistic probe, whose heads are not refitted from statistics."""
+
+    report: Report
+    stats: GramStats | None = None
+    model_facts: tuple[str, dict] | None = None
+
+
 def analyze(
     config: AnalysisConfig,
     runtime: Runtime | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> Report:
-    """Run one analysis. Raises a RedundancyError subclass on bad input, Cancelled when stopped.
+    """Run one analysis and return its report. Raises a RedundancyError subclass on bad input,
+    Cancelled when stopped. `run_analysis` returns the statistics for heads too."""
+    return run_analysis(config, runtime, progress, should_stop).report
 
-    The composition of `prepare`, one extraction over every row, and `report_from_features`; a
-    sharded run (`extract_shard` on row ranges, then `analyze_from_shards`) is the same code."""
+
+def run_analysis(
+    config: AnalysisConfig,
+    runtime: Runtime | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Analysis:
+    """`analyze`, returning the `Analysis`: the composition of `prepare`, one extraction over every
+    row, and `report_from_features`; a sharded run (`extract_shard` on row ranges, then
+    `analyze_from_shards`) is the same code."""
     runtime = runtime or Runtime()
     tracker = Tracker(progress, should_stop)
     device = runtime.resolve_device()
@@ -215,7 +229,7 @@ def analyze_from_shards(
     shards: list[Path],
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
-) -> Report:
+) -> Analysis:
     """The reduce of a sharded analysis: sum the shards' statistics, join their feature slices (in
     row order) and run the probes as `analyze` does."""
     tracker = Tracker(progress, should_stop)
@@ -234,7 +248,7 @@ def analyze_from_shards(
 
 def report_from_features(
     config: AnalysisConfig, prep: Prepared, features: Features, device: str, tracker: Tracker, cache_hit: bool
-) -> Report:
+) -> Analysis:
     """The `probe` and `advise` stages, and the report."""
     loaded, extractor, data, data_cfg = prep.loaded, prep.extractor, prep.data, prep.data_cfg
     with tracker.stage("probe"):
@@ -289,10 +303,7 @@ def report_from_features(
             feature_cache_hit=cache_hit,
         ),
     )
-    # not serialised: the rows the probe was fitted on, for later heads (`redundancy.deploy.save_stats`)
-    report._stats = run.train_stats
-    report._model_facts = prep.facts
-    return report
+    return Analysis(report, run.train_stats, prep.facts)
 
 
 def _warnings(
@@ -335,138 +346,20 @@ class ProbeRun:
     edge_ks: list[int] = field(default_factory=list)  # subset sizes whose GCV λ sat at the grid's edge
 
 
-@dataclass
-class _Probed:
-    """Curve points and the random subsets' per-sample test correctness, by k."""
-
-    points: list[CurvePoint] = field(default_factory=list)
-    correct: dict[int, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
-    edge_ks: set[int] = field(default_factory=set)
-
-    def extend(self, other: _Probed) -> None:
-        self.points.extend(other.points)
-        for k, arrays in other.correct.items():
-            self.correct[k].extend(arrays)
-        self.edge_ks |= other.edge_ks
-
-
-@dataclass
-class TrainingProblem:
-    """What the ridge probes fit on: all training rows (GCV) or the fit split (validation selection)."""
-
-    stats: GramStats
-    problem: Standardised
-    x_val: np.ndarray | None
-    y_val: np.ndarray | None
-
-
-def training_problem(config: AnalysisConfig, features: Features) -> TrainingProblem:
-    """GCV needs no held-out rows, so it fits on train + validation; `val` keeps the split."""
-    f = features
-    if config.ridge_fit_splits() == ("train",):
-        return TrainingProblem(f.stats, f.stats.standardised(), f.x_val, f.y_val)
-    c = f.stats.num_classes
-    stats = f.stats.merge(GramStats.from_features(f.x_val, f.y_val, c))  # the fit split's pass is reused
-    if statistics_suffice(stats):
-        return TrainingProblem(stats, stats.standardised(), None, None)
-    x = np.concatenate([f.x_train, f.x_val]).astype(np.float64)
-    y = np.concatenate([f.y_train, f.y_val]).astype(np.int64)
-    return TrainingProblem(GramStats.from_features(x, y, c), standardised_from_rows(x, y, c), None, None)
-
-
-class _SubsetProber:
-    """Probes subsets with the configured kind; every result carries per-sample test correctness and
-    its training-side selection score."""
-
-    def __init__(self, config: AnalysisConfig, features: Features, train: TrainingProblem, device: str) -> None:
-        self.config, self.features, self.device = config, features, device
-        self.selection = config.lambda_select if config.probe == "ridge" else "val"
-        self.ridge = (
-            RidgeProber(train.problem, train.x_val, train.y_val, features.x_test, features.y_test,
-                        device=device, select=config.lambda_select)
-            if config.probe == "ridge" else None
-        )
-
-    def __call__(
-        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
-    ) -> list[ProbeResult]:
-        return self._ridge(subsets, tracker, progress) if self.ridge is not None else self._logistic(
-            subsets, tracker, progress)
-
-    def _ridge(
-        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
-    ) -> list[ProbeResult]:
-        """Same-size subsets (a fraction's seeds) are probed as one group: one λ choice per group."""
-        assert self.ridge is not None
-        out: list[ProbeResult] = []
-        for group in _same_size_runs(subsets):
-            tracker.check()
-            out.extend(self.ridge.probe_group(group))
-            progress(len(out) / len(subsets))
-        return out
-
-    def _logistic(
-        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
-    ) -> list[ProbeResult]:
-        f, c = self.features, self.config
-        results = train_logistic_grid(
-            f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
-            epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
-            weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
-            should_stop=tracker.should_stop, progress=progress,
-        )
-        for r in results:
-            r.score = r.val_accuracy
-        return list(results)
-
-
-def _same_size_runs(subsets: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """Consecutive subsets of equal size, in order."""
-    runs: list[list[np.ndarray]] = []
-    for s in subsets:
-        if runs and len(runs[-1][0]) == len(s):
-            runs[-1].append(s)
-        else:
-            runs.append([s])
-    return runs
-
-
-@dataclass
-class _Context:
-    """Everything the probing steps share; built once by `run_probes`."""
-
-    config: AnalysisConfig
-    features: Features
-    train: TrainingProblem
-    prober: _SubsetProber
-    gram_cka: GramCKA
-    test_cka: FeatureCKA
-    tracker: Tracker
-    device: str
-
-    @property
-    def d(self) -> int:
-        return self.features.d
-
-
 def run_probes(
     config: AnalysisConfig, features: Features, device: str = "cpu", tracker: Tracker | None = None
 ) -> ProbeRun:
     """Probe every (fraction, seed) of the grid with part-vs-whole and subset-vs-subset CKA; then, as
     configured, refine f* by bisection, probe the baselines, and bootstrap the test set."""
     tracker = tracker or Tracker()
-    train = training_problem(config, features)
-    ctx = _Context(
-        config, features, train, _SubsetProber(config, features, train, device),
-        GramCKA(train.stats.centred_gram(), device=device), FeatureCKA(features.x_test, device=device),
-        tracker, device,
-    )
+    ctx = probe_context(config, features, device, tracker)
+    train = ctx.train
     plan = plan_subsets(config.fractions, features.d, config.seeds)
     probed = probe_random(ctx, plan.entries, "random", (0.0, 0.6))
     if config.refine_resolution is not None:
-        probed.extend(_Refinement(ctx, probed.points).run())
+        probed.extend(Refinement(ctx, probed.points).run())
     tracker.report("probe", 0.7, "baselines")
-    baselines = probe_baselines(ctx, plan.entries) if config.baselines else _Probed()
+    baselines = probe_baselines(ctx, plan.entries) if config.baselines else Probed()
     correct = {k: np.stack(v) for k, v in probed.correct.items()}
     return ProbeRun(
         curve=probed.points + baselines.points,
@@ -478,107 +371,3 @@ def run_probes(
         train_stats=train.stats,
         edge_ks=sorted(probed.edge_ks | baselines.edge_ks),
     )
-
-
-def probe_random(
-    ctx: _Context, entries: list[tuple[float, int, int]], kind: str, span: tuple[float, float]
-) -> _Probed:
-    """Probe `seeds` random subsets of each `(fraction, k, seeds)` entry, with their CKAs."""
-    c, d, tracker = ctx.config, ctx.d, ctx.tracker
-    jobs = [(f, k, s, sample_subset(d, k, s, c.seed)) for f, k, n in entries for s in range(n)]
-    lo, hi = span
-    results = ctx.prober([j[3] for j in jobs], tracker, lambda x: tracker.report("probe", lo + (hi - lo) * x, kind))
-    out = _Probed()
-    debiased = c.cka == "debiased"
-    for (fraction, k, seed, subset), r in zip(jobs, results, strict=True):
-        out.points.append(CurvePoint(
-            fraction=fraction, k=k, seed=seed, accuracy=r.accuracy, per_class_accuracy=r.per_class_accuracy.tolist(),
-            cka=_defined(ctx.gram_cka(subset)), lam=r.lam, kind=kind, selection=ctx.prober.selection,
-            selection_score=r.score,
-            cka_pair=_defined(ctx.test_cka.subset_subset(k, seed, c.seed, debiased=debiased)),
-            cka_debiased=_defined(ctx.test_cka.part_whole(subset, debiased=True)) if debiased else None,
-        ))
-        if r.correct is not None:
-            out.correct[k].append(r.correct)
-        if r.lam_at_edge:
-            out.edge_ks.add(k)
-    return out
-
-
-def probe_baselines(ctx: _Context, entries: list[tuple[float, int, int]]) -> _Probed:
-    """PCA top-k, first k and random projections at every k of the grid, with the same ridge selection."""
-    c, d, tr = ctx.config, ctx.d, ctx.train
-    base = Baselines(tr.stats, tr.x_val, tr.y_val, ctx.features.x_test, ctx.features.y_test,
-                     device=ctx.device, select=c.lambda_select)
-    units = [(kind, f, k, n) for kind in c.baselines for f, k, n in entries]
-    rank = base.pca_rank() if "pca" in c.baselines else d
-    out = _Probed()
-    for i, (kind, fraction, k, seeds) in enumerate(units):
-        ctx.tracker.check()
-        if kind == "pca" and k > rank and any(p.kind == "pca" and p.k == rank for p in out.points):
-            continue  # PCA is capped at the Gram's rank: that k was probed already
-        runs = (
-            [base.pca(k)] if kind == "pca"
-            else [base.first_k(k)] if kind == "first_k"
-            else [base.random_projection(k, s, c.seed) for s in range(seeds)]
-        )
-        for seed, r in enumerate(runs):
-            out.points.append(CurvePoint(
-                fraction=fraction, k=r.k, seed=seed, accuracy=r.accuracy,
-                per_class_accuracy=r.per_class_accuracy.tolist(), cka=_defined(r.cka), lam=r.lam, kind=kind,
-                selection=c.lambda_select, selection_score=r.score,
-            ))
-            if r.lam_at_edge:
-                out.edge_ks.add(r.k)
-        ctx.tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
-    return out
-
-
-def bootstrap_intervals(config: AnalysisConfig, correct: dict[int, list[np.ndarray]]) -> dict[int, tuple[float, float]]:
-    """The percentile bootstrap interval of each k's seed-mean accuracy over test images."""
-    intervals: dict[int, tuple[float, float]] = {}
-    if config.bootstrap > 0:
-        for k, arrays in correct.items():
-            accs = [float(a.mean()) for a in arrays]
-            u = fraction_uncertainty(accs, np.stack(arrays), config.bootstrap, config.ci_level, config.seed)
-            if u.ci_low is not None and u.ci_high is not None:
-                intervals[k] = (u.ci_low, u.ci_high)
-    return intervals
-
-
-def _defined(value: float) -> float | None:
-    """An undefined CKA (NaN) is stored as absent, not as a number."""
-    return None if np.isnan(value) else value
-
-
-class _Refinement:
-    """For each δ, bisect over k between the grid's last failing and first passing subset size; the
-    new probes are kept in `self.found`, the grid's curve is not changed."""
-
-    def __init__(self, ctx: _Context, grid: list[CurvePoint]) -> None:
-        self.ctx, self.grid, self.found = ctx, grid, _Probed()
-
-    def run(self) -> _Probed:
-        c = self.ctx.config
-        resolution = resolution_to_k(c.refine_resolution or 0.0, self.ctx.d)
-        for delta in c.deltas:
-            summary = summarize(self.curve())
-            full = next(x for x in summary if x.k == self.ctx.d).accuracy_mean
-            bar = threshold(full, delta, c.delta_mode)
-            br = bracket([(x.k, self.stat(x.k)) for x in summary], bar)
-            if br is not None:
-                refine(self.probe, br[0], br[1], bar, resolution, should_stop=self.ctx.tracker.should_stop)
-        return self.found
-
-    def curve(self) -> list[CurvePoint]:
-        return self.grid + self.found.points
-
-    def stat(self, k: int) -> float:
-        s = next(x for x in summarize(self.curve()) if x.k == k)
-        return s.accuracy_mean if self.ctx.config.criterion == "mean" else s.accuracy_min
-
-    def probe(self, k: int) -> float:
-        if all(p.k != k for p in self.curve()):
-            d, n = self.ctx.d, self.ctx.config.seeds
-            self.found.extend(probe_random(self.ctx, [(k / d, k, n)], "refinement", (0.6, 0.6)))
-        return self.stat(k)

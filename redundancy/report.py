@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field
 
 from redundancy.config import AnalysisConfig, Criterion, DeltaMode
-
-if TYPE_CHECKING:
-    from redundancy.sources.stats import GramStats
-
 
 VECTORS_PER_REPORT = 1_000_000
 
@@ -219,18 +213,3 @@ class Report(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Conditions that make these numbers less trustworthy, in words."
     )
-    # The GramStats of exactly the rows the ridge probes were fitted on (train + val under GCV, the fit
-    # split under validation selection; set by `analyze`, never serialised): what a head for any δ is
-    # fitted from later (`redundancy.deploy.save_stats`).
-    _stats: Any = PrivateAttr(None)
-    # (backbone sha256, timm data config at the extraction size) of the model the features came from
-    # (`redundancy.deploy.model_facts`; set by `analyze` for ridge probes, never serialised).
-    _model_facts: Any = PrivateAttr(None)
-
-    @property
-    def stats(self) -> GramStats | None:
-        return self._stats
-
-    @property
-    def model_facts(self) -> tuple[str, dict[str, Any]] | None:
-        return self._model_facts

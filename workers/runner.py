@@ -18,9 +18,9 @@ from typing import Literal, Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from redundancy import AnalysisConfig, Report, Runtime
-from redundancy import analyze as engine_analyze
+from redundancy import AnalysisConfig, Runtime
 from redundancy.errors import Cancelled, RedundancyError
+from redundancy.pipeline import Analysis, run_analysis
 from redundancy.progress import ProgressFn, StopFn
 from service.core import artifacts, lifecycle, queries
 from service.core.config import Settings
@@ -38,11 +38,11 @@ Outcome = JobStatus | Literal["skipped", "sharded"]
 
 
 class AnalyzeFn(Protocol):
-    """Callable like :func:`redundancy.analyze` (tests pass a fake engine)."""
+    """Callable like :func:`redundancy.pipeline.run_analysis` (tests pass a fake engine)."""
 
     def __call__(
         self, config: AnalysisConfig, runtime: Runtime, progress: ProgressFn, should_stop: StopFn
-    ) -> Report: ...
+    ) -> Analysis: ...
 
 
 def execute_job(
@@ -50,7 +50,7 @@ def execute_job(
     settings: Settings,
     *,
     worker_name: str | None = None,
-    analyze: AnalyzeFn = engine_analyze,
+    analyze: AnalyzeFn = run_analysis,
     shard: ShardFn | None = None,
 ) -> Outcome:
     """Run the job and return its final status ("skipped" when there was nothing to claim or the job
@@ -102,7 +102,7 @@ class ShardFn(Protocol):
 
 
 def _raise(exc: Exception) -> AnalyzeFn:
-    def analyze(*_args: object, **_kwargs: object) -> Report:
+    def analyze(*_args: object, **_kwargs: object) -> Analysis:
         raise exc
 
     return analyze
@@ -124,7 +124,7 @@ def run_claimed(
     try:
         config = AnalysisConfig.model_validate(request)
         with monitor:
-            report = analyze(config, make_runtime(settings), progress=monitor.on_progress,
+            analysis = analyze(config, make_runtime(settings), progress=monitor.on_progress,
                              should_stop=monitor.should_stop)
     except Cancelled:
         if monitor.timed_out:
@@ -140,10 +140,10 @@ def run_claimed(
     with session_scope(settings.db_url) as s:
         if monitor.cancel.is_set() and not lifecycle.is_held(s, job_id, attempt):
             return "skipped"
-    kept = artifacts.keep_stats(settings.artifacts_path, job_id, attempt, report)  # before the commit
+    kept = artifacts.keep_stats(settings.artifacts_path, job_id, attempt, analysis)  # before the commit
     try:
         with session_scope(settings.db_url) as s:
-            stored = lifecycle.succeed(s, job_id, attempt, report, monitor.timings, kept)
+            stored = lifecycle.succeed(s, job_id, attempt, analysis.report, monitor.timings, kept)
     except Exception as exc:  # noqa: BLE001 - nothing of the result was committed
         artifacts.discard(kept)
         log.error("job %s: storing the result failed: %s", job_id, "".join(traceback.format_exception(exc)))

@@ -32,9 +32,9 @@ from typing import Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from redundancy import AnalysisConfig, Report, Runtime
+from redundancy import AnalysisConfig, Runtime
 from redundancy.errors import Cancelled, RedundancyError
-from redundancy.pipeline import analyze_from_shards, extract_shard, prepare, prepare_data
+from redundancy.pipeline import Analysis, analyze_from_shards, extract_shard, prepare, prepare_data
 from redundancy.progress import ProgressEvent, ProgressFn, StopFn
 from redundancy.sources.extraction import shard_rows
 from service.core import lifecycle, queries
@@ -134,7 +134,7 @@ def execute_reduce(outcomes: list[str], job_id: str, attempt: int, ranges: list[
     runtime = make_runtime(settings)
     work = Path(tempfile.mkdtemp(prefix=f".reduce-{job_id[:8]}.", dir=_work_dir(runtime)))
 
-    def analyze(config: AnalysisConfig, runtime: Runtime, progress: ProgressFn, should_stop: StopFn) -> Report:
+    def analyze(config: AnalysisConfig, runtime: Runtime, progress: ProgressFn, should_stop: StopFn) -> Analysis:
         dirs = [store.get_shard(job_id, rows, work / str(i)) for i, rows in enumerate(ranges)]
         extracted = ShardMonitor.overall(1.0)  # the shards are done: the job's progress does not go back
 

@@ -13,6 +13,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from redundancy.advice.recommend import summarize, threshold
+from redundancy.probing.engine import ProbeContext, Probed, probe_random
+from redundancy.report import CurvePoint
+
 _EPS = 1e-12
 
 
@@ -95,3 +99,36 @@ def refine(
 def refined_k(points: Sequence[RefinePoint], k_pass: int) -> int:
     """The smallest passing `k` after refinement: the grid's `k_pass` or a smaller refined one."""
     return min([k_pass, *(p.k for p in points if p.passed)])
+
+
+class Refinement:
+    """For each δ, bisect over k between the grid's last failing and first passing subset size; the
+    new probes are kept in `self.found`, the grid's curve is not changed."""
+
+    def __init__(self, ctx: ProbeContext, grid: list[CurvePoint]) -> None:
+        self.ctx, self.grid, self.found = ctx, grid, Probed()
+
+    def run(self) -> Probed:
+        c = self.ctx.config
+        resolution = resolution_to_k(c.refine_resolution or 0.0, self.ctx.d)
+        for delta in c.deltas:
+            summary = summarize(self.curve())
+            full = next(x for x in summary if x.k == self.ctx.d).accuracy_mean
+            bar = threshold(full, delta, c.delta_mode)
+            br = bracket([(x.k, self.stat(x.k)) for x in summary], bar)
+            if br is not None:
+                refine(self.probe, br[0], br[1], bar, resolution, should_stop=self.ctx.tracker.should_stop)
+        return self.found
+
+    def curve(self) -> list[CurvePoint]:
+        return self.grid + self.found.points
+
+    def stat(self, k: int) -> float:
+        s = next(x for x in summarize(self.curve()) if x.k == k)
+        return s.accuracy_mean if self.ctx.config.criterion == "mean" else s.accuracy_min
+
+    def probe(self, k: int) -> float:
+        if all(p.k != k for p in self.curve()):
+            d, n = self.ctx.d, self.ctx.config.seeds
+            self.found.extend(probe_random(self.ctx, [(k / d, k, n)], "refinement", (0.6, 0.6)))
+        return self.stat(k)

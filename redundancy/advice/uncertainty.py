@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from redundancy.config import DeltaMode
+from redundancy.config import AnalysisConfig, DeltaMode
 
 _EPS = 1e-12
 
@@ -196,3 +196,15 @@ def holds_under(
         ci_low=None if ci is None else float(ci[0]),
         margin_low=None if margin_ci is None else float(margin_ci[0]),
     )
+
+
+def bootstrap_intervals(config: AnalysisConfig, correct: dict[int, list[np.ndarray]]) -> dict[int, tuple[float, float]]:
+    """The percentile bootstrap interval of each k's seed-mean accuracy over test images."""
+    intervals: dict[int, tuple[float, float]] = {}
+    if config.bootstrap > 0:
+        for k, arrays in correct.items():
+            accs = [float(a.mean()) for a in arrays]
+            u = fraction_uncertainty(accs, np.stack(arrays), config.bootstrap, config.ci_level, config.seed)
+            if u.ci_low is not None and u.ci_high is not None:
+                intervals[k] = (u.ci_low, u.ci_high)
+    return intervals

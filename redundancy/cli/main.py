@@ -11,7 +11,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -29,6 +29,9 @@ from redundancy.errors import RedundancyError
 from redundancy.progress import ProgressEvent
 from redundancy.report import Report
 from redundancy.runtime import Runtime
+
+if TYPE_CHECKING:
+    from redundancy.pipeline import Analysis
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLOT_FORMATS = (".png", ".svg")
@@ -116,11 +119,11 @@ def add_export_argument(p: argparse.ArgumentParser) -> None:
                    help="write one subset-head artifact (.safetensors + .json card) per δ into DIR")
 
 
-def export_report(report: Report, out_dir: Path) -> None:
+def export_report(analysis: Analysis, out_dir: Path) -> None:
     """`--export DIR`: one artifact per recommendation (see redundancy.deploy)."""
-    from redundancy.deploy import export_artifacts
+    from redundancy.deploy import export_artifacts  # lazy: safetensors and the heads only when --export is given
 
-    for path in export_artifacts(report, out_dir):
+    for path in export_artifacts(analysis.report, out_dir, analysis.stats, analysis.model_facts):
         print(f"artifact written to {path}")
 
 
@@ -220,9 +223,10 @@ def run_analyze(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     bars = _Bars(enabled=not args.quiet)
     try:
-        from redundancy.pipeline import analyze  # lazy: torch and timm only once an analysis runs, not for --help
+        from redundancy.pipeline import run_analysis  # lazy: torch and timm only once an analysis runs, not --help
 
-        report = analyze(config, runtime_from_args(args), progress=bars)
+        analysis = run_analysis(config, runtime_from_args(args), progress=bars)
+        report = analysis.report
     except RedundancyError as exc:
         bars.close()
         if exc.field:  # it names what was wrong with the input
@@ -239,7 +243,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     _write_outputs(report, args)
     if args.export is not None:
         try:
-            export_report(report, args.export)
+            export_report(analysis, args.export)
         except RedundancyError as exc:
             _print_errors([(exc.field or "export", exc.message)])
             return EXIT_FAILED

@@ -26,13 +26,16 @@ def artifact_name(report: Report, rec: Recommendation) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", raw) + ".safetensors"
 
 
-def export_artifacts(report: Report, out_dir: str | Path, stats: GramStats | None = None) -> list[Path]:
-    """Write one artifact (and its model card) per recommendation of `report` into `out_dir`."""
-    stats = stats if stats is not None else report.stats
+def export_artifacts(
+    report: Report, out_dir: str | Path, stats: GramStats | None, facts: tuple[str, dict[str, Any]] | None = None
+) -> list[Path]:
+    """Write one artifact (and its model card) per recommendation of `report` into `out_dir`, fitted
+    from `stats` (`run_analysis(...).stats`, or a job's saved ones: `load_stats`). Without `facts`
+    (`run_analysis(...).model_facts`) the model is reloaded for them (`report_model_facts`)."""
     if stats is None:
-        raise ArtifactError("the report carries no statistics; pass the job's saved ones (load_stats)",
-                            field="stats")
-    sha, data_config = report.model_facts or report_model_facts(report)
+        raise ArtifactError("no statistics to fit the heads from; pass the analysis's or the job's saved ones "
+                            "(load_stats)", field="stats")
+    sha, data_config = facts or report_model_facts(report)
     out = Path(out_dir)
     return [
         save_artifact(

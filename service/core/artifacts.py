@@ -28,7 +28,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -42,6 +42,9 @@ from redundancy.report import Recommendation, Report
 from service.core import results
 from service.core.errors import ArtifactGone, ArtifactNotSupported, ArtifactUnavailable
 from service.core.models import Job, JobStats, utcnow
+
+if TYPE_CHECKING:
+    from redundancy.pipeline import Analysis  # the type only: the API process never loads the pipeline
 
 log = logging.getLogger("service.core.artifacts")
 
@@ -77,17 +80,18 @@ class KeptStats:
     reason: str | None = None
 
 
-def keep_stats(store: Path, job_id: str, attempt: int, report: Report) -> KeptStats:
-    """Write the report's statistics to ``<store>/<job id>/stats-<attempt>.npz``. A problem with the
+def keep_stats(store: Path, job_id: str, attempt: int, analysis: Analysis) -> KeptStats:
+    """Write the analysis's statistics to ``<store>/<job id>/stats-<attempt>.npz``. A problem with the
     store never fails the analysis: the returned record then carries the reason instead of a path."""
+    report = analysis.report
     if report.probe != "ridge":
         return KeptStats(reason=f"the {report.probe} probe's heads cannot be refitted from statistics")
-    if report.stats is None or report.model_facts is None:
+    if analysis.stats is None or analysis.model_facts is None:
         return KeptStats(reason="the engine returned no layer statistics for this job")
-    weights_sha256, data_config = report.model_facts
+    weights_sha256, data_config = analysis.model_facts
     path = job_dir(store, job_id) / f"{STATS_PREFIX}{attempt}.npz"
     try:
-        save_stats(report.stats, path)
+        save_stats(analysis.stats, path)
         return KeptStats(
             path=path.resolve(), sha256=_sha256_file(path), size_bytes=path.stat().st_size,
             weights_sha256=weights_sha256,

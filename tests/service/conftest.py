@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from redundancy.advice.recommend import recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.errors import Cancelled
+from redundancy.pipeline import Analysis
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
 from redundancy.sources.stats import GramStats
 from service.api.schemas import SMALL_JOB_EXAMPLE
@@ -60,11 +61,16 @@ def fake_report(config: AnalysisConfig) -> Report:
         environment=Environment(device="cpu", amp=False, torch="x", timm="x", numpy="x", python="3.11",
                                 code_version="test", feature_cache_hit=False),
     )
-    if config.probe == "ridge":  # what analyze() leaves for the artifact store: statistics and model facts
-        x, y = fake_rows(config)
-        report._stats = GramStats.from_features(x, y, len(CLASSES))
-        report._model_facts = (FAKE_WEIGHTS_SHA, dict(FAKE_DATA_CONFIG))
     return report
+
+
+def fake_analysis(report: Report) -> Analysis:
+    """What `run_analysis` returns beside the report for the artifact store: statistics and model facts
+    (ridge only)."""
+    if report.config.probe != "ridge":
+        return Analysis(report)
+    x, y = fake_rows(report.config)
+    return Analysis(report, GramStats.from_features(x, y, len(CLASSES)), (FAKE_WEIGHTS_SHA, dict(FAKE_DATA_CONFIG)))
 
 
 FAKE_WEIGHTS_SHA = "f" * 64
@@ -83,7 +89,8 @@ STAGES = ("load_model", "load_data", "extract", "probe", "advise")
 
 
 class FakeEngine:
-    """Callable like `redundancy.analyze`. `block` makes it wait in `extract` until told or stopped."""
+    """Callable like `redundancy.pipeline.run_analysis`. `block` makes it wait in `extract` until told or
+    stopped. `report_fn` returns the report (the statistics are `fake_analysis`'s) or a whole `Analysis`."""
 
     def __init__(self) -> None:
         self.block = threading.Event()
@@ -91,10 +98,10 @@ class FakeEngine:
         self.entered = threading.Event()
         self.raise_: BaseException | None = None
         self.calls = 0
-        self.report_fn: Callable[[AnalysisConfig], Report] = fake_report
+        self.report_fn: Callable[[AnalysisConfig], Report | Analysis] = fake_report
 
     def __call__(self, config: AnalysisConfig, runtime: Any = None, progress: Callable | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> Report:
+                 should_stop: Callable[[], bool] | None = None) -> Analysis:
         from redundancy import ProgressEvent
 
         self.calls += 1
@@ -111,7 +118,8 @@ class FakeEngine:
                     while not self.block.wait(0.05):
                         if should_stop and should_stop():
                             raise Cancelled("analysis cancelled")
-        return self.report_fn(config)
+        out = self.report_fn(config)
+        return out if isinstance(out, Analysis) else fake_analysis(out)
 
 
 class RecordingQueue:

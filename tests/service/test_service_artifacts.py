@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from redundancy.config import AnalysisConfig
 from redundancy.deploy import TaskCurve, load_artifact, recommend_multitask
+from redundancy.pipeline import Analysis
 from redundancy.probing import sample_subset
 from redundancy.report import Report
 from service.core.db import session_scope
@@ -146,7 +147,7 @@ def test_a_logistic_job_is_a_422_naming_the_probe(harness: Harness) -> None:
 
 
 def test_missing_statistics_are_a_409_with_the_reason(harness: Harness) -> None:
-    harness.engine.report_fn = lambda c: Report.model_validate(fake_report(c).model_dump())  # no statistics
+    harness.engine.report_fn = lambda c: Analysis(fake_report(c))  # no statistics
     job = _succeeded(harness)
     body = _problem(harness.client.get(f"/v1/jobs/{job['id']}/artifact"), 409, "artifact-unavailable")
     assert "no layer statistics" in body["reason"]
@@ -222,7 +223,6 @@ def _by_dataset(shift: dict[str, float], layer: dict[str, str] | None = None):  
                  for p in r.curve]
         model = r.model.model_copy(update={"layer": (layer or {}).get(config.dataset.spec, r.model.layer)})
         out = r.model_copy(update={"curve": curve, "model": model})
-        out._stats, out._model_facts = r.stats, r.model_facts
         return out
 
     return report

@@ -118,7 +118,7 @@ def test_the_job_json_shows_images_done_total_and_eta_during_extraction(harness)
     import time
 
     from redundancy import ProgressEvent
-    from tests.service.conftest import fake_report
+    from tests.service.conftest import fake_analysis, fake_report
 
     release = threading.Event()
 
@@ -127,7 +127,7 @@ def test_the_job_json_shows_images_done_total_and_eta_during_extraction(harness)
         time.sleep(0.3)
         progress(ProgressEvent("extract", 0.3, 0.2, images_done=120, images_total=400))
         release.wait(20)
-        return fake_report(config)
+        return fake_analysis(fake_report(config))
 
     harness.engine = engine
     job_id = harness.submit()["id"]

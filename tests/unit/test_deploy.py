@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.advice.recommend import RANDOM_KINDS
+from redundancy import AnalysisConfig, Runtime
+from redundancy.advice.recommend import RANDOM_KINDS, intervals_from_summary, recommend
 from redundancy.cli.main import run_analyze
 from redundancy.deploy import (
     Artifact,
@@ -30,18 +30,18 @@ from redundancy.deploy import (
     load_artifact,
     load_stats,
     recommend_multitask,
-    recommendation_for,
     report_model_facts,
     save_artifact,
     save_stats,
 )
 from redundancy.deploy.artifact import card_path
 from redundancy.errors import RedundancyError
-from redundancy.pipeline import prepare_data
+from redundancy.pipeline import prepare_data, run_analysis
 from redundancy.probing import sample_subset
-from redundancy.report import CurvePoint, Report
+from redundancy.report import CurvePoint, Recommendation, Report
 from redundancy.sources.extraction import Features
 from redundancy.sources.models import load_model
+from redundancy.sources.stats import GramStats
 
 CONFIG = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
@@ -59,6 +59,7 @@ CONFIG = {
 @dataclass
 class Analysis:
     report: Report
+    stats: GramStats  # what run_analysis returned beside the report: the rows the probes were fitted on
     features: Features  # the stored features (from the feature cache the analysis wrote)
     runtime: Runtime
     sha: str
@@ -66,19 +67,24 @@ class Analysis:
 
     def artifact(self, delta: float) -> Artifact:
         rec = recommendation_for(self.report, delta)
-        return build_artifact(self.report, self.report.stats, rec, weights_sha256=self.sha,
-                              data_config=self.data_config)
+        return build_artifact(self.report, self.stats, rec, weights_sha256=self.sha, data_config=self.data_config)
+
+
+def recommendation_for(report: Report, delta: float) -> Recommendation:
+    """The engine's recommendation for any δ from the stored curve (what the service's recommend route does)."""
+    return recommend(report.curve, report.dataset.classes, report.model.d, delta, report.config.delta_mode,
+                     report.config.criterion, intervals_from_summary(report.summary))
 
 
 def _analysis(root: Path, shared_data_dir: Path, **over: object) -> Analysis:
     rt = Runtime(cache_dir=root / "cache", data_root=root)
     config = {**CONFIG, "dataset": {**CONFIG["dataset"], "spec": f"npz:{shared_data_dir / 'cifar10.npz'}"}, **over}
-    report = analyze(AnalysisConfig.model_validate(config), rt)
+    out = run_analysis(AnalysisConfig.model_validate(config), rt)
     features = Features.load(next(meta.parent for meta in (root / "cache").glob("*/meta.json")))
-    assert report.model_facts is not None
-    sha, data_config = report.model_facts
-    assert (sha, data_config) == report_model_facts(report)  # what the engine recorded = a fresh reload
-    return Analysis(report, features, rt, sha, data_config)
+    assert out.model_facts is not None and out.stats is not None
+    sha, data_config = out.model_facts
+    assert (sha, data_config) == report_model_facts(out.report)  # what the engine recorded = a fresh reload
+    return Analysis(out.report, out.stats, features, rt, sha, data_config)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +135,7 @@ def test_artifact_reproduces_its_seed_on_the_stored_features(
     cifar: Analysis = request.getfixturevalue(which)
     x, y = cifar.features.x_test, cifar.features.y_test
     fit_x, _ = _fit_rows(cifar)
-    assert cifar.report.stats is not None and cifar.report.stats.n == len(fit_x)
+    assert cifar.stats.n == len(fit_x)
     ks = set()
     for delta in (0.02, 0.1, 0.3):
         art = load_artifact(save_artifact(cifar.artifact(delta), tmp_path / f"a{delta}.safetensors"))
@@ -264,7 +270,7 @@ def test_inconsistent_artifacts_are_refused(cifar: Analysis, tmp_path: Path, cha
 
 
 def test_statistics_file_round_trip_gives_the_same_head(cifar: Analysis, tmp_path: Path) -> None:
-    path = save_stats(cifar.report.stats, tmp_path / "stats.npz")
+    path = save_stats(cifar.stats, tmp_path / "stats.npz")
     again = load_stats(path)
     rec = recommendation_for(cifar.report, 0.1)
     a = cifar.artifact(0.1)
@@ -283,7 +289,7 @@ def test_statistics_file_round_trip_gives_the_same_head(cifar: Analysis, tmp_pat
 
 
 def test_export_writes_one_artifact_per_delta(cifar: Analysis, tmp_path: Path) -> None:
-    paths = export_artifacts(cifar.report, tmp_path / "out")
+    paths = export_artifacts(cifar.report, tmp_path / "out", cifar.stats, (cifar.sha, cifar.data_config))
     assert len(paths) == len(cifar.report.recommendations) == 2
     for path, rec in zip(paths, cifar.report.recommendations, strict=True):
         art = load_artifact(path, d=1280, weights_sha256=cifar.sha)
@@ -428,14 +434,14 @@ def test_seed_choice_falls_back_to_mean_train_cka_without_scores() -> None:
 
 def test_two_real_datasets_share_one_subset(cifar: Analysis, tmp_path: Path) -> None:
     digits_cfg = {**CONFIG, "dataset": {"spec": "digits", "max_train": 300, "max_test": 100}}
-    digits = analyze(AnalysisConfig.model_validate(digits_cfg), Runtime(cache_dir=None, data_root=tmp_path))
-    reports = {"cifar10": cifar.report, "digits": digits}
+    digits = run_analysis(AnalysisConfig.model_validate(digits_cfg), Runtime(cache_dir=None, data_root=tmp_path))
+    reports = {"cifar10": cifar.report, "digits": digits.report}
     tasks = {name: TaskCurve.from_report(r) for name, r in reports.items()}
     answer = recommend_multitask(tasks, 0.1)
     assert answer.k == _brute_force(tasks, 0.1, "relative", "mean")[0]
     assert answer.k >= max(r.recommendations[-1].k for r in reports.values())  # both δ = 0.1 answers fit
     assert answer.binding in reports
-    arts = build_multitask_artifacts(reports, {n: r.stats for n, r in reports.items()}, answer,
+    arts = build_multitask_artifacts(reports, {"cifar10": cifar.stats, "digits": digits.stats}, answer,
                                      weights_sha256=cifar.sha, data_config=cifar.data_config)
     assert np.array_equal(arts["cifar10"].indices, arts["digits"].indices)
     assert arts["digits"].classes[:3] == ["0", "1", "2"] and arts["cifar10"].classes[0] == "airplane"

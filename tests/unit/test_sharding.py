@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.pipeline import analyze_from_shards, extract_shard, prepare
+from redundancy import AnalysisConfig, Runtime
+from redundancy.pipeline import analyze_from_shards, extract_shard, prepare, run_analysis
 from redundancy.sources.extraction import shard_rows, split_ranges
 from redundancy.sources.features_store import load_stats
 from service.api.schemas import SMALL_JOB_EXAMPLE
@@ -32,10 +32,10 @@ def test_split_ranges_cover_each_split_once() -> None:
 def test_sharded_equals_unsharded(tmp_path: Path, shard_size: int) -> None:
     cfg = AnalysisConfig.model_validate(SMALL_JOB_EXAMPLE)
     rt = Runtime(cache_dir=None, data_root=tmp_path, work_dir=tmp_path / "work")
-    whole = analyze(cfg, rt)
+    whole = run_analysis(cfg, rt)
 
     prep = prepare(cfg, rt)
-    ranges = shard_rows(prep.total_rows, shard_size)
+    ranges = shard_rows(sum(map(len, prep.splits)), shard_size)
     assert len(ranges) > 1
     dirs = []
     for i, rows in enumerate(ranges):
@@ -44,7 +44,8 @@ def test_sharded_equals_unsharded(tmp_path: Path, shard_size: int) -> None:
     assert sum(load_stats(d / "stats.npz").n for d in dirs) == len(prep.data.train)  # train rows; report stats add val
     sharded = analyze_from_shards(cfg, rt, dirs)
 
-    a, b = whole._stats, sharded._stats
+    a, b = whole.stats, sharded.stats
+    assert a is not None and b is not None
     assert a.n == b.n and np.array_equal(a.class_counts, b.class_counts)
     for name in ("total", "gram", "class_sums"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-9)
