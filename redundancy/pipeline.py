@@ -22,7 +22,7 @@ from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
 from redundancy.probing import plan_subsets
 from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random
-from redundancy.progress import ImagesProgress, ProgressFn, StopFn, Tracker
+from redundancy.progress import ImagesProgressFn, ProgressFn, StopFn, Tracker
 from redundancy.report import (
     CurvePoint,
     DatasetInfo,
@@ -209,7 +209,7 @@ def extract_shard(
     store: Path,
     device: str,
     runtime: Runtime,
-    progress: ImagesProgress | None = None,
+    progress: ImagesProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> None:
     """One shard of a sharded analysis: the rows `[start, stop)` of `prep.splits` laid end to end,

@@ -37,7 +37,17 @@ class ProgressEvent:
 
 ProgressFn = Callable[[ProgressEvent], None]
 StopFn = Callable[[], bool]
-ImagesProgress = Callable[[int, int], None]  # (images done, images total) of one extraction
+ImagesProgressFn = Callable[[int, int], None]  # (images done, images total) of one extraction
+
+
+@dataclass(frozen=True)
+class ImagesProgress:
+    """Extraction progress as a job records it: images through the model of `total`, and the
+    estimated seconds left (`eta_s`; None before the first image)."""
+
+    done: int
+    total: int
+    eta_s: float | None
 
 
 class Tracker:

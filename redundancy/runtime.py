@@ -22,7 +22,7 @@ class Runtime:
     num_workers: int | None = None  # data-loading processes; None: 0 on CPU, up to 8 on CUDA
 
     def resolve_device(self) -> str:
-        import torch
+        import torch  # lazy: Runtime is part of the light `import redundancy`; torch only to resolve "auto"
 
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"

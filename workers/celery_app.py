@@ -2,7 +2,7 @@
 
 Configured from the service settings through :func:`service.core.queue.celery_config`, the same
 settings the API's client (``service.broker``) sends with. The worker imports the core and the engine,
-never the API: ``fastapi`` is not loaded in a worker process (``tests/service/test_architecture.py``).
+never the API: ``fastapi`` is not loaded in a worker process (``tests/service/test_service_architecture.py``).
 """
 
 from __future__ import annotations

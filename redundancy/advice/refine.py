@@ -96,11 +96,6 @@ def refine(
     return out
 
 
-def refined_k(points: Sequence[RefinePoint], k_pass: int) -> int:
-    """The smallest passing `k` after refinement: the grid's `k_pass` or a smaller refined one."""
-    return min([k_pass, *(p.k for p in points if p.passed)])
-
-
 class Refinement:
     """For each δ, bisect over k between the grid's last failing and first passing subset size; the
     new probes are kept in `self.found`, the grid's curve is not changed."""

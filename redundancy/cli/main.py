@@ -203,7 +203,7 @@ def _write_outputs(report: Report, args: argparse.Namespace) -> None:
         args.out.write_text(report.model_dump_json(indent=2, by_alias=True))
         print(f"\nreport written to {args.out}")
     if args.plot is not None:
-        from redundancy.plots import render  # matplotlib only when a plot is asked for
+        from redundancy.plots import render  # lazy: matplotlib only when a plot is asked for
 
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         args.plot.write_bytes(render(report, "svg" if args.plot.suffix.lower() == ".svg" else "png"))

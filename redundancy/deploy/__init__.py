@@ -12,7 +12,6 @@ from redundancy.deploy.artifact import (
     choose_seed,
     fit_head,
     load_artifact,
-    recommendation_for,
     save_artifact,
 )
 from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
@@ -40,7 +39,6 @@ __all__ = [
     "load_stats",
     "model_facts",
     "recommend_multitask",
-    "recommendation_for",
     "report_model_facts",
     "save_artifact",
     "save_stats",

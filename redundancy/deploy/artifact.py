@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from redundancy.advice.multitask import MultiTaskRecommendation
-from redundancy.advice.recommend import RANDOM_KINDS, intervals_from_summary, recommend
-from redundancy.config import Criterion, DeltaMode
+from redundancy.advice.recommend import RANDOM_KINDS
 from redundancy.deploy.errors import ArtifactError
 from redundancy.hashing import hash_json
 from redundancy.probing import RidgeProber, sample_subset
@@ -92,7 +93,7 @@ class Artifact:
 
     def transform(self) -> Any:
         """The model's eval transform at the size the features were extracted at."""
-        import timm
+        import timm  # lazy: timm (a second to import) only when the transform is asked for
 
         return timm.data.create_transform(**self.data_config, is_training=False)
 
@@ -155,17 +156,6 @@ def choose_seed(*tasks: Sequence[CurvePoint]) -> int:
 
 def _nan_low(x: float) -> float:
     return x if x == x else float("-inf")
-
-
-def recommendation_for(
-    report: Report, delta: float, mode: DeltaMode | None = None, criterion: Criterion | None = None
-) -> Recommendation:
-    """The recommendation for any δ from the stored curve (a stored one, or one asked for later)."""
-    return recommend(
-        report.curve, report.dataset.classes, report.model.d, delta,
-        mode or report.config.delta_mode, criterion or report.config.criterion,
-        intervals_from_summary(report.summary),
-    )
 
 
 # -- fitting the head -------------------------------------------------------------------------------
@@ -293,8 +283,6 @@ def card_path(path: Path) -> Path:
 
 def save_artifact(artifact: Artifact, path: str | Path) -> Path:
     """Write `path` (.safetensors) and its model card (`card_path`), each atomically. Returns `path`."""
-    from safetensors.numpy import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -317,8 +305,6 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    from safetensors import safe_open
-
     if not path.is_file():
         raise ArtifactError(f"artifact file not found: {path}", field="path")
     try:

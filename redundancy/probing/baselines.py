@@ -26,8 +26,6 @@ from redundancy.probing.cka import GramCKA
 from redundancy.probing.ridge import ProbeResult, RidgeProber
 from redundancy.sources.stats import GramStats, Standardised
 
-BASELINE_KINDS: tuple[str, ...] = ("pca", "first_k", "random_projection")
-
 
 @dataclass
 class BaselineResult(ProbeResult):
@@ -199,28 +197,3 @@ class Baselines:
             score=res.score, lam_at_edge=res.lam_at_edge, kind="first_k", k=len(subset),
             cka=self._layer_cka(subset), correct=res.correct,
         )
-
-
-def pca_topk_probe(
-    stats: GramStats, x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int,
-    device: str | torch.device = "cpu",
-) -> BaselineResult:
-    """One-off `Baselines(...).pca(k)`; use the class for many k (one eigendecomposition)."""
-    return Baselines(stats, x_val, y_val, x_test, y_test, device=device).pca(k)
-
-
-def first_k_probe(
-    stats: GramStats, x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int,
-    device: str | torch.device = "cpu",
-) -> BaselineResult:
-    """One-off `Baselines(...).first_k(k)`."""
-    return Baselines(stats, x_val, y_val, x_test, y_test, device=device).first_k(k)
-
-
-def random_projection_probe(
-    stats: GramStats, x_val: np.ndarray, y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, k: int,
-    seed: int, master_seed: int = 0, device: str | torch.device = "cpu",
-) -> BaselineResult:
-    """One-off `Baselines(...).random_projection(k, seed)`."""
-    baselines = Baselines(stats, x_val, y_val, x_test, y_test, device=device)
-    return baselines.random_projection(k, seed, master_seed)

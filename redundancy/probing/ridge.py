@@ -231,8 +231,7 @@ class RidgeProber:
             tr_inv = float(torch.cholesky_inverse(chol).diagonal().sum())
         rss = self.y_sq - float((w * b).sum()) - lam * float((w**2).sum())
         dof = self.n - (1.0 + k - lam * tr_inv)
-        score = self.n * rss / dof**2 if dof >= 0.5 and rss >= 0.0 else float("inf")
-        return w, score
+        return w, float(gcv_scores(np.array([rss]), np.array([dof]), self.n)[0])
 
     def _val_select(self, idx: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         w_all = self._solve(g, b, self.lambdas)  # (L, k, C)

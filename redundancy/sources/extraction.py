@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from redundancy.errors import Cancelled
-from redundancy.progress import ImagesProgress
+from redundancy.progress import ImagesProgressFn
 from redundancy.sources.datasets.base import ImageSplit
 from redundancy.sources.datasets.batch_transform import BatchTransform, split_at_tensor
 from redundancy.sources.features_store import (
@@ -246,7 +246,7 @@ def extract(
     num_workers: int | None = None,
     feature_dtype: FeatureDtype = "float16",
     keep_train: bool = False,
-    progress: ImagesProgress | None = None,
+    progress: ImagesProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Features:
     """Extract all three splits into the feature store at `store` and return it opened (memory-mapped).
@@ -293,7 +293,7 @@ def extract_rows(
     num_workers: int | None = None,
     feature_dtype: FeatureDtype = "float16",
     keep_train: bool = False,
-    progress: ImagesProgress | None = None,
+    progress: ImagesProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> GramStats:
     """One shard: the rows `[start, stop)` of train, val and test laid end to end.

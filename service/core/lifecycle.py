@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from redundancy.config import AnalysisConfig
+from redundancy.progress import ImagesProgress
 from redundancy.report import Report
 from service.core import artifacts, results, webhooks
 from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
@@ -248,15 +249,6 @@ def heartbeat(
 def _go_on(session: Session, job_id: str, attempt: int) -> bool:
     row = session.execute(sa.select(Job.status, Job.cancel_requested, Job.attempts).where(Job.id == job_id)).first()
     return not (row is None or row.cancel_requested or row.status != RUNNING or row.attempts != attempt)
-
-
-@dataclass(frozen=True)
-class ImagesProgress:
-    """Extraction progress: images through the model of `total`, and the estimated seconds left."""
-
-    done: int
-    total: int
-    eta_s: float | None
 
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:

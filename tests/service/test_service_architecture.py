@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("service", "workers", "migrations")
+PRODUCT = ("redundancy", "service", "workers", "migrations")
 
 
 def _env() -> dict[str, str]:

@@ -7,14 +7,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from redundancy.probing.baselines import (
-    Baselines,
-    first_k_probe,
-    pca_topk_probe,
-    projection_cka,
-    random_projection_matrix,
-    random_projection_probe,
-)
+from redundancy.probing.baselines import Baselines, projection_cka, random_projection_matrix
 from redundancy.probing.cka import linear_cka
 from redundancy.probing.ridge import DEFAULT_ALPHAS, RidgeProber
 from redundancy.sources.stats import GramStats
@@ -63,7 +56,7 @@ def _explicit_ridge_unscaled(f, y, fv, yv, ft, yt, c):
 def test_pca_matches_sklearn_pca_of_standardised_features_and_explicit_ridge(k: int) -> None:
     x, y, xv, yv, xt, yt = _problem()
     stats = GramStats.from_features(x, y, 4)
-    res = pca_topk_probe(stats, xv, yv, xt, yt, k)
+    res = Baselines(stats, xv, yv, xt, yt).pca(k)
     scaler = StandardScaler().fit(x)
     pca = PCA(n_components=k).fit(scaler.transform(x))
 
@@ -81,7 +74,7 @@ def test_pca_of_every_component_is_the_full_layer_probe() -> None:
     x, y, xv, yv, xt, yt = _problem()
     stats = GramStats.from_features(x, y, 4)
     full = RidgeProber(stats.standardised(), xv, yv, xt, yt).probe(np.arange(x.shape[1]))
-    res = pca_topk_probe(stats, xv, yv, xt, yt, x.shape[1])
+    res = Baselines(stats, xv, yv, xt, yt).pca(x.shape[1])
     np.testing.assert_array_equal(res.correct, full.correct)
     assert res.lam == pytest.approx(full.lam)
 
@@ -115,15 +108,15 @@ def test_random_projection_is_seeded() -> None:
     assert not np.allclose(a, random_projection_matrix(30, 5, 1))
     x, y, xv, yv, xt, yt = _problem()
     stats = GramStats.from_features(x, y, 4)
-    r1 = random_projection_probe(stats, xv, yv, xt, yt, 5, seed=0)
-    r2 = random_projection_probe(stats, xv, yv, xt, yt, 5, seed=0)
+    r1 = Baselines(stats, xv, yv, xt, yt).random_projection(5, 0)
+    r2 = Baselines(stats, xv, yv, xt, yt).random_projection(5, 0)
     assert r1.accuracy == r2.accuracy and r1.cka == r2.cka
 
 
 def test_first_k_is_the_ridge_probe_on_the_leading_neurons() -> None:
     x, y, xv, yv, xt, yt = _problem()
     stats = GramStats.from_features(x, y, 4)
-    res = first_k_probe(stats, xv, yv, xt, yt, 6)
+    res = Baselines(stats, xv, yv, xt, yt).first_k(6)
     ref = RidgeProber(stats.standardised(), xv, yv, xt, yt).probe(np.arange(6))
     assert res.accuracy == ref.accuracy and res.lam == ref.lam
     pred = _explicit_ridge(x[:, :6], y, xv[:, :6], yv, xt[:, :6], yt, 4)

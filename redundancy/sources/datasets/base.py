@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -130,8 +131,6 @@ def balanced_subset(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
 
 
 def _digest(indices: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(indices).tobytes()).hexdigest()[:16]
 
 

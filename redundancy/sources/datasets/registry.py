@@ -65,9 +65,9 @@ def load_dataset(spec: str, runtime: Runtime | None = None) -> ImageDataset:
 
 
 def _digits(spec: str) -> ImageDataset:
-    import sklearn
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    import sklearn  # lazy: scikit-learn only for the digits dataset
+    from sklearn.datasets import load_digits  # lazy: scikit-learn only for the digits dataset
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn only for the digits dataset
 
     data = load_digits()
     images = np.round(data.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 → 0..255 grey
@@ -145,7 +145,7 @@ def _path_loader(paths: list[Path]) -> Callable[[int], Image.Image]:
 
 
 def _torchvision(spec: str, scheme: str, runtime: Runtime) -> ImageDataset:
-    from torchvision import datasets as tvd
+    from torchvision import datasets as tvd  # lazy: torchvision datasets only for a torchvision spec
 
     root = runtime.data_root / scheme
     download = runtime.allow_download

