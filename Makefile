@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo analyze test lint services clean
+.PHONY: setup demo analyze test test-fast lint services clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,13 @@ test: setup
 	bash scripts/services.sh
 	bash scripts/browser.sh
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The fast tier while editing: every test but `slow` (tests/engine: real models, subprocesses),
+# `integration` (Postgres, Redis, Celery) and `browser` (chromium); under 3 minutes on 2 cores.
+# `make test` stays the full run (and .ci/run's).
+test-fast: setup
+	$(BIN)/lint-imports
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not integration and not browser"
 
 lint: setup
 	$(BIN)/ruff check .

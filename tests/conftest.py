@@ -9,6 +9,25 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# The test tiers (docs/architecture.md, "Which tier a test belongs to"): each folder is a marker of the
+# same name, given here, so `pytest -m unit` is `pytest tests/unit`. Beyond its folder a test may
+# carry `slow`, `integration` or `browser`; `make test-fast` leaves those three out.
+TIERS = ("unit", "engine", "service", "client", "ui", "integration")
+SLOW_TIERS = ("engine",)  # real models, real data or subprocesses: minutes on 2 CPU cores
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(tests_dir).parts[0]
+        except ValueError:  # a test outside tests/ (a file given on the command line)
+            continue
+        if tier in TIERS:
+            item.add_marker(tier)
+        if tier in SLOW_TIERS:
+            item.add_marker("slow")
+
 def _shared_data() -> Path:
     """Real data subsets: $ADVISOR_SHARED_DATA, else ../shared/data beside the checkout, else /work/shared/data."""
     candidates = [Path(p) for p in [os.environ.get("ADVISOR_SHARED_DATA", "")] if p]

@@ -49,7 +49,8 @@ def test_sharded_equals_unsharded(tmp_path: Path, shard_size: int) -> None:
     assert a.n == b.n and np.array_equal(a.class_counts, b.class_counts)
     for name in ("total", "gram", "class_sums"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, atol=1e-9)
-    assert [r.model_dump() for r in sharded.recommendations] == [r.model_dump() for r in whole.recommendations]
-    acc_a = [p.accuracy for p in whole.curve]
-    acc_b = [p.accuracy for p in sharded.curve]
+    assert [r.model_dump() for r in sharded.report.recommendations] == [
+        r.model_dump() for r in whole.report.recommendations]
+    acc_a = [p.accuracy for p in whole.report.curve]
+    acc_b = [p.accuracy for p in sharded.report.curve]
     np.testing.assert_allclose(acc_b, acc_a, atol=1e-9)

@@ -40,7 +40,7 @@ def test_load_bench_reads_hey_summaries() -> None:
     sys.path.insert(0, str(ROOT))
     from bench.load import parse_hey
 
-    r = parse_hey((ROOT / "tests/unit/data/hey_summary.txt").read_text(), "list", 5, 1.0)
+    r = parse_hey((ROOT / "tests/engine/data/hey_summary.txt").read_text(), "list", 5, 1.0)
     assert (r.ok, r.errors, r.timeouts) == (592, 4 + 1, 7)
     assert r.statuses == {200: 590, 503: 4, 429: 2} and r.seconds == 1.0085
     assert (r.percentile(0.5), r.percentile(0.99)) == (0.0060, 0.0309)
