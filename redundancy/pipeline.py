@@ -1,4 +1,9 @@
-"""`analyze`: from a config to a Report, stage by stage, with progress and cancellation hooks."""
+"""`analyze`: from a config to a Report, stage by stage, with progress and cancellation hooks.
+
+Orchestration only: prepare the model and the data (`prepare`), extract once (`sources/`), probe
+(`run_probes`: the grid and baselines by `probing.engine`, the refinement of f* by `advice.refine`,
+the bootstrap by `advice.uncertainty`), advise (`advice.recommend`) and assemble the `Report`.
+`run_analysis` returns it with the statistics a head is fitted from (`Analysis`)."""
 
 from __future__ import annotations
 
