@@ -8,6 +8,7 @@ The answer is the smallest `k` tested on every dataset whose criterion statistic
 seed) reaches each dataset's own threshold; the full layer when none below it does. The **binding**
 dataset is the one that rules out the next smaller common `k` (the largest shortfall there, if
 several fail); when the answer is the smallest common `k`, it is the dataset with the least margin.
+Each dataset's fairness at that `k` is the single-task answer's (`advice.fairness_at`: per seed).
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from redundancy.advice import RANDOM_KINDS, summarize, threshold
+from redundancy.advice import RANDOM_KINDS, fairness_at, summarize, threshold
 from redundancy.config import Criterion, DeltaMode
 from redundancy.deploy.errors import IncompatibleTasksError
-from redundancy.fairness import fairness_cost
 from redundancy.report import CurvePoint, Fairness, FractionSummary, Report
 from redundancy.savings import Savings, savings
 from redundancy.stats import GramStats
@@ -135,7 +134,7 @@ def recommend_multitask(
             TaskAtK(
                 dataset=name, accuracy=_stat(at, criterion), full_accuracy=full.accuracy_mean, threshold=bars[name],
                 margin=margin(name, k), own_k=own,
-                fairness=fairness_cost(np.array(full.per_class_accuracy), np.array(at.per_class_accuracy), t.classes),
+                fairness=fairness_at(t.curve, t.classes, d, k),
                 savings=savings(d, k, len(t.classes)),
             )
         )
