@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # The paper's grid for wide ResNets (Nanda et al. 2023): 14 fractions, 5 seeds each.
 PAPER_FRACTIONS: tuple[float, ...] = (
@@ -19,6 +19,7 @@ Criterion = Literal["mean", "worst_seed"]
 ProbeKind = Literal["ridge", "logistic"]
 BaselineKind = Literal["pca", "first_k", "random_projection"]
 CkaEstimator = Literal["biased", "debiased"]
+CkaProtocol = Literal["standard", "paper"]
 LambdaSelect = Literal["gcv", "val"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 
@@ -125,8 +126,15 @@ class AnalysisConfig(BaseModel):
     cka: CkaEstimator = Field(
         "biased",
         description="Estimator for part-vs-whole and subset-vs-subset CKA on the test features: the plain "
-        "(biased) HSIC as in the paper, or the debiased (unbiased-HSIC) form. The `cka` of each curve point "
-        "is always the biased one from the train Gram.",
+        "(biased) HSIC, or the debiased (unbiased-HSIC) form. The `cka` of each curve point is always the "
+        "biased one from the train Gram.",
+    )
+    cka_protocol: CkaProtocol = Field(
+        "standard",
+        description="Which test images subset-vs-subset CKA (`cka_pair`) is measured on: `standard`: every "
+        "test image, with the `cka` estimator; `paper`: biased linear CKA on the last batch of 100 test "
+        "images (the last 100 in order; all when fewer), as the paper's notebook measures it (its metric "
+        "keeps only the last batch). Averaged over seeds either way; part-vs-whole CKA is the same under both.",
     )
     refine_resolution: float | None = Field(
         None, gt=0.0, lt=1.0,
@@ -147,6 +155,13 @@ class AnalysisConfig(BaseModel):
         "all training rows, validation split included) or `val` (best accuracy on the held-out validation "
         "split, the fit split only). The logistic probe always uses the validation split.",
     )
+
+    @field_validator("cka_protocol")
+    @classmethod
+    def _paper_protocol_is_biased(cls, v: str, info: ValidationInfo) -> str:
+        if v == "paper" and info.data.get("cka") == "debiased":
+            raise ValueError("the paper's protocol measures the biased estimator: use cka 'biased' with it")
+        return v
 
     @field_validator("fractions")
     @classmethod

@@ -17,7 +17,7 @@ import torch
 
 from redundancy.advice import recommend, summarize, threshold
 from redundancy.baselines import Baselines
-from redundancy.cka import FeatureCKA, GramCKA
+from redundancy.cka import FeatureCKA, GramCKA, cka_rows
 from redundancy.config import AnalysisConfig
 from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.datasets.base import ImageSplit, validation_split
@@ -521,7 +521,8 @@ def run_probes(
     train = training_problem(config, features)
     ctx = _Context(
         config, features, train, _SubsetProber(config, features, train, device),
-        GramCKA(train.stats.centred_gram(), device=device), FeatureCKA(features.x_test, device=device),
+        GramCKA(train.stats.centred_gram(), device=device),
+        FeatureCKA(cka_rows(features.x_test, config.cka_protocol), device=device),
         tracker, device,
     )
     plan = plan_subsets(config.fractions, features.d, config.seeds)
