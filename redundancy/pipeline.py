@@ -35,7 +35,8 @@ from redundancy.extraction import (
 from redundancy.features_store import save_stats
 from redundancy.hashing import hash_json
 from redundancy.models import FeatureExtractor, LoadedModel, load_model
-from redundancy.probes import ProbeResult, RidgeProber, plan_subsets, sample_subset
+from redundancy.probes import ProbeResult, RidgeProber, draw_subset, plan_subsets
+from redundancy.probes.lbfgs import train_logistic_lbfgs
 from redundancy.probes.logistic import train_logistic_grid
 from redundancy.refine import bracket, refine, resolution_to_k
 from redundancy.report import (
@@ -368,7 +369,7 @@ def _warnings(
     if loaded.weights_random:
         out.append("the weights were random (a test setting): these numbers say nothing about a trained model")
     d, c, n_val = features.d, features.stats.num_classes, len(features.y_val)
-    by_val = config.probe == "logistic" or config.lambda_select == "val"
+    by_val = (config.probe == "logistic" and config.logistic_solver == "sgd") or config.lambda_select == "val"
     n = run.n_train if config.probe == "ridge" else features.stats.n
     if n < d:
         out.append(f"{n} training rows for {d} neurons: the full-layer probe can overfit, which moves every ratio "
@@ -472,12 +473,17 @@ class _SubsetProber:
         self, subsets: list[np.ndarray], tracker: _Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
         f, c = self.features, self.config
-        results = train_logistic_grid(
-            f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
-            epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
-            weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
-            should_stop=tracker.should_stop, progress=progress,
-        )
+        if c.logistic_solver == "lbfgs":
+            results = train_logistic_lbfgs(
+                f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
+                device=self.device, seed=c.seed, should_stop=tracker.should_stop, progress=progress)
+        else:
+            results = train_logistic_grid(
+                f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
+                epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
+                weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
+                should_stop=tracker.should_stop, progress=progress,
+            )
         for r in results:
             r.score = r.val_accuracy
         return list(results)
@@ -525,7 +531,7 @@ def run_probes(
         FeatureCKA(cka_rows(features.x_test, config.cka_protocol), device=device),
         tracker, device,
     )
-    plan = plan_subsets(config.fractions, features.d, config.seeds)
+    plan = plan_subsets(config.fractions, features.d, config.seeds, config.subsets)
     probed = probe_random(ctx, plan.entries, "random", (0.0, 0.6))
     if config.refine_resolution is not None:
         probed.extend(_Refinement(ctx, probed.points).run())
@@ -549,7 +555,7 @@ def probe_random(
 ) -> _Probed:
     """Probe `seeds` random subsets of each `(fraction, k, seeds)` entry, with their CKAs."""
     c, d, tracker = ctx.config, ctx.d, ctx.tracker
-    jobs = [(f, k, s, sample_subset(d, k, s, c.seed)) for f, k, n in entries for s in range(n)]
+    jobs = [(f, k, s, draw_subset(d, k, s, c.seed, c.subsets)) for f, k, n in entries for s in range(n)]
     lo, hi = span
     results = ctx.prober([j[3] for j in jobs], tracker, lambda x: tracker.report("probe", lo + (hi - lo) * x, kind))
     out = _Probed()

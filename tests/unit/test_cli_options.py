@@ -68,7 +68,8 @@ def test_every_flag_reaches_its_field() -> None:
               "--val-fraction": "0.2", "--batch-size": "16", "--baselines": "pca", "--cka": "debiased",
               "--refine": "0.01", "--bootstrap": "50", "--ci-level": "0.9", "--logistic-epochs": "4",
               "--logistic-lr": "0.5", "--logistic-weight-decay": "0.001", "--logistic-batch-size": "32",
-              "--lambda-select": "val", "--feature-dtype": "float32", "--subsets": "nested"}
+              "--lambda-select": "val", "--feature-dtype": "float32", "--subsets": "nested",
+              "--logistic-solver": "sgd"}
     alone = {"--cka-protocol": "paper"}  # refused beside --cka debiased: given in a run of its own
     flags = {opt.flag for opt in config_options()}
     values = {flag: v for flag, v in values.items() if flag in flags}  # fields not (yet) in this config
