@@ -1,8 +1,8 @@
 """One answer for several tasks: the smallest `k` that keeps every dataset within δ of its full layer.
 
-Subsets are drawn from (master seed, d, k, seed) only (`sample_subset`), so with the same model,
-weights, layer and master seed every dataset probed the same indices at each `(k, seed)`: one index
-set serves all of them. Pure functions over stored curves; the service calls them.
+Subsets are drawn from (master seed, d, k, seed, `subsets`) only (`draw_subset`), so with the same
+model, weights, layer, master seed and `subsets` every dataset probed the same indices at each
+`(k, seed)`: one index set serves all of them. Pure functions over stored curves; the service calls them.
 
 The answer is the smallest `k` tested on every dataset whose criterion statistic (seed mean, or worst
 seed) reaches each dataset's own threshold; the full layer when none below it does. The **binding**
@@ -43,12 +43,14 @@ class TaskCurve:
     weights_identity: str
     layer: str
     master_seed: int
+    subsets: str = "independent"  # how the subsets were drawn (`AnalysisConfig.subsets`)
 
     @classmethod
     def from_report(cls, report: Report) -> TaskCurve:
         return cls(
             curve=report.curve, classes=list(report.dataset.classes), d=report.model.d, model=report.model.name,
             weights_identity=report.model.weights_identity, layer=report.model.layer, master_seed=report.config.seed,
+            subsets=report.config.subsets,
         )
 
 
@@ -77,7 +79,7 @@ class MultiTaskRecommendation(BaseModel):
 
 _IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (
     ("model", "model.name"), ("weights_identity", "model.weights"), ("layer", "layer"), ("d", "d"),
-    ("master_seed", "seed"),
+    ("master_seed", "seed"), ("subsets", "subsets"),
 )
 
 
