@@ -113,6 +113,7 @@ class Result:
     debiased: Report | None
     seconds: dict[str, float] = field(default_factory=dict)
     tuned_lr: dict[str, float] = field(default_factory=dict)  # sklearn LogisticRegression, C tuned on val
+    paper_cka: Report | None = None  # cka_protocol = "paper": biased CKA of the last 100 test images
 
 
 # Running ------------------------------------------------------------------------------------------
@@ -166,7 +167,12 @@ def run_dataset(ds: DataSpec, data_dir: Path, s: Settings, runtime: Runtime) -> 
     tuned = tuned_logistic(cached_features(config(ds, data_dir, s, probe="ridge"), runtime))
     seconds["tuned_lr"] = time.perf_counter() - t0
     print(f"  [{ds.key}/tuned LR] {tuned}", flush=True)
-    return Result(ds, ridge, logistic, debiased, seconds, tuned)
+    paper_cka = (
+        timed("paper_cka", config(ds, data_dir, s, probe="ridge", baselines=[], cka="biased",
+                                  cka_protocol="paper", bootstrap=0))
+        if ds.key == "cifar10" else None
+    )
+    return Result(ds, ridge, logistic, debiased, seconds, tuned, paper_cka)
 
 
 LR_C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -987,7 +993,7 @@ def from_json(path: Path, out: Path) -> int:
     results = [
         Result(keys[k], Report.model_validate(v["ridge"]), Report.model_validate(v["logistic"]),
                Report.model_validate(v["debiased"]) if v.get("debiased") else None, v["seconds"],
-               v.get("tuned_lr", {}))
+               v.get("tuned_lr", {}), Report.model_validate(v["paper_cka"]) if v.get("paper_cka") else None)
         for k, v in blob["results"].items()
     ]
     out.mkdir(parents=True, exist_ok=True)
@@ -1036,7 +1042,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": command, "wall": wall, "machine": machine_str, "code": code_str, "settings": s.__dict__,
             "results": {r.ds.key: {"seconds": r.seconds, "tuned_lr": r.tuned_lr, **{
                 k: v.model_dump(mode="json", by_alias=True) for k, v in
-                (("ridge", r.ridge), ("logistic", r.logistic), ("debiased", r.debiased)) if v is not None}}
+                (("ridge", r.ridge), ("logistic", r.logistic), ("debiased", r.debiased),
+                 ("paper_cka", r.paper_cka)) if v is not None}}
                 for r in results},
         }))
     print(f"wrote {md} and {len(paths)} figures in {wall:.0f} s")
