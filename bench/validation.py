@@ -1082,9 +1082,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def from_json(path: Path, out: Path) -> int:
+def from_json(path: Path, out: Path, data_dir: Path | None = None, cache_dir: Path | None = None) -> int:
     blob = json.loads(path.read_text())
     s = Settings(**blob["settings"])
+    if not TINY_FEATURES.is_file() and cache_dir is not None and data_dir is not None and not s.quick:
+        cifar = next(d for d in DATASETS if d.key == "cifar10")  # the run's cached features, not recomputed
+        save_tiny_features(cached_features(config(cifar, data_dir, s, probe="ridge"), Runtime(cache_dir=cache_dir)))
     keys = {d.key: d for d in DATASETS}
     results = [
         Result(keys[k], Report.model_validate(v["ridge"]), Report.model_validate(v["logistic"]),
@@ -1104,7 +1107,7 @@ def from_json(path: Path, out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
-        return from_json(args.from_json, args.out_dir.resolve())
+        return from_json(args.from_json, args.out_dir.resolve(), args.data_dir.resolve(), args.cache_dir)
     t0 = time.perf_counter()
     quick = args.quick
     s = Settings(
