@@ -888,10 +888,13 @@ def write_markdown(results: list[Result], s: Settings, out: Path, command: str, 
             f"**Resolution of this run: {s.image_size} px, not the model's 224 px.** A 224-px regeneration "
             "of all three data sets did not fit the time left on the shared 2-core machine (extraction alone "
             "ran at ≈ 2 % of CIFAR-10 per minute under load), so this page was generated with the fastest "
-            "setting that keeps every step of the protocol (the same data, caps, grid, seeds, probes, CKA "
-            "protocols and bootstrap) and changes only the input size. Accuracies are lower than at 224 px "
-            "(issue 16's audit: CIFAR-10 full layer 86.5 % at 224 px) and f* moves with them; the 224-px "
-            "page is `python bench/validation.py` with no `--image-size`, unchanged.",
+            "setting that keeps every step of the protocol (the same data, caps, grid, probes, CKA protocols "
+            "and bootstrap) and changes only the input size"
+            + (f" and the seeds per fraction ({s.seeds} instead of 5: the L-BFGS logistic probe's C path on "
+               "every subset is the slow part)" if s.seeds != 5 else "")
+            + ". Accuracies are lower than at 224 px (issue 16's audit: CIFAR-10 full layer 86.5 % at 224 px) "
+            "and f* moves with them; the 224-px page is `python bench/validation.py` with no `--image-size`, "
+            "unchanged.",
             "",
         ]
     body = [section_anchor(results), section_a(results), section_b(results), section_paper_table(results),
