@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # The paper's grid for wide ResNets (Nanda et al. 2023): 14 fractions, 5 seeds each.
 PAPER_FRACTIONS: tuple[float, ...] = (
@@ -17,8 +17,11 @@ DEFAULT_DELTAS: tuple[float, ...] = (0.01, 0.05, 0.1)
 DeltaMode = Literal["relative", "absolute"]
 Criterion = Literal["mean", "worst_seed"]
 ProbeKind = Literal["ridge", "logistic"]
+LogisticSolver = Literal["lbfgs", "sgd"]
 BaselineKind = Literal["pca", "first_k", "random_projection"]
 CkaEstimator = Literal["biased", "debiased"]
+CkaProtocol = Literal["standard", "paper"]
+SubsetMode = Literal["independent", "nested"]
 LambdaSelect = Literal["gcv", "val"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 
@@ -93,9 +96,15 @@ class AnalysisConfig(BaseModel):
         description="Neuron fractions to probe, each in (0, 1]; 1 (the full layer) is always added.",
     )
     seeds: int = Field(5, ge=1, le=100, description="Random subsets per fraction.")
+    subsets: SubsetMode = Field(
+        "independent",
+        description="How each seed's subsets are drawn: `independent`: k = round(f·d) neurons drawn anew for "
+        "every fraction; `nested` (the paper's protocol): per seed one random permutation of the d neurons, "
+        "and fraction f keeps its first floor(f·d), so a seed's smaller subsets lie inside its larger ones.",
+    )
     probe: ProbeKind = Field(
         "ridge", description="`ridge`: closed-form probes from the Gram matrix (fast); `logistic`: softmax "
-        "probes trained by SGD, as in the paper.",
+        "(multinomial logistic) probes, solved by `logistic_solver`.",
     )
     deltas: list[float] = Field(
         default_factory=lambda: list(DEFAULT_DELTAS), min_length=1, max_length=MAX_DELTAS,
@@ -125,8 +134,15 @@ class AnalysisConfig(BaseModel):
     cka: CkaEstimator = Field(
         "biased",
         description="Estimator for part-vs-whole and subset-vs-subset CKA on the test features: the plain "
-        "(biased) HSIC as in the paper, or the debiased (unbiased-HSIC) form. The `cka` of each curve point "
-        "is always the biased one from the train Gram.",
+        "(biased) HSIC, or the debiased (unbiased-HSIC) form. The `cka` of each curve point is always the "
+        "biased one from the train Gram.",
+    )
+    cka_protocol: CkaProtocol = Field(
+        "standard",
+        description="Which test images subset-vs-subset CKA (`cka_pair`) is measured on: `standard`: every "
+        "test image, with the `cka` estimator; `paper`: biased linear CKA on the last batch of 100 test "
+        "images (the last 100 in order; all when fewer), as the paper's notebook measures it (its metric "
+        "keeps only the last batch). Averaged over seeds either way; part-vs-whole CKA is the same under both.",
     )
     refine_resolution: float | None = Field(
         None, gt=0.0, lt=1.0,
@@ -135,18 +151,35 @@ class AnalysisConfig(BaseModel):
     )
     bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap resamples of the test set; 0: off.")
     ci_level: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence level of the bootstrap interval.")
-    logistic_epochs: int = Field(30, ge=1, le=500, description="Logistic probe: SGD epochs.")
-    logistic_lr: float = Field(
-        0.1, gt=0.0, le=10.0, description="Logistic probe: initial learning rate (×0.1 at 1/2 and 3/4 of training)."
+    logistic_solver: LogisticSolver = Field(
+        "lbfgs",
+        description="Logistic probe: `lbfgs` (the optimum of sklearn's objective by full-batch L-BFGS, C chosen "
+        "per subset on a validation split with at least 5 images per class where the data allow, then refitted "
+        "on all training rows) or `sgd` (the paper's optimiser: `logistic_epochs`, `logistic_lr`, "
+        "`logistic_weight_decay`, `logistic_batch_size`, best-validation epoch).",
     )
-    logistic_weight_decay: float = Field(5e-4, ge=0.0, le=1.0, description="Logistic probe: weight decay.")
-    logistic_batch_size: int = Field(256, ge=1, le=65536, description="Logistic probe: mini-batch size.")
+    logistic_epochs: int = Field(30, ge=1, le=500, description="Logistic probe, `sgd` solver: SGD epochs.")
+    logistic_lr: float = Field(
+        0.1, gt=0.0, le=10.0,
+        description="Logistic probe, `sgd` solver: initial learning rate (×0.1 at 1/2 and 3/4 of training).",
+    )
+    logistic_weight_decay: float = Field(
+        5e-4, ge=0.0, le=1.0, description="Logistic probe, `sgd` solver: weight decay.")
+    logistic_batch_size: int = Field(
+        256, ge=1, le=65536, description="Logistic probe, `sgd` solver: mini-batch size.")
     lambda_select: LambdaSelect = Field(
         "gcv",
         description="How the ridge probe chooses λ: `gcv` (generalised cross-validation in closed form on "
         "all training rows, validation split included) or `val` (best accuracy on the held-out validation "
         "split, the fit split only). The logistic probe always uses the validation split.",
     )
+
+    @field_validator("cka_protocol")
+    @classmethod
+    def _paper_protocol_is_biased(cls, v: str, info: ValidationInfo) -> str:
+        if v == "paper" and info.data.get("cka") == "debiased":
+            raise ValueError("the paper's protocol measures the biased estimator: use cka 'biased' with it")
+        return v
 
     @field_validator("fractions")
     @classmethod

@@ -321,7 +321,7 @@ def _warnings(
     if loaded.weights_random:
         out.append("the weights were random (a test setting): these numbers say nothing about a trained model")
     d, c, n_val = features.d, features.stats.num_classes, len(features.y_val)
-    by_val = config.probe == "logistic" or config.lambda_select == "val"
+    by_val = (config.probe == "logistic" and config.logistic_solver == "sgd") or config.lambda_select == "val"
     n = run.n_train if config.probe == "ridge" else features.stats.n
     if n < d:
         out.append(f"{n} training rows for {d} neurons: the full-layer probe can overfit, which moves every ratio "
@@ -359,7 +359,7 @@ def run_probes(
     tracker = tracker or Tracker()
     ctx = probe_context(config, features, device, tracker)
     train = ctx.train
-    plan = plan_subsets(config.fractions, features.d, config.seeds)
+    plan = plan_subsets(config.fractions, features.d, config.seeds, config.subsets)
     probed = probe_random(ctx, plan.entries, "random", (0.0, 0.6))
     if config.refine_resolution is not None:
         probed.extend(Refinement(ctx, probed.points).run())

@@ -1,13 +1,14 @@
 """One answer for several tasks: the smallest `k` that keeps every dataset within δ of its full layer.
 
-Subsets are drawn from (master seed, d, k, seed) only (`sample_subset`), so with the same model,
-weights, layer and master seed every dataset probed the same indices at each `(k, seed)`: one index
-set serves all of them. Pure functions over stored curves; the service calls them.
+Subsets are drawn from (master seed, d, k, seed, `subsets`) only (`draw_subset`), so with the same
+model, weights, layer, master seed and `subsets` every dataset probed the same indices at each
+`(k, seed)`: one index set serves all of them. Pure functions over stored curves; the service calls them.
 
 The answer is the smallest `k` tested on every dataset whose criterion statistic (seed mean, or worst
 seed) reaches each dataset's own threshold; the full layer when none below it does. The **binding**
 dataset is the one that rules out the next smaller common `k` (the largest shortfall there, if
 several fail); when the answer is the smallest common `k`, it is the dataset with the least margin.
+Each dataset's fairness at that `k` is the single-task answer's (`advice.fairness_at`: per seed).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from redundancy.advice.fairness import fairness_cost
-from redundancy.advice.recommend import summarize, threshold
+from redundancy.advice.recommend import fairness_at, summarize, threshold
 from redundancy.advice.savings import Savings, savings
 from redundancy.config import Criterion, DeltaMode
 from redundancy.errors import IncompatibleTasksError
@@ -39,12 +38,14 @@ class TaskCurve:
     weights_identity: str
     layer: str
     master_seed: int
+    subsets: str = "independent"  # how the subsets were drawn (`AnalysisConfig.subsets`)
 
     @classmethod
     def from_report(cls, report: Report) -> TaskCurve:
         return cls(
             curve=report.curve, classes=list(report.dataset.classes), d=report.model.d, model=report.model.name,
             weights_identity=report.model.weights_identity, layer=report.model.layer, master_seed=report.config.seed,
+            subsets=report.config.subsets,
         )
 
 
@@ -73,7 +74,7 @@ class MultiTaskRecommendation(BaseModel):
 
 _IDENTITY_FIELDS: tuple[tuple[str, str], ...] = (
     ("model", "model.name"), ("weights_identity", "model.weights"), ("layer", "layer"), ("d", "d"),
-    ("master_seed", "seed"),
+    ("master_seed", "seed"), ("subsets", "subsets"),
 )
 
 
@@ -130,7 +131,7 @@ def recommend_multitask(
             TaskAtK(
                 dataset=name, accuracy=_stat(at, criterion), full_accuracy=full.accuracy_mean, threshold=bars[name],
                 margin=margin(name, k), own_k=own,
-                fairness=fairness_cost(np.array(full.per_class_accuracy), np.array(at.per_class_accuracy), t.classes),
+                fairness=fairness_at(t.curve, t.classes, d, k),
                 savings=savings(d, k, len(t.classes)),
             )
         )
@@ -139,4 +140,3 @@ def recommend_multitask(
         delta=delta, mode=mode, criterion=criterion, k=k, d=d, fraction=fraction, met_below_full=k < d,
         binding=binding, tasks=rows,
     )
-

@@ -16,7 +16,7 @@ from redundancy.advice.savings import savings
 from redundancy.advice.uncertainty import PairedBootstrap
 from redundancy.config import Criterion, DeltaMode
 from redundancy.errors import InvalidConfigError
-from redundancy.report import CurvePoint, FractionSummary, Recommendation
+from redundancy.report import CurvePoint, Fairness, FractionSummary, Recommendation
 
 _EPS = 1e-12
 
@@ -73,6 +73,13 @@ def _defined_mean(values: Sequence[float | None]) -> tuple[float | None, int]:
 def per_seed_vectors(curve: Sequence[CurvePoint], k: int, kinds: tuple[str, ...] = RANDOM_KINDS) -> np.ndarray:
     """`(seeds, C)`: each seed's per-class accuracy at subset size k."""
     return np.array([p.per_class_accuracy for p in curve if p.kind in kinds and p.k == k])
+
+
+def fairness_at(curve: Sequence[CurvePoint], classes: list[str], d: int, k: int) -> Fairness:
+    """The fairness cost of keeping `k` of `d` neurons: `fairness_cost` on each seed's own per-class
+    vector at k and at the full layer (never the seed-averaged vector). The one place the single- and
+    multi-dataset answers get it from."""
+    return fairness_cost(per_seed_vectors(curve, d), per_seed_vectors(curve, k), classes)
 
 
 def intervals_from_summary(summary: Sequence[FractionSummary]) -> dict[int, tuple[float, float]]:
@@ -156,7 +163,7 @@ def recommend(
         ci_high=chosen.ci_high,
         refined=refined,
         note=note,
-        fairness=fairness_cost(per_seed_vectors(curve, d), per_seed_vectors(curve, chosen.k), classes),
+        fairness=fairness_at(curve, classes, d, chosen.k),
         **robust,
         savings=savings(d, chosen.k, len(classes)),
     )

@@ -36,7 +36,7 @@ from redundancy.advice.multitask import MultiTaskRecommendation
 from redundancy.advice.recommend import RANDOM_KINDS
 from redundancy.deploy.errors import ArtifactError
 from redundancy.hashing import hash_json
-from redundancy.probing import RidgeProber, sample_subset
+from redundancy.probing import RidgeProber, draw_subset
 from redundancy.report import CurvePoint, Recommendation, Report
 from redundancy.sources.stats import GramStats
 
@@ -217,7 +217,7 @@ def build_artifact(
         raise ArtifactError(f"the curve has no random subset of k = {k} with seed {seed}", field="seed")
     if chosen.lam is None:
         raise ArtifactError(f"the curve point at k = {k}, seed {chosen.seed} has no λ", field="curve")
-    indices = sample_subset(d, k, chosen.seed, seed_master).astype(np.int64)
+    indices = draw_subset(d, k, chosen.seed, seed_master, report.config.subsets).astype(np.int64)
     weight, bias = fit_head(stats, indices, chosen.lam)
     ds = report.dataset
     metadata: dict[str, Any] = {

@@ -1,15 +1,41 @@
-"""Linear CKA between a neuron subset and the whole layer, from the centred Gram by indexing.
+"""Linear CKA between neuron subsets of one layer: what each number of a curve point measures.
 
-With centred features `X` and `G = XᵀX`:
-`CKA(X_S, X) = ‖X_Sᵀ X‖²_F / (‖X_Sᵀ X_S‖_F ‖XᵀX‖_F) = ‖G[S,:]‖²_F / (‖G[S,S]‖_F ‖G‖_F)`.
-This is the biased (plain HSIC) estimator of Kornblith et al. (2019), on raw, not standardised,
-features, as in the paper.
+With centred features `X` and `G = XᵀX`, linear CKA is
+`CKA(X_S, X_T) = ‖X_Sᵀ X_T‖²_F / (‖X_Sᵀ X_S‖_F ‖X_Tᵀ X_T‖_F)` (the biased, plain-HSIC estimator of
+Kornblith et al. 2019), always on centred raw features, never standardised ones.
+
+- `cka` (`GramCKA`): **part versus whole**, biased, between the subset S and the whole layer on the
+  rows the probe was fitted on (train + validation under GCV, the fit split under `val`), from the
+  centred Gram by indexing: `‖G[S,:]‖²_F / (‖G[S,S]‖_F ‖G‖_F)`. The paper reports no such number.
+- `cka_pair` (`FeatureCKA.subset_subset`): **subset versus subset**, two independent uniform draws
+  of k neurons (`independent_subset_pair`), on test images chosen by `cka_protocol` (`cka_rows`):
+  `standard`: every stored test image, with the configured estimator (biased, or debiased:
+  unbiased HSIC, Song et al. 2012; Nguyen et al. 2021); `paper`: biased on the last batch of
+  `PAPER_BATCH` = 100 test images, which is what the paper's figures are: its notebook computes
+  biased linear CKA batch by batch over the test set and its metric keeps only the last batch's value
+  (then the mean over seed pairs). At n = 100 the biased estimator is inflated: expect the `paper`
+  numbers above the `standard` ones at small k.
+- `cka_debiased` (`FeatureCKA.part_whole`, only with `cka = "debiased"`): part versus whole,
+  debiased, on every stored test image.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+PAPER_BATCH = 100  # the paper's evaluation batch: its CKA is that of the last batch of test images
+
+
+def cka_rows(x_test: np.ndarray, protocol: str) -> np.ndarray:
+    """The test rows subset-versus-subset CKA is measured on: all of them (`standard`), or the last
+    batch of `PAPER_BATCH` (`paper`: the last 100 in order, all of them when there are fewer; the
+    paper's 10,000 test images are a multiple of 100, so its last batch is its last 100 images)."""
+    if protocol == "standard":
+        return x_test
+    if protocol == "paper":
+        return x_test[max(0, len(x_test) - PAPER_BATCH):]
+    raise ValueError(f"cka_protocol must be 'standard' or 'paper', not {protocol!r}")
 
 
 class GramCKA:

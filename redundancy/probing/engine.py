@@ -15,10 +15,11 @@ import numpy as np
 
 from redundancy.config import AnalysisConfig
 from redundancy.probing.baselines import Baselines
-from redundancy.probing.cka import FeatureCKA, GramCKA
+from redundancy.probing.cka import FeatureCKA, GramCKA, cka_rows
+from redundancy.probing.lbfgs import train_logistic_lbfgs
 from redundancy.probing.logistic import train_logistic_grid
 from redundancy.probing.ridge import ProbeResult, RidgeProber
-from redundancy.probing.subsets import sample_subset
+from redundancy.probing.subsets import draw_subset
 from redundancy.progress import Tracker
 from redundancy.report import CurvePoint
 from redundancy.sources.extraction import Features
@@ -99,12 +100,17 @@ class SubsetProber:
         self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
         f, c = self.features, self.config
-        results = train_logistic_grid(
-            f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
-            epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
-            weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
-            should_stop=tracker.should_stop, progress=progress,
-        )
+        if c.logistic_solver == "lbfgs":
+            results = train_logistic_lbfgs(
+                f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
+                device=self.device, seed=c.seed, should_stop=tracker.should_stop, progress=progress)
+        else:
+            results = train_logistic_grid(
+                f.x_train, f.y_train, f.x_val, f.y_val, f.x_test, f.y_test, subsets, f.stats.num_classes,
+                epochs=c.logistic_epochs, batch_size=c.logistic_batch_size, lr=c.logistic_lr,
+                weight_decay=c.logistic_weight_decay, device=self.device, seed=c.seed,
+                should_stop=tracker.should_stop, progress=progress,
+            )
         for r in results:
             r.score = r.val_accuracy
         return list(results)
@@ -145,7 +151,8 @@ def probe_context(config: AnalysisConfig, features: Features, device: str = "cpu
     train = training_problem(config, features)
     return ProbeContext(
         config, features, train, SubsetProber(config, features, train, device),
-        GramCKA(train.stats.centred_gram(), device=device), FeatureCKA(features.x_test, device=device),
+        GramCKA(train.stats.centred_gram(), device=device),
+        FeatureCKA(cka_rows(features.x_test, config.cka_protocol), device=device),
         tracker or Tracker(), device,
     )
 
@@ -155,7 +162,7 @@ def probe_random(
 ) -> Probed:
     """Probe `seeds` random subsets of each `(fraction, k, seeds)` entry, with their CKAs."""
     c, d, tracker = ctx.config, ctx.d, ctx.tracker
-    jobs = [(f, k, s, sample_subset(d, k, s, c.seed)) for f, k, n in entries for s in range(n)]
+    jobs = [(f, k, s, draw_subset(d, k, s, c.seed, c.subsets)) for f, k, n in entries for s in range(n)]
     lo, hi = span
     results = ctx.prober([j[3] for j in jobs], tracker, lambda x: tracker.report("probe", lo + (hi - lo) * x, kind))
     out = Probed()

@@ -20,17 +20,16 @@ spectrum: the nonzero eigenvalues of `Z_S Z_Sᵀ`), the rest and their `c_j` are
 minimum-norm solution), eigenvalues are clipped at zero, and a λ with `n − tr H < 1/2` or a
 negative RSS scores +∞. Exact ties go to the larger λ.
 
-An eigendecomposition costs 10–18 Cholesky factorisations, so a group of same-size subsets (the
-seeds of one fraction) shares one: λ is chosen by GCV on the group's first subset, and the others
-are solved at that λ by one Cholesky factorisation each, with their own GCV score at that λ from
-the factor: `RSS = ‖Y_c‖² − tr(WᵀB) − λ‖W‖²`, `tr H = 1 + k − λ‖L⁻¹‖²_F`.
+Each subset gets its own GCV optimum on the grid, seeds of one fraction included (`probe_group`:
+one spectrum per subset; reusing the first seed's λ for the others would rank seeds by GCV scores
+taken away from their own optimum). The seeds of a group share the test-prediction product.
 
 **On the CPU** (`RidgeProber.lapack`, the default there) the same numbers come from scipy's LAPACK,
 which is fast on Intel and AMD alike (torch's MKL `eigh` is 1.7× slower than OpenBLAS on AMD EPYC):
-from k ≥ `TRIDIAGONAL_MIN_K`, the first subset's GCV curve from one tridiagonal reduction
-`G = Q T Qᵀ` (`gcv_tridiagonal`: half an eigendecomposition's flops), the others by `dpotrf` and
-`dtrtri`. On other devices (a GPU) torch's `eigh` and Cholesky. A group's test predictions are one
-product with the test matrix when its subsets cover half the layer (`_predict`).
+from k ≥ `TRIDIAGONAL_MIN_K`, each subset's GCV curve from one tridiagonal reduction
+`G = Q T Qᵀ` (`gcv_tridiagonal`: half an eigendecomposition's flops). On other devices (a GPU)
+torch's `eigh`. A group's test predictions are one product with the test matrix when its subsets
+cover half the layer (`_predict`).
 
 **Validation** (`lambda_select = "val"`): one batched Cholesky solves a 7-value grid, λ is the one
 with the best validation accuracy (ties to the larger λ); the score is that accuracy.
@@ -207,32 +206,6 @@ class RidgeProber:
         w = w_eig if v is None else v @ w_eig
         return w, float(lams[best]), float(curve[best]), edge
 
-    def _gcv_at(self, g: torch.Tensor, b: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
-        """Weights and GCV at a given λ from one Cholesky factorisation."""
-        k = g.shape[0]
-        if self.diagonal:
-            e = torch.diagonal(g)
-            w = b / (e + lam)[:, None]
-            tr_inv = float((1.0 / (e + lam)).sum())
-        elif self.lapack:  # LAPACK through scipy: the triangular inverse alone, k³/3
-            shifted = g.numpy().copy()
-            shifted[np.diag_indices(k)] += lam
-            chol = sla.cholesky(shifted, lower=True, overwrite_a=True, check_finite=False)
-            w = torch.from_numpy(sla.cho_solve((chol, True), b.numpy(), check_finite=False))
-            inv, info = sla.lapack.dtrtri(chol, lower=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"dtrtri failed (info={info})")
-            tr_inv = float(np.einsum("ij,ij->", inv, inv))  # ‖L⁻¹‖²_F = tr (G+λI)⁻¹
-        else:
-            shifted = g.clone()
-            shifted.diagonal().add_(lam)
-            chol = torch.linalg.cholesky(shifted)
-            w = torch.cholesky_solve(b, chol)
-            tr_inv = float(torch.cholesky_inverse(chol).diagonal().sum())
-        rss = self.y_sq - float((w * b).sum()) - lam * float((w**2).sum())
-        dof = self.n - (1.0 + k - lam * tr_inv)
-        return w, float(gcv_scores(np.array([rss]), np.array([dof]), self.n)[0])
-
     def _val_select(self, idx: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         w_all = self._solve(g, b, self.lambdas)  # (L, k, C)
         scores = self.zt_val[idx].T @ w_all + self.prior  # (L, n_val, C)
@@ -280,20 +253,18 @@ class RidgeProber:
         return self._score_test(idx, w, lam, score, edge)
 
     def probe_group(self, subsets: list[np.ndarray]) -> list[ProbeResult]:
-        """Probe same-size subsets (a fraction's seeds). GCV: λ from the first subset's spectrum, the
-        others solved at that λ by Cholesky, each with its own GCV score there. Validation: each alone."""
+        """Probe same-size subsets (a fraction's seeds), each at its own λ (GCV: its own optimum on the
+        grid; validation: its own best), the test predictions of a GCV group in one product."""
         if self.select == "val" or not subsets:
             return [self.probe(s) for s in subsets]
-        idx, g, b = self._block(subsets[0])
-        w, lam, score, edge = self._gcv_eig(g, b)
-        idxs, ws, scores = [idx], [w], [score]
-        for s in subsets[1:]:
+        idxs, ws, chosen = [], [], []
+        for s in subsets:
             idx, g, b = self._block(s)
-            w, score = self._gcv_at(g, b, lam)
+            w, lam, score, edge = self._gcv_eig(g, b)
             idxs.append(idx)
             ws.append(w)
-            scores.append(score)
-        return [self._result(p, lam, sc, edge) for p, sc in zip(self._predict(idxs, ws), scores, strict=True)]
+            chosen.append((lam, score, edge))
+        return [self._result(p, *c) for p, c in zip(self._predict(idxs, ws), chosen, strict=True)]
 
 
 # The CPU fast path for λ by GCV ------------------------------------------------------------------

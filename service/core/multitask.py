@@ -39,6 +39,7 @@ def task_curve(session: Session, job: Job) -> TaskCurve:
         curve=results.curve_of(session, job.id), classes=list(result.classes), d=int(result.d),
         model=str(model.get("name", job.model_name)), weights_identity=str(model.get("weights_identity", "")),
         layer=str(model.get("layer", "")), master_seed=int((result.report.get("config") or {}).get("seed", 0)),
+        subsets=str((result.report.get("config") or {}).get("subsets", "independent")),
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from redundancy import AnalysisConfig, ProgressEvent, Runtime, analyze
 from redundancy.errors import Cancelled
+from redundancy.probing.lbfgs import C_GRID
 
 TINY = {
     "model": {"name": "resnet18", "weights": "random"},
@@ -99,7 +100,7 @@ def test_logistic_probe_refinement_and_debiased_cka(tmp_path: Path) -> None:
     r = analyze(cfg, Runtime(cache_dir=tmp_path / "c", data_root=tmp_path))
     assert r.probe == "logistic" and r.baselines == []
     random = [p for p in r.curve if p.kind == "random"]
-    assert all(p.lam == cfg.logistic_weight_decay for p in random)
+    assert all(min(abs(1 / p.lam - c) / c for c in C_GRID) < 1e-12 for p in random)  # L-BFGS: lam = 1/C
     assert all(p.cka_debiased is not None for p in random)
     rec = r.recommendations[0]
     assert rec.holds_ci_lower is not None and rec.ci_low is not None

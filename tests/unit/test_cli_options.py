@@ -68,20 +68,24 @@ def test_every_flag_reaches_its_field() -> None:
               "--val-fraction": "0.2", "--batch-size": "16", "--baselines": "pca", "--cka": "debiased",
               "--refine": "0.01", "--bootstrap": "50", "--ci-level": "0.9", "--logistic-epochs": "4",
               "--logistic-lr": "0.5", "--logistic-weight-decay": "0.001", "--logistic-batch-size": "32",
-              "--lambda-select": "val", "--feature-dtype": "float32"}
+              "--lambda-select": "val", "--feature-dtype": "float32", "--subsets": "nested",
+              "--logistic-solver": "sgd"}
+    alone = {"--cka-protocol": "paper"}  # refused beside --cka debiased: given in a run of its own
     flags = {opt.flag for opt in config_options()}
     values = {flag: v for flag, v in values.items() if flag in flags}  # fields not (yet) in this config
-    missing = flags - set(values) - {"--model", "--dataset"}
+    alone = {flag: v for flag, v in alone.items() if flag in flags}
+    missing = flags - set(values) - set(alone) - {"--model", "--dataset"}
     assert not missing, f"add the new flags to this test: {missing}"
-    argv = [*REQUIRED, *(x for kv in values.items() for x in kv)]
-    cfg = config_from_args(_parser().parse_args(argv)).model_dump()
-    for opt in config_options():
-        if opt.flag in values:
-            node: Any = cfg
-            for part in opt.path:
-                node = node[part]
-            default = opt.default
-            assert node != default, (opt.flag, node)
+    for given in (values, alone):
+        argv = [*REQUIRED, *(x for kv in given.items() for x in kv)]
+        cfg = config_from_args(_parser().parse_args(argv)).model_dump()
+        for opt in config_options():
+            if opt.flag in given:
+                node: Any = cfg
+                for part in opt.path:
+                    node = node[part]
+                default = opt.default
+                assert node != default, (opt.flag, node)
 
 
 def test_lists_are_comma_separated_repeatable_and_none_is_empty() -> None:

@@ -156,18 +156,24 @@ def test_gcv_with_fewer_rows_than_neurons_on_real_shaped_features() -> None:
     assert np.isfinite(got.score) and got.lam > lam
 
 
-def test_group_reuses_the_first_lambda_and_scores_each_subset_at_it() -> None:
-    x, y, _, _, xt, yt = _problem(n=300, d=40, seed=2)
+def test_group_chooses_each_subsets_own_lambda_as_the_hat_matrix_does() -> None:
+    """λ per seed: each subset of a group at the minimum of its own GCV curve, computed the slow way
+    (the explicit n × n hat matrix at every λ of the grid), with its own GCV score there."""
+    x, y, _, _, xt, yt = _problem(n=120, d=40, seed=2)
     c = 4
     prober = RidgeProber(standardised_from_rows(x, y, c), None, None, xt, yt, select="gcv")
-    subsets = [np.array([1, 4, 8, 9]), np.array([0, 2, 30, 31]), np.array([5, 6, 7, 39])]
+    rng = np.random.default_rng(1)
+    subsets = [np.sort(rng.choice(40, 12, replace=False)) for _ in range(6)]
     group = prober.probe_group(subsets)
-    assert group[0].lam == prober.probe(subsets[0]).lam
+    lambdas = prober.lambdas.cpu().numpy()
     for s, r in zip(subsets, group, strict=True):
-        assert r.lam == group[0].lam
         z = (x[:, s] - x[:, s].mean(0)) / x[:, s].std(0)
-        assert r.score == pytest.approx(gcv_slow(z, np.eye(c)[y], r.lam), rel=1e-8)
-        assert r.accuracy == prober.probe(s, lam=r.lam).accuracy
+        slow = np.array([gcv_slow(z, np.eye(c)[y], lam) for lam in lambdas])
+        assert r.lam == pytest.approx(lambdas[int(np.argmin(slow))])
+        assert r.score == pytest.approx(slow.min(), rel=1e-8)
+        alone = prober.probe(s)
+        assert (r.lam, r.accuracy) == (alone.lam, alone.accuracy)
+    assert len({r.lam for r in group}) > 1  # the case: the seeds' own optima differ
 
 
 def test_pick_lambda_ties_go_to_the_larger_and_edges_are_flagged() -> None:
