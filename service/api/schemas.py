@@ -313,6 +313,10 @@ class CatalogDataset(BaseModel):
     available: bool
     classes: int | None = None
     detail: str | None = None
+    image_px: int | None = Field(None, description="The side of its images in pixels, when all share one.")
+    suggested_image_size: int | None = Field(
+        None, description="An `image_size` that suits these images (64 for images under 64 px); null: the "
+        "model's own.")
 
 
 class CatalogDatasets(BaseModel):

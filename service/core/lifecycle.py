@@ -260,10 +260,11 @@ class ImagesProgress:
 
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
-    """Seconds left at the rate so far, ``elapsed · (total − done) / done``; None before any image."""
+    """Seconds left at the rate so far, ``elapsed · (total − done) / done``, in whole seconds (the one ETA:
+    the API's ``eta_s``, which ``advisor status`` and the web UI both print as is); None before any image."""
     if done <= 0 or elapsed <= 0:
         return None
-    return round(elapsed * max(total - done, 0) / done, 1)
+    return float(round(elapsed * max(total - done, 0) / done))
 
 
 # ---------------------------------------------------------------------------------------------
