@@ -18,7 +18,7 @@ import torch
 from redundancy.advice import recommend, summarize, threshold
 from redundancy.baselines import Baselines
 from redundancy.cka import FeatureCKA, GramCKA
-from redundancy.config import AnalysisConfig
+from redundancy.config import AnalysisConfig, data_config_as_json
 from redundancy.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.datasets.base import ImageSplit, validation_split
 from redundancy.deploy.head import model_facts
@@ -165,7 +165,7 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
             "train": data.train.identity,
             "val": data.val.identity,
             "test": data.test.identity,
-            "transform": {k: list(v) if isinstance(v, tuple) else v for k, v in data_cfg.items()},
+            "transform": data_config_as_json(data_cfg),
             "features_version": FEATURES_VERSION,
             "feature_dtype": config.feature_dtype,
         }

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from redundancy.advice import RANDOM_KINDS, intervals_from_summary, recommend
-from redundancy.config import Criterion, DeltaMode
+from redundancy.config import Criterion, DeltaMode, data_config_as_json, data_config_from_json
 from redundancy.deploy.errors import ArtifactError
 from redundancy.deploy.multitask import MultiTaskRecommendation
 from redundancy.hashing import hash_json
@@ -88,7 +88,7 @@ class Artifact:
     @property
     def data_config(self) -> dict[str, Any]:
         """timm's data config, with its lists back as tuples (as `timm.data.create_transform` takes it)."""
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in self.metadata["model"]["data_config"].items()}
+        return data_config_from_json(self.metadata["model"]["data_config"])
 
     def transform(self) -> Any:
         """The model's eval transform at the size the features were extracted at."""
@@ -241,7 +241,7 @@ def build_artifact(
             "layer": report.model.layer,
             "layer_pooling": report.model.layer_pooling,
             "d": d,
-            "data_config": {k_: list(v) if isinstance(v, tuple) else v for k_, v in data_config.items()},
+            "data_config": data_config_as_json(data_config),
         },
         "dataset": {
             "spec": ds.spec,
