@@ -281,12 +281,16 @@ INSECURE_BANNER = (
 SERVER_IO: dict[str, str] = {"loop": "asyncio", "http": "httptools"}
 
 
+def serve_defaults(args: argparse.Namespace, settings: Settings) -> None:
+    """`serve`'s options left out take the settings' (``ADVISOR_HOST``, ``_PORT``, ``_WEB_WORKERS``)."""
+    args.host = args.host if args.host is not None else settings.host
+    args.port = args.port if args.port is not None else settings.port
+    args.workers = args.workers if args.workers is not None else settings.web_workers
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
-    configured = get_settings()  # the options left out come from ADVISOR_HOST / _PORT / _WEB_WORKERS
-    args.host = args.host if args.host is not None else configured.host
-    args.port = args.port if args.port is not None else configured.port
-    args.workers = args.workers if args.workers is not None else configured.web_workers
+    serve_defaults(args, get_settings())
     _logging(args.log_level)
     quiet_libraries(args.verbose)
     has_keys = bool(get_settings().api_key_hashes)
