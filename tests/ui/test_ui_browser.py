@@ -4,7 +4,6 @@ answer against the API, and render /docs and /redoc with no network beyond this 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -17,26 +16,12 @@ import pytest
 
 from redundancy.config import AnalysisConfig
 from service.api.schemas import SMALL_JOB_EXAMPLE
+from tests.checkout import changes, tree_state
 
-REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT_ENV = "ADVISOR_SCREENSHOT_DIR"
 """Where the screenshots go: a temporary directory, unless this names one (`make screenshots`: docs/img)."""
 
 pytestmark = pytest.mark.browser
-
-
-def tree_state() -> dict[str, str] | None:
-    """`git status --porcelain` of the checkout, each entry with the hash of the file's bytes (so rewriting an
-    already-changed file counts too); None when this is not a git work tree."""
-    run = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO,
-                         capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        return None
-    state = {}
-    for line in run.stdout.splitlines():
-        path = REPO / line[3:].split(" -> ")[-1]
-        state[line] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    return state
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -439,4 +424,5 @@ def test_the_browser_tests_leave_the_checkout_as_they_found_it(tree_before):
         pytest.skip("not a git work tree")
     if os.environ.get(SCREENSHOT_ENV):
         pytest.skip(f"{SCREENSHOT_ENV} is set: this run writes screenshots into the tree on purpose")
-    assert tree_state() == tree_before
+    after = tree_state()
+    assert after is not None and changes(tree_before, after) == []
