@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo analyze test test-fast lint services clean
+.PHONY: setup demo analyze test test-fast lint screenshots services clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,13 @@ test: setup
 test-fast: setup
 	$(BIN)/lint-imports
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not integration and not browser"
+
+# The README's screenshots (docs/img): the browser tests that take them, told to write there. Tests never
+# write into the checkout otherwise (they use temporary directories, and a test checks the tree is unchanged).
+screenshots: setup
+	bash scripts/browser.sh
+	ADVISOR_SCREENSHOT_DIR=$(CURDIR)/docs/img HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/ui/test_ui_browser.py \
+		-k "submit_follow or docs_render"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -13,6 +14,19 @@ PAPER_FRACTIONS: tuple[float, ...] = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.9, 1.0,
 )
 DEFAULT_DELTAS: tuple[float, ...] = (0.01, 0.05, 0.1)
+
+
+
+def data_config_as_json(data_config: Mapping[str, Any]) -> dict[str, Any]:
+    """timm's data config (input size, mean, std, ... as tuples) as JSON keeps it: tuples become lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
+
+
+def data_config_from_json(data_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`data_config_as_json`: lists back as tuples, as ``timm.data.create_transform``
+    takes them."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data_config.items()}
+
 
 DeltaMode = Literal["relative", "absolute"]
 Criterion = Literal["mean", "worst_seed"]

@@ -21,7 +21,7 @@ from redundancy import __version__
 from redundancy.advice.recommend import recommend, summarize
 from redundancy.advice.refine import Refinement
 from redundancy.advice.uncertainty import PairedBootstrap, bootstrap_intervals
-from redundancy.config import AnalysisConfig
+from redundancy.config import AnalysisConfig, data_config_as_json
 from redundancy.deploy.head import model_facts
 from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
@@ -103,7 +103,7 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
             "train": data.train.identity,
             "val": data.val.identity,
             "test": data.test.identity,
-            "transform": {k: list(v) if isinstance(v, tuple) else v for k, v in data_cfg.items()},
+            "transform": data_config_as_json(data_cfg),
             "features_version": FEATURES_VERSION,
             "feature_dtype": config.feature_dtype,
         }

@@ -22,7 +22,7 @@ import time
 
 from redundancy.cli import main as engine_cli
 from service.core import process
-from service.core.config import get_settings
+from service.core.config import Settings, get_settings
 from service.startup import print_component, quiet_celery, quiet_libraries, uvicorn_log_config
 
 log = logging.getLogger("advisor")
@@ -46,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_commands(sub)
 
     serve = sub.add_parser("serve", help="Run the HTTP API (and, embedded, a worker).")
-    serve.add_argument("--host", default=os.environ.get("ADVISOR_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("ADVISOR_PORT", "8000")))
+    fields = Settings.model_fields
+    serve.add_argument("--host", default=None,
+                       help=f"default: ADVISOR_HOST, else {fields['host'].default}")
+    serve.add_argument("--port", type=int, default=None,
+                       help=f"default: ADVISOR_PORT, else {fields['port'].default}")
     serve.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
     serve.add_argument(
         "--worker",
@@ -76,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get("ADVISOR_WEB_WORKERS", "1")),
-        help="uvicorn worker processes (default 1; more need Postgres: DATABASE_URL).",
+        default=None,
+        help=f"uvicorn worker processes (default: ADVISOR_WEB_WORKERS, else {fields['web_workers'].default}; "
+        "more need Postgres: DATABASE_URL).",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -164,7 +168,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         except process.AlreadyRunning as exc:
             print(f"advisor worker: {exc}", file=sys.stderr)
             return 2
-    os.environ.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", settings.hf_hub_offline)
     from workers.celery_app import app  # lazy: the app reads DATA_DIR/HF_HUB_OFFLINE set just above
 
     argv = [
@@ -271,8 +275,16 @@ INSECURE_BANNER = (
 SERVER_IO: dict[str, str] = {"loop": "asyncio", "http": "httptools"}
 
 
+def serve_defaults(args: argparse.Namespace, settings: Settings) -> None:
+    """`serve`'s options left out take the settings' (``ADVISOR_HOST``, ``_PORT``, ``_WEB_WORKERS``)."""
+    args.host = args.host if args.host is not None else settings.host
+    args.port = args.port if args.port is not None else settings.port
+    args.workers = args.workers if args.workers is not None else settings.web_workers
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
+    serve_defaults(args, get_settings())
     _logging(args.log_level)
     quiet_libraries(args.verbose)
     has_keys = bool(get_settings().api_key_hashes)
@@ -310,7 +322,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if start_worker:
         env = dict(os.environ)
         env["DATA_DIR"] = str(settings.data_path)
-        env.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
+        env.setdefault("HF_HUB_OFFLINE", settings.hf_hub_offline)
         worker = _EmbeddedWorker(env, args.log_level, quiet=not args.verbose)
         worker.start()
         print_component("worker", f"embedded Celery worker, pid {worker.proc.pid if worker.proc else '?'}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.checkout import changes, tree_state
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The test tiers (docs/architecture.md, "Which tier a test belongs to"): each folder is a marker of the
@@ -27,6 +29,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(tier)
         if tier in SLOW_TIERS:
             item.add_marker("slow")
+
+
+_TREE_BEFORE: dict[str, str] | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _TREE_BEFORE
+    _TREE_BEFORE = tree_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that changed the checkout fails, whichever test wrote into it (they write to temporary
+    directories; `make screenshots` is the one way docs/img changes)."""
+    after = tree_state()
+    if _TREE_BEFORE is None or after is None or os.environ.get("ADVISOR_SCREENSHOT_DIR"):
+        return
+    changed = changes(_TREE_BEFORE, after)
+    if changed:
+        print("\nthe tests changed the checkout (git status --porcelain):\n  " + "\n  ".join(changed))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 def _shared_data() -> Path:
     """Real data subsets: $ADVISOR_SHARED_DATA, else ../shared/data beside the checkout, else /work/shared/data."""

@@ -2,7 +2,8 @@
 
 Configured from the service settings through :func:`service.core.queue.celery_config`, the same
 settings the API's client (``service.broker``) sends with. The worker imports the core and the engine,
-never the API: ``fastapi`` is not loaded in a worker process (``tests/service/test_service_architecture.py``).
+never the API: ``fastapi`` is not loaded in a worker process
+(``tests/service/test_service_architecture.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from celery import Celery
 from celery.signals import worker_ready
 from kombu.transport import sqlalchemy as sqla_transport
 
+from service.celery_queue import CeleryJobQueue
 from service.core.config import Settings, get_settings
 from service.core.maintenance import run_maintenance_once
-from service.core.queue import RUN_JOB_TASK, celery_config
+from service.core.queue import celery_config
 
 log = logging.getLogger("workers")
 
@@ -36,27 +38,6 @@ def _tune_sqla_polling(interval: float) -> None:
     sqla_transport.Transport.polling_interval = interval
 
 
-class _SendByName:
-    """The worker's own :class:`~service.core.queue.JobQueue`: re-enqueue through this Celery app."""
-
-    def __init__(self, celery: Celery, queue: str) -> None:
-        self.celery, self.queue = celery, queue
-
-    def enqueue(self, job_id: str) -> None:
-        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
-
-    def ping(self) -> str | None:
-        return None
-
-    def depth(self) -> int | None:
-        """Messages waiting in the job queue (so the startup sweep does not resend those); None if unknown."""
-        try:
-            with self.celery.connection_for_write() as conn, conn.channel() as ch:
-                return int(ch.queue_declare(queue=self.queue, passive=True).message_count)
-        except Exception:  # noqa: BLE001 - unknown depth: the sweep falls back to its time-based backoff
-            return None
-
-
 app = make_celery()
 
 
@@ -65,7 +46,7 @@ def _requeue_on_start(sender: object = None, **_kwargs: object) -> None:
     """A worker that starts re-enqueues jobs whose messages were lost (see service.core.maintenance)."""
     try:
         settings = app.conf.advisor_settings
-        sender = _SendByName(app, settings.queue)
+        sender = CeleryJobQueue(app, settings.queue)  # re-enqueues through this app; reads its queue's depth
         run_maintenance_once(settings, sender, sender)
     except Exception:  # noqa: BLE001 - a missing schema or an unreachable DB must not stop the worker
         log.warning("startup maintenance failed", exc_info=True)

@@ -140,7 +140,7 @@ def run_claimed(
     with session_scope(settings.db_url) as s:
         if monitor.cancel.is_set() and not lifecycle.is_held(s, job_id, attempt):
             return "skipped"
-    kept = artifacts.keep_stats(settings.artifacts_path, job_id, attempt, analysis)  # before the commit
+    kept = artifacts.keep_stats(settings.artifact_path, job_id, attempt, analysis)  # before the commit
     try:
         with session_scope(settings.db_url) as s:
             stored = lifecycle.succeed(s, job_id, attempt, analysis.report, monitor.timings, kept)

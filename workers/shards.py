@@ -7,7 +7,7 @@ may take a shard, and the reduce runs once every shard has finished.
 
 * A **shard** (:func:`execute_shard`) extracts its rows (:func:`redundancy.pipeline.extract_shard`) and
   puts its additive statistics and feature slices in the artifact store
-  (:class:`service.core.store.ArtifactStore`). Its monitor writes its images done to its shard row; the
+  (:class:`service.core.store.ShardStore`). Its monitor writes its images done to its shard row; the
   job's progress is the sum (:func:`~service.core.lifecycle.shard_progress`), which also brings back
   the cancel flag, so a cancel stops every shard at its next batch. A shard that raises is retried
   alone (``ADVISOR_SHARD_RETRIES``) before the job fails. A shard already in the store is not redone:
@@ -41,7 +41,7 @@ from service.core import lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.runtime import make_runtime
-from service.core.store import ArtifactStore
+from service.core.store import ShardStore
 from workers.monitor import ShardMonitor
 from workers.runner import Outcome, classify, run_claimed
 
@@ -80,7 +80,7 @@ def execute_shard(
 ) -> ShardOutcome:
     """Extract one shard into the artifact store. `retry(exc)` raises (Celery's retry) while retries
     are left and returns when they are spent; then the job fails."""
-    store = ArtifactStore(settings.artifact_root)
+    store = ShardStore(settings.shard_store_url)
     monitor = ShardMonitor(settings, job_id, attempt, index)
     with session_scope(settings.db_url) as s:
         request = queries.job_request(s, job_id)
@@ -119,7 +119,7 @@ def execute_shard(
 
 def execute_reduce(outcomes: list[str], job_id: str, attempt: int, ranges: list[Rows], settings: Settings) -> Outcome:
     """Sum the shards and run the probes, once every shard is in; or finish a cancelled job."""
-    store = ArtifactStore(settings.artifact_root)
+    store = ShardStore(settings.shard_store_url)
     if any(o != "done" for o in outcomes):
         # A shard stops short only when the job was cancelled, failed, or left this attempt; of those,
         # only a cancelled job is still held by it (the transition is fenced).

@@ -28,6 +28,7 @@ from advisor_client.errors import (
     WaitTimeout,
 )
 from advisor_client.models import JobInfo, Recommendation
+from advisor_client.progress import eta_text
 
 EXIT_OK, EXIT_JOB, EXIT_INPUT, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 EXIT_CODES_HELP = """exit codes:
@@ -346,6 +347,8 @@ def _rec(rec: Recommendation) -> dict[str, Any]:
 def format_job(info: JobInfo) -> str:
     stage = info.stage or "-"
     line = f"{info.id}  {info.status:<9}  {stage:<10}  {100 * info.progress:5.1f}%  {info.created_at:%Y-%m-%d %H:%M:%S}"
+    if eta_text(info):
+        line += f"  {eta_text(info)}"
     if info.error is not None:
         line += f"  {info.error.code}: {info.error.message}"
     elif info.message and not info.done:

@@ -15,6 +15,13 @@ from advisor_client.models import JobInfo
 BAR_WIDTH = 24
 
 
+def eta_text(job: JobInfo) -> str | None:
+    """``ETA 42 s`` from the server's ``eta_s`` while the job runs (the web UI writes the same); else None."""
+    if job.eta_s is None or job.status != "running":
+        return None
+    return f"ETA {job.eta_s:.0f} s"
+
+
 def describe(job: JobInfo, width: int = BAR_WIDTH) -> str:
     """The bar's text for one snapshot."""
     filled = int(round(job.progress * width))
@@ -24,8 +31,9 @@ def describe(job: JobInfo, width: int = BAR_WIDTH) -> str:
         parts.append(job.stage)
     if job.images_done is not None and job.images_total:
         parts.append(f"images {job.images_done}/{job.images_total}")
-    if job.eta_s is not None and job.status == "running":
-        parts.append(f"ETA {job.eta_s:.0f} s")
+    eta = eta_text(job)
+    if eta:
+        parts.append(eta)
     if job.message and not job.done:
         parts.append(job.message)
     return "  ".join(parts)

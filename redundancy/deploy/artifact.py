@@ -34,6 +34,7 @@ from safetensors.numpy import save_file
 
 from redundancy.advice.multitask import MultiTaskRecommendation
 from redundancy.advice.recommend import RANDOM_KINDS
+from redundancy.config import data_config_as_json, data_config_from_json
 from redundancy.deploy.errors import ArtifactError
 from redundancy.hashing import hash_json
 from redundancy.probing import RidgeProber, draw_subset
@@ -89,7 +90,7 @@ class Artifact:
     @property
     def data_config(self) -> dict[str, Any]:
         """timm's data config, with its lists back as tuples (as `timm.data.create_transform` takes it)."""
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in self.metadata["model"]["data_config"].items()}
+        return data_config_from_json(self.metadata["model"]["data_config"])
 
     def transform(self) -> Any:
         """The model's eval transform at the size the features were extracted at."""
@@ -231,7 +232,7 @@ def build_artifact(
             "layer": report.model.layer,
             "layer_pooling": report.model.layer_pooling,
             "d": d,
-            "data_config": {k_: list(v) if isinstance(v, tuple) else v for k_, v in data_config.items()},
+            "data_config": data_config_as_json(data_config),
         },
         "dataset": {
             "spec": ds.spec,

@@ -159,7 +159,8 @@ class JobOut(BaseModel):
     images_done: int | None = Field(None, description="During extraction: images through the model so far "
                                     "(summed over the shards of a sharded job).")
     images_total: int | None = Field(None, description="During extraction: images to extract (train + val + test).")
-    eta_s: float | None = Field(None, description="Estimated seconds of extraction left; null when unknown.")
+    eta_s: float | None = Field(None, description="Estimated seconds of extraction left, whole seconds (the one "
+                                "ETA: `advisor status` and the web UI print it as is); null when unknown.")
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -313,6 +314,10 @@ class CatalogDataset(BaseModel):
     available: bool
     classes: int | None = None
     detail: str | None = None
+    image_px: int | None = Field(None, description="The side of its images in pixels, when all share one.")
+    suggested_image_size: int | None = Field(
+        None, description="An `image_size` that suits these images (64 for images under 64 px); null: the "
+        "model's own.")
 
 
 class CatalogDatasets(BaseModel):

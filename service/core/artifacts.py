@@ -1,4 +1,5 @@
-"""The artifact store (issue 12): a job's layer statistics as a file, and the heads built from them.
+"""The artifact store (``Settings.artifact_path``): a job's layer statistics as a file, and the heads built
+from them. (A sharded job's shard files live in the other store, the shard store of :mod:`service.core.store`.)
 
 A succeeded ridge job keeps the sufficient statistics of the rows its probe was fitted on (`n`, `Σx`,
 `XᵀX`, class sums: `redundancy.deploy.save_stats`) as one file in the store, so that a head for any δ
@@ -7,8 +8,8 @@ absolute path, its sha256 and size, and the model facts an artifact records), ne
 
 Layout, one directory per job::
 
-    <artifact_dir>/<job id>/stats-<attempt>.npz             the statistics (written by the worker)
-    <artifact_dir>/<job id>/heads/<etag>/<name>.safetensors  a built head and its .json model card
+    <artifact_path>/<job id>/stats-<attempt>.npz             the statistics (written by the worker)
+    <artifact_path>/<job id>/heads/<etag>/<name>.safetensors  a built head and its .json model card
 
 Writes (the worker, :func:`keep_stats`) happen **before** the success commit and the reference is
 added in that same transaction (:func:`service.core.lifecycle.succeed`), so a job that reads as
@@ -34,6 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from redundancy import __version__
+from redundancy.config import data_config_as_json
 from redundancy.deploy import ArtifactError, build_artifact, load_stats, save_artifact, save_stats
 from redundancy.deploy.artifact import FORMAT, card_path
 from redundancy.deploy.export import artifact_name
@@ -95,7 +97,7 @@ def keep_stats(store: Path, job_id: str, attempt: int, analysis: Analysis) -> Ke
         return KeptStats(
             path=path.resolve(), sha256=_sha256_file(path), size_bytes=path.stat().st_size,
             weights_sha256=weights_sha256,
-            data_config={k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
+            data_config=data_config_as_json(data_config),
         )
     except Exception as exc:  # noqa: BLE001 - a full disk or a bad mount must not fail the analysis
         discard(KeptStats(path=path))

@@ -29,6 +29,8 @@ Environment variables (all optional):
                                 (dead worker) (default 20); at once when its worker process is
                                 known dead (same host, pid gone).
 ``ADVISOR_HEARTBEAT``           Seconds between the worker's progress/heartbeat writes (2).
+``ADVISOR_HOST``, ``_PORT``      Where ``advisor serve`` listens (127.0.0.1, 8000); ``--host``/``--port``
+                                override them. ``ADVISOR_WEB_WORKERS``: its uvicorn processes (1).
 ``ADVISOR_API_THREADS``         Threads per API process for sync routes; the DB pool holds this many
                                 connections plus 4 (default 32). Postgres needs ``max_connections``
                                 above ``--workers`` x (threads + 4) + workers.
@@ -59,10 +61,11 @@ Environment variables (all optional):
                                 of a job must resolve into; default: ``DATA_DIR``.
 ``ADVISOR_METRICS_PUBLIC``      Serve ``/metrics`` and the details of ``/readyz`` without a key
                                 (default false: they need a key when keys are configured).
-``ADVISOR_ARTIFACT_DIR``        Artifact store: each job's layer statistics (the file a head for
-                                any δ is fitted from), the heads built from them, shard statistics
-                                and feature slices; a directory, or an fsspec URL for the shard
-                                files (default ``$DATA_DIR/artifacts``; API and workers share it).
+``ADVISOR_ARTIFACT_DIR``        The artifact store (each job's layer statistics, the file a head for
+                                any δ is fitted from, and the heads built from them) and the shard
+                                store (shard statistics and feature slices); a directory, or an
+                                fsspec URL for the shard store alone (default ``$DATA_DIR/artifacts``;
+                                API and workers share it).
 ``ADVISOR_SHARD_SIZE``          A job with more images (train + val + test) runs its extraction as
                                 a Celery chord of shards of this many rows (default 1,000,000).
 ``ADVISOR_SHARD_RETRIES``       Retries of a failed shard, alone, before its job fails (3).
@@ -114,7 +117,15 @@ class Settings(BaseSettings):
     broker_polling_interval: float = 0.5
     maintenance_interval: float = 5.0
 
-    # ---- reliability (issue 9) -----------------------------------------------------------
+    # ---- the HTTP server (`advisor serve`; its --host, --port and --workers override these) --------
+    host: str = "127.0.0.1"
+    """Address `advisor serve` listens on (``ADVISOR_HOST``); a non-loopback one needs API keys."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Port `advisor serve` listens on (``ADVISOR_PORT``)."""
+    web_workers: int = Field(1, ge=1)
+    """uvicorn processes of `advisor serve` (``ADVISOR_WEB_WORKERS``); more than one needs Postgres."""
+
+    # ---- staying up under load: threads, pool and caches of one API process -------------------
     api_threads: int = 32
     """Threads serving sync routes in one API process (AnyIO's limiter); the DB pool is sized to it."""
     db_pool_timeout: float = 2.0
@@ -129,7 +140,7 @@ class Settings(BaseSettings):
     worker_lock_wait: float = 30.0
     """Seconds an embedded worker waits for the data directory's worker lock (a dying one holds it)."""
 
-    # ---- webhooks and metrics (issue 11) ----------------------------------------------------
+    # ---- webhooks (signed events when a job finishes) and who may read the metrics --------------
     webhook_secret: str = ""
     """Master secret of the per-API-key webhook secrets; empty: generated once in DATA_DIR/webhook_secret."""
     webhook_allow: str = ""
@@ -142,7 +153,7 @@ class Settings(BaseSettings):
     """How often the API process looks for due deliveries (0: never; tests call it themselves)."""
     public_url: str = ""
     """This server's public base URL (e.g. https://advisor.example.com): webhook links become absolute."""
-    # ---- limits (issue 9) ------------------------------------------------------------------
+    # ---- limits: what one caller may send and hold, and where its paths may point --------------
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_active_jobs: int = Field(100, ge=1)
     rate_limit: str = "50/second;1500/minute"
@@ -158,10 +169,12 @@ class Settings(BaseSettings):
         roots = [Path(r).expanduser().resolve() for r in raw if r]
         return tuple(roots) or (self.data_path,)
 
-    # ---- sharding (issue 13) ------------------------------------------------------------
+    # ---- sharding: a large extraction split into shards any worker runs, reduced at the end ------
     shard_size: int = Field(1_000_000, ge=1)  # rows (train + val + test images) per shard
     shard_retries: int = Field(3, ge=0)  # retries of a failed shard, alone, before the job fails
-    artifact_dir: str | None = None  # the artifact store: a directory or an fsspec URL (s3://…)
+    artifact_dir: str | None = None
+    """``ADVISOR_ARTIFACT_DIR`` as given: a directory or an fsspec URL (s3://…); read it through
+    :attr:`artifact_path` (the local artifact store) and :attr:`shard_store_url` (the shard store)."""
     result_backend_url: str | None = None  # Celery's, for the chord; default: derived from the broker
 
     # ---- derived -------------------------------------------------------------------------
@@ -193,6 +206,12 @@ class Settings(BaseSettings):
         return self.embedded if self.embedded_worker is None else self.embedded_worker
 
     @property
+    def hf_hub_offline(self) -> str:
+        """``HF_HUB_OFFLINE`` for the engine's processes when the environment does not set it: offline ("1")
+        unless downloads are allowed."""
+        return "0" if self.allow_download else "1"
+
+    @property
     def hard_time_limit(self) -> int:
         return self.task_time_limit or self.task_soft_time_limit + 300
 
@@ -219,8 +238,9 @@ class Settings(BaseSettings):
         return self.data_path / "checkpoints"
 
     @property
-    def artifact_root(self) -> str:
-        """Where shard statistics and feature slices go: ``ADVISOR_ARTIFACT_DIR`` or ``$DATA_DIR/artifacts``."""
+    def shard_store_url(self) -> str:
+        """The shard store (:class:`service.core.store.ShardStore`: shard statistics and feature slices):
+        ``ADVISOR_ARTIFACT_DIR`` (a directory or any fsspec URL) or ``$DATA_DIR/artifacts``."""
         return self.artifact_dir or str(self.data_path / "artifacts")
 
     @property
@@ -237,13 +257,13 @@ class Settings(BaseSettings):
         for p in (self.data_path, self.cache_dir, self.datasets_dir, self.checkpoints_dir):
             p.mkdir(parents=True, exist_ok=True)
 
-    # ---- artifacts (issue 12) ------------------------------------------------------------
+    # ---- the artifact store: each job's layer statistics and the heads built from them ---------
     @property
-    def artifacts_path(self) -> Path:
-        """The store as a local directory, for each job's layer statistics and built heads (the API and
-        the workers must see it at the same path). A remote fsspec URL holds only shard files; then the
-        statistics stay in ``$DATA_DIR/artifacts``."""
-        root = self.artifact_root.removeprefix("file://")
+    def artifact_path(self) -> Path:
+        """The artifact store (:mod:`service.core.artifacts`), a local directory: each job's layer statistics
+        and built heads (the API and the workers must see it at the same path). A remote fsspec URL holds
+        only the shard store; then the statistics stay in ``$DATA_DIR/artifacts``."""
+        root = self.shard_store_url.removeprefix("file://")
         if "://" in root:
             root = str(self.data_path / "artifacts")
         return Path(root).expanduser().resolve()

@@ -96,6 +96,15 @@ def _announce(session: Session, job_id: str) -> None:
     webhooks.record_event(session, job_id)
 
 
+def _locked(session: Session, job_id: str) -> Job | None:
+    """The job's row, locked for this transaction (``SELECT … FOR UPDATE``), for a transition that writes
+    more than the row itself; SQLite has no row locks (its writes are serialised), so there a plain read."""
+    q = sa.select(Job).where(Job.id == job_id)
+    if session.get_bind().dialect.name != "sqlite":
+        q = q.with_for_update()
+    return session.scalar(q)
+
+
 def _held(attempt: int) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     """The fence of a running job: still running, and still the same attempt."""
     return Job.status == RUNNING, Job.attempts == attempt
@@ -252,10 +261,11 @@ def _go_on(session: Session, job_id: str, attempt: int) -> bool:
 
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
-    """Seconds left at the rate so far, ``elapsed · (total − done) / done``; None before any image."""
+    """Seconds left at the rate so far, ``elapsed · (total − done) / done``, in whole seconds (the one ETA:
+    the API's ``eta_s``, which ``advisor status`` and the web UI both print as is); None before any image."""
     if done <= 0 or elapsed <= 0:
         return None
-    return round(elapsed * max(total - done, 0) / done, 1)
+    return float(round(elapsed * max(total - done, 0) / done))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,10 +276,7 @@ def start_shards(session: Session, job_id: str, attempt: int, ranges: list[tuple
     """Record the shards of this attempt (replacing any of an earlier attempt) and the images to
     extract. False (nothing written) when the job is no longer held by this attempt."""
     total = sum(b - a for a, b in ranges)
-    q = sa.select(Job).where(Job.id == job_id)
-    if session.get_bind().dialect.name != "sqlite":
-        q = q.with_for_update()
-    job = session.scalar(q)
+    job = _locked(session, job_id)
     if job is None or job.status != RUNNING or job.attempts != attempt:
         session.rollback()
         return False
@@ -341,10 +348,7 @@ def succeed(
     """running → succeeded with the report's rows (and ``kept``, the reference to its layer statistics
     in the artifact store), in ONE transaction: a half-written job never looks finished. False (and
     nothing written) when the job changed hands or was deleted meanwhile."""
-    q = sa.select(Job).where(Job.id == job_id)
-    if session.get_bind().dialect.name != "sqlite":  # SQLite has no row locks (its writes are serialised)
-        q = q.with_for_update()
-    job = session.scalar(q)
+    job = _locked(session, job_id)
     if job is None or job.status != RUNNING or job.attempts != attempt:
         log.warning("job %s changed hands or was deleted; dropping its result", job_id)
         session.rollback()

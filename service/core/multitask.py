@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from redundancy.deploy import IncompatibleTasksError, MultiTaskRecommendation, TaskCurve, recommend_multitask
 from service.core import queries, results
+from service.core.deltas import DEFAULT_DELTA, resolve_delta
 from service.core.errors import InvalidInput, TasksIncompatible, TasksMissing
 from service.core.models import Job, JobResult
 
@@ -66,8 +67,9 @@ def recommend_for_datasets(
 ) -> tuple[MultiTaskRecommendation, dict[str, Job]]:
     """The multi-task answer and the job behind each dataset. Datasets without a succeeded job:
     :class:`TasksMissing`; jobs that cannot share one subset: :class:`TasksIncompatible` naming them."""
+    given = resolve_delta(delta) if delta is not None else None  # a bad δ is refused before any lookup
     jobs = latest_jobs(session, owner, model, datasets, weights)
-    d = float(delta) if delta is not None else float(_common(jobs, "deltas", "delta", 0.01))
+    d = given if given is not None else float(_common(jobs, "deltas", "delta", DEFAULT_DELTA))
     mode = delta_mode or _common(jobs, "delta_mode", "delta_mode", "relative")
     crit = criterion or _common(jobs, "criterion", "criterion", "mean")
     tasks = {name: task_curve(session, job) for name, job in jobs.items()}

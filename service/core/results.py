@@ -111,7 +111,10 @@ def recommend_for(
     row = session.scalar(sa.select(RecommendationRow).where(
         RecommendationRow.job_id == job.id, RecommendationRow.delta == float(delta),
         RecommendationRow.mode == mode, RecommendationRow.criterion == criterion))
-    if row is not None:  # the engine's own answer, paired CI included (see `stored_recommendation`)
+    # A (δ, mode, criterion) the job asked for: the engine's own answer as stored, which carries the paired
+    # bootstrap of (subset − threshold) with the full layer resampled (the curve alone cannot reproduce it).
+    # Any other δ is answered from the curve and the stored per-fraction intervals.
+    if row is not None:
         return Recommendation.model_validate(row.payload)
     return recommend(
         curve_of(session, job.id),
@@ -122,16 +125,6 @@ def recommend_for(
         criterion=criterion,  # type: ignore[arg-type]
         intervals=stored_intervals(result.report),
     )
-
-
-def stored_recommendation(report: dict[str, Any], delta: float, mode: str, criterion: str) -> Recommendation | None:
-    """The engine's own answer for a (δ, mode, criterion) the job asked for, as stored: it carries the paired
-    bootstrap of (subset − threshold) with the full layer resampled, which the stored curve alone cannot
-    reproduce. Any other δ is answered from the curve and the stored per-fraction intervals."""
-    for rec in report.get("recommendations") or []:
-        if (rec.get("delta"), rec.get("mode"), rec.get("criterion")) == (delta, mode, criterion):
-            return Recommendation.model_validate(rec)
-    return None
 
 
 def stored_intervals(report: dict[str, Any]) -> dict[int, tuple[float, float]] | None:

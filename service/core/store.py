@@ -1,5 +1,6 @@
-"""The artifact store: where a sharded job's shards leave their statistics and feature slices for the
-reduce (issue 13). A directory by default, any fsspec URL otherwise (``s3://bucket/prefix``,
+"""The shard store: where a sharded job's shards leave their statistics and feature slices for the
+reduce (not to be confused with the artifact store of :mod:`service.core.artifacts`, which keeps each
+job's layer statistics and heads). A directory by default, any fsspec URL otherwise (``s3://bucket/prefix``,
 ``gs://…``), so object storage needs only ``ADVISOR_ARTIFACT_DIR``.
 
 Layout: ``<root>/jobs/<job id>/shards/<start>-<stop>/`` holding a shard's files and, written last,
@@ -17,7 +18,7 @@ from fsspec.core import url_to_fs
 DONE = "done"
 
 
-class ArtifactStore:
+class ShardStore:
     def __init__(self, root: str) -> None:
         self.fs: fsspec.AbstractFileSystem
         self.fs, self.root = url_to_fs(root)

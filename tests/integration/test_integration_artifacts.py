@@ -80,7 +80,7 @@ def test_artifact_over_http_reproduces_the_reported_accuracy(
         row = s.get(JobStats, job_id)
         assert row is not None and row.path is not None
         stats_dir = Path(row.path).parent
-    assert stats_dir.is_dir() and stats_dir.parent == settings.artifacts_path
+    assert stats_dir.is_dir() and stats_dir.parent == settings.artifact_path
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
     assert not stats_dir.exists()
 

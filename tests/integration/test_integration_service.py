@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import Report
 from service.core import migrate
-from service.core.results import stored_recommendation
+from tests.service.conftest import stored_answer
 
 # What only the stored answer has: the paired bootstrap of (subset − threshold), full layer resampled too.
 PAIRED_ONLY = {"holds_ci_lower", "margin_ci_low", "margin_ci_high", "ci_method"}
@@ -58,7 +58,7 @@ def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, s
             got = client.get(f"/v1/jobs/{job_id}/recommendation",
                              params={"delta": delta, "delta_mode": mode, "criterion": "worst_seed"})
             assert got.status_code == 200, got.text
-            want = stored_recommendation(report.model_dump(mode="json"), delta, mode, "worst_seed") or recommend(
+            want = stored_answer(report.model_dump(mode="json"), delta, mode, "worst_seed") or recommend(
                 report.curve, report.dataset.classes, report.model.d, delta, mode, "worst_seed", intervals=intervals)
             body = got.json()
             expected = want.model_dump(mode="json", by_alias=True)
@@ -228,7 +228,7 @@ def test_logistic_job_with_baselines_refinement_and_plots(client, wait, small_jo
         assert again.model_dump(exclude=PAIRED_ONLY) == stored.model_dump(exclude=PAIRED_ONLY)
     for delta in (0.01, 0.3):
         got = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": delta}).json()
-        want = (stored_recommendation(report.model_dump(mode="json"), delta, "relative", "mean") or recommend(
+        want = (stored_answer(report.model_dump(mode="json"), delta, "relative", "mean") or recommend(
             report.curve, report.dataset.classes, report.model.d, delta, "relative", "mean", intervals=intervals,
         )).model_dump(mode="json", by_alias=True)
         assert {k: got[k] for k in want} == want

@@ -22,7 +22,7 @@ from redundancy.advice.recommend import recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.errors import Cancelled
 from redundancy.pipeline import Analysis
-from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
+from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Recommendation, Report
 from redundancy.sources.stats import GramStats
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import migrate
@@ -158,6 +158,15 @@ class Harness(RecordingQueue):
             if job["status"] == status or time.monotonic() > deadline:
                 return job
             time.sleep(0.05)
+
+
+def stored_answer(report: dict[str, Any], delta: float, mode: str, criterion: str) -> Recommendation | None:
+    """The engine's own recommendation for a (δ, mode, criterion) its report holds (what the API answers for
+    a δ the job asked for), else None (the API then answers from the curve)."""
+    for rec in report.get("recommendations") or []:
+        if (rec.get("delta"), rec.get("mode"), rec.get("criterion")) == (delta, mode, criterion):
+            return Recommendation.model_validate(rec)
+    return None
 
 
 def small_job(**over: Any) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def _stats_path(h: Harness, job_id: str) -> Path:
 def test_a_statistics_file_gone_from_the_store_is_a_410(harness: Harness, damage: str) -> None:
     job = _succeeded(harness)
     path = _stats_path(harness, job["id"])
-    assert path.is_file() and path.parent.parent == harness.settings.artifacts_path
+    assert path.is_file() and path.parent.parent == harness.settings.artifact_path
     if damage == "deleted":
         path.unlink()
     else:
@@ -206,7 +206,7 @@ def test_a_result_that_was_not_stored_leaves_no_file(harness: Harness) -> None:
     harness.engine.block.set()
     t.join(10)
     assert harness.sent == [] and not t.is_alive()
-    assert not list((harness.settings.artifacts_path / job["id"]).glob("stats-*.npz"))
+    assert not list((harness.settings.artifact_path / job["id"]).glob("stats-*.npz"))
 
 
 # -- several datasets ----------------------------------------------------------------------------
@@ -298,5 +298,5 @@ def test_concurrent_requests_for_a_new_delta_all_get_the_same_file(harness: Harn
         t.join(30)
     assert len(answers) == 8 and {a.status_code for a in answers} == {200}
     assert len({a.content for a in answers}) == 1 and len({a.headers["etag"] for a in answers}) == 1
-    heads = list((harness.settings.artifacts_path / job["id"] / "heads").rglob("*"))
+    heads = list((harness.settings.artifact_path / job["id"] / "heads").rglob("*"))
     assert not [p for p in heads if p.name.endswith(".tmp")]

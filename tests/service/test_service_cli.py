@@ -68,3 +68,38 @@ def test_dockerfile_default_command_exists_in_the_cli():
     argv = json.loads(line[4:])
     assert argv[0] == "advisor"
     build_parser().parse_args(argv[1:])
+
+
+def test_serve_reads_host_port_and_workers_through_settings(monkeypatch):
+    from service.cli import serve_defaults
+    from service.core.config import Settings
+
+    monkeypatch.setenv("ADVISOR_HOST", "0.0.0.0")
+    monkeypatch.setenv("ADVISOR_PORT", "9123")
+    monkeypatch.setenv("ADVISOR_WEB_WORKERS", "3")
+    args = build_parser().parse_args(["serve"])
+    serve_defaults(args, Settings())
+    assert (args.host, args.port, args.workers) == ("0.0.0.0", 9123, 3)
+    args = build_parser().parse_args(["serve", "--host", "127.0.0.2", "--port", "8001", "--workers", "1"])
+    serve_defaults(args, Settings())
+    assert (args.host, args.port, args.workers) == ("127.0.0.2", 8001, 1)  # the options win
+    for var in ("ADVISOR_HOST", "ADVISOR_PORT", "ADVISOR_WEB_WORKERS"):
+        monkeypatch.delenv(var)
+    args = build_parser().parse_args(["serve"])
+    serve_defaults(args, Settings())
+    assert (args.host, args.port, args.workers) == ("127.0.0.1", 8000, 1)
+
+
+def test_the_cli_reads_no_advisor_variable_itself():
+    """Every ADVISOR_* value reaches the CLI through Settings (one place that reads the environment)."""
+    import re
+
+    source = (Path(__file__).resolve().parents[2] / "service" / "cli.py").read_text()
+    assert re.findall(r"environ(?:\.get)?\(?\[?[\"']ADVISOR_", source) == []
+
+
+@pytest.mark.parametrize(("allow", "want"), [(False, "1"), (True, "0")])
+def test_hub_offline_default_follows_allow_download(allow, want):
+    from service.core.config import Settings
+
+    assert Settings(allow_download=allow).hf_hub_offline == want

@@ -12,8 +12,9 @@ from redundancy.advice.recommend import intervals_from_summary, recommend, summa
 from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, Report
 from service.core.db import session_scope
-from service.core.results import curve_of, stored_recommendation
+from service.core.results import curve_of
 from service.main import create_app
+from tests.service.conftest import stored_answer
 from workers.runner import execute_job
 
 PROBLEM = "application/problem+json"
@@ -292,7 +293,7 @@ def test_logistic_job_with_the_real_engine_end_to_end(harness):
                                    params={"delta": delta, "criterion": crit})
             assert r.status_code == 200, r.text
             got = r.json()
-            want = stored_recommendation(report.model_dump(mode="json"), delta, "relative", crit) or recommend(
+            want = stored_answer(report.model_dump(mode="json"), delta, "relative", crit) or recommend(
                 report.curve, report.dataset.classes, report.model.d, delta, "relative", crit, intervals=intervals)
             assert {k: got[k] for k in want.model_dump(by_alias=True)} == want.model_dump(mode="json",
                                                                                           by_alias=True)

@@ -341,12 +341,13 @@ def test_worker_startup_sweep_reads_the_real_redis_depth(tmp_path, settings_fact
         pytest.skip("Redis not reachable on 127.0.0.1:6379")
     import redis
 
-    from workers.celery_app import _SendByName, make_celery
+    from service.celery_queue import CeleryJobQueue
+    from workers.celery_app import make_celery
 
     queue = f"backlog-{uuid.uuid4().hex}"
     settings = settings_factory(tmp_path, broker_url=url.replace("/0", "/13"), queue=queue)
     app = make_celery(settings)
-    sender = _SendByName(app, queue)
+    sender = CeleryJobQueue(app, queue)
     try:
         with TestClient(create_app(settings, queue=sender, maintenance=False)) as c:
             for i in range(3):

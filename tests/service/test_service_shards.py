@@ -16,7 +16,7 @@ from service.core import lifecycle
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.models import Job
-from service.core.store import ArtifactStore
+from service.core.store import ShardStore
 from tests.service.conftest import small_job
 
 
@@ -92,7 +92,7 @@ def test_a_stored_shard_is_not_redone_and_counts_as_progress(settings, monkeypat
     calls: list[Any] = []
     monkeypatch.setattr(shards, "extract_shard", _fake_extract(calls, 0, RuntimeError()))
     assert shards.execute_shard(job_id, attempt, 0, (0, 200), settings, lambda e: None) == "done"
-    assert ArtifactStore(settings.artifact_root).has_shard(job_id, (0, 200))
+    assert ShardStore(settings.shard_store_url).has_shard(job_id, (0, 200))
     assert shards.execute_shard(job_id, attempt, 0, (0, 200), settings, lambda e: None) == "done"
     assert calls == [(0, 200)]
     assert _job(settings, job_id).images_done == 200

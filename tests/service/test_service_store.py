@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from service.core.store import ArtifactStore
+from service.core.store import ShardStore
 
 
 @pytest.mark.parametrize("as_url", [False, True])
 def test_shard_round_trip(tmp_path: Path, as_url: bool) -> None:
     root = tmp_path / "store"
-    store = ArtifactStore(f"file://{root}" if as_url else str(root))
+    store = ShardStore(f"file://{root}" if as_url else str(root))
     local = tmp_path / "shard"
     local.mkdir()
     (local / "stats.npz").write_bytes(b"\x00stats")
@@ -30,7 +30,7 @@ def test_shard_round_trip(tmp_path: Path, as_url: bool) -> None:
 
 
 def test_a_shard_without_its_marker_is_incomplete(tmp_path: Path) -> None:
-    store = ArtifactStore(str(tmp_path))
+    store = ShardStore(str(tmp_path))
     (tmp_path / "jobs" / "j" / "shards" / "0-10").mkdir(parents=True)
     (tmp_path / "jobs" / "j" / "shards" / "0-10" / "stats.npz").write_bytes(b"half")
     assert not store.has_shard("j", (0, 10))

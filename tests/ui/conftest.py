@@ -38,6 +38,7 @@ class Server:
     base: str
     log: Path
     api_key: str | None
+    data_dir: Path
 
     def client(self) -> httpx.Client:
         headers = {"X-API-Key": self.api_key} if self.api_key else {}
@@ -53,20 +54,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path, api_key: str | None = None,
-                 args: tuple[str, ...] = ()) -> tuple[Server, subprocess.Popen[bytes]]:
+def start_server(tmp: Path, api_key: str | None = None, args: tuple[str, ...] = (),
+                 extra_env: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen[bytes]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "BROKER_URL") and not k.startswith("ADVISOR_")}
     env.update({"DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1"})
     if api_key:
         env["ADVISOR_API_KEYS"] = api_key
+    env.update(extra_env or {})
     tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "serve.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args],
                                 env=env, cwd=tmp, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", log, api_key)
+    server = Server(f"http://127.0.0.1:{port}", log, api_key, tmp / "data")
     deadline = time.monotonic() + 120
     with httpx.Client(base_url=server.base, timeout=5) as c:
         while True:
@@ -97,8 +99,8 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def _start(api_key: str | None = None, args: tuple[str, ...] = ()) -> Server:
-        server, proc = start_server(tmp_path / f"server{len(procs)}", api_key, args)
+    def _start(api_key: str | None = None, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Server:
+        server, proc = start_server(tmp_path / f"server{len(procs)}", api_key, args, env)
         procs.append(proc)
         return server
 

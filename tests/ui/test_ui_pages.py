@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -72,3 +74,44 @@ def test_api_docs_are_served_from_the_installed_bundle(client, path):
 def test_docs_assets_are_not_api_operations(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith(("/ui", "/docs", "/redoc", DOCS_ASSETS_URL)) or p == "/"]
+
+
+UI_JS = Path(__file__).resolve().parents[2] / "service" / "api" / "ui" / "static" / "ui.js"
+
+
+def _ui_config(html: str) -> dict:
+    found = re.search(r'<script id="ui-config" type="application/json">(.*?)</script>', html, re.S)
+    assert found, "the page carries no ui-config"
+    return json.loads(found.group(1))
+
+
+def test_pages_carry_the_servers_status_set_and_defaults(client):
+    from redundancy.config import PAPER_FRACTIONS
+    from service.core.status import FINISHED, JobStatus
+
+    config = _ui_config(client.get("/ui/new").text)
+    assert config["statuses"] == [s.value for s in JobStatus]
+    assert set(config["finished"]) == {s.value for s in FINISHED}
+    assert config["defaults"]["fractions"] == list(PAPER_FRACTIONS) and len(PAPER_FRACTIONS) == 14
+    jobs = client.get("/ui/").text
+    assert re.findall(r'<option value="(\w+)">', jobs) == [s.value for s in JobStatus]
+
+
+def test_ui_js_restates_no_server_rule():
+    """The status set, the ETA and the defaults come from the server: ui.js lists no statuses, reads no
+    field JobOut lacks, computes no ETA and copies no default fraction grid."""
+    from service.api.schemas import JobOut
+
+    js = UI_JS.read_text()
+    statuses = re.findall(r'\[\s*"(?:queued|running|succeeded|failed|cancelled)"\s*,', js)
+    assert statuses == [], statuses
+    for name in re.findall(r"\bjob\.(\w+)", js):
+        assert name in JobOut.model_fields, f"ui.js reads job.{name}, which JobOut does not have"
+    assert "started_at" not in js and "progress_detail" not in js and "extraction" not in js
+
+
+def test_catalog_suggests_64_px_for_tiny_images(client):
+    items = {d["spec"]: d for d in client.get("/v1/catalog/datasets").json()["items"]}
+    assert (items["digits"]["image_px"], items["digits"]["suggested_image_size"]) == (8, 64)
+    assert items["cifar10"]["suggested_image_size"] == 64
+    assert items["flowers102"]["suggested_image_size"] is None

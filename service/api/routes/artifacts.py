@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 
 from service.api.cache import etag_matches
 from service.api.deps import OwnerDep, SessionDep
-from service.api.routes.jobs import PROBLEM, JobId, check_delta
+from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId
 from service.core import artifacts, queries
+from service.core.deltas import resolve_delta
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 OCTET_STREAM = "application/octet-stream"
 
-Delta = Annotated[
-    float | None, Query(description="Tolerated loss, stored or new; default: the job's first δ.", examples=[0.05])
-]
-DeltaMode = Annotated[Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")]
-CriterionQ = Annotated[Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")]
 IfNoneMatch = Annotated[
     str | None, Header(alias="If-None-Match", description="An ETag from an earlier answer: 304 when unchanged.")
 ]
@@ -41,7 +37,7 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, delta_mode: str | None,
           criterion: str | None) -> artifacts.ArtifactPlan:
     job = queries.get_job(session, job_id, owner)
-    d = check_delta(delta, job.request.get("deltas") or [0.01])
+    d = resolve_delta(delta, job.request.get("deltas"))
     return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
 
 
@@ -63,8 +59,8 @@ def get_artifact(
     job_id: JobId,
     session: SessionDep,
     owner: OwnerDep,
-    delta: Delta = None,
-    delta_mode: DeltaMode = None,
+    delta: DeltaQ = None,
+    delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
@@ -93,8 +89,8 @@ def get_artifact_card(
     job_id: JobId,
     session: SessionDep,
     owner: OwnerDep,
-    delta: Delta = None,
-    delta_mode: DeltaMode = None,
+    delta: DeltaQ = None,
+    delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:

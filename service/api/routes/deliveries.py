@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from service.api.deps import OwnerDep, SessionDep, SettingsDep
-from service.api.routes.jobs import PROBLEM
+from service.api.params import PROBLEM
 from service.core import queries, webhooks
 from service.core.models import WebhookDelivery, as_utc
 

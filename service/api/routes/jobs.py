@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -16,9 +15,9 @@ from redundancy.plots import render
 from redundancy.report import Report
 from service.api.cache import cached
 from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
-from service.api.errors import validation_problem
 from service.api.limits import MAX_QUERY_VALUES
 from service.api.openapi import binary_response, negotiate
+from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId, PlotDeltas
 from service.api.schemas import (
     DEMO_JOB,
     LOGISTIC_JOB_EXAMPLE,
@@ -26,25 +25,15 @@ from service.api.schemas import (
     JobCreate,
     JobList,
     JobOut,
-    Problem,
     RecommendationOut,
 )
 from service.api.sessions import ShortSessionRoute
 from service.api.validation import check_callback_url, check_config
-from service.core import lifecycle, queries, results
-from service.core.errors import TooManyActiveJobs
+from service.core import lifecycle, queries, results, submission
+from service.core.deltas import resolve_delta
 from service.core.status import JobStatus
 
-log = logging.getLogger("service.api.jobs")
-
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=ShortSessionRoute)
-
-# The body is problem+json: its schema is declared there (first), so generated clients parse errors as Problem.
-PROBLEM = {
-    "model": Problem,
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-JobId = Annotated[str, Path(description="The job's id (a UUID).", examples=["6f1c2b8e-3f7a-4d1e-9c55-2b0c7d1e9a01"])]
 
 
 @router.post(
@@ -97,20 +86,9 @@ def submit_job(
     poll `GET /v1/jobs/{id}`."""
     check_config(body, settings.allowed_roots)
     check_callback_url(body.callback_url, settings)
-    if queries.active_jobs(session, owner) >= settings.max_active_jobs and not (
-        idempotency_key and queries.by_idempotency_key(session, owner, idempotency_key)
-    ):
-        raise TooManyActiveJobs(settings.max_active_jobs, settings.retry_after)
-    job, created = lifecycle.create(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
-                                    callback_url=body.callback_url)
-    if created:
-        try:
-            queue.enqueue(job.id)
-            lifecycle.mark_sent(session, job.id)
-            session.refresh(job)
-        except Exception:  # the job stays queued; the maintenance loop enqueues it again
-            log.warning("could not enqueue job %s now; it will be retried", job.id, exc_info=True)
-    else:
+    job, created = submission.submit(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
+                                     callback_url=body.callback_url, queue=queue, settings=settings)
+    if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobOut.of(job)
@@ -246,48 +224,22 @@ async def get_recommendation(
     job_id: JobId,
     request: Request,
     owner: OwnerDep,
-    delta: Annotated[
-        float | None,
-        Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: the job's first δ.", examples=[0.01]),
-    ] = None,
-    delta_mode: Annotated[
-        Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")
-    ] = None,
-    criterion: Annotated[
-        Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")
-    ] = None,
+    delta: DeltaQ = None,
+    delta_mode: DeltaModeQ = None,
+    criterion: CriterionQ = None,
 ) -> Response:
     """Answered from the stored curve for any δ; no probe is recomputed. Cached, with an `ETag`."""
 
     def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
-        d = check_delta(delta, job.request.get("deltas") or [0.01])
+        d = resolve_delta(delta, job.request.get("deltas"))
         rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
         return _json(RecommendationOut.of(rec, job))
 
     return await _finished_read(request, owner, job_id, build)
 
 
-def check_delta(delta: float | None, job_deltas: list[float]) -> float:
-    if delta is None:
-        return float(job_deltas[0])
-    if not (0.0 <= delta < 1.0) or delta != delta:
-        raise validation_problem("delta", f"{delta} is outside [0, 1)", "query")
-    return float(delta)
-
-
 PLOT_MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
-PlotDeltas = Annotated[
-    list[float] | None,
-    Query(
-        alias="delta",
-        max_length=MAX_QUERY_VALUES,
-        json_schema_extra={"items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}},
-        description=f"Mark f* for this δ (repeatable, at most {MAX_QUERY_VALUES} times: "
-        "`?delta=0.01&delta=0.05`); default: the job's own δs.",
-        examples=[[0.01, 0.05]],
-    ),
-]
 
 
 async def _plot(request: Request, job_id: str, fmt: Literal["png", "svg"], owner: str,
@@ -296,7 +248,7 @@ async def _plot(request: Request, job_id: str, fmt: Literal["png", "svg"], owner
 
     def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
-        wanted = [check_delta(d, [0.0]) for d in deltas] if deltas else None
+        wanted = [resolve_delta(d) for d in deltas] if deltas else None
         report = results.load_report(session, job)
         body = render(report, fmt, deltas=wanted)
         return Response(

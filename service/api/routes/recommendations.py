@@ -4,7 +4,7 @@ datasets, the smallest k that meets δ on every one of them (issue 12)."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -12,10 +12,11 @@ from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from service.api.deps import OwnerDep, SessionDep
 from service.api.errors import ProblemError, validation_problem
 from service.api.limits import MAX_QUERY_VALUES
-from service.api.routes.jobs import PROBLEM, check_delta
+from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ
 from service.api.schemas import MultiTaskRecommendationOut, RecommendationOut
 from service.api.sessions import ShortSessionRoute
 from service.core import multitask, queries, results
+from service.core.deltas import resolve_delta
 
 router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"], route_class=ShortSessionRoute)
 
@@ -43,12 +44,9 @@ def latest_recommendation(
               "smallest k that meets δ on "
               "every named dataset (a `MultiTaskRecommendationOut`).", examples=[["digits"]]),
     ],
-    delta: Annotated[
-        float | None, Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: that job's first δ "
-                            "(several datasets: their shared first δ).", examples=[0.01])
-    ] = None,
-    delta_mode: Annotated[Literal["relative", "absolute"] | None, Query()] = None,
-    criterion: Annotated[Literal["mean", "worst_seed"] | None, Query()] = None,
+    delta: DeltaQ = None,
+    delta_mode: DeltaModeQ = None,
+    criterion: CriterionQ = None,
     weights: Annotated[
         str | None, Query(max_length=MAX_PATH_CHARS, description="Only jobs that used these weights.")
     ] = None,
@@ -58,9 +56,8 @@ def latest_recommendation(
     if any(len(d) > MAX_PATH_CHARS for d in dataset):
         raise validation_problem("dataset", f"a dataset spec is at most {MAX_PATH_CHARS} characters", "query")
     if len(dataset) > 1:
-        d = check_delta(delta, [0.0]) if delta is not None else None
         answer, jobs = multitask.recommend_for_datasets(
-            session, owner, model=model, datasets=dataset, weights=weights, delta=d, delta_mode=delta_mode,
+            session, owner, model=model, datasets=dataset, weights=weights, delta=delta, delta_mode=delta_mode,
             criterion=criterion,
         )
         return MultiTaskRecommendationOut.of(answer, model, jobs)
@@ -83,6 +80,6 @@ def _one_dataset(
             title="No analysis yet",
             hint=f"Submit one: POST /v1/jobs with {json.dumps(body)}, then poll it until it succeeds.",
         )
-    d = check_delta(delta, job.request.get("deltas") or [0.01])
+    d = resolve_delta(delta, job.request.get("deltas"))
     rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
     return RecommendationOut.of(rec, job)

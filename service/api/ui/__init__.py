@@ -7,26 +7,47 @@ from a CDN and nothing is built: the UI works offline, with auth on or off.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from redundancy.config import AnalysisConfig
+from service.core.status import FINISHED, JobStatus
+
 HERE = Path(__file__).parent
 UI_PREFIX = "/ui"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FORM_DEFAULTS = ("fractions", "seeds", "seed", "probe", "deltas", "delta_mode", "criterion")
+"""The engine's defaults the new-analysis form shows as values (and the job pages compare against)."""
+
+
+@lru_cache
+def ui_config() -> dict[str, Any]:
+    """What the pages take from the server instead of restating it: the status set and which statuses are
+    final (``service.core.status``), and the engine's defaults (``AnalysisConfig``). Rendered into every
+    page as the JSON of ``<script id="ui-config">``."""
+    fields = AnalysisConfig.model_fields
+    return {
+        "statuses": [s.value for s in JobStatus],
+        "finished": sorted(s.value for s in FINISHED),
+        "defaults": {name: fields[name].get_default(call_default_factory=True) for name in FORM_DEFAULTS},
+    }
 
 
 def _page(request: Request, template: str, **context: object) -> HTMLResponse:
+    config = ui_config()
     return templates.TemplateResponse(
         request,
         template,
-        {"ui": UI_PREFIX, "statuses": JOB_STATUSES, "title": "Redundancy Advisor", **context},
+        {"ui": UI_PREFIX, "config": config, "statuses": config["statuses"], "defaults": config["defaults"],
+         "title": "Redundancy Advisor", **context},
     )
 
 

@@ -4,6 +4,9 @@
 const KEY_STORE = "advisor-api-key";
 const UI = document.body.dataset.ui || "/ui";
 const $ = (sel) => document.querySelector(sel);
+// What the server states once and the pages only read: the status set, which statuses are final, and
+// the engine's defaults (service/api/ui/__init__.py renders it from service.core.status and AnalysisConfig).
+const CONFIG = JSON.parse(document.getElementById("ui-config").textContent);
 
 // ---------------------------------------------------------------- the API, with the session's key
 function apiKey() { return sessionStorage.getItem(KEY_STORE) || ""; }
@@ -84,7 +87,15 @@ function answerText(rec) {
 
 function modelText(req) {
   const m = req.model || {}, ds = req.dataset || {};
-  return { model: `${m.name} (${m.weights || "hub"})`, dataset: ds.spec || "" };
+  return { model: `${m.name} (${m.weights || "hub"})`, dataset: ds.spec || "", seeds: seedText(req) };
+}
+
+/** "seed 3, 2 seeds" for what differs from the engine's defaults (jobs that differ only there look alike). */
+function seedText(req) {
+  const d = CONFIG.defaults, parts = [];
+  if (req.seed !== undefined && req.seed !== d.seed) parts.push(`seed ${req.seed}`);
+  if (req.seeds !== undefined && req.seeds !== d.seeds) parts.push(`${req.seeds} seeds`);
+  return parts.join(", ");
 }
 
 // ---------------------------------------------------------------- jobs list
@@ -110,7 +121,8 @@ async function jobsPage() {
       const tr = el("tr", { "data-job": job.id, "data-status": job.status },
         el("td", {}, el("a", { href: `${UI}/jobs/${job.id}` }, job.id.slice(0, 8))),
         el("td", {}, el("span", { class: `status ${job.status}` }, job.status)),
-        el("td", {}, mt.model), el("td", {}, mt.dataset), el("td", {}, when(job.created_at)), answer);
+        el("td", {}, mt.model, ...(mt.seeds ? [el("span", { class: "seeds" }, ` · ${mt.seeds}`)] : [])),
+        el("td", {}, mt.dataset), el("td", {}, when(job.created_at)), answer);
       body.append(tr);
       if (job.status === "succeeded") {
         api(job.links.recommendation)
@@ -149,14 +161,15 @@ function formBody(form) {
   return body;
 }
 
-/** The `.field` element for an API field like "dataset.max_train" or "fractions.2" (nearest parent). */
+/** The `.field` element for an API field like "dataset.max_train" or "fractions.2" (nearest parent); a
+ * missing object ("model", "dataset") is marked at its first field ("model.name", "dataset.spec"). */
 function fieldBox(form, name) {
   const parts = String(name).split(".");
   for (let n = parts.length; n > 0; n--) {
     const box = form.querySelector(`.field[data-field="${parts.slice(0, n).join(".")}"]`);
     if (box) return box;
   }
-  return null;
+  return form.querySelector(`.field[data-field^="${parts[0]}."]`);
 }
 
 async function submitPage() {
@@ -178,9 +191,17 @@ async function submitPage() {
       if (opts.length && !$("#f-weights").value) $("#f-weights").placeholder = opts[0].weights;
     };
     $("#f-model").addEventListener("change", describe);
+    const hint = $("#image-size-hint");
     $("#f-dataset").addEventListener("change", () => {
       const d = ds.items.find((x) => x.spec === $("#f-dataset").value);
       $("#dataset-detail").textContent = d ? (d.detail || "") : "";
+      hint.replaceChildren();
+      if (d && d.suggested_image_size) {  // the server's rule: tiny images suit a small input size
+        const use = el("button", { type: "button", id: "use-image-size" }, `use ${d.suggested_image_size} px`);
+        use.addEventListener("click", () => { $("#f-image-size").value = String(d.suggested_image_size); });
+        hint.append(`${d.spec} images are ${d.image_px} px: ${d.suggested_image_size} px suits them `
+          + "(the model's own size costs more for nothing) ", use);
+      }
     });
   } catch (err) { showError($("#form-error"), err); }
 
@@ -217,29 +238,13 @@ async function submitPage() {
 }
 
 // ---------------------------------------------------------------- job page
-const TERMINAL = ["succeeded", "failed", "cancelled"];
-
-/** Images done/total from whatever the job carries (newer servers), else null. */
-function imagesOf(job) {
-  const p = job.progress_detail || job.extraction || job;
-  const done = p.images_done, total = p.images_total;
-  return (Number.isFinite(done) && Number.isFinite(total) && total > 0) ? { done, total } : null;
-}
-
-/** Seconds left, from the overall progress rate since the job started (null until it means something). */
-function etaSeconds(job, now = Date.now()) {
-  if (!job.started_at || !(job.progress > 0.02) || job.progress >= 1) return null;
-  const elapsed = (now - new Date(job.started_at).getTime()) / 1000;
-  return elapsed > 0 ? elapsed * (1 - job.progress) / job.progress : null;
-}
-
+/** The progress line from the job's own fields; the ETA is the server's `eta_s` (whole seconds), written as
+ * `advisor status` writes it. */
 function progressText(job) {
   const parts = [`${job.stage || job.status}`, pct(job.progress)];
-  const images = imagesOf(job);
-  if (images) parts.push(`images ${images.done}/${images.total}`);
+  if (Number.isFinite(job.images_done) && job.images_total) parts.push(`images ${job.images_done}/${job.images_total}`);
   if (job.message) parts.push(job.message);
-  const eta = etaSeconds(job);
-  if (eta !== null) parts.push(`about ${eta < 90 ? `${Math.round(eta)} s` : `${Math.round(eta / 60)} min`} left`);
+  if (job.status === "running" && Number.isFinite(job.eta_s)) parts.push(`ETA ${Math.round(job.eta_s)} s`);
   return parts.join(" · ");
 }
 
@@ -256,6 +261,27 @@ function downloadLink(a, path, filename) {
   });
 }
 
+/** Round ticks covering [lo, hi] (accuracies in 0..1): steps of 1, 2, 2.5 or 5 × 10^n percentage points,
+ * four to seven of them, never outside 0..100 %. */
+function niceTicks(lo, hi) {
+  const span = Math.max(hi - lo, 0.01);
+  const raw = span / 5, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw * 0.999);
+  const first = Math.max(0, Math.floor(lo / step + 1e-9)), last = Math.min(Math.round(1 / step), Math.ceil(hi / step - 1e-9));
+  const ticks = [];
+  for (let i = first; i <= Math.max(last, first + 1); i++) ticks.push(Number((i * step).toPrecision(12)));
+  return ticks;
+}
+
+/** Decimals that write every tick exactly as a percentage (25 → 0, 2.5 → 1). */
+function tickDigits(ticks) {
+  for (let d = 0; d < 4; d++) if (ticks.every((t) => Math.abs(Math.round(t * 100 * 10 ** d) - t * 100 * 10 ** d) < 1e-6)) return d;
+  return 4;
+}
+
+/** Width of a 10 px axis label when it cannot be measured: 0.65 em a character (a sans-serif digit is ~0.64 em). */
+function labelWidth(text) { return 6.5 * text.length; }
+
 function drawCurve(svg, summary, rec) {
   const W = 560, H = 300, L = 50, R = 15, T = 15, B = 40;
   const pts = summary.filter((s) => s.kind === "random").sort((a, b) => a.fraction - b.fraction);
@@ -271,16 +297,24 @@ function drawCurve(svg, summary, rec) {
   };
   const fx = pts.map((p) => p.fraction), acc = pts.map((p) => p.accuracy_mean);
   const lo = Math.min(...acc, rec.threshold), hi = Math.max(...acc, rec.full_accuracy);
-  const pad = Math.max(0.01, (hi - lo) * 0.08);
-  const y0 = lo - pad, y1 = hi + pad;
+  const yTicks = niceTicks(lo, hi);
+  const y0 = yTicks[0], y1 = yTicks[yTicks.length - 1];
   const lx0 = Math.log10(Math.min(...fx)), lx1 = Math.log10(1);
   const X = (f) => L + (W - L - R) * (lx1 === lx0 ? 1 : (Math.log10(f) - lx0) / (lx1 - lx0));
   const Y = (a) => T + (H - T - B) * (1 - (a - y0) / (y1 - y0));
   mk("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "none", stroke: "#999" });
-  for (const f of fx) mk("text", { x: X(f), y: H - B + 14, "font-size": 10, "text-anchor": "middle" }, String(f));
-  for (let i = 0; i <= 4; i++) {
-    const a = y0 + (y1 - y0) * i / 4;
-    mk("text", { x: L - 4, y: Y(a) + 3, "font-size": 10, "text-anchor": "end" }, pct(a));
+  // x labels from the right (the full layer's first); one that would touch the last placed is left out.
+  let leftEdge = Infinity;
+  for (const f of [...fx].sort((a, b) => b - a)) {
+    const text = String(f), x = X(f);
+    const node = mk("text", { x, y: H - B + 14, "font-size": 10, "text-anchor": "middle", class: "x-tick" }, text);
+    const w = node.getComputedTextLength() || labelWidth(text);  // measured when laid out, else estimated
+    if (x + w / 2 + 3 > leftEdge) { node.remove(); continue; }
+    leftEdge = x - w / 2;
+  }
+  const digits = tickDigits(yTicks);
+  for (const a of yTicks) {
+    mk("text", { x: L - 4, y: Y(a) + 3, "font-size": 10, "text-anchor": "end", class: "y-tick" }, `${(100 * a).toFixed(digits)}%`);
   }
   mk("text", { x: (L + W - R) / 2, y: H - 6, "font-size": 11, "text-anchor": "middle" }, "fraction of neurons kept (log)");
   mk("line", { x1: L, x2: W - R, y1: Y(rec.threshold), y2: Y(rec.threshold), stroke: "#555", "stroke-dasharray": "5 4", id: "threshold-line" });
@@ -415,9 +449,9 @@ async function jobPage() {
     const mt = modelText(job.request);
     $("#job-status").textContent = job.status;
     $("#job-status").className = `status ${job.status}`;
-    $("#job-what").textContent = `${mt.model} × ${mt.dataset}, submitted ${when(job.created_at)}`
-      + (job.finished_at ? `, finished ${when(job.finished_at)}` : "");
-    const done = TERMINAL.includes(job.status);
+    $("#job-what").textContent = `${mt.model} × ${mt.dataset}` + (mt.seeds ? ` (${mt.seeds})` : "")
+      + `, submitted ${when(job.created_at)}` + (job.finished_at ? `, finished ${when(job.finished_at)}` : "");
+    const done = CONFIG.finished.includes(job.status);
     $("#progress").hidden = done;
     $("#progress-bar").value = job.progress;
     $("#progress-text").textContent = done ? "" : progressText(job);

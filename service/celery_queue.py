@@ -1,0 +1,44 @@
+"""The Celery side of the core's :class:`~service.core.queue.JobQueue` and
+:class:`~service.core.queue.BrokerProbe`, written once for both users: the API's client
+(:class:`service.broker.CeleryQueue`, which owns its connection pool) and a worker's own sender
+(``workers.celery_app``, which re-enqueues through the worker's app). Celery and the core's task name only:
+no API, no workers, so both sides may import it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from service.core.queue import RUN_JOB_TASK
+
+
+class CeleryJobQueue:
+    """Send a job to ``queue`` by task name, check the broker, read the queue's depth, through ``celery``."""
+
+    def __init__(self, celery: Celery, queue: str) -> None:
+        self.celery, self.queue = celery, queue
+
+    def enqueue(self, job_id: str) -> None:
+        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+
+    def ping(self, timeout: float = 3.0) -> str | None:
+        """None when reachable, else a short reason."""
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=timeout)
+                with conn.channel() as ch:
+                    ch.queue_declare(queue=self.queue, durable=True, auto_delete=False, passive=False)
+        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
+
+    def depth(self) -> int | None:
+        """Messages waiting in the job queue; None when it cannot be read (the maintenance sweep then falls
+        back to its time-based backoff)."""
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2.0)
+                with conn.channel() as ch:
+                    return int(ch.queue_declare(queue=self.queue, passive=True).message_count)
+        except Exception:  # noqa: BLE001 - unknown depth
+            return None
