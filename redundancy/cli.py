@@ -21,12 +21,14 @@ from redundancy.cli_options import (
     config_from_namespace,
     error_line,
     field_of_flag,
+    fields_from_namespace,
     validation_errors,
 )
 from redundancy.cli_table import format_report
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
 from redundancy.pipeline import ProgressEvent, analyze
+from redundancy.preflight import merge, request_problems
 from redundancy.report import Report
 from redundancy.runtime import Runtime
 
@@ -209,11 +211,13 @@ def _write_outputs(report: Report, args: argparse.Namespace) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Validate everything, run the analysis, print the table; the exit code (see `EPILOG`)."""
+    raw = fields_from_namespace(args)
     try:
-        config = config_from_args(args)
+        config = AnalysisConfig.model_validate(raw)
         errors = []
     except ValidationError as exc:
         config, errors = None, validation_errors(exc)
+    errors = merge(errors, request_problems(raw, files=True))  # shape and meaning, every bad field at once
     errors += output_errors(args)
     if errors or config is None:
         _print_errors(errors)

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     retry_after: int = Field(5, ge=1)
     """The ``Retry-After`` (seconds) of a 503 (database down or busy) and of a 429 for too many active jobs."""
     data_roots: str = ""
+    show_data_roots: bool = True
+    """Whether a refused path's answer lists the allowed roots (off: it names only ADVISOR_DATA_ROOTS,
+    for a server whose callers should not learn its directory layout)."""
     metrics_public: bool = False
 
     @property

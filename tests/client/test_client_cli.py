@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from advisor_client import Advisor
 
+from tests.client.conftest import BROKEN_NPZ
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,11 +137,11 @@ def test_a_job_cancelled_while_submit_waits_exits_1(server, child_env):
 
 
 def test_a_failed_job_exits_1_with_the_servers_error(advisor, server):
-    run = advisor("submit", *SMALL_ARGS, "--dataset", f"npz:/nonexistent/{uuid.uuid4().hex}.npz", "--wait",
+    run = advisor("submit", *SMALL_ARGS, "--dataset", f"npz:{BROKEN_NPZ}", "--wait",
                   "--timeout", "300", "--json", "--quiet", server=server)
     assert run.returncode == 1, run.stderr
     doc = one_json(run.stdout)
-    assert doc["job"]["status"] == "failed" and doc["job"]["error"]["code"] == "dataset_not_found"
+    assert doc["job"]["status"] == "failed" and doc["job"]["error"]["code"] == "dataset_format"
     assert doc["error"]["kind"] == "job_failed"
     assert not [line for line in run.stderr.splitlines() if line.startswith("job ")]  # --quiet: no bar
 

@@ -95,7 +95,7 @@ def submit_job(
 ) -> JobOut:
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
-    check_config(body, settings.allowed_roots)
+    check_config(body, settings)
     check_callback_url(body.callback_url, settings)
     if queries.active_jobs(session, owner) >= settings.max_active_jobs and not (
         idempotency_key and queries.by_idempotency_key(session, owner, idempotency_key)
