@@ -103,7 +103,7 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where torchvision datasets live (default: {rt.data_root})")
     g.add_argument("--allow-download", action="store_true",
                    help="let torchvision download datasets (default: off)")
-    g.add_argument("--out", type=Path, default=None, metavar="FILE",
+    g.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
                    help="write the JSON report here (default: none)")
     g.add_argument("--plot", type=Path, default=None, metavar="FILE",
                    help="render the curves to this .png or .svg (default: none)")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -54,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_commands(sub)
 
     serve = sub.add_parser("serve", help="Run the HTTP API (and, embedded, a worker).")
-    serve.add_argument("--host", default=os.environ.get("ADVISOR_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("ADVISOR_PORT", "8000")))
+    serve.add_argument("--host", default=os.environ.get("ADVISOR_HOST", "127.0.0.1"),
+                       help="address to listen on (default: %(default)s; env ADVISOR_HOST)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("ADVISOR_PORT", "8000")),
+                       help="port to listen on (default: %(default)s; env ADVISOR_PORT)")
     serve.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
     serve.add_argument(
         "--worker",
@@ -73,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Apply migrations first (default: only for SQLite).",
     )
     serve.add_argument("--no-migrate", dest="migrate", action="store_false")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info", help="default: %(default)s")
     serve.add_argument("--verbose", action="store_true", help="Also print the Alembic, Celery and Uvicorn banners.")
     serve.add_argument(
         "--insecure-no-auth",
@@ -277,12 +281,32 @@ INSECURE_BANNER = (
 SERVER_IO: dict[str, str] = {"loop": "asyncio", "http": "httptools"}
 
 
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``advisor serve`` cannot listen on ``host:port`` (one line), or None: checked before anything
+    starts or is printed, so a busy port is said plainly rather than as uvicorn's ``[Errno 98]``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"advisor serve: cannot listen on {host!r}: {exc.strerror or exc}"
+    family, kind, proto, _name, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no obstacle
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"advisor serve: port {port} on {host} is already in use (another server, perhaps an "
+                        f"advisor serve already running); stop it or choose another port with --port")
+            return f"advisor serve: cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     _logging(args.log_level)
     quiet_libraries(args.verbose)
     has_keys = bool(get_settings().api_key_hashes)
-    refusal = open_serve_refusal(args.host, has_keys, args.insecure_no_auth)
+    refusal = open_serve_refusal(args.host, has_keys, args.insecure_no_auth) or listen_problem(args.host, args.port)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2

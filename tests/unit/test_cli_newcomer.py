@@ -27,3 +27,13 @@ def test_a_missing_checkpoint_is_named_with_the_other_errors(capsys: pytest.Capt
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT
     assert "[model.weights]: checkpoint file not found" in err and "[dataset.spec]: unknown dataset 'mnist'" in err
+
+
+def test_analyze_takes_o_for_its_report_as_the_client_commands_do() -> None:
+    from pathlib import Path
+
+    from service.cli import build_parser
+
+    args = build_parser().parse_args(["analyze", "--model", "resnet18", "--dataset", "digits", "-o", "r.json",
+                                      "--delta-mode", "absolute", "--criterion", "worst_seed"])
+    assert args.out == Path("r.json")
