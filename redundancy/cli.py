@@ -27,10 +27,12 @@ from redundancy.cli_options import (
 from redundancy.cli_table import format_report
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
+from redundancy.filemodes import set_export_mode
 from redundancy.pipeline import ProgressEvent, analyze
 from redundancy.preflight import merge, request_problems
 from redundancy.report import Report
 from redundancy.runtime import Runtime
+from redundancy.threads import available_cpus, cap_threads, thread_share
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLOT_FORMATS = (".png", ".svg")
@@ -96,6 +98,8 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     rt = Runtime()
     g = p.add_argument_group("where it runs and what it writes")
     g.add_argument("--device", default=rt.device, help=f"auto | cpu | cuda | cuda:N (default: {rt.device})")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"torch and BLAS threads (default: the cores this process may use, {available_cpus()})")
     g.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help=f"feature cache (default: {rt.cache_dir})")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache (default: off)")
@@ -200,12 +204,14 @@ def _write_outputs(report: Report, args: argparse.Namespace) -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.model_dump_json(indent=2, by_alias=True))
+        set_export_mode(args.out)
         print(f"\nreport written to {args.out}")
     if args.plot is not None:
         from redundancy.plots import render  # matplotlib only when a plot is asked for
 
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         args.plot.write_bytes(render(report, "svg" if args.plot.suffix.lower() == ".svg" else "png"))
+        set_export_mode(args.plot)
         print(f"plot written to {args.plot}")
 
 
@@ -222,6 +228,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     if errors or config is None:
         _print_errors(errors)
         return EXIT_BAD_INPUT
+    cap_threads(args.threads or thread_share())
     bars = _Bars(enabled=not args.quiet)
     try:
         report = analyze(config, runtime_from_args(args), progress=bars)

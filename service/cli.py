@@ -162,6 +162,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
+    os.environ["ADVISOR_WORKER_CONCURRENCY"] = str(max(1, args.concurrency))  # each job's thread share
+    get_settings.cache_clear()
     settings = get_settings()
     settings.ensure_dirs()
     parent = os.environ.get(process.PARENT_ENV)
@@ -175,6 +177,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"advisor worker: {exc}", file=sys.stderr)
             return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "0" if settings.allow_download else "1")
+    from redundancy.threads import cap_threads  # lazy: imports torch, which only a worker needs
+
+    cap_threads(settings.threads_per_job)  # before the pools start; prefork children cap again at start
     from workers.celery_app import app  # lazy: the app reads DATA_DIR/HF_HUB_OFFLINE set just above
 
     argv = [

@@ -34,6 +34,7 @@ from redundancy.advice import RANDOM_KINDS, intervals_from_summary, recommend
 from redundancy.config import Criterion, DeltaMode
 from redundancy.deploy.errors import ArtifactError
 from redundancy.deploy.multitask import MultiTaskRecommendation
+from redundancy.filemodes import set_export_mode
 from redundancy.hashing import hash_json
 from redundancy.probes import RidgeProber, sample_subset
 from redundancy.report import CurvePoint, Recommendation, Report
@@ -306,13 +307,13 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
     checksum = _checksum(tensors["indices"], tensors["weight"], tensors["bias"], header)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={_HEADER_KEY: header, _CHECKSUM_KEY: checksum})
-    os.replace(tmp, path)
+    os.replace(set_export_mode(tmp), path)
     card = {**artifact.metadata, "file": path.name, "sha256": checksum,
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
             "usage": "logits = x_raw[:, indices] @ weight + bias   (x_raw: the layer's raw output)"}
     card_tmp = card_path(path).with_name(f".{card_path(path).name}.{os.getpid()}.tmp")
     card_tmp.write_text(json.dumps(card, indent=2))
-    os.replace(card_tmp, card_path(path))
+    os.replace(set_export_mode(card_tmp), card_path(path))
     return path
 
 
