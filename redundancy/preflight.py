@@ -6,8 +6,8 @@ machine, files that exist. They take the raw request (a dict that may fail pydan
 the engine's CLI and the service can report the shape errors and the meaning errors in one answer.
 
 Model suggestions rank the names whose weights are available here (the bundled model; hub weights
-already in the Hugging Face cache) first, then by edit distance: `tf_efficientnet_lite` with weights
-`bundled` suggests tf_efficientnet_lite0 first.
+already in the Hugging Face or torch hub cache, as the catalog reports them) first, then by edit
+distance: `tf_efficientnet_lite` with weights `bundled` suggests tf_efficientnet_lite0 first.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import timm
+from huggingface_hub import try_to_load_from_cache
+from timm.models import get_pretrained_cfg
 
 from redundancy.datasets.registry import parse_spec
 from redundancy.errors import RedundancyError, UnknownModelError
@@ -50,35 +52,48 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def cached_hub_models() -> set[str]:
-    """timm model names whose hub weights sit in the local Hugging Face cache (`timm/<name>.<tag>`)."""
-    home = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME") or "~/.cache/huggingface")
-                / "hub").expanduser()
+def hub_weights_cached(name: str) -> tuple[bool, str | None]:
+    """Are the hub weights for ``name`` in the local Hugging Face or torch hub cache?"""
     try:
-        entries = os.listdir(home)
-    except OSError:
-        return set()
-    prefix = "models--timm--"
-    return {e.removeprefix(prefix).split(".")[0] for e in entries if e.startswith(prefix)}
+        cfg = get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - no pretrained config at all
+        return False, "no pretrained weights registered in timm"
+    if cfg is None:
+        return False, "no pretrained weights registered in timm"
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        try:
+            for fname in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+                hit = try_to_load_from_cache(hub_id, fname)
+                if isinstance(hit, str):
+                    return True, f"cached from hf-hub:{hub_id}"
+        except Exception:  # noqa: BLE001
+            pass
+    url = getattr(cfg, "url", None)
+    if url:
+        torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+        if (torch_home / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]).exists():
+            return True, "cached in the torch hub cache"
+    where = f"hf-hub:{hub_id}" if hub_id else (url or "the hub")
+    return False, f"not cached; needs a download from {where} (ADVISOR_ALLOW_DOWNLOAD=true)"
 
 
-def models_with_weights(weights: str | None) -> set[str]:
-    """The models whose `weights` are available on this machine without a download."""
-    if weights == "bundled":
-        return {BUNDLED_MODEL}
-    if weights in (None, "hub"):
-        return {BUNDLED_MODEL} | cached_hub_models()
-    return set()  # random weights exist for every model; a checkpoint is one file
+def has_weights_here(name: str, weights: str | None) -> bool:
+    """Whether `weights` for model `name` are on this machine without a download."""
+    if weights not in (None, "hub", "bundled"):
+        return False  # random weights exist for every model; a checkpoint is one file
+    if name == BUNDLED_MODEL:
+        return True  # its bundled weights ship with the engine
+    return weights != "bundled" and hub_weights_cached(name)[0]
 
 
 def suggest_models(name: str, weights: str | None = None, limit: int = MAX_SUGGESTIONS) -> list[str]:
     """Close timm names for a misspelt `name`: those with weights available here first, then by edit
     distance (then alphabetically)."""
-    known = timm.list_models()
-    close = set(difflib.get_close_matches(name, known, n=20, cutoff=0.6))
-    budget = max(3, len(name) // 3)
-    available = {m for m in models_with_weights(weights) if m in set(known)}
-    close |= {m for m in available if edit_distance(name, m) <= budget}
+    close = set(difflib.get_close_matches(name, timm.list_models(), n=20, cutoff=0.6))
+    if edit_distance(name, BUNDLED_MODEL) <= max(3, len(name) // 3):
+        close.add(BUNDLED_MODEL)
+    available = {m for m in close if has_weights_here(m, weights)}
     ranked = sorted(close, key=lambda m: (m not in available, edit_distance(name, m), m))
     return ranked[:limit]
 

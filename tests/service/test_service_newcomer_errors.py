@@ -69,3 +69,11 @@ def test_a_missing_file_under_a_root_is_a_422_at_submission(client, job_body, se
     resp = client.post("/v1/jobs", json=job_body(dataset={"spec": f"npz:{missing}"}))
     assert _errors(resp)["dataset.spec"] == f"{str(missing)!r} does not exist"
     assert resp.json()["code"] == "dataset_not_found" and harness.sent == []
+
+
+def test_a_model_whose_hub_weights_are_cached_ranks_first(monkeypatch):
+    from redundancy import preflight
+
+    monkeypatch.setattr(preflight, "hub_weights_cached", lambda name: (name == "resnet101", None))
+    assert preflight.suggest_models("resnet1888", "hub")[0] == "resnet101"
+    assert preflight.suggest_models("resnet1888", "random")[0] == "resnet18", "random weights: distance only"
