@@ -17,7 +17,7 @@ import timm
 from fastapi import Request
 
 from redundancy.preflight import CHECKPOINT_SUFFIXES, Problem, request_problems
-from service.api.errors import validation_problem, validation_problems
+from service.api.errors import validation_problems
 from service.core.config import Settings
 from service.core.paths import path_problems
 from service.core.webhooks import Allowance, callback_url_problem
@@ -44,14 +44,19 @@ def nul_fields(value: Any, prefix: str = "") -> Iterator[str]:
 
 
 def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]:
-    """Every meaning problem of a (raw) job body: NUL bytes, model, weights, dataset, then paths; one
-    per field."""
+    """Every meaning problem of a (raw) job body: NUL bytes, model, weights, dataset, paths, then the
+    webhook target; one per field."""
     out = [Problem(field, "contains a NUL byte") for field in nul_fields(dict(raw))]
     out += request_problems(raw)
     model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
     dataset = raw.get("dataset") if isinstance(raw.get("dataset"), Mapping) else {}
     out += path_problems(dataset.get("spec"), model.get("weights", "hub"), settings.allowed_roots,
                          show_roots=settings.show_data_roots)
+    url = raw.get("callback_url")
+    if isinstance(url, str) and url:
+        reason = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
+        if reason is not None:
+            out.append(Problem("callback_url", reason, "callback_url_refused"))
     first: dict[str, Problem] = {}
     for p in out:
         first.setdefault(p.field, p)
@@ -76,12 +81,3 @@ def body_problems(request: Request, raw: Any, named: set[str]) -> list[dict[str,
         for p in config_problems(raw, settings)
         if not any(p.field == f or p.field.startswith(f + ".") or f.startswith(p.field + ".") for f in named)
     ]
-
-
-def check_callback_url(url: str | None, settings: Settings) -> None:
-    """A webhook target must be http(s) and resolve to addresses the server allows (public by default)."""
-    if url is None:
-        return
-    problem = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
-    if problem is not None:
-        raise validation_problem("callback_url", problem, code="callback_url_refused")

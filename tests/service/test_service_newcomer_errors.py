@@ -77,3 +77,9 @@ def test_a_model_whose_hub_weights_are_cached_ranks_first(monkeypatch):
     monkeypatch.setattr(preflight, "hub_weights_cached", lambda name: (name == "resnet101", None))
     assert preflight.suggest_models("resnet1888", "hub")[0] == "resnet101"
     assert preflight.suggest_models("resnet1888", "random")[0] == "resnet18", "random weights: distance only"
+
+
+def test_a_refused_callback_url_comes_with_the_other_errors(client, job_body):
+    resp = client.post("/v1/jobs", json=job_body(model={"name": "resnet1888", "weights": "random"},
+                                                 callback_url="http://127.0.0.1:9/hook"))
+    assert set(_errors(resp)) == {"model.name", "callback_url"}

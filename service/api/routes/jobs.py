@@ -30,7 +30,7 @@ from service.api.schemas import (
     RecommendationOut,
 )
 from service.api.sessions import ShortSessionRoute
-from service.api.validation import check_callback_url, check_config
+from service.api.validation import check_config
 from service.core import lifecycle, queries, results
 from service.core.errors import TooManyActiveJobs
 from service.core.status import JobStatus
@@ -95,8 +95,7 @@ def submit_job(
 ) -> JobOut:
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
-    check_config(body, settings)
-    check_callback_url(body.callback_url, settings)
+    check_config(body, settings)  # every bad field at once, the callback URL included
     if queries.active_jobs(session, owner) >= settings.max_active_jobs and not (
         idempotency_key and queries.by_idempotency_key(session, owner, idempotency_key)
     ):
