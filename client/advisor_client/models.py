@@ -147,6 +147,7 @@ class ProblemField(_Open):
     field: str
     reason: str
     location: str | None = None
+    code: str | None = None
 
 
 class Problem(_Open):
