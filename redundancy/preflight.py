@@ -23,6 +23,7 @@ import timm
 from huggingface_hub import try_to_load_from_cache
 from timm.models import get_pretrained_cfg
 
+from redundancy.config import MAX_NAME_CHARS
 from redundancy.datasets.registry import parse_spec
 from redundancy.errors import RedundancyError, UnknownModelError
 from redundancy.models.bundled import BUNDLED_MODEL
@@ -107,7 +108,7 @@ def unknown_model_message(name: str, weights: str | None = None) -> str:
 def model_problems(name: Any, weights: Any) -> list[Problem]:
     """The model's name and weights, each judged alone where it can be."""
     out: list[Problem] = []
-    name_ok = isinstance(name, str) and bool(name)
+    name_ok = isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS  # longer: a shape error, not judged
     w = weights if isinstance(weights, str) and weights else None
     if name_ok and not timm.is_model(name):
         out.append(Problem("model.name", unknown_model_message(name, w), UnknownModelError.code))
