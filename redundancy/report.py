@@ -154,7 +154,7 @@ class Recommendation(BaseModel):
     fraction: float
     k: int
     d: int
-    dr: float = Field(description="Diffused redundancy: 1 - fraction.")
+    dr: float = Field(description="Diffused redundancy: 1 − k/d, computed exactly as (d − k)/d.")
     accuracy: float = Field(description="Accuracy at the recommended fraction under the criterion.")
     full_accuracy: float
     threshold: float = Field(description="The accuracy the criterion had to reach.")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Apply migrations first (default: only for SQLite).",
     )
     serve.add_argument("--no-migrate", dest="migrate", action="store_false")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info", help="default: %(default)s")
     serve.add_argument("--verbose", action="store_true", help="Also print the Alembic, Celery and Uvicorn banners.")
     serve.add_argument(
         "--insecure-no-auth",
@@ -156,6 +158,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
+    os.environ["ADVISOR_WORKER_CONCURRENCY"] = str(max(1, args.concurrency))  # each job's thread share
+    get_settings.cache_clear()
     settings = get_settings()
     settings.ensure_dirs()
     parent = os.environ.get(process.PARENT_ENV)
@@ -169,6 +173,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             print(f"advisor worker: {exc}", file=sys.stderr)
             return 2
     os.environ.setdefault("HF_HUB_OFFLINE", settings.hf_hub_offline)
+    from redundancy.threads import cap_threads  # lazy: imports torch, which only a worker needs
+
+    cap_threads(settings.threads_per_job)  # before the pools start; prefork children cap again at start
     from workers.celery_app import app  # lazy: the app reads DATA_DIR/HF_HUB_OFFLINE set just above
 
     argv = [
@@ -282,13 +289,33 @@ def serve_defaults(args: argparse.Namespace, settings: Settings) -> None:
     args.workers = args.workers if args.workers is not None else settings.web_workers
 
 
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``advisor serve`` cannot listen on ``host:port`` (one line), or None: checked before anything
+    starts or is printed, so a busy port is said plainly rather than as uvicorn's ``[Errno 98]``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"advisor serve: cannot listen on {host!r}: {exc.strerror or exc}"
+    family, kind, proto, _name, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no obstacle
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"advisor serve: port {port} on {host} is already in use (another server, perhaps an "
+                        f"advisor serve already running); stop it or choose another port with --port")
+            return f"advisor serve: cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     _apply_data_dir(args)
     serve_defaults(args, get_settings())
     _logging(args.log_level)
     quiet_libraries(args.verbose)
     has_keys = bool(get_settings().api_key_hashes)
-    refusal = open_serve_refusal(args.host, has_keys, args.insecure_no_auth)
+    refusal = open_serve_refusal(args.host, has_keys, args.insecure_no_auth) or listen_problem(args.host, args.port)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from kombu.transport import sqlalchemy as sqla_transport
 
+from redundancy.threads import cap_threads
 from service.celery_queue import CeleryJobQueue
 from service.core.config import Settings, get_settings
 from service.core.maintenance import run_maintenance_once
@@ -39,6 +40,12 @@ def _tune_sqla_polling(interval: float) -> None:
 
 
 app = make_celery()
+
+
+@worker_process_init.connect
+def _cap_threads(**_: object) -> None:
+    """Each prefork child: torch and BLAS threads capped to one job's share (ADVISOR_JOB_THREADS)."""
+    cap_threads(get_settings().threads_per_job)
 
 
 @worker_ready.connect

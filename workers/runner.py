@@ -26,7 +26,7 @@ from service.core import artifacts, lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.errors import InvalidInput
-from service.core.paths import PATH_NOT_ALLOWED, path_problem
+from service.core.paths import path_problem
 from service.core.process import known_dead, process_id
 from service.core.runtime import make_runtime
 from service.core.status import JobStatus
@@ -68,7 +68,7 @@ def execute_job(
     refused = _path_refusal(claimed.request, settings)
     if refused is not None:  # checked at submission too; a symlink may have been swapped since
         with session_scope(settings.db_url) as s:
-            lifecycle.fail(s, job_id, claimed.attempt, code=PATH_NOT_ALLOWED, message=refused[1], field=refused[0])
+            lifecycle.fail(s, job_id, claimed.attempt, code=refused[2], message=refused[1], field=refused[0])
         return JobStatus.FAILED
     if shard is not None:
         try:
@@ -81,18 +81,17 @@ def execute_job(
     return run_claimed(job_id, claimed.attempt, claimed.request, settings, analyze)
 
 
-def _path_refusal(request: dict, settings: Settings) -> tuple[str, str] | None:
-    """(field, message) when the job names a path outside the data roots, as the worker sees the disk
+def _path_refusal(request: dict, settings: Settings) -> tuple[str, str, str] | None:
+    """(field, message, code) when the job names a path outside the data roots, as the worker sees the disk
     now; a request the config model refuses is left to `run_claimed`, which fails it."""
     try:
         config = AnalysisConfig.model_validate(request)
-        problem = path_problem(config, settings.allowed_roots)
+        problem = path_problem(config, settings.allowed_roots, show_roots=settings.show_data_roots)
     except (ValueError, RedundancyError):
         return None
     if problem is None:
         return None
-    field, reason = problem
-    return field, str(InvalidInput(field, reason))
+    return problem.field, str(InvalidInput(problem.field, problem.reason)), problem.code
 
 
 class ShardFn(Protocol):

@@ -5,11 +5,16 @@ cancel, jobs. `add_commands(subparsers)` adds them to any argparse CLI (the `adv
 Every command takes `--server` (default `$ADVISOR_URL`, else http://127.0.0.1:8000) and `--api-key`
 (default `$ADVISOR_API_KEY`). With `--json`, stdout gets exactly one JSON document, whatever
 happens (on an error: `{"error": {...}}`); progress and messages go to stderr.
+
+One vocabulary across the commands (and `advisor analyze`): `--delta`, `--delta-mode`, `--criterion`;
+an output file is positional or `-o`; a job id may be its first 6 or more characters. Bad input is
+one line per bad field, `advisor: error [field]: reason`, and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -21,13 +26,14 @@ from advisor_client.errors import (
     AdvisorError,
     ApiError,
     JobCancelled,
+    JobIdNotResolved,
     JobNotSucceeded,
     RateLimited,
     ServerError,
     ServerUnreachable,
     WaitTimeout,
 )
-from advisor_client.models import JobInfo, Recommendation
+from advisor_client.models import DEFAULT_SEED, DEFAULT_SEEDS, JobInfo, Recommendation
 from advisor_client.progress import eta_text
 
 EXIT_OK, EXIT_JOB, EXIT_INPUT, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -117,38 +123,64 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("status", parents=[common], formatter_class=fmt, epilog=EXIT_CODES_HELP,
                        help="Show a job (and wait for it with --wait).")
-    p.add_argument("job_id", metavar="ID")
+    _id_arg(p)
     _wait_args(p)
     p.set_defaults(func=_runner(cmd_status))
 
     p = sub.add_parser("recommend", parents=[common], help="The minimal fraction within δ and its fairness cost.")
-    p.add_argument("job_id", metavar="ID")
+    _id_arg(p)
     p.add_argument("--delta", type=float, help="default: the job's first δ")
-    p.add_argument("--mode", choices=["relative", "absolute"], help="default: the job's delta_mode")
+    p.add_argument("--delta-mode", "--mode", dest="mode", choices=["relative", "absolute"],
+                   help="default: the job's delta_mode")
     p.add_argument("--criterion", choices=["mean", "worst_seed"], help="default: the job's criterion")
     p.set_defaults(func=_runner(cmd_recommend))
 
     p = sub.add_parser("result", parents=[common], help="The job's full report (JSON).")
-    p.add_argument("job_id", metavar="ID")
-    p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    _id_arg(p)
+    _output_args(p, "report.json (default: stdout)")
     p.set_defaults(func=_runner(cmd_result))
 
     p = sub.add_parser("plot", parents=[common], help="Save the job's plot (.png or .svg).")
-    p.add_argument("job_id", metavar="ID")
-    p.add_argument("-o", "--output", required=True, help="curve.png or curve.svg")
+    _id_arg(p)
+    _output_args(p, "curve.png or curve.svg (required)")
     p.add_argument("--delta", type=float, action="append", dest="deltas", help="mark f* for this δ; repeatable")
     p.set_defaults(func=_runner(cmd_plot))
 
     p = sub.add_parser("cancel", parents=[common], help="Cancel a queued or running job.")
-    p.add_argument("job_id", metavar="ID")
+    _id_arg(p)
     p.set_defaults(func=_runner(cmd_cancel))
 
-    p = sub.add_parser("jobs", parents=[common], help="List jobs, newest first.")
+    p = sub.add_parser("jobs", parents=[common], help="List jobs, newest first: a table (or --json).",
+                       description="List your jobs, newest first: id, model, dataset, status, age, the answer "
+                       "at the job's first δ (the fraction of neurons to keep) and a seed that is not the "
+                       "default. --json prints the jobs as the server gives them.")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--model")
     p.add_argument("--dataset")
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20; 0: all)")
     p.set_defaults(func=_runner(cmd_jobs))
+
+
+def _id_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job_id", metavar="ID", help="the job's id, or its first 6 or more characters")
+
+
+def _output_args(p: argparse.ArgumentParser, what: str) -> None:
+    """An output file, positional or `-o` (both accepted; giving two different ones is an error)."""
+    p.add_argument("output_pos", nargs="?", default=None, metavar="FILE", help=what)
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="the same, as an option")
+
+
+def output_of(args: argparse.Namespace, default: str | None = None) -> str:
+    """The output file given positionally or with -o."""
+    given = {x for x in (args.output_pos, args.output) if x is not None}
+    if len(given) > 1:
+        raise BadInput([("output", f"two output files given ({', '.join(sorted(given))}); give one")])
+    if not given:
+        if default is None:
+            raise BadInput([("output", "give the file to write: positional FILE or -o FILE")])
+        return default
+    return given.pop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,20 +225,21 @@ def cmd_recommend(args: argparse.Namespace, advisor: Advisor) -> int:
 
 
 def cmd_result(args: argparse.Namespace, advisor: Advisor) -> int:
+    output = output_of(args, "-")
     report = advisor.job(args.job_id).report()
     text = json.dumps(report, indent=2)
-    if args.output == "-":
+    if output == "-":
         print(text)
     else:
-        Path(args.output).write_text(text + "\n")
-        _say(f"advisor: wrote {args.output}")
+        Path(output).write_text(text + "\n")
+        _say(f"advisor: wrote {output}")
         if args.json:
-            _emit({"output": str(args.output)})
+            _emit({"output": str(output)})
     return EXIT_OK
 
 
 def cmd_plot(args: argparse.Namespace, advisor: Advisor) -> int:
-    out = advisor.job(args.job_id).plot(args.output, deltas=args.deltas)
+    out = advisor.job(args.job_id).plot(output_of(args), deltas=args.deltas)
     _say(f"advisor: wrote {out}")
     if args.json:
         _emit({"output": str(out)})
@@ -232,9 +265,19 @@ def cmd_jobs(args: argparse.Namespace, advisor: Advisor) -> int:
     if args.json:
         _emit({"jobs": [_info(i) for i in found]})
     else:
-        for info in found:
-            print(format_job(info))
+        answers = {i.id: _first_answer(advisor, i) for i in found}
+        print(format_jobs(found, answers, dt.datetime.now(dt.UTC)))
     return EXIT_OK
+
+
+def _first_answer(advisor: Advisor, info: JobInfo) -> Recommendation | None:
+    """The recommendation at the job's first δ, for a succeeded job (None otherwise or when unavailable)."""
+    if info.status != "succeeded":
+        return None
+    try:
+        return Job(advisor, info).recommendation()
+    except ApiError:
+        return None
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -245,9 +288,9 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
         try:
             loaded = json.loads(args.body.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise BadInput(f"--body {args.body}: {exc}") from exc
+            raise BadInput([("body", f"--body {args.body}: {exc}")]) from exc
         if not isinstance(loaded, dict):
-            raise BadInput(f"--body {args.body}: expected a JSON object")
+            raise BadInput([("body", f"--body {args.body}: expected a JSON object")])
         body.update(loaded)
     body.update(dict(args.set))
     model = dict(body.get("model") or {})
@@ -258,10 +301,11 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in (("spec", args.dataset), ("max_train", args.max_train), ("max_test", args.max_test)):
         if value is not None:
             dataset[key] = value
-    if "name" not in model:
-        raise BadInput("--model is required (or a model in --body)")
-    if "spec" not in dataset:
-        raise BadInput("--dataset is required (or a dataset in --body)")
+    missing = [(field, f"required: give {flag} (or {field} in --body)")
+               for field, flag, there in (("model.name", "--model", "name" in model),
+                                          ("dataset.spec", "--dataset", "spec" in dataset)) if not there]
+    if missing:
+        raise BadInput(missing)
     named = ("layer", "image_size", "fractions", "seeds", "probe", "deltas", "delta_mode", "criterion", "baselines",
              "cka", "refine_resolution", "bootstrap", "seed")
     options = {k: v for k, v in body.items() if k not in ("model", "dataset")}
@@ -294,7 +338,11 @@ def _wait_and_report(args: argparse.Namespace, job: Job) -> int:
 
 
 class BadInput(AdvisorError):
-    """A client-side input error (exit 2)."""
+    """A client-side input error (exit 2): ``(field, reason)`` per bad field."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"[{f}] {r}" for f, r in problems))
 
 
 def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -309,16 +357,21 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
         except (RateLimited, ServerError) as exc:
             return _fail(args, EXIT_UNREACHABLE, "unavailable", str(exc), problem=exc.to_dict())
         except ApiError as exc:
-            return _fail(args, EXIT_INPUT, "bad_input", str(exc), problem=exc.to_dict())
-        except (BadInput, ValueError, OSError) as exc:
+            fields = [(e.field, e.reason) for e in exc.errors]
+            return _fail(args, EXIT_INPUT, "bad_input", str(exc), problem=exc.to_dict(), fields=fields)
+        except BadInput as exc:
+            return _fail(args, EXIT_INPUT, "bad_input", str(exc), fields=exc.problems)
+        except (JobIdNotResolved, ValueError, OSError) as exc:
             return _fail(args, EXIT_INPUT, "bad_input", str(exc))
 
     return run
 
 
 def _fail(args: argparse.Namespace, code: int, kind: str, message: str, *, job: JobInfo | None = None,
-          problem: dict[str, Any] | None = None) -> int:
-    print(f"advisor: error: {message}", file=sys.stderr)
+          problem: dict[str, Any] | None = None, fields: list[tuple[str, str]] | None = None) -> int:
+    """One stderr line per bad field (`advisor: error [field]: reason`, as `advisor analyze`), else one."""
+    for line in [f"advisor: error [{f}]: {r}" for f, r in fields or []] or [f"advisor: error: {message}"]:
+        print(line, file=sys.stderr)
     if args.json:
         doc: dict[str, Any] = {"error": {"kind": kind, "exit_code": code, "message": message, **(problem or {})}}
         if job is not None:
@@ -354,6 +407,52 @@ def format_job(info: JobInfo) -> str:
     elif info.message and not info.done:
         line += f"  {info.message}"
     return line
+
+
+def age(created: dt.datetime, now: dt.datetime) -> str:
+    """`45s`, `12m`, `3h`, `2d`: how long ago a job was created."""
+    if created.tzinfo is None:  # the server writes UTC
+        created = created.replace(tzinfo=dt.UTC)
+    seconds = max(0, int((now - created).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def answer_cell(rec: Recommendation | None) -> str:
+    """`keep 0.3 (k 384/1280) at δ 0.01`: the fraction to keep at the job's first δ."""
+    if rec is None:
+        return "-"
+    return f"keep {rec.fraction:.3g} (k {rec.k}/{rec.d}) at δ {rec.delta:g}"
+
+
+def seed_note(request: dict[str, Any]) -> str:
+    """The seed and the seeds when they are not the defaults (jobs differing only there look alike)."""
+    notes = []
+    if request.get("seed", DEFAULT_SEED) != DEFAULT_SEED:
+        notes.append(f"seed {request['seed']}")
+    if request.get("seeds", DEFAULT_SEEDS) != DEFAULT_SEEDS:
+        notes.append(f"seeds {request['seeds']}")
+    return ", ".join(notes)
+
+
+JOB_COLUMNS = ("ID", "MODEL", "DATASET", "STATUS", "AGE", "ANSWER (first δ)", "NOTE")
+
+
+def format_jobs(infos: list[JobInfo], answers: dict[str, Recommendation | None], now: dt.datetime) -> str:
+    """A headed table, one job a row; the id is shortened to 8 characters (any 6 of them work)."""
+    rows = [JOB_COLUMNS]
+    for i in infos:
+        model = str((i.request.get("model") or {}).get("name", "?"))
+        dataset = str((i.request.get("dataset") or {}).get("spec", "?"))
+        status = i.status if i.error is None else f"{i.status} ({i.error.code})"
+        rows.append((i.id[:8], model, dataset, status, age(i.created_at, now), answer_cell(answers.get(i.id)),
+                     seed_note(i.request)))
+    if len(rows) == 1:
+        return "no jobs"
+    widths = [max(len(r[c]) for r in rows) for c in range(len(JOB_COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def format_recommendation(rec: Recommendation) -> str:

@@ -20,13 +20,17 @@ from typing import Any
 
 import httpx
 
-from advisor_client.errors import JobCancelled, JobFailed, WaitTimeout
+from advisor_client.errors import JobCancelled, JobFailed, JobIdNotResolved, WaitTimeout
 from advisor_client.http import Http, RetryPolicy
 from advisor_client.models import Criterion, DeltaMode, JobInfo, JobPage, JobStatus, Recommendation
 from advisor_client.progress import ProgressBar
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PLOT_FORMATS = {".png": "plot.png", ".svg": "plot.svg"}
+
+
+MIN_ID_PREFIX = 6  # characters of a job id that identify it (the UI shows 8)
+FULL_ID_CHARS = 36  # a UUID
 
 
 class Advisor:
@@ -90,8 +94,27 @@ class Advisor:
         return Job(self, JobInfo.model_validate(resp.json()))
 
     def job(self, job_id: str) -> Job:
-        """An existing job, fetched now."""
-        return Job(self, self._get_info(job_id))
+        """An existing job, fetched now: its full id, or a unique prefix of it (see :meth:`resolve_id`)."""
+        return Job(self, self._get_info(self.resolve_id(job_id)))
+
+    def resolve_id(self, job_id: str) -> str:
+        """The full id of the job whose id is ``job_id`` or starts with it: the short ids the web UI and
+        the progress lines show work wherever an id does. A prefix has at least
+        :data:`MIN_ID_PREFIX` characters and matches exactly one of your jobs; :class:`JobIdNotResolved`
+        otherwise (it names the candidates of an ambiguous one)."""
+        text = job_id.strip().lower()
+        if len(text) >= FULL_ID_CHARS:
+            return job_id
+        if len(text) < MIN_ID_PREFIX:
+            raise JobIdNotResolved(f"job id {job_id!r} is too short: give the full id or at least "
+                                   f"{MIN_ID_PREFIX} of its first characters")
+        matches = [job.id for job in self.jobs(page_size=200) if job.id.lower().startswith(text)]
+        if not matches:
+            raise JobIdNotResolved(f"no job of yours has an id starting with {job_id!r}; list them with `advisor jobs`")
+        if len(matches) > 1:
+            raise JobIdNotResolved(f"job id prefix {job_id!r} is ambiguous: it starts {len(matches)} jobs "
+                                   f"({', '.join(matches[:5])}); give more characters")
+        return matches[0]
 
     def jobs(
         self,

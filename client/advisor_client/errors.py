@@ -15,6 +15,10 @@ class ServerUnreachable(AdvisorError):
     """No HTTP answer (connection refused, DNS, timeouts) after the bounded retries."""
 
 
+class JobIdNotResolved(AdvisorError, LookupError):
+    """A job id prefix that is too short, matches none of your jobs, or matches several."""
+
+
 class ApiError(AdvisorError):
     """The server answered with an error (`application/problem+json`): its fields are attributes."""
 

@@ -17,6 +17,10 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 DeltaMode = Literal["relative", "absolute"]
 Criterion = Literal["mean", "worst_seed"]
+# The engine's defaults of `seed` and `seeds` (AnalysisConfig; a test keeps them in step): a job list
+# names a job's seed only where it differs.
+DEFAULT_SEED = 0
+DEFAULT_SEEDS = 5
 
 
 class _Open(BaseModel):
@@ -143,6 +147,7 @@ class ProblemField(_Open):
     field: str
     reason: str
     location: str | None = None
+    code: str | None = None
 
 
 class Problem(_Open):

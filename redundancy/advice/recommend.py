@@ -152,7 +152,7 @@ def recommend(
         fraction=fraction,
         k=chosen.k,
         d=d,
-        dr=1.0 - fraction,
+        dr=(d - chosen.k) / d if below_full else 0.0,  # 1 − k/d exactly: 0.2, not 0.19999999999999996
         accuracy=acc,
         full_accuracy=full.accuracy_mean,
         threshold=bar,

@@ -21,14 +21,18 @@ from redundancy.cli.options import (
     config_from_namespace,
     error_line,
     field_of_flag,
+    fields_from_namespace,
     validation_errors,
 )
 from redundancy.cli.table import format_report
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
+from redundancy.filemodes import set_export_mode
+from redundancy.preflight import merge, request_problems
 from redundancy.progress import ProgressEvent
 from redundancy.report import Report
 from redundancy.runtime import Runtime
+from redundancy.threads import available_cpus, cap_threads, thread_share
 
 if TYPE_CHECKING:
     from redundancy.pipeline import Analysis
@@ -97,6 +101,8 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     rt = Runtime()
     g = p.add_argument_group("where it runs and what it writes")
     g.add_argument("--device", default=rt.device, help=f"auto | cpu | cuda | cuda:N (default: {rt.device})")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"torch and BLAS threads (default: the cores this process may use, {available_cpus()})")
     g.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help=f"feature cache (default: {rt.cache_dir})")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache (default: off)")
@@ -104,7 +110,7 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where torchvision datasets live (default: {rt.data_root})")
     g.add_argument("--allow-download", action="store_true",
                    help="let torchvision download datasets (default: off)")
-    g.add_argument("--out", type=Path, default=None, metavar="FILE",
+    g.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
                    help="write the JSON report here (default: none)")
     g.add_argument("--plot", type=Path, default=None, metavar="FILE",
                    help="render the curves to this .png or .svg (default: none)")
@@ -201,26 +207,31 @@ def _write_outputs(report: Report, args: argparse.Namespace) -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.model_dump_json(indent=2, by_alias=True))
+        set_export_mode(args.out)
         print(f"\nreport written to {args.out}")
     if args.plot is not None:
         from redundancy.plots import render  # lazy: matplotlib only when a plot is asked for
 
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         args.plot.write_bytes(render(report, "svg" if args.plot.suffix.lower() == ".svg" else "png"))
+        set_export_mode(args.plot)
         print(f"plot written to {args.plot}")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Validate everything, run the analysis, print the table; the exit code (see `EPILOG`)."""
+    raw = fields_from_namespace(args)
     try:
-        config = config_from_args(args)
+        config = AnalysisConfig.model_validate(raw)
         errors = []
     except ValidationError as exc:
         config, errors = None, validation_errors(exc)
+    errors = merge(errors, request_problems(raw, files=True))  # shape and meaning, every bad field at once
     errors += output_errors(args)
     if errors or config is None:
         _print_errors(errors)
         return EXIT_BAD_INPUT
+    cap_threads(args.threads or thread_share())
     bars = _Bars(enabled=not args.quiet)
     try:
         from redundancy.pipeline import run_analysis  # lazy: torch and timm only once an analysis runs, not --help

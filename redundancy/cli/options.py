@@ -159,6 +159,11 @@ def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
 
 def config_from_namespace(args: argparse.Namespace, options: Sequence[ConfigOption] | None = None) -> AnalysisConfig:
     """The validated config from parsed flags (raises pydantic's `ValidationError` on bad values)."""
+    return AnalysisConfig.model_validate(fields_from_namespace(args, options))
+
+
+def fields_from_namespace(args: argparse.Namespace, options: Sequence[ConfigOption] | None = None) -> dict[str, Any]:
+    """The raw (not yet validated) config the flags give, nested as `AnalysisConfig` is."""
     fields: dict[str, Any] = {}
     for opt in options if options is not None else config_options():
         value = getattr(args, opt.dest)
@@ -168,7 +173,7 @@ def config_from_namespace(args: argparse.Namespace, options: Sequence[ConfigOpti
         for part in opt.path[:-1]:
             node = node.setdefault(part, {})
         node[opt.path[-1]] = list(value) if isinstance(value, list) else value
-    return AnalysisConfig.model_validate(fields)
+    return fields
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from redundancy.advice.multitask import MultiTaskRecommendation
 from redundancy.advice.recommend import RANDOM_KINDS
 from redundancy.config import data_config_as_json, data_config_from_json
 from redundancy.deploy.errors import ArtifactError
+from redundancy.filemodes import set_export_mode
 from redundancy.hashing import hash_json
 from redundancy.probing import RidgeProber, draw_subset
 from redundancy.report import CurvePoint, Recommendation, Report
@@ -295,13 +296,13 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
     checksum = _checksum(tensors["indices"], tensors["weight"], tensors["bias"], header)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={_HEADER_KEY: header, _CHECKSUM_KEY: checksum})
-    os.replace(tmp, path)
+    os.replace(set_export_mode(tmp), path)
     card = {**artifact.metadata, "file": path.name, "sha256": checksum,
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
             "usage": "logits = x_raw[:, indices] @ weight + bias   (x_raw: the layer's raw output)"}
     card_tmp = card_path(path).with_name(f".{card_path(path).name}.{os.getpid()}.tmp")
     card_tmp.write_text(json.dumps(card, indent=2))
-    os.replace(card_tmp, card_path(path))
+    os.replace(set_export_mode(card_tmp), card_path(path))
     return path
 
 

@@ -24,6 +24,7 @@ from service.api.openapi import operation_id
 from service.api.routes import artifacts, catalog, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
 from service.api.ui import install_ui
+from service.api.validation import body_problems
 from service.core.config import Settings
 from service.core.db import size_pool
 from service.core.maintenance import MaintenanceThread
@@ -109,7 +110,7 @@ def build_app(
     app.state.rate_limiter = RateLimiter(settings)
     app.state.response_cache = ResponseCache(settings.cache_max_bytes)
     size_pool(settings.api_threads, settings.db_pool_timeout)
-    install_error_handlers(app)
+    install_error_handlers(app, body_problems)
     for module in (jobs, artifacts, deliveries, recommendations, catalog):
         app.include_router(module.router, dependencies=[Depends(rate_limited)], responses=V1_RESPONSES)
     app.include_router(health.router)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
-import os
-from pathlib import Path
 
 import timm
-from huggingface_hub import try_to_load_from_cache
-from timm.models import get_pretrained_cfg
 
+from redundancy.preflight import hub_weights_cached
 from redundancy.sources.datasets import describe_datasets
 from service.api.schemas import CatalogDataset, CatalogModel
 from service.api.validation import CHECKPOINT_SUFFIXES, is_timm_model
@@ -41,32 +38,6 @@ def _pattern(q: str | None) -> str:
     return q if any(c in q for c in "*?[") else f"*{q}*"
 
 
-def _hub_weights_cached(name: str) -> tuple[bool, str | None]:
-    """Are the hub weights for ``name`` in the local Hugging Face or torch hub cache?"""
-    try:
-        cfg = get_pretrained_cfg(name)
-    except Exception:  # noqa: BLE001 - no pretrained config at all
-        return False, "no pretrained weights registered in timm"
-    if cfg is None:
-        return False, "no pretrained weights registered in timm"
-    hub_id = getattr(cfg, "hf_hub_id", None)
-    if hub_id:
-        try:
-            for fname in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
-                hit = try_to_load_from_cache(hub_id, fname)
-                if isinstance(hit, str):
-                    return True, f"cached from hf-hub:{hub_id}"
-        except Exception:  # noqa: BLE001
-            pass
-    url = getattr(cfg, "url", None)
-    if url:
-        torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-        if (torch_home / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]).exists():
-            return True, "cached in the torch hub cache"
-    where = f"hf-hub:{hub_id}" if hub_id else (url or "the hub")
-    return False, f"not cached; needs a download from {where} (ADVISOR_ALLOW_DOWNLOAD=true)"
-
-
 def list_models(settings: Settings, q: str | None, limit: int) -> tuple[list[CatalogModel], bool]:
     pat = _pattern(q)
     items: list[CatalogModel] = []
@@ -87,7 +58,7 @@ def list_models(settings: Settings, q: str | None, limit: int) -> tuple[list[Cat
     names = timm.list_models(pat)
     truncated = len(names) > limit
     for name in names[:limit]:
-        ok, detail = _hub_weights_cached(name)
+        ok, detail = hub_weights_cached(name)
         items.append(CatalogModel(name=name, weights="hub", source="timm", available=ok, detail=detail))
     return items, truncated
 

@@ -7,7 +7,7 @@ The core's domain errors (``service.core.errors``) become problem+json here and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -71,15 +71,21 @@ class ProblemError(Exception):
 def validation_problem(field: str, reason: str, location: str = "body", code: str | None = None) -> ProblemError:
     """422 naming ``field`` and ``reason`` (the sentence is the core's :class:`InvalidInput`); ``code``:
     a machine-readable code for the caller, as a failed job's ``error.code``."""
-    extra = {"code": code} if code else {}
-    return ProblemError(
-        422,
-        str(domain.InvalidInput(field, reason)),
-        slug="validation-error",
-        title="Request validation failed",
-        errors=[{"field": field, "reason": reason, "location": location}],
-        **extra,
-    )
+    return validation_problems([(field, reason, code)], location)
+
+
+def validation_problems(problems: Sequence[tuple[str, str, str | None]], location: str = "body") -> ProblemError:
+    """One 422 naming every bad field: ``(field, reason, code)`` each; the top-level ``code`` is the
+    first's (each error carries its own)."""
+    errors: list[dict[str, Any]] = []
+    for field, reason, code in problems:
+        errors.append({"field": field, "reason": reason, "location": location, **({"code": code} if code else {})})
+    first_field, first_reason, first_code = problems[0]
+    detail = (str(domain.InvalidInput(first_field, first_reason)) if len(problems) == 1
+              else "The request is invalid: " + ", ".join(dict.fromkeys(e["field"] for e in errors)) + ".")
+    extra = {"code": first_code} if first_code else {}
+    return ProblemError(422, detail, slug="validation-error", title="Request validation failed", errors=errors,
+                        **extra)
 
 
 def problem_for(exc: domain.JobError) -> ProblemError:
@@ -213,7 +219,12 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+BodyProblems = Callable[[Request, Any, set[str]], list[dict[str, Any]]]
+
+
+def install_error_handlers(app: FastAPI, body_problems: BodyProblems | None = None) -> None:
+    """``body_problems(request, raw_body, fields_already_named)``: the meaning errors of a body that
+    failed its shape validation, so that one 422 names every bad field (issue 18)."""
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
@@ -255,6 +266,8 @@ def install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             field, location = _field_of(err.get("loc", ()))
             errors.append({"field": field, "reason": _reason(err), "location": location})
+        if body_problems is not None:
+            errors += body_problems(request, exc.body, {e["field"] for e in errors})
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem_response(
             422,

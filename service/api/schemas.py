@@ -282,6 +282,8 @@ class ProblemField(BaseModel):
     field: str
     reason: str
     location: str | None = Field(None, description="body | query | path | header")
+    code: str | None = Field(None, description="Machine-readable code of this field's problem, e.g. `unknown_model`, "
+                             "`path_not_allowed`, `dataset_not_found`.")
 
 
 class Problem(BaseModel):

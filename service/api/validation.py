@@ -1,56 +1,32 @@
-"""Cheap checks at submit time, beyond the config's own pydantic validation.
+"""Cheap checks at submit time, beyond the config's own pydantic validation: every bad field at once.
 
-They reuse the engine's own parsers (``parse_spec``, ``check_model_name``) so the API and the engine
-agree. Anything that cannot be checked cheaply here (a checkpoint on the worker's disk, a layer name,
-a dataset's contents) is left to the engine: the job then fails with its error ``{code, message}``.
+They reuse the engine's own meaning checks (``redundancy.preflight``: a model timm knows, weights that
+exist for it, a dataset spec the registry parses) and the core's path rule (``service.core.paths``),
+so the API, the engine's CLI and the worker agree. A body that fails its shape validation (pydantic)
+gets these checks too, on its raw fields (:func:`body_problems`), so one 422 names every bad field.
+Anything that cannot be checked cheaply here (a layer name, a dataset's contents) is left to the
+engine: the job then fails with its error ``{code, message}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import timm
+from fastapi import Request
 
-from redundancy.config import AnalysisConfig
-from redundancy.errors import RedundancyError
-from redundancy.sources.datasets.registry import parse_spec
-from redundancy.sources.models.loading import check_model_name
-from service.api.errors import validation_problem
+from redundancy.preflight import CHECKPOINT_SUFFIXES, Problem, request_problems
+from service.api.errors import validation_problems
 from service.core.config import Settings
-from service.core.paths import PATH_NOT_ALLOWED, SPECIAL_WEIGHTS, path_problem
+from service.core.paths import path_problems
 from service.core.webhooks import Allowance, callback_url_problem
 
-BUNDLED_MODEL = "tf_efficientnet_lite0"
-CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")
+__all__ = ["CHECKPOINT_SUFFIXES", "body_problems", "check_config", "config_problems", "is_timm_model"]
 
 
 def is_timm_model(name: str) -> bool:
     return bool(timm.is_model(name))
-
-
-def check_dataset_spec(spec: str) -> None:
-    try:
-        parse_spec(spec)
-    except RedundancyError as exc:
-        raise validation_problem("dataset.spec", exc.message, code=exc.code) from exc
-
-
-def check_model(name: str, weights: str) -> None:
-    try:
-        check_model_name(name)
-    except RedundancyError as exc:
-        raise validation_problem("model.name", exc.message, code=exc.code) from exc
-    if weights == "bundled" and name != BUNDLED_MODEL:
-        raise validation_problem("model.weights", f"bundled weights exist only for {BUNDLED_MODEL}, not {name!r}")
-    if weights in SPECIAL_WEIGHTS:
-        return
-    if not weights.lower().endswith(CHECKPOINT_SUFFIXES):
-        raise validation_problem(
-            "model.weights",
-            "expected hub, bundled, random or a checkpoint path ending in " + ", ".join(CHECKPOINT_SUFFIXES),
-        )
 
 
 def nul_fields(value: Any, prefix: str = "") -> Iterator[str]:
@@ -67,25 +43,41 @@ def nul_fields(value: Any, prefix: str = "") -> Iterator[str]:
             yield from nul_fields(v, f"{prefix}.{i}" if prefix else str(i))
 
 
-def check_paths(config: AnalysisConfig, roots: Sequence[Path]) -> None:
-    """The dataset and weights paths of a job must lie under the server's data roots."""
-    problem = path_problem(config, roots)
-    if problem:
-        raise validation_problem(*problem, code=PATH_NOT_ALLOWED)
+def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]:
+    """Every meaning problem of a (raw) job body: NUL bytes, model, weights, dataset, paths, then the
+    webhook target; one per field."""
+    out = [Problem(field, "contains a NUL byte") for field in nul_fields(dict(raw))]
+    out += request_problems(raw)
+    model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
+    dataset = raw.get("dataset") if isinstance(raw.get("dataset"), Mapping) else {}
+    out += path_problems(dataset.get("spec"), model.get("weights", "hub"), settings.allowed_roots,
+                         show_roots=settings.show_data_roots)
+    url = raw.get("callback_url")
+    if isinstance(url, str) and url:
+        reason = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
+        if reason is not None:
+            out.append(Problem("callback_url", reason, "callback_url_refused"))
+    first: dict[str, Problem] = {}
+    for p in out:
+        first.setdefault(p.field, p)
+    return list(first.values())
 
 
-def check_config(config: AnalysisConfig, roots: Sequence[Path]) -> None:
-    for field in nul_fields(config.model_dump(mode="json")):
-        raise validation_problem(field, "contains a NUL byte")
-    check_dataset_spec(config.dataset.spec)
-    check_model(config.model.name, config.model.weights)
-    check_paths(config, roots)
+def check_config(body: Any, settings: Settings) -> None:
+    """422 naming every bad field of a body that passed its shape validation."""
+    problems = config_problems(body.model_dump(mode="json"), settings)
+    if problems:
+        raise validation_problems([(p.field, p.reason, p.code) for p in problems])
 
 
-def check_callback_url(url: str | None, settings: Settings) -> None:
-    """A webhook target must be http(s) and resolve to addresses the server allows (public by default)."""
-    if url is None:
-        return
-    problem = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
-    if problem is not None:
-        raise validation_problem("callback_url", problem, code="callback_url_refused")
+def body_problems(request: Request, raw: Any, named: set[str]) -> list[dict[str, Any]]:
+    """For the error handler: the meaning errors of a job submission whose shape is wrong, for the
+    fields pydantic did not already name."""
+    if request.method != "POST" or request.url.path.rstrip("/") != "/v1/jobs" or not isinstance(raw, Mapping):
+        return []
+    settings: Settings = request.app.state.settings
+    return [
+        {"field": p.field, "reason": p.reason, "location": "body", "code": p.code}
+        for p in config_problems(raw, settings)
+        if not any(p.field == f or p.field.startswith(f + ".") or f.startswith(p.field + ".") for f in named)
+    ]

@@ -59,6 +59,11 @@ Environment variables (all optional):
                                 too many active jobs (default 5).
 ``ADVISOR_DATA_ROOTS``          Directories (``:``- or ``,``-separated) dataset and weights paths
                                 of a job must resolve into; default: ``DATA_DIR``.
+``ADVISOR_SHOW_DATA_ROOTS``     List the data roots in a refused path's answer (default true; false:
+                                name only ADVISOR_DATA_ROOTS).
+``ADVISOR_JOB_THREADS``         torch and BLAS threads of one job (default 0: the process's share,
+                                available cores / ``ADVISOR_WORKER_CONCURRENCY``, which
+                                ``advisor worker -c`` sets).
 ``ADVISOR_METRICS_PUBLIC``      Serve ``/metrics`` and the details of ``/readyz`` without a key
                                 (default false: they need a key when keys are configured).
 ``ADVISOR_ARTIFACT_DIR``        The artifact store (each job's layer statistics, the file a head for
@@ -87,6 +92,8 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from redundancy.threads import thread_share
 
 
 def hash_api_key(key: str) -> str:
@@ -160,6 +167,9 @@ class Settings(BaseSettings):
     retry_after: int = Field(5, ge=1)
     """The ``Retry-After`` (seconds) of a 503 (database down or busy) and of a 429 for too many active jobs."""
     data_roots: str = ""
+    show_data_roots: bool = True
+    """Whether a refused path's answer lists the allowed roots (off: it names only ADVISOR_DATA_ROOTS,
+    for a server whose callers should not learn its directory layout)."""
     metrics_public: bool = False
 
     @property
@@ -168,6 +178,16 @@ class Settings(BaseSettings):
         raw = [r.strip() for r in self.data_roots.replace(",", os.pathsep).split(os.pathsep)]
         roots = [Path(r).expanduser().resolve() for r in raw if r]
         return tuple(roots) or (self.data_path,)
+
+    # ---- threads: a job's torch/BLAS threads are the worker process's share ---------------
+    worker_concurrency: int = Field(1, ge=1)
+    """Jobs one worker runs at once (``advisor worker -c`` sets it for its processes)."""
+    job_threads: int = Field(0, ge=0)
+    """torch and BLAS threads of one job; 0: the process's share, available cores / worker_concurrency."""
+
+    @property
+    def threads_per_job(self) -> int:
+        return self.job_threads or thread_share(self.worker_concurrency)
 
     # ---- sharding: a large extraction split into shards any worker runs, reduced at the end ------
     shard_size: int = Field(1_000_000, ge=1)  # rows (train + val + test images) per shard

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,6 +58,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+BROKEN_NPZ = Path(tempfile.gettempdir()) / "advisor-client-tests" / "broken.npz"
+
+
+def _broken_npz() -> Path:
+    """A file the server accepts (it exists under an allowed root) and the engine fails: no npz archive."""
+    BROKEN_NPZ.parent.mkdir(exist_ok=True)
+    BROKEN_NPZ.write_bytes(b"not an npz archive")
+    return BROKEN_NPZ
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("advisor-server")
@@ -65,8 +76,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"],
-            # /nonexistent: an allowed root, so a missing dataset there is accepted and fails in the worker
-            env=subprocess_env(DATA_DIR=str(tmp / "data"), ADVISOR_DATA_ROOTS=f"{tmp / 'data'},/nonexistent"),
+            # BROKEN_NPZ's folder: an allowed root, so a broken dataset there is accepted and fails in the worker
+            env=subprocess_env(DATA_DIR=str(tmp / "data"), ADVISOR_DATA_ROOTS=f"{tmp / 'data'},{_broken_npz().parent}"),
             cwd=tmp, stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

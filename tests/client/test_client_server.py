@@ -22,6 +22,7 @@ from advisor_client.progress import ProgressBar
 
 from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import Report
+from tests.client.conftest import BROKEN_NPZ
 
 pytestmark = pytest.mark.integration
 
@@ -88,14 +89,14 @@ def test_cancel_a_job_and_wait_raises_job_cancelled(server, slow_job):
 
 
 def test_a_failed_job_raises_job_failed_with_the_servers_error(server, small_job):
-    small_job["dataset"] = {"spec": f"npz:/nonexistent/{uuid.uuid4().hex}.npz"}
+    small_job["dataset"] = {"spec": f"npz:{BROKEN_NPZ}"}
     with Advisor(server) as advisor:
         job = advisor.submit(**small_job)
         with pytest.raises(JobFailed) as caught:
             job.wait(timeout=300, poll_interval=0.3)
         err = caught.value.job.error
-        assert err is not None and err.code == "dataset_not_found" and err.field == "dataset.spec"
-        assert "dataset_not_found" in str(caught.value)
+        assert err is not None and err.code == "dataset_format" and err.field == "dataset.spec"
+        assert "dataset_format" in str(caught.value)
         assert job.wait(timeout=10, check=False).status == "failed"  # check=False: no exception
 
 

@@ -137,3 +137,11 @@ def test_help_shows_examples_and_exit_codes(capsys: pytest.CaptureFixture) -> No
     assert "130 interrupted" in codes
     for flag in ("--max-train", "--max-test"):  # once without help text
         assert re.search(rf"{flag} N\s+Class-balanced", text)
+
+
+def test_the_report_and_plot_get_the_export_mode(run: tuple[str, Report, Path]) -> None:
+    """Issue 18: one mode (0644 by default) for every exported file, whatever the umask."""
+    import stat
+
+    _, _, plot = run
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (plot, plot.parent / "r.json")} == {0o644}

@@ -123,8 +123,11 @@ def test_idempotency_key(client, small_job):
 
 
 def test_pagination_across_pages(client, small_job, settings):
-    # unique filter value, under the data root (ADVISOR_DATA_ROOTS); the jobs are cancelled at once
-    spec = f"npz:{settings.data_path}/nonexistent/{uuid.uuid4().hex}.npz"
+    # unique filter value, a file under the data root (ADVISOR_DATA_ROOTS); the jobs are cancelled at once
+    unique = settings.data_path / f"{uuid.uuid4().hex}.npz"
+    unique.parent.mkdir(parents=True, exist_ok=True)
+    unique.write_bytes(b"")
+    spec = f"npz:{unique}"
     ids = []
     for i in range(7):
         job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": spec}, "seeds": i + 1}).json()
@@ -143,11 +146,13 @@ def test_pagination_across_pages(client, small_job, settings):
 
 
 def test_engine_error_fails_the_job(client, wait, small_job, settings):
-    spec = f"npz:{settings.data_path}/nonexistent/{uuid.uuid4().hex}.npz"
-    job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": spec}}).json()
+    broken = settings.data_path / f"{uuid.uuid4().hex}.npz"  # under a root and there, but no npz archive
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"not an npz archive")
+    job = client.post("/v1/jobs", json={**small_job, "dataset": {"spec": f"npz:{broken}"}}).json()
     done = wait(client, job["id"], TERMINAL, timeout=120)
     assert done["status"] == "failed"
-    assert done["error"]["code"] == "dataset_not_found" and done["error"]["field"] == "dataset.spec"
+    assert done["error"]["code"] == "dataset_format" and done["error"]["field"] == "dataset.spec"
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ checked against a direct ridge solve on those rows; the real engine runs in test
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ from service.core.db import session_scope
 from service.core.models import Job, JobStats
 from tests.service.conftest import CLASSES, D, Harness, fake_report, fake_rows, small_job
 
-OTHER = "npz:/srv/data/other.npz"  # never read (the fake engine); /srv/data is made an allowed root below
+OTHER_ROOT = Path(tempfile.gettempdir()) / "advisor-tests-srv-data"
+OTHER = f"npz:{OTHER_ROOT}/other.npz"  # never read (the fake engine); made an allowed root below
 
 
 def _allow_other(harness: Harness) -> None:
-    harness.settings.data_roots = f"{harness.settings.data_path},/srv/data"
+    OTHER_ROOT.mkdir(exist_ok=True)
+    (OTHER_ROOT / "other.npz").touch()  # it must exist to be accepted (issue 18)
+    harness.settings.data_roots = f"{harness.settings.data_path},{OTHER_ROOT}"
 
 
 def _succeeded(h: Harness, **over: Any) -> dict[str, Any]:

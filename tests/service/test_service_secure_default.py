@@ -29,17 +29,28 @@ def test_confinement_rule(tmp_path):
     (root / "out").symlink_to("/etc")
     os.mkfifo(root / "fifo")
     roots = (root.resolve(),)
+
+    def outside(raw: str) -> str:
+        return f"{OUTSIDE}: {raw!r}; allowed roots: {roots[0]} (the server's ADVISOR_DATA_ROOTS)"
+
     assert confinement_error(str(root / "sub" / "a.npz"), roots) is None
     assert confinement_error(str(root / "in.npz"), roots) is None, "a symlink inside the root is fine"
     assert confinement_error(str(root / "missing.npz"), roots) is None, "inside, not there yet: the engine says"
+    missing = str(root / "missing.npz")
+    assert confinement_error(missing, roots, must_exist=True) == f"{missing!r} does not exist", "at submission"
     assert confinement_error(str(root / "sub"), roots) is None
-    assert confinement_error(str(root / "out" / "passwd"), roots) == OUTSIDE
-    assert confinement_error(str(root / "sub" / ".." / "a.npz"), roots) == "`..` is not allowed in a path"
-    assert confinement_error(str(root / "fifo"), roots) == "not a regular file or directory"
-    assert confinement_error("sub/a.npz", roots) == OUTSIDE, "relative paths depend on the worker's cwd"
-    for outside in ("/etc/passwd", "/proc/self", "/dev/zero", "/nonexistent/x.npz", str(tmp_path)):
-        assert confinement_error(outside, roots) == OUTSIDE, outside
-    assert confinement_error(str(root) + "-sibling/a.npz", roots) == OUTSIDE, "a prefix is not a parent"
+    assert confinement_error(str(root / "out" / "passwd"), roots) == outside(str(root / "out" / "passwd"))
+    dotdot = str(root / "sub" / ".." / "a.npz")
+    assert confinement_error(dotdot, roots) == f"{dotdot!r}: `..` is not allowed in a path"
+    assert confinement_error(str(root / "fifo"), roots) == f"{str(root / 'fifo')!r} is not a regular file or directory"
+    relative = confinement_error("sub/a.npz", roots)
+    assert relative is not None and relative.startswith(f"{OUTSIDE}: 'sub/a.npz' is relative; it must be an absolute")
+    for raw in ("/etc/passwd", "/proc/self", "/dev/zero", "/nonexistent/x.npz", str(tmp_path)):
+        assert confinement_error(raw, roots) == outside(raw), raw
+    sibling = str(root) + "-sibling/a.npz"
+    assert confinement_error(sibling, roots) == outside(sibling), "a prefix is not a parent"
+    hidden = confinement_error("/etc/passwd", roots, show_roots=False)
+    assert hidden is not None and str(root) not in hidden and "ADVISOR_DATA_ROOTS" in hidden
 
 
 # ---- at the API ---------------------------------------------------------------------------------
@@ -48,12 +59,15 @@ def _post(client, job_body, **over):
     return client.post("/v1/jobs", json=job_body(**over))
 
 
-def _same_answer(responses) -> dict:
-    bodies = [(r.status_code, r.headers["content-type"], r.json()) for r in responses]
+def _same_answer(responses, paths) -> dict:
+    """The same answer for every path, existing or not, but for the path itself, which it names."""
+    bodies = [(r.status_code, r.headers["content-type"], r.text.replace(p, "PATH"))
+              for r, p in zip(responses, paths, strict=True)]
     assert all(b == bodies[0] for b in bodies), bodies
-    status, ctype, body = bodies[0]
+    status, ctype, _ = bodies[0]
+    body = responses[0].json()
     assert status == 422 and ctype == "application/problem+json"
-    assert body["errors"][0]["reason"] == OUTSIDE and body["code"] == "path_not_allowed"
+    assert body["errors"][0]["reason"].startswith(f"{OUTSIDE}: {paths[0]!r}") and body["code"] == "path_not_allowed"
     return body
 
 
@@ -64,11 +78,11 @@ def test_dataset_paths_outside_the_roots_get_one_identical_422(harness, job_body
         scheme = spec.split(":")[0]
         # the same field and the same answer whatever the path is, exists or not
         responses.append(_post(harness.client, job_body, dataset={"spec": f"{scheme}:{spec.split(':', 1)[1]}"}))
-    npz = [r for r, s in zip(responses, specs, strict=True) if s.startswith("npz:")]
-    body = _same_answer(npz)
-    assert body["errors"][0]["field"] == "dataset.spec" and "/etc" not in str(body)
+    npz = [(r, s.split(":", 1)[1]) for r, s in zip(responses, specs, strict=True) if s.startswith("npz:")]
+    body = _same_answer([r for r, _ in npz], [p for _, p in npz])
+    assert body["errors"][0]["field"] == "dataset.spec"
     folder = responses[1]
-    assert folder.status_code == 422 and folder.json()["errors"][0]["reason"] == OUTSIDE
+    assert folder.status_code == 422 and folder.json()["errors"][0]["reason"].startswith(OUTSIDE)
     assert harness.sent == [] and harness.client.get("/v1/jobs").json()["items"] == []
 
 
@@ -77,7 +91,7 @@ def test_weights_symlink_out_of_the_root_is_refused_like_a_missing_file(harness,
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (ckpt_dir / "shadow.pth").symlink_to("/etc/shadow")
     tries = [str(ckpt_dir / "shadow.pth"), "/etc/shadow.pth", "/nonexistent/model.pth"]
-    _same_answer([_post(harness.client, job_body, model={"name": "resnet18", "weights": w}) for w in tries])
+    _same_answer([_post(harness.client, job_body, model={"name": "resnet18", "weights": w}) for w in tries], tries)
 
 
 def test_paths_under_a_root_are_accepted(harness, job_body, settings, tmp_path):
@@ -85,8 +99,8 @@ def test_paths_under_a_root_are_accepted(harness, job_body, settings, tmp_path):
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.write_bytes(b"")
     assert _post(harness.client, job_body, model={"name": "resnet18", "weights": str(ckpt)}).status_code == 202
-    spec = f"npz:{settings.data_path}/datasets/later.npz"  # not there yet: the engine will say so
-    assert _post(harness.client, job_body, dataset={"spec": spec}).status_code == 202
+    spec = f"npz:{settings.data_path}/datasets/later.npz"  # not there: refused now, not by the worker later
+    assert _post(harness.client, job_body, dataset={"spec": spec}).json()["code"] == "dataset_not_found"
 
 
 def test_the_worker_checks_again_a_path_swapped_after_submission(harness, job_body, settings, engine):
@@ -102,7 +116,8 @@ def test_the_worker_checks_again_a_path_swapped_after_submission(harness, job_bo
     assert engine.calls == 0
     error = harness.client.get(f"/v1/jobs/{job['id']}").json()["error"]
     assert error == {"code": "path_not_allowed", "field": "dataset.spec",
-                     "message": f"Invalid value for `dataset.spec`: {OUTSIDE}"}
+                     "message": f"Invalid value for `dataset.spec`: {OUTSIDE}: {str(data)!r}; allowed roots: "
+                     f"{settings.data_path} (the server's ADVISOR_DATA_ROOTS)"}
 
 
 def test_data_roots_is_a_setting(tmp_path, settings_factory, recording_queue, job_body):
@@ -110,9 +125,13 @@ def test_data_roots_is_a_setting(tmp_path, settings_factory, recording_queue, jo
     extra.mkdir()
     settings = settings_factory(tmp_path, data_roots=f"{extra},{tmp_path / 'other'}")
     with TestClient(create_app(settings, queue=recording_queue, maintenance=False)) as c:
+        (extra / "a.npz").write_bytes(b"")
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        (settings.data_path / "a.npz").write_bytes(b"")
         assert _post(c, job_body, dataset={"spec": f"npz:{extra}/a.npz"}).status_code == 202
         inside_data_dir = f"npz:{settings.data_path}/a.npz"  # no longer a root once roots are set
-        assert _post(c, job_body, dataset={"spec": inside_data_dir}).json()["errors"][0]["reason"] == OUTSIDE
+        reason = _post(c, job_body, dataset={"spec": inside_data_dir}).json()["errors"][0]["reason"]
+        assert reason.startswith(OUTSIDE) and f"allowed roots: {extra}, {tmp_path / 'other'}" in reason
 
 
 def test_the_engine_cli_stays_unconfined(tmp_path):

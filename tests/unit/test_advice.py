@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,12 @@ def test_summary_and_bad_arguments() -> None:
         recommend(_curve(), CLASSES, 100, 0.1, criterion="median")  # type: ignore[arg-type]
     with pytest.raises(InvalidConfigError, match="full-layer"):
         recommend(_curve()[:2], CLASSES, 100, 0.1)
+
+
+def test_dr_is_one_minus_k_over_d_exactly_in_the_json() -> None:
+    """Issue 18: `"dr": 0.19999999999999996` in JSON (1.0 − 0.8); (d − k)/d is the correctly rounded 0.2."""
+    r = recommend(_curve(), CLASSES, 100, 0.05, "relative")
+    assert r.k == 80 and r.dr == 0.2 and '"dr":0.2,' in r.model_dump_json()
+    for d in (64, 100, 1280, 2048):
+        for k in range(1, d):
+            assert (d - k) / d == float(Fraction(d - k, d))  # the slow exact value

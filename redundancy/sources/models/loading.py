@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,8 @@ from redundancy.errors import (
     WeightsUnavailableError,
 )
 from redundancy.hashing import hash_file
+from redundancy.preflight import CHECKPOINT_SUFFIXES, unknown_model_message
 from redundancy.sources.models.bundled import BUNDLED_MODEL, bundled_weights_path, load_bundled_state_dict
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 @dataclass
@@ -42,13 +40,12 @@ class LoadedModel:
         return self.weights_source == "random"
 
 
-def check_model_name(name: str) -> None:
-    """Raise UnknownModelError, with close matches, unless timm knows `name`."""
+def check_model_name(name: str, weights: str | None = None) -> None:
+    """Raise UnknownModelError, with close matches (those with `weights` available here first), unless
+    timm knows `name`."""
     if timm.is_model(name):
         return
-    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-    raise UnknownModelError(f"unknown timm model {name!r}{hint}")
+    raise UnknownModelError(unknown_model_message(name, weights))
 
 
 def offline_weights_hint(name: str) -> str:
@@ -116,7 +113,7 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: 
 
 def load_model(name: str, weights: str = "hub", seed: int = 0) -> LoadedModel:
     """Create timm model `name` in eval mode with the requested weights."""
-    check_model_name(name)
+    check_model_name(name, weights)
     source = weights
     if weights == "hub":
         try:
