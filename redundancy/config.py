@@ -44,6 +44,7 @@ WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 # refuses, a grid too large to finish) is refused here instead.
 MAX_PATH_CHARS = 1024  # dataset spec and checkpoint path (Linux PATH_MAX is 4096 bytes)
 MAX_NAME_CHARS = 200  # model and layer names
+BUNDLED_MODEL = "tf_efficientnet_lite0"  # the one model whose ImageNet weights ship as a package (`weights: bundled`)
 MAX_FRACTIONS = 64
 MAX_DELTAS = 32
 MAX_SAMPLES = 10_000_000  # dataset.max_train / max_test

@@ -23,10 +23,9 @@ import timm
 from huggingface_hub import try_to_load_from_cache
 from timm.models import get_pretrained_cfg
 
-from redundancy.config import MAX_NAME_CHARS
+from redundancy.config import BUNDLED_MODEL, MAX_NAME_CHARS
 from redundancy.errors import RedundancyError, UnknownModelError
 from redundancy.sources.datasets.registry import parse_spec
-from redundancy.sources.models.bundled import BUNDLED_MODEL
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")

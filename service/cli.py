@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="Run the HTTP API (and, embedded, a worker).")
     fields = Settings.model_fields
     serve.add_argument("--host", default=None,
-                       help=f"default: ADVISOR_HOST, else {fields['host'].default}")
+                       help=f"address to listen on (default: {fields['host'].default}; env ADVISOR_HOST)")
     serve.add_argument("--port", type=int, default=None,
-                       help=f"default: ADVISOR_PORT, else {fields['port'].default}")
+                       help=f"port to listen on (default: {fields['port'].default}; env ADVISOR_PORT)")
     serve.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
     serve.add_argument(
         "--worker",

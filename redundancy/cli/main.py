@@ -28,7 +28,6 @@ from redundancy.cli.table import format_report
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
 from redundancy.filemodes import set_export_mode
-from redundancy.preflight import merge, request_problems
 from redundancy.progress import ProgressEvent
 from redundancy.report import Report
 from redundancy.runtime import Runtime
@@ -226,6 +225,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         errors = []
     except ValidationError as exc:
         config, errors = None, validation_errors(exc)
+    from redundancy.preflight import merge, request_problems  # lazy: timm's model list, only once an analysis runs
+
     errors = merge(errors, request_problems(raw, files=True))  # shape and meaning, every bad field at once
     errors += output_errors(args)
     if errors or config is None:

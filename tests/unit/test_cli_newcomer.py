@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from redundancy.cli import EXIT_BAD_INPUT
+from redundancy.cli.main import EXIT_BAD_INPUT
 from service.cli import main
 
 

