@@ -15,7 +15,7 @@ import numpy as np
 import timm
 import torch
 
-from redundancy.advice import recommend, summarize, threshold
+from redundancy.advice import summarize, threshold
 from redundancy.baselines import Baselines
 from redundancy.cka import FeatureCKA, GramCKA
 from redundancy.config import AnalysisConfig
@@ -37,6 +37,7 @@ from redundancy.hashing import hash_json
 from redundancy.models import FeatureExtractor, LoadedModel, load_model
 from redundancy.probes import ProbeResult, RidgeProber, plan_subsets, sample_subset
 from redundancy.probes.logistic import train_logistic_grid
+from redundancy.quantise import measure_int8
 from redundancy.refine import bracket, refine, resolution_to_k
 from redundancy.report import (
     CurvePoint,
@@ -44,12 +45,15 @@ from redundancy.report import (
     Environment,
     FractionSummary,
     ModelInfo,
+    QuantisedScore,
+    Recommendation,
     Report,
     SkippedFraction,
 )
 from redundancy.runtime import Runtime
 from redundancy.stats import GramStats, Standardised, standardised_from_rows, statistics_suffice
 from redundancy.uncertainty import PairedBootstrap, fraction_uncertainty
+from redundancy.verdict import advise
 
 CODE_VERSION = "0.1.0"
 STAGES: tuple[tuple[str, float], ...] = (
@@ -308,9 +312,10 @@ def report_from_features(
         classes = data.dataset.classes
         d = features.d
         recs = [
-            recommend(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
+            advise(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
             for delta in config.deltas
         ]
+        quantised = measure_recommended(config, features, curve, recs, device)
         summary = summarize(curve, intervals=run.intervals)
         full = next(s for s in summary if s.k == d)
         baselines = [b for kind in config.baselines for b in summarize(curve, kinds=(kind,))]
@@ -339,6 +344,7 @@ def report_from_features(
         baselines=baselines,
         probe=config.probe,
         skipped_fractions=[SkippedFraction(fraction=f, k=k, reason=r) for f, k, r in run.skipped],
+        quantised=quantised,
         recommendations=recs,
         timings=tracker.timings,
         environment=Environment(
@@ -356,6 +362,19 @@ def report_from_features(
     report._stats = run.train_stats
     report._model_facts = prep.facts
     return report
+
+
+def measure_recommended(
+    config: AnalysisConfig, features: Features, curve: list[CurvePoint], recs: list[Recommendation], device: str
+) -> list[QuantisedScore]:
+    """int8 re-scores (`redundancy.quantise`) of the random subsets and first-k at each recommended k;
+    ridge probes only (a logistic probe is not kept to re-score)."""
+    if config.probe != "ridge":
+        return []
+    train = training_problem(config, features)
+    targets = [(m.method, m.k) for r in recs for m in r.methods if m.method in ("random_subset", "first_k")]
+    return measure_int8(train.problem, train.x_val, train.y_val, features.x_val, features.x_test, features.y_test,
+                        curve, targets, config.seed, config.lambda_select, device)
 
 
 def _warnings(
