@@ -15,6 +15,7 @@ from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from redundancy.plots import render
 from redundancy.report import Report
 from service.api.cache import cached
+from service.api.deploy_params import DeployDep
 from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.errors import validation_problem
 from service.api.limits import MAX_QUERY_VALUES
@@ -246,6 +247,7 @@ async def get_recommendation(
     job_id: JobId,
     request: Request,
     owner: OwnerDep,
+    deploy: DeployDep,
     delta: Annotated[
         float | None,
         Query(ge=0, lt=1, description="Tolerated loss, in [0, 1); default: the job's first δ.", examples=[0.01]),
@@ -257,12 +259,14 @@ async def get_recommendation(
         Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")
     ] = None,
 ) -> Response:
-    """Answered from the stored curve for any δ; no probe is recomputed. Cached, with an `ETag`."""
+    """Answered from the stored curve for any δ; no probe is recomputed. Every method the job ran side by side,
+    the verdict and storage; a budget and fairness limits when asked. Cached, with an `ETag`."""
 
     def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
         d = check_delta(delta, job.request.get("deltas") or [0.01])
-        rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+        rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion,
+                                    budget=deploy.budget, limits=deploy.limits)
         return _json(RecommendationOut.of(rec, job))
 
     return await _finished_read(request, owner, job_id, build)
