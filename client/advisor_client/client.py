@@ -201,10 +201,20 @@ class Job:
         delta: float | None = None,
         mode: DeltaMode | None = None,
         criterion: Criterion | None = None,
+        *,
+        max_dims: int | None = None,
+        max_bytes: int | None = None,
+        dtype: str | None = None,
+        max_worst_class_drop: float | None = None,
+        max_gini_increase: float | None = None,
     ) -> Recommendation:
-        """The minimal fraction within δ and its fairness cost, from the stored curve. Unset
-        arguments take the job's own (its first δ, its delta_mode, its criterion)."""
-        params = {"delta": delta, "delta_mode": mode, "criterion": criterion}
+        """The minimal fraction within δ and its fairness cost, every method side by side and the verdict,
+        from the stored curve. Unset arguments take the job's own (its first δ, its delta_mode, its
+        criterion). A budget (`max_dims`, `max_bytes` at `dtype`: float32, float16, int8) fills
+        `budget`; fairness limits (absolute) fill `constrained`."""
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "max_dims": max_dims,
+                  "max_bytes": max_bytes, "dtype": dtype, "max_worst_class_drop": max_worst_class_drop,
+                  "max_gini_increase": max_gini_increase}
         resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/recommendation", params=params)
         return Recommendation.model_validate(resp.json())
 

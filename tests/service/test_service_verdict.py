@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from redundancy.advice import intervals_from_summary, recommend
@@ -102,3 +103,26 @@ def test_budget_for_several_datasets_is_refused(harness: Any, finished: Any) -> 
     r = harness.client.get("/v1/recommendations", params=[("model", "resnet18"), ("dataset", "digits"),
                                                           ("dataset", "other"), ("max_dims", "8")])
     assert r.status_code == 422 and "one dataset at a time" in r.text
+
+
+def test_client_and_its_cli_pass_the_budget_and_limits(harness: Any, finished: Any) -> None:
+    from advisor_client import Advisor  # lazy: the client package is optional for the service tests
+    from advisor_client.cli import format_recommendation
+
+    job, _ = finished
+
+    def forward(req: httpx.Request) -> httpx.Response:  # the client's requests, served by the app in-process
+        r = harness.client.request(req.method, req.url.path, params=req.url.params, content=req.content)
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+    with Advisor("http://testserver", transport=httpx.MockTransport(forward)) as advisor:
+        rec = advisor.job(job["id"]).recommendation(0.05, max_dims=16, dtype="float16", max_worst_class_drop=0.02)
+    raw = harness.client.get(f"/v1/jobs/{job['id']}/recommendation",
+                             params={"delta": 0.05, "max_dims": 16, "dtype": "float16",
+                                     "max_worst_class_drop": 0.02}).json()
+    assert rec.model_dump(mode="json", by_alias=True) == raw
+    assert rec.verdict is not None and [m.method for m in rec.methods] == ["random_subset", "first_k", "pca"]
+    assert rec.budget is not None and rec.budget["dtype"] == "float16" and rec.constrained is not None
+    text = format_recommendation(rec)
+    assert f"verdict: ship {rec.verdict.method}" in text and "budget (k ≤ 16, float16)" in text
+    assert "fairness limits:" in text
