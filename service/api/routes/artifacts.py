@@ -21,6 +21,16 @@ Delta = Annotated[
 ]
 DeltaMode = Annotated[Literal["relative", "absolute"] | None, Query(description="Default: the job's delta_mode.")]
 CriterionQ = Annotated[Literal["mean", "worst_seed"] | None, Query(description="Default: the job's criterion.")]
+MethodQ = Annotated[
+    Literal["random_subset", "first_k", "pca", "random_projection"],
+    Query(description="Which reduction: the method's fewest dimensions within δ (`methods` of the recommendation); "
+          "pca and random_projection carry a `projection` (d × k) and `offset` (d) tensor."),
+]
+FormatQ = Annotated[
+    Literal["safetensors", "onnx"],
+    Query(alias="format", description="safetensors, or an ONNX graph (opset 17: Gather [+ Sub + MatMul] + MatMul "
+          "+ Add; input `features` N × d float32, output `logits` N × C)."),
+]
 IfNoneMatch = Annotated[
     str | None, Header(alias="If-None-Match", description="An ETag from an earlier answer: 304 when unchanged.")
 ]
@@ -39,10 +49,11 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 
 def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, delta_mode: str | None,
-          criterion: str | None) -> artifacts.ArtifactPlan:
+          criterion: str | None, method: str = "random_subset", fmt: str = "safetensors") -> artifacts.ArtifactPlan:
     job = queries.get_job(session, job_id, owner)
     d = check_delta(delta, job.request.get("deltas") or [0.01])
-    return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion, method=method,
+                                   fmt=fmt)
 
 
 @router.get(
@@ -66,11 +77,13 @@ def get_artifact(
     delta: Delta = None,
     delta_mode: DeltaMode = None,
     criterion: CriterionQ = None,
+    method: MethodQ = "random_subset",
+    fmt: FormatQ = "safetensors",
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Fitted from the job's kept layer statistics with the answer's probe and λ (the seed chosen by its
     training-side selection score), for a stored δ or any new one; built once per ETag."""
-    plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method, fmt)
     headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{plan.etag}"'):
         return Response(status_code=304, headers=headers)
@@ -96,9 +109,10 @@ def get_artifact_card(
     delta: Delta = None,
     delta_mode: DeltaMode = None,
     criterion: CriterionQ = None,
+    method: MethodQ = "random_subset",
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method)
     etag = f"card-{plan.etag}"
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{etag}"'):
