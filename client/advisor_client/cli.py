@@ -132,6 +132,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--max-gini-increase", type=float, help="fairness limit: Gini rise (absolute)")
     p.set_defaults(func=_runner(cmd_recommend))
 
+    p = sub.add_parser("export", parents=[common], help="Log a finished job to MLflow (extra: mlflow).")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--mlflow", required=True, metavar="URI", help="MLflow tracking URI (file:…, sqlite:…, http…)")
+    p.add_argument("--experiment", default="redundancy-advisor", help="MLflow experiment name")
+    p.set_defaults(func=_runner(cmd_export))
+
     p = sub.add_parser("result", parents=[common], help="The job's full report (JSON).")
     p.add_argument("job_id", metavar="ID")
     p.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
@@ -195,6 +201,20 @@ def cmd_recommend(args: argparse.Namespace, advisor: Advisor) -> int:
         _emit(_rec(rec))
     else:
         print(format_recommendation(rec))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, advisor: Advisor) -> int:
+    try:
+        from advisor_client.mlflow_export import export_to_mlflow  # lazy: needs the optional extra mlflow
+        run_id = export_to_mlflow(advisor, args.job_id, args.mlflow, args.experiment)
+    except ModuleNotFoundError as exc:
+        print(f"advisor export needs MLflow: pip install './client[mlflow]' ({exc})", file=sys.stderr)
+        return 2
+    if args.json:
+        _emit({"job": args.job_id, "mlflow_run_id": run_id, "tracking_uri": args.mlflow})
+    else:
+        print(f"job {args.job_id} logged to {args.mlflow}: MLflow run {run_id}")
     return EXIT_OK
 
 

@@ -256,12 +256,16 @@ class Job:
         delta: float | None = None,
         mode: DeltaMode | None = None,
         criterion: Criterion | None = None,
+        *,
+        method: str | None = None,
+        fmt: str | None = None,
     ) -> Path:
-        """Save the `.safetensors` artifact for the recommendation at δ (the kept neuron indices and
-        the probe head) to `path`. Needs a server that serves `/v1/jobs/{id}/artifact`; an older one
-        answers 404 (`NotFound`)."""
+        """Save the artifact for the recommendation at δ (the kept neuron indices or projection, and
+        the probe head) to `path`: `method` random_subset (default), first_k, pca, random_projection;
+        `fmt` safetensors (default) or onnx. Needs a server that serves `/v1/jobs/{id}/artifact`; an
+        older one answers 404 (`NotFound`)."""
         out = Path(path)
-        params = {"delta": delta, "delta_mode": mode, "criterion": criterion}
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "method": method, "format": fmt}
         resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/artifact", params=params)
         out.write_bytes(resp.content)
         return out
