@@ -219,7 +219,9 @@ class QuantisedScore(BaseModel):
     k: int
     dtype: str = "int8"
     seeds: int
-    accuracy_float: float = Field(description="Seed-mean test accuracy on the float features (as in the curve).")
+    accuracy_float: float = Field(
+        description="Seed-mean test accuracy on the float features, by the same fixed-λ solve as the quantised one."
+    )
     accuracy_quantised: float = Field(description="Seed-mean test accuracy on the quantised features.")
     change: float
     calibration: str

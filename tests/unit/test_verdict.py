@@ -165,4 +165,6 @@ def test_int8_rescore_matches_numpy_quantisation() -> None:
     expected = float((pred == y_te).mean())
     [got] = measure_int8(problem, None, None, x_val, x_te, y_te, curve, [("first_k", 4)], 0, "gcv")
     assert got.accuracy_quantised == pytest.approx(expected)
-    assert got.change == pytest.approx(expected - 0.5) and got.seeds == 1
+    pred_float = (problem.transform(x_te)[:, first] @ w + problem.prior).argmax(1)
+    assert got.accuracy_float == pytest.approx(float((pred_float == y_te).mean()))
+    assert got.change == pytest.approx(expected - got.accuracy_float) and got.seeds == 1
