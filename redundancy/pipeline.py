@@ -18,7 +18,7 @@ import timm
 import torch
 
 from redundancy import __version__
-from redundancy.advice.recommend import recommend, summarize
+from redundancy.advice.recommend import summarize
 from redundancy.advice.refine import Refinement
 from redundancy.advice.uncertainty import PairedBootstrap, bootstrap_intervals
 from redundancy.config import AnalysisConfig, data_config_as_json
@@ -26,14 +26,17 @@ from redundancy.deploy.head import model_facts
 from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
 from redundancy.probing import plan_subsets
-from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random
+from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random, training_problem
 from redundancy.progress import ImagesProgressFn, ProgressFn, StopFn, Tracker
+from redundancy.quantise import measure_int8
 from redundancy.report import (
     CurvePoint,
     DatasetInfo,
     Environment,
     FractionSummary,
     ModelInfo,
+    QuantisedScore,
+    Recommendation,
     Report,
     SkippedFraction,
 )
@@ -51,6 +54,7 @@ from redundancy.sources.extraction import (
 from redundancy.sources.features_store import save_stats
 from redundancy.sources.models import FeatureExtractor, LoadedModel, load_model
 from redundancy.sources.stats import GramStats
+from redundancy.verdict import advise
 
 
 @dataclass
@@ -264,9 +268,10 @@ def report_from_features(
         classes = data.dataset.classes
         d = features.d
         recs = [
-            recommend(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
+            advise(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
             for delta in config.deltas
         ]
+        quantised = measure_recommended(config, features, curve, recs, device)
         summary = summarize(curve, intervals=run.intervals)
         full = next(s for s in summary if s.k == d)
         baselines = [b for kind in config.baselines for b in summarize(curve, kinds=(kind,))]
@@ -295,6 +300,7 @@ def report_from_features(
         baselines=baselines,
         probe=config.probe,
         skipped_fractions=[SkippedFraction(fraction=f, k=k, reason=r) for f, k, r in run.skipped],
+        quantised=quantised,
         recommendations=recs,
         timings=tracker.timings,
         environment=Environment(
@@ -309,6 +315,19 @@ def report_from_features(
         ),
     )
     return Analysis(report, run.train_stats, prep.facts)
+
+
+def measure_recommended(
+    config: AnalysisConfig, features: Features, curve: list[CurvePoint], recs: list[Recommendation], device: str
+) -> list[QuantisedScore]:
+    """int8 re-scores (`redundancy.quantise`) of the random subsets and first-k at each recommended k;
+    ridge probes only (a logistic probe is not kept to re-score)."""
+    if config.probe != "ridge":
+        return []
+    train = training_problem(config, features)
+    targets = [(m.method, m.k) for r in recs for m in r.methods if m.method in ("random_subset", "first_k")]
+    return measure_int8(train.problem, train.x_val, train.y_val, features.x_val, features.x_test, features.y_test,
+                        curve, targets, config.seed, config.lambda_select, device, config.subsets)
 
 
 def _warnings(

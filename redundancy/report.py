@@ -147,6 +147,96 @@ class Fairness(BaseModel):
     )
 
 
+class MethodAnswer(BaseModel):
+    """One reduction method at the fewest dimensions that meet δ (and any fairness limits), by the same rule
+    as the recommendation (`redundancy.verdict`)."""
+
+    method: str = Field(description="random_subset | first_k | pca | random_projection.")
+    k: int = Field(description="Kept dimensions (d, the full layer, when no tested k below d qualifies).")
+    fraction: float = Field(description="k / d.")
+    score: float = Field(description="Test accuracy at k under the criterion (seed mean or worst seed).")
+    met_below_full: bool = Field(description="False when no tested k below d qualifies (k is then d).")
+    seeds: int = Field(description="Seeds behind the score (pca and first_k: one).")
+    fairness: Fairness = Field(description="Per seed, against the full layer, as for the recommendation.")
+    serving: str = Field(description="What keeping these dimensions costs per vector at serving time.")
+    serving_rank: int = Field(description="0 slice < 1 gather < 2 d × k matrix product (ties in the verdict).")
+
+
+class Verdict(BaseModel):
+    method: str = Field(description="The method to ship, or `full_layer` when none qualifies below d.")
+    k: int
+    reason: str
+    nested: bool | None = Field(
+        None, description="First-k is at least as good as random subsets at every tested k below d, within the "
+        "random subsets' seed spread (mean − std): the layer is nested (Matryoshka-like) and the first k are the "
+        "cut to use. None: first_k was not run."
+    )
+    nested_note: str | None = None
+
+
+class StorageWidth(BaseModel):
+    k: int
+    bytes_per_vector: dict[str, int] = Field(description="By dtype: float32, float16, int8.")
+    bytes_per_million: dict[str, int] = Field(description="By dtype, for one million vectors.")
+    fits: dict[str, bool] = Field(description="By index (see `redundancy.budgets.INDEX_LIMITS`): k ≤ its limit.")
+
+
+class Storage(BaseModel):
+    full: StorageWidth
+    verdict: StorageWidth
+    note: str
+
+
+class BudgetMethod(BaseModel):
+    method: str
+    k: int | None = Field(description="The k with the best score within the budget; None: no tested k fits.")
+    score: float | None = None
+    fraction_of_full: float | None = Field(None, description="score / the full layer's accuracy.")
+    bytes_per_vector: int | None = None
+    fairness: Fairness | None = None
+    int8_score: float | None = Field(
+        None, description="dtype int8: the probe re-scored on int8-quantised test features at this k (measured at "
+        "analysis time, `Report.quantised`); None when not measured at this k."
+    )
+
+
+class BudgetAnswer(BaseModel):
+    max_dims: int | None
+    max_bytes: int | None
+    dtype: str
+    max_k: int = Field(description="The widest k the budget allows: min(max_dims, max_bytes // bytes per value).")
+    methods: list[BudgetMethod]
+    best: str | None = Field(description="The method with the highest score within the budget (ties: fewer dims).")
+    note: str
+
+
+class ConstrainedAnswer(BaseModel):
+    max_worst_class_drop: float | None
+    max_gini_increase: float | None
+    met: bool = Field(description="Some tested k meets δ and both limits.")
+    k: int | None = None
+    fraction: float | None = None
+    score: float | None = None
+    fairness: Fairness | None = None
+    methods: list[MethodAnswer] = Field(default_factory=list, description="Each method under δ and the limits.")
+    note: str
+
+
+class QuantisedScore(BaseModel):
+    """The probe re-scored on int8-quantised test features (same weights and λ; measured, not assumed)."""
+
+    method: str
+    k: int
+    dtype: str = "int8"
+    seeds: int
+    accuracy_float: float = Field(
+        description="Seed-mean test accuracy on the float features, by the same fixed-λ solve as the quantised one."
+    )
+    accuracy_quantised: float = Field(description="Seed-mean test accuracy on the quantised features.")
+    change: float
+    calibration: str
+
+
 class Recommendation(BaseModel):
     delta: float
     mode: DeltaMode
@@ -180,6 +270,15 @@ class Recommendation(BaseModel):
     note: str
     fairness: Fairness
     savings: Savings | None = Field(None, description="What keeping k of d neurons saves (None in older reports).")
+    methods: list[MethodAnswer] = Field(
+        default_factory=list, description="Every method the job ran at its fewest dimensions within δ."
+    )
+    verdict: Verdict | None = Field(None, description="The method to ship (fewest dims; ties: cheaper serving).")
+    storage: Storage | None = Field(None, description="Bytes per vector and index limits: full layer and verdict.")
+    budget: BudgetAnswer | None = Field(None, description="Answered when max_dims or max_bytes is given.")
+    constrained: ConstrainedAnswer | None = Field(
+        None, description="Answered when max_worst_class_drop or max_gini_increase is given."
+    )
 
 
 class Environment(BaseModel):
@@ -207,6 +306,9 @@ class Report(BaseModel):
         description="Which samples each CKA was measured on.",
     )
     skipped_fractions: list[SkippedFraction] = Field(default_factory=list)
+    quantised: list[QuantisedScore] = Field(
+        default_factory=list, description="int8 re-scores at each recommended k (`redundancy.quantise`)."
+    )
     recommendations: list[Recommendation]
     timings: dict[str, float] = Field(description="Seconds per stage.")
     environment: Environment

@@ -133,7 +133,18 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--delta-mode", "--mode", dest="mode", choices=["relative", "absolute"],
                    help="default: the job's delta_mode")
     p.add_argument("--criterion", choices=["mean", "worst_seed"], help="default: the job's criterion")
+    p.add_argument("--max-dims", type=int, help="budget: the best score each method reaches in this many dims")
+    p.add_argument("--max-bytes", type=int, help="budget: bytes per stored vector at --dtype")
+    p.add_argument("--dtype", choices=["float32", "float16", "int8"], help="storage dtype for --max-bytes")
+    p.add_argument("--max-worst-class-drop", type=float, help="fairness limit: worst-class loss (absolute)")
+    p.add_argument("--max-gini-increase", type=float, help="fairness limit: Gini rise (absolute)")
     p.set_defaults(func=_runner(cmd_recommend))
+
+    p = sub.add_parser("export", parents=[common], help="Log a finished job to MLflow (extra: mlflow).")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--mlflow", required=True, metavar="URI", help="MLflow tracking URI (file:…, sqlite:…, http…)")
+    p.add_argument("--experiment", default="redundancy-advisor", help="MLflow experiment name")
+    p.set_defaults(func=_runner(cmd_export))
 
     p = sub.add_parser("result", parents=[common], help="The job's full report (JSON).")
     _id_arg(p)
@@ -216,11 +227,27 @@ def cmd_status(args: argparse.Namespace, advisor: Advisor) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace, advisor: Advisor) -> int:
-    rec = advisor.job(args.job_id).recommendation(args.delta, args.mode, args.criterion)
+    rec = advisor.job(args.job_id).recommendation(
+        args.delta, args.mode, args.criterion, max_dims=args.max_dims, max_bytes=args.max_bytes, dtype=args.dtype,
+        max_worst_class_drop=args.max_worst_class_drop, max_gini_increase=args.max_gini_increase)
     if args.json:
         _emit(_rec(rec))
     else:
         print(format_recommendation(rec))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, advisor: Advisor) -> int:
+    try:
+        from advisor_client.mlflow_export import export_to_mlflow  # lazy: needs the optional extra mlflow
+        run_id = export_to_mlflow(advisor, args.job_id, args.mlflow, args.experiment)
+    except ModuleNotFoundError as exc:
+        print(f"advisor export needs MLflow: pip install './client[mlflow]' ({exc})", file=sys.stderr)
+        return 2
+    if args.json:
+        _emit({"job": args.job_id, "mlflow_run_id": run_id, "tracking_uri": args.mlflow})
+    else:
+        print(f"job {args.job_id} logged to {args.mlflow}: MLflow run {run_id}")
     return EXIT_OK
 
 
@@ -462,7 +489,28 @@ def format_recommendation(rec: Recommendation) -> str:
         f"(fraction {rec.fraction:g}, DR {rec.dr:.3f}); accuracy {100 * rec.accuracy:.1f}% vs "
         f"{100 * rec.full_accuracy:.1f}% full (threshold {100 * rec.threshold:.1f}%); "
         f"Gini {f.gini_change:+.4f}, worst class {100 * f.worst_class_change:+.1f} pts\n  {rec.note}"
+        + "".join(f"\n  {line}" for line in deploy_lines(rec))
     )
+
+
+def deploy_lines(rec: Recommendation) -> list[str]:
+    """The verdict, each method, and the budget and fairness-limit answers when the server sent them."""
+    out = [f"{m.method:<18} k = {m.k:<6} accuracy {100 * m.score:.1f}%  ({m.serving})"
+           + ("" if m.met_below_full else "  [no k below d meets δ]") for m in rec.methods]
+    if rec.verdict is not None:
+        out.append(f"verdict: ship {rec.verdict.method} (k = {rec.verdict.k}): {rec.verdict.reason}")
+        if rec.verdict.nested_note:
+            out.append(rec.verdict.nested_note)
+    if rec.budget:
+        b = rec.budget
+        out.append(f"budget (k ≤ {b['max_k']}, {b['dtype']}): best {b['best']}")
+        out += [f"  {m['method']:<18} k = {m['k']}  accuracy "
+                + (f"{100 * m['score']:.1f}%" if m["score"] is not None else "—")
+                + (f"  int8 {100 * m['int8_score']:.1f}%" if m.get("int8_score") is not None else "")
+                for m in b["methods"]]
+    if rec.constrained:
+        out.append(f"fairness limits: {rec.constrained['note']}")
+    return out
 
 
 if __name__ == "__main__":

@@ -224,10 +224,20 @@ class Job:
         delta: float | None = None,
         mode: DeltaMode | None = None,
         criterion: Criterion | None = None,
+        *,
+        max_dims: int | None = None,
+        max_bytes: int | None = None,
+        dtype: str | None = None,
+        max_worst_class_drop: float | None = None,
+        max_gini_increase: float | None = None,
     ) -> Recommendation:
-        """The minimal fraction within δ and its fairness cost, from the stored curve. Unset
-        arguments take the job's own (its first δ, its delta_mode, its criterion)."""
-        params = {"delta": delta, "delta_mode": mode, "criterion": criterion}
+        """The minimal fraction within δ and its fairness cost, every method side by side and the verdict,
+        from the stored curve. Unset arguments take the job's own (its first δ, its delta_mode, its
+        criterion). A budget (`max_dims`, `max_bytes` at `dtype`: float32, float16, int8) fills
+        `budget`; fairness limits (absolute) fill `constrained`."""
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "max_dims": max_dims,
+                  "max_bytes": max_bytes, "dtype": dtype, "max_worst_class_drop": max_worst_class_drop,
+                  "max_gini_increase": max_gini_increase}
         resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/recommendation", params=params)
         return Recommendation.model_validate(resp.json())
 
@@ -269,12 +279,16 @@ class Job:
         delta: float | None = None,
         mode: DeltaMode | None = None,
         criterion: Criterion | None = None,
+        *,
+        method: str | None = None,
+        fmt: str | None = None,
     ) -> Path:
-        """Save the `.safetensors` artifact for the recommendation at δ (the kept neuron indices and
-        the probe head) to `path`. Needs a server that serves `/v1/jobs/{id}/artifact`; an older one
-        answers 404 (`NotFound`)."""
+        """Save the artifact for the recommendation at δ (the kept neuron indices or projection, and
+        the probe head) to `path`: `method` random_subset (default), first_k, pca, random_projection;
+        `fmt` safetensors (default) or onnx. Needs a server that serves `/v1/jobs/{id}/artifact`; an
+        older one answers 404 (`NotFound`)."""
         out = Path(path)
-        params = {"delta": delta, "delta_mode": mode, "criterion": criterion}
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "method": method, "format": fmt}
         resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/artifact", params=params)
         out.write_bytes(resp.content)
         return out

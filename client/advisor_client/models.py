@@ -111,6 +111,26 @@ class Fairness(_Open):
     most_hurt_classes: list[ClassLoss]
 
 
+class MethodAnswer(_Open):
+    """One reduction method at its fewest dimensions within δ."""
+
+    method: str
+    k: int
+    fraction: float
+    score: float
+    met_below_full: bool
+    fairness: Fairness
+    serving: str
+
+
+class Verdict(_Open):
+    method: str
+    k: int
+    reason: str
+    nested: bool | None = None
+    nested_note: str | None = None
+
+
 class Recommendation(_Open):
     """The minimal neuron fraction within δ of the full layer, and its fairness cost."""
 
@@ -141,6 +161,11 @@ class Recommendation(_Open):
     refined: bool = False
     note: str
     fairness: Fairness
+    methods: list[MethodAnswer] = []  # every reduction the job ran, at its fewest dims within δ
+    verdict: Verdict | None = None  # the method to ship
+    storage: dict[str, Any] | None = None  # bytes per vector and index limits: full layer and verdict
+    budget: dict[str, Any] | None = None  # asked with max_dims / max_bytes: the best score per method
+    constrained: dict[str, Any] | None = None  # asked with fairness limits: the smallest k meeting them
 
 
 class ProblemField(_Open):

@@ -98,6 +98,16 @@ def threshold(full_accuracy: float, delta: float, mode: DeltaMode) -> float:
     raise InvalidConfigError(f"delta_mode {mode!r} is not 'relative' or 'absolute'", field="delta_mode")
 
 
+def criterion_stat(s: FractionSummary, criterion: Criterion) -> float:
+    """The accuracy the criterion reads: the seed mean or the worst seed."""
+    return s.accuracy_mean if criterion == "mean" else s.accuracy_min
+
+
+def meets(s: FractionSummary, bar: float, criterion: Criterion) -> bool:
+    """Whether a summarised k reaches the threshold under the criterion (the one rule every answer uses)."""
+    return criterion_stat(s, criterion) >= bar - _EPS
+
+
 def recommend(
     curve: Sequence[CurvePoint],
     classes: list[str],
@@ -122,14 +132,9 @@ def recommend(
     if full is None:
         raise InvalidConfigError(f"the curve has no full-layer point (k = d = {d})", field="curve")
     bar = threshold(full.accuracy_mean, delta, mode)
-    chosen = full
-    for s in summary:
-        stat = s.accuracy_mean if criterion == "mean" else s.accuracy_min
-        if stat >= bar - _EPS:
-            chosen = s
-            break
+    chosen = next((s for s in summary if meets(s, bar, criterion)), full)
     below_full = chosen.k < d
-    acc = chosen.accuracy_mean if criterion == "mean" else chosen.accuracy_min
+    acc = criterion_stat(chosen, criterion)
     bound = f"(1 − {delta})·{full.accuracy_mean:.4f}" if mode == "relative" else f"{full.accuracy_mean:.4f} − {delta}"
     if below_full:
         note = (

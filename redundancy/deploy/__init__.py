@@ -17,10 +17,12 @@ from redundancy.deploy.artifact import (
 from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
 from redundancy.deploy.export import export_artifacts, report_model_facts
 from redundancy.deploy.head import SubsetClassifier, SubsetHead, attach, backbone_sha256, model_facts
+from redundancy.deploy.methods import ARTIFACT_METHODS, build_method_artifact
 from redundancy.deploy.multitask import build_multitask_artifacts
 from redundancy.sources.features_store import load_stats, save_stats
 
 __all__ = [
+    "ARTIFACT_METHODS",
     "Artifact",
     "ArtifactError",
     "IncompatibleTasksError",
@@ -31,6 +33,7 @@ __all__ = [
     "attach",
     "backbone_sha256",
     "build_artifact",
+    "build_method_artifact",
     "build_multitask_artifacts",
     "choose_seed",
     "export_artifacts",

@@ -43,6 +43,10 @@ from redundancy.report import CurvePoint, Recommendation, Report
 from redundancy.sources.stats import GramStats
 
 FORMAT = "redundancy-subset-head/1"
+# a projection artifact (pca, random_projection: `redundancy.deploy.methods`): `projection` (d × k) and
+# `offset` (d) tensors beside the head, `logits = (x_raw − offset) @ projection @ weight + bias`
+PROJECTION_FORMAT = "redundancy-projection-head/1"
+_OPTIONAL = ("projection", "offset")
 _HEADER_KEY = "redundancy.artifact"
 _CHECKSUM_KEY = "redundancy.checksum"
 
@@ -67,6 +71,12 @@ class Artifact:
     weight: np.ndarray  # (k, C) float64, standardisation folded in
     bias: np.ndarray  # (C,) float64
     metadata: dict[str, Any]
+    projection: np.ndarray | None = None  # (d, k) float64: pca / random_projection (indices: all d channels)
+    offset: np.ndarray | None = None  # (d,) float64, subtracted before the projection
+
+    @property
+    def method(self) -> str:
+        return str(self.metadata.get("subset", {}).get("method", "random_subset"))
 
     @property
     def d(self) -> int:
@@ -74,7 +84,7 @@ class Artifact:
 
     @property
     def k(self) -> int:
-        return int(self.indices.shape[0])
+        return int(self.indices.shape[0] if self.projection is None else self.projection.shape[1])
 
     @property
     def classes(self) -> list[str]:
@@ -106,7 +116,14 @@ class Artifact:
             raise ArtifactError(
                 f"features have shape {x.shape}; the artifact expects (n, {self.d}) raw layer outputs", field="d"
             )
-        return x[:, self.indices] @ self.weight + self.bias
+        return self.reduce(x) @ self.weight + self.bias
+
+    def reduce(self, x_raw: np.ndarray) -> np.ndarray:
+        """The k kept dimensions of raw layer outputs: a gather, or `(x − offset) @ projection`."""
+        x = np.asarray(x_raw, dtype=np.float64)[:, self.indices]
+        if self.projection is None:
+            return x
+        return (x - (0.0 if self.offset is None else self.offset)) @ self.projection
 
     def predict(self, x_raw: np.ndarray) -> np.ndarray:
         return self.logits(x_raw).argmax(1)
@@ -221,9 +238,35 @@ def build_artifact(
         raise ArtifactError(f"the curve point at k = {k}, seed {chosen.seed} has no λ", field="curve")
     indices = draw_subset(d, k, chosen.seed, seed_master, report.config.subsets).astype(np.int64)
     weight, bias = fit_head(stats, indices, chosen.lam)
-    ds = report.dataset
-    metadata: dict[str, Any] = {
-        "format": FORMAT,
+    subset = {
+        "k": k,
+        "seed": chosen.seed,
+        "master_seed": seed_master,
+        "kind": chosen.kind,
+        "lam": chosen.lam,
+        "probe": report.probe,
+        "test_accuracy": chosen.accuracy,
+        "seed_mean_test_accuracy": float(np.mean([p.accuracy for p in points])),
+        "train_cka": chosen.cka,
+        "selection": chosen.selection,
+        "selection_score": chosen.selection_score,
+        "selection_rule": SELECTION_RULE,
+        "fitted_on_rows": stats.n,
+        "fitted_on_splits": list(report.config.ridge_fit_splits()),
+    }
+    metadata = artifact_metadata(report, recommendation, weights_sha256, data_config, subset, FORMAT)
+    return Artifact(indices=indices, weight=weight, bias=bias, metadata=metadata)
+
+
+def artifact_metadata(
+    report: Report, recommendation: Recommendation | MultiTaskRecommendation, weights_sha256: str,
+    data_config: dict[str, Any], subset: dict[str, Any], fmt: str,
+) -> dict[str, Any]:
+    """What every artifact records: format, engine, model, dataset, the recommendation, the kept
+    dimensions (`subset`) and the promise."""
+    d, seed_master, ds = report.model.d, report.config.seed, report.dataset
+    return {
+        "format": fmt,
         "engine_version": report.environment.code_version,
         "model": {
             "name": report.model.name,
@@ -246,33 +289,18 @@ def build_artifact(
             ),
         },
         "recommendation": recommendation.model_dump(mode="json", by_alias=True),
-        "subset": {
-            "k": k,
-            "seed": chosen.seed,
-            "master_seed": seed_master,
-            "kind": chosen.kind,
-            "lam": chosen.lam,
-            "probe": report.probe,
-            "test_accuracy": chosen.accuracy,
-            "seed_mean_test_accuracy": float(np.mean([p.accuracy for p in points])),
-            "train_cka": chosen.cka,
-            "selection": chosen.selection,
-            "selection_score": chosen.selection_score,
-            "selection_rule": SELECTION_RULE,
-            "fitted_on_rows": stats.n,
-            "fitted_on_splits": list(report.config.ridge_fit_splits()),
-        },
+        "subset": subset,
         "promise": PROMISE,
     }
-    return Artifact(indices=indices, weight=weight, bias=bias, metadata=metadata)
 
 
 # -- files ------------------------------------------------------------------------------------------
 
 
-def _checksum(indices: np.ndarray, weight: np.ndarray, bias: np.ndarray, header: str) -> str:
+def _checksum(indices: np.ndarray, weight: np.ndarray, bias: np.ndarray, header: str,
+              *extra: np.ndarray) -> str:
     h = hashlib.sha256()
-    for a in (indices, weight, bias):
+    for a in (indices, weight, bias, *extra):
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(header.encode())
     return h.hexdigest()
@@ -292,14 +320,20 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
         "weight": np.ascontiguousarray(artifact.weight, dtype=np.float64),
         "bias": np.ascontiguousarray(artifact.bias, dtype=np.float64),
     }
+    for name in _OPTIONAL:
+        if getattr(artifact, name) is not None:
+            tensors[name] = np.ascontiguousarray(getattr(artifact, name), dtype=np.float64)
     header = json.dumps(artifact.metadata, sort_keys=True, separators=(",", ":"))
-    checksum = _checksum(tensors["indices"], tensors["weight"], tensors["bias"], header)
+    checksum = _checksum(tensors["indices"], tensors["weight"], tensors["bias"], header,
+                         *(tensors[n] for n in _OPTIONAL if n in tensors))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={_HEADER_KEY: header, _CHECKSUM_KEY: checksum})
     os.replace(set_export_mode(tmp), path)
     card = {**artifact.metadata, "file": path.name, "sha256": checksum,
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
-            "usage": "logits = x_raw[:, indices] @ weight + bias   (x_raw: the layer's raw output)"}
+            "usage": "logits = x_raw[:, indices] @ weight + bias   (x_raw: the layer's raw output)"
+            if artifact.projection is None else
+            "logits = (x_raw[:, indices] - offset) @ projection @ weight + bias   (x_raw: the layer's raw output)"}
     card_tmp = card_path(path).with_name(f".{card_path(path).name}.{os.getpid()}.tmp")
     card_tmp.write_text(json.dumps(card, indent=2))
     os.replace(set_export_mode(card_tmp), card_path(path))
@@ -336,16 +370,18 @@ def load_artifact(
     for name in ("indices", "weight", "bias"):
         _require(name in tensors, f"{path.name} has no {name!r} tensor", name)
     idx, w, b = tensors["indices"], tensors["weight"], tensors["bias"]
+    extra = {n: tensors[n] for n in _OPTIONAL if n in tensors}
     _require(
-        header.get(_CHECKSUM_KEY) == _checksum(idx, w, b, text or ""),
+        header.get(_CHECKSUM_KEY) == _checksum(idx, w, b, text or "", *extra.values()),
         f"{path.name} is corrupted: its tensors and metadata do not match the checksum in its header",
         "checksum",
     )
     meta = json.loads(text or "{}")
-    _require(meta.get("format") == FORMAT, f"{path.name} is format {meta.get('format')!r}, not {FORMAT!r}", "format")
+    _require(meta.get("format") in (FORMAT, PROJECTION_FORMAT),
+             f"{path.name} is format {meta.get('format')!r}, not {FORMAT!r}", "format")
     for part in ("model", "dataset", "recommendation", "subset"):
         _require(isinstance(meta.get(part), dict), f"{path.name} has no {part!r} section in its metadata", "metadata")
-    art = Artifact(indices=idx, weight=w, bias=b, metadata=meta)
+    art = Artifact(indices=idx, weight=w, bias=b, metadata=meta, **extra)
     _validate_tensors(art)
     if d is not None:
         _require(art.d == d, f"the artifact was fitted on a {art.d}-neuron layer, not {d}", "d")
@@ -367,6 +403,11 @@ def _validate_tensors(art: Artifact) -> None:
              "indices")
     _require(bool(np.all(idx[1:] > idx[:-1])), "indices must be strictly increasing (channel order)", "indices")
     _require(int(idx[0]) >= 0 and int(idx[-1]) < d, f"indices must lie in [0, {d})", "indices")
-    _require(w.shape == (idx.size, c), f"weight has shape {w.shape}, expected ({idx.size}, {c})", "weight")
+    if art.projection is not None:
+        _require(art.projection.shape == (idx.size, art.k), f"projection has shape {art.projection.shape}, "
+                 f"expected ({idx.size}, k)", "projection")
+        _require(art.offset is None or art.offset.shape == (idx.size,), "offset must have one value per index",
+                 "offset")
+    _require(w.shape == (art.k, c), f"weight has shape {w.shape}, expected ({art.k}, {c})", "weight")
     _require(b.shape == (c,), f"bias has shape {b.shape}, expected ({c},)", "bias")
     _require(bool(np.isfinite(w).all() and np.isfinite(b).all()), "weight and bias must be finite", "weight")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -36,9 +37,11 @@ from sqlalchemy.orm import Session
 
 from redundancy import __version__
 from redundancy.config import data_config_as_json
-from redundancy.deploy import ArtifactError, build_artifact, load_stats, save_artifact, save_stats
+from redundancy.deploy import ArtifactError, load_stats, save_artifact, save_stats
 from redundancy.deploy.artifact import FORMAT, card_path
 from redundancy.deploy.export import artifact_name
+from redundancy.deploy.methods import build_method_artifact
+from redundancy.deploy.onnx_export import to_onnx
 from redundancy.errors import RedundancyError
 from redundancy.report import Recommendation, Report
 from service.core import results
@@ -146,6 +149,8 @@ class ArtifactPlan:
     stats: JobStats
     etag: str
     filename: str
+    method: str = "random_subset"
+    fmt: str = "safetensors"
 
 
 def _stats_row(session: Session, job: Job) -> JobStats:
@@ -160,7 +165,8 @@ def _stats_row(session: Session, job: Job) -> JobStats:
 
 
 def plan_artifact(
-    session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None
+    session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None,
+    method: str = "random_subset", fmt: str = "safetensors",
 ) -> ArtifactPlan:
     """The recommendation for δ (from the stored curve, as `GET …/recommendation` answers it), the
     statistics reference and the ETag: a hash of the job, the statistics file's sha256, the
@@ -180,12 +186,13 @@ def plan_artifact(
     rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion)
     key = json.dumps(
         {"job": job.id, "stats": row.sha256, "recommendation": rec.model_dump(mode="json", by_alias=True),
-         "format": FORMAT, "engine": __version__},
+         "format": FORMAT, "engine": __version__, "method": method, "file_format": fmt},
         sort_keys=True, separators=(",", ":"),
     )
     return ArtifactPlan(
         job_id=job.id, report=report, recommendation=rec, stats=row,
-        etag=hashlib.sha256(key.encode()).hexdigest()[:32], filename=artifact_name(report, rec),
+        etag=hashlib.sha256(key.encode()).hexdigest()[:32], filename=method_file_name(report, rec, method, fmt),
+        method=method, fmt=fmt,
     )
 
 
@@ -211,13 +218,34 @@ def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
     except RedundancyError as exc:  # unreadable or inconsistent (redundancy.sources.features_store)
         raise ArtifactGone(plan.job_id, exc.message) from exc
     try:
-        art = build_artifact(
-            plan.report, stats, plan.recommendation, weights_sha256=plan.stats.weights_sha256 or "",
+        art = build_method_artifact(
+            plan.report, stats, plan.recommendation, plan.method, weights_sha256=plan.stats.weights_sha256 or "",
             data_config=dict(plan.stats.data_config or {}),
         )
     except ArtifactError as exc:
+        if exc.field == "method":  # a baseline the job did not run, or one with no head at its k
+            raise ArtifactNotSupported(plan.job_id, "method", exc.message) from exc
         raise ArtifactUnavailable(plan.job_id, exc.message) from exc
-    return save_artifact(art, target)
+    if plan.fmt != "onnx":
+        return save_artifact(art, target)
+    save_artifact(art, target.with_suffix(".safetensors"))  # the model card beside both
+    try:
+        blob = to_onnx(art)
+    except ImportError as exc:
+        raise ArtifactNotSupported(plan.job_id, "format", "this server has no ONNX support (the optional extra "
+                                   "`onnx` is not installed)") from exc
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, target)
+    return target
+
+
+def method_file_name(report: Report, rec: Recommendation, method: str, fmt: str) -> str:
+    """`artifact_name`, with the method (other than random_subset) and the file format's suffix."""
+    name = artifact_name(report, rec)
+    if method != "random_subset":
+        name = name.removesuffix(".safetensors") + f"_{method}.safetensors"
+    return name if fmt == "safetensors" else name.removesuffix(".safetensors") + ".onnx"
 
 
 def card_of(path: Path) -> dict[str, Any]:

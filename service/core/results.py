@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from redundancy.advice.recommend import intervals_from_summary, recommend
-from redundancy.report import CurvePoint, FractionSummary, Recommendation, Report
+from redundancy.report import CurvePoint, FractionSummary, QuantisedScore, Recommendation, Report
+from redundancy.verdict import Budget, FairnessLimits, complete
 from service.core.errors import NotSucceeded, ResultMissing
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
 from service.core.status import JobStatus
@@ -101,30 +102,37 @@ def load_report(session: Session, job: Job) -> dict[str, Any]:
 
 
 def recommend_for(
-    session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None
+    session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None,
+    budget: Budget | None = None, limits: FairnessLimits | None = None,
 ) -> Recommendation:
-    """The engine's :func:`redundancy.advice.recommend.recommend` on the stored curve (never recomputes a probe);
-    mode and criterion default to the job's own."""
+    """The engine's :func:`redundancy.advice.recommend.recommend` on the stored curve (never recomputes a probe),
+    with every method, the verdict and storage (:func:`redundancy.verdict.complete`) and, when asked, the
+    budget and fairness-limit answers; mode and criterion default to the job's own."""
     result = _result_of(session, job)
     mode = delta_mode or job.request.get("delta_mode") or "relative"
     criterion = criterion or job.request.get("criterion") or "mean"
     row = session.scalar(sa.select(RecommendationRow).where(
         RecommendationRow.job_id == job.id, RecommendationRow.delta == float(delta),
         RecommendationRow.mode == mode, RecommendationRow.criterion == criterion))
-    # A (δ, mode, criterion) the job asked for: the engine's own answer as stored, which carries the paired
-    # bootstrap of (subset − threshold) with the full layer resampled (the curve alone cannot reproduce it).
-    # Any other δ is answered from the curve and the stored per-fraction intervals.
-    if row is not None:
-        return Recommendation.model_validate(row.payload)
-    return recommend(
-        curve_of(session, job.id),
-        list(result.classes),
-        int(result.d),
-        float(delta),
-        mode=mode,  # type: ignore[arg-type]
-        criterion=criterion,  # type: ignore[arg-type]
-        intervals=stored_intervals(result.report),
-    )
+    curve: list[CurvePoint] = []
+    if row is not None:  # the engine's own answer as stored: it carries the paired bootstrap of
+        # (subset − threshold) with the full layer resampled, which the curve alone cannot reproduce
+        rec = Recommendation.model_validate(row.payload)
+    else:
+        curve = curve_of(session, job.id)
+        rec = recommend(
+            curve,
+            list(result.classes),
+            int(result.d),
+            float(delta),
+            mode=mode,  # type: ignore[arg-type]
+            criterion=criterion,  # type: ignore[arg-type]
+            intervals=stored_intervals(result.report),
+        )
+    if not curve and (rec.verdict is None or budget is not None or limits is not None):
+        curve = curve_of(session, job.id)  # an older stored answer, or a question the stored one cannot answer
+    quantised = [QuantisedScore.model_validate(q) for q in result.report.get("quantised") or []]
+    return complete(rec, curve, list(result.classes), limits=limits, budget=budget, quantised=quantised)
 
 
 def stored_intervals(report: dict[str, Any]) -> dict[int, tuple[float, float]] | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from service.api.cache import etag_matches
@@ -17,6 +17,16 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 OCTET_STREAM = "application/octet-stream"
 
+MethodQ = Annotated[
+    Literal["random_subset", "first_k", "pca", "random_projection"],
+    Query(description="Which reduction: the method's fewest dimensions within δ (`methods` of the recommendation); "
+          "pca and random_projection carry a `projection` (d × k) and `offset` (d) tensor."),
+]
+FormatQ = Annotated[
+    Literal["safetensors", "onnx"],
+    Query(alias="format", description="safetensors, or an ONNX graph (opset 17: Gather [+ Sub + MatMul] + MatMul "
+          "+ Add; input `features` N × d float32, output `logits` N × C)."),
+]
 IfNoneMatch = Annotated[
     str | None, Header(alias="If-None-Match", description="An ETag from an earlier answer: 304 when unchanged.")
 ]
@@ -35,10 +45,11 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 
 def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, delta_mode: str | None,
-          criterion: str | None) -> artifacts.ArtifactPlan:
+          criterion: str | None, method: str = "random_subset", fmt: str = "safetensors") -> artifacts.ArtifactPlan:
     job = queries.get_job(session, job_id, owner)
     d = resolve_delta(delta, job.request.get("deltas"))
-    return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion, method=method,
+                                   fmt=fmt)
 
 
 @router.get(
@@ -62,11 +73,13 @@ def get_artifact(
     delta: DeltaQ = None,
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
+    method: MethodQ = "random_subset",
+    fmt: FormatQ = "safetensors",
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Fitted from the job's kept layer statistics with the answer's probe and λ (the seed chosen by its
     training-side selection score), for a stored δ or any new one; built once per ETag."""
-    plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method, fmt)
     headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{plan.etag}"'):
         return Response(status_code=304, headers=headers)
@@ -92,9 +105,10 @@ def get_artifact_card(
     delta: DeltaQ = None,
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
+    method: MethodQ = "random_subset",
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    plan = _plan(session, owner, job_id, delta, delta_mode, criterion)
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method)
     etag = f"card-{plan.etag}"
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{etag}"'):

@@ -14,6 +14,7 @@ from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
 from redundancy.plots import render
 from redundancy.report import Report
 from service.api.cache import cached
+from service.api.deploy_params import DeployDep
 from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.limits import MAX_QUERY_VALUES
 from service.api.openapi import binary_response, negotiate
@@ -223,16 +224,19 @@ async def get_recommendation(
     job_id: JobId,
     request: Request,
     owner: OwnerDep,
+    deploy: DeployDep,
     delta: DeltaQ = None,
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
 ) -> Response:
-    """Answered from the stored curve for any δ; no probe is recomputed. Cached, with an `ETag`."""
+    """Answered from the stored curve for any δ; no probe is recomputed. Every method the job ran side by side,
+    the verdict and storage; a budget and fairness limits when asked. Cached, with an `ETag`."""
 
     def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
         d = resolve_delta(delta, job.request.get("deltas"))
-        rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+        rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion,
+                                    budget=deploy.budget, limits=deploy.limits)
         return _json(RecommendationOut.of(rec, job))
 
     return await _finished_read(request, owner, job_id, build)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from redundancy.config import MAX_NAME_CHARS, MAX_PATH_CHARS
+from service.api.deploy_params import DeployDep, DeployQuestions
 from service.api.deps import OwnerDep, SessionDep
 from service.api.errors import ProblemError, validation_problem
 from service.api.limits import MAX_QUERY_VALUES
@@ -36,6 +37,7 @@ router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"], route
 def latest_recommendation(
     session: SessionDep,
     owner: OwnerDep,
+    deploy: DeployDep,
     model: Annotated[str, Query(min_length=1, max_length=MAX_NAME_CHARS, description="timm model name.",
                                 examples=["tf_efficientnet_lite0"])],
     dataset: Annotated[
@@ -56,17 +58,20 @@ def latest_recommendation(
     if any(len(d) > MAX_PATH_CHARS for d in dataset):
         raise validation_problem("dataset", f"a dataset spec is at most {MAX_PATH_CHARS} characters", "query")
     if len(dataset) > 1:
+        if deploy.asked:
+            raise validation_problem("max_dims" if deploy.budget else "max_worst_class_drop",
+                                     "budgets and fairness limits are answered for one dataset at a time", "query")
         answer, jobs = multitask.recommend_for_datasets(
             session, owner, model=model, datasets=dataset, weights=weights, delta=delta, delta_mode=delta_mode,
             criterion=criterion,
         )
         return MultiTaskRecommendationOut.of(answer, model, jobs)
-    return _one_dataset(session, owner, model, dataset[0], delta, delta_mode, criterion, weights)
+    return _one_dataset(session, owner, model, dataset[0], delta, delta_mode, criterion, weights, deploy)
 
 
 def _one_dataset(
     session: SessionDep, owner: str, model: str, dataset: str, delta: float | None, delta_mode: str | None,
-    criterion: str | None, weights: str | None,
+    criterion: str | None, weights: str | None, deploy: DeployQuestions,
 ) -> RecommendationOut:
     job = queries.latest_succeeded(session, owner, model, dataset, weights)
     if job is None:
@@ -81,5 +86,6 @@ def _one_dataset(
             hint=f"Submit one: POST /v1/jobs with {json.dumps(body)}, then poll it until it succeeds.",
         )
     d = resolve_delta(delta, job.request.get("deltas"))
-    rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion)
+    rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion,
+                                budget=deploy.budget, limits=deploy.limits)
     return RecommendationOut.of(rec, job)

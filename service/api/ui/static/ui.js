@@ -335,6 +335,11 @@ function fillRecommendation(rec, report) {
   Object.assign($("#answer-detail").dataset, {
     threshold: String(rec.threshold), delta: String(rec.delta), mode: rec.mode, criterion: rec.criterion });
   $("#answer-note").textContent = rec.note || "";
+  const v = rec.verdict;
+  $("#verdict").textContent = v ? `Ship ${v.method.replace(/_/g, " ")} (k = ${v.k}): ${v.reason}`
+    + (v.nested_note ? `. ${v.nested_note}.` : ".") : "";
+  $("#constrained").hidden = !rec.constrained;
+  $("#constrained").textContent = rec.constrained ? `Under the fairness limits: ${rec.constrained.note}` : "";
   const f = rec.fairness;
   $("#fairness tbody").replaceChildren(
     row("Gini of per-class accuracy", f.gini_full.toFixed(4), f.gini_at.toFixed(4), signed(f.gini_change)),
@@ -384,6 +389,8 @@ async function jobPage() {
     const mine = ++asked;
     const delta = $("#delta-num").value;
     const q = new URLSearchParams({ delta, delta_mode: $("#mode").value, criterion: $("#criterion").value });
+    if ($("#max-drop").value !== "") q.set("max_worst_class_drop", $("#max-drop").value);
+    if ($("#max-gini").value !== "") q.set("max_gini_increase", $("#max-gini").value);
     try {
       const rec = await api(`${base}/recommendation?${q}`);
       if (mine !== asked) return;
@@ -432,6 +439,8 @@ async function jobPage() {
   $("#delta-num").addEventListener("change", () => { $("#delta").value = $("#delta-num").value; refreshRecommendation(); });
   $("#mode").addEventListener("change", refreshRecommendation);
   $("#criterion").addEventListener("change", refreshRecommendation);
+  $("#max-drop").addEventListener("change", refreshRecommendation);
+  $("#max-gini").addEventListener("change", refreshRecommendation);
   $("#delta-form").addEventListener("submit", (ev) => { ev.preventDefault(); refreshRecommendation(); });
 
   $("#cancel").addEventListener("click", async () => {
