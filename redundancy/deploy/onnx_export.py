@@ -26,7 +26,7 @@ INPUT, OUTPUT = "features", "logits"
 def to_onnx(artifact: Artifact) -> bytes:
     """The serialised, checked ONNX model of `artifact`."""
     import onnx  # lazy: an optional extra (`pip install .[onnx]`)
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper  # lazy: as above
 
     def init(name: str, value: np.ndarray, dtype: type = np.float32) -> onnx.TensorProto:
         return numpy_helper.from_array(np.ascontiguousarray(value, dtype=dtype), name)

@@ -11,6 +11,7 @@ import pytest
 from redundancy.advice.recommend import intervals_from_summary, recommend, summarize
 from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, Report
+from redundancy.verdict import advise, complete
 from service.core.db import session_scope
 from service.core.results import curve_of
 from service.main import create_app
@@ -146,8 +147,9 @@ def test_recommendations_equal_the_engines_from_the_stored_curve(harness, rich_j
     for delta in (0.0, 0.01, 0.02, 0.05, 0.1, 0.3):
         for mode in ("relative", "absolute"):
             for crit in ("mean", "worst_seed"):
-                want = recommend(served.curve, served.dataset.classes, served.model.d, delta, mode, crit,
-                                 intervals=intervals)
+                want = complete(recommend(served.curve, served.dataset.classes, served.model.d, delta, mode, crit,
+                                          intervals=intervals), served.curve, list(served.dataset.classes),
+                                quantised=served.quantised)
                 params = {"delta": delta, "delta_mode": mode, "criterion": crit}
                 for path, extra in ((f"/v1/jobs/{job['id']}/recommendation", {}),
                                     ("/v1/recommendations", {"model": "resnet18", "dataset": "digits"})):
@@ -283,8 +285,8 @@ def test_logistic_job_with_the_real_engine_end_to_end(harness):
     intervals = intervals_from_summary(report.summary)
     paired_only = {"holds_ci_lower", "margin_ci_low", "margin_ci_high", "ci_method"}  # the paired bootstrap's
     for stored in report.recommendations:
-        again = recommend(report.curve, report.dataset.classes, report.model.d, stored.delta,
-                          stored.mode, stored.criterion, intervals=intervals)
+        again = advise(report.curve, report.dataset.classes, report.model.d, stored.delta,
+                       stored.mode, stored.criterion, intervals=intervals)
         assert stored.model_dump(exclude=paired_only) == again.model_dump(exclude=paired_only)
         assert stored.margin_ci_low is not None and stored.ci_method != again.ci_method
     for delta in (0.01, 0.2):
@@ -293,7 +295,7 @@ def test_logistic_job_with_the_real_engine_end_to_end(harness):
                                    params={"delta": delta, "criterion": crit})
             assert r.status_code == 200, r.text
             got = r.json()
-            want = stored_answer(report.model_dump(mode="json"), delta, "relative", crit) or recommend(
+            want = stored_answer(report.model_dump(mode="json"), delta, "relative", crit) or advise(
                 report.curve, report.dataset.classes, report.model.d, delta, "relative", crit, intervals=intervals)
             assert {k: got[k] for k in want.model_dump(by_alias=True)} == want.model_dump(mode="json",
                                                                                           by_alias=True)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.deploy import attach, load_artifact, recommendation_for, save_artifact
+from redundancy.advice.recommend import intervals_from_summary, recommend
+from redundancy.deploy import attach, load_artifact, save_artifact
 from redundancy.deploy.methods import ARTIFACT_METHODS, build_method_artifact
 from redundancy.deploy.onnx_export import OPSET, to_onnx
 from redundancy.errors import RedundancyError
@@ -53,7 +54,9 @@ def analysis(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) ->
 
 
 def _artifact(report: Report, method: str):  # type: ignore[no-untyped-def]
-    rec = complete(recommendation_for(report, DELTA), report.curve, list(report.dataset.classes))
+    rec = complete(recommend(report.curve, report.dataset.classes, report.model.d, DELTA,
+                              report.config.delta_mode, report.config.criterion,
+                              intervals_from_summary(report.summary)), report.curve, list(report.dataset.classes))
     assert report.model_facts is not None and report.stats is not None
     sha, cfg = report.model_facts
     return build_method_artifact(report, report.stats, rec, method, weights_sha256=sha, data_config=cfg)
