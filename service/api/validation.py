@@ -14,7 +14,9 @@ from typing import Any
 import timm
 
 from redundancy.config import AnalysisConfig
+from redundancy.datasets.embeddings import Columns, check_embeddings
 from redundancy.datasets.registry import parse_spec
+from redundancy.encoders import uses_feature_source_name
 from redundancy.errors import RedundancyError
 from redundancy.models.loading import check_model_name
 from service.api.errors import validation_problem
@@ -38,6 +40,8 @@ def check_dataset_spec(spec: str) -> None:
 
 
 def check_model(name: str, weights: str) -> None:
+    if uses_feature_source_name(name):  # issue 19: `precomputed` and `hf:` are checked by the engine's sources
+        return
     try:
         check_model_name(name)
     except RedundancyError as exc:
@@ -80,6 +84,21 @@ def check_config(config: AnalysisConfig, roots: Sequence[Path]) -> None:
     check_dataset_spec(config.dataset.spec)
     check_model(config.model.name, config.model.weights)
     check_paths(config, roots)
+    check_embeddings_header(config)
+
+
+def check_embeddings_header(config: AnalysisConfig) -> None:
+    """An `embeddings:` file that is already on this server's disk gets its header checked now (shapes,
+    dtypes, columns, width); one that is not (yet) is checked by the worker, whose failure says why."""
+    scheme, arg = parse_spec(config.dataset.spec)
+    path = Path(arg).expanduser()
+    if scheme != "embeddings" or not path.is_file():
+        return
+    d = config.dataset
+    try:
+        check_embeddings(path, Columns(d.embedding_column, d.label_column, d.split_column))
+    except RedundancyError as exc:
+        raise validation_problem("dataset.spec", exc.message, code=exc.code) from exc
 
 
 def check_callback_url(url: str | None, settings: Settings) -> None:

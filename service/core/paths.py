@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from redundancy.config import AnalysisConfig
 from redundancy.datasets.registry import parse_spec
+from redundancy.encoders.hf import hf_local_dir
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 OUTSIDE = "not under an allowed root"
@@ -68,6 +69,11 @@ def path_problem(config: AnalysisConfig, roots: Sequence[Path]) -> tuple[str, st
         reason = confinement_error(arg, roots)
         if reason:
             return "dataset.spec", reason
+    local_model = hf_local_dir(config.model.name)  # issue 19: `hf:/dir` names a directory on the server
+    if local_model is not None:
+        reason = confinement_error(local_model, roots)
+        if reason:
+            return "model.name", reason
     if config.model.weights not in SPECIAL_WEIGHTS:
         reason = confinement_error(config.model.weights, roots)
         if reason:
