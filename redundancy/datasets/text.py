@@ -35,11 +35,11 @@ def load_text(
             f"{path.name}: a text dataset is {', '.join(TEXT_SUFFIXES)}, not {suffix or 'a file without a suffix'}"
         )
     wanted = [text_column, label_column, split_column]
-    cols = _read(path, suffix, wanted)
+    cols, names = _read(path, suffix, wanted)
     missing = [c for c in (text_column, label_column) if c not in cols]
     if missing:
         raise DatasetFormatError(
-            f"{path.name} lacks column(s) {', '.join(map(repr, missing))} (has: {', '.join(cols) or 'none'}); "
+            f"{path.name} lacks column(s) {', '.join(map(repr, missing))} (has: {', '.join(names) or 'none'}); "
             "set text_column and label_column"
         )
     texts, labels = cols[text_column], cols[label_column]
@@ -90,22 +90,23 @@ def _fraction_split(labels: np.ndarray, fraction: float) -> np.ndarray:
     return out
 
 
-def _read(path: Path, suffix: str, wanted: list[str]) -> dict[str, np.ndarray]:
-    """The wanted columns that the file has, as object arrays."""
+def _read(path: Path, suffix: str, wanted: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The wanted columns that the file has, as object arrays, and the names of all its columns."""
     try:
         if suffix == ".parquet":
             import pyarrow.parquet as pq  # lazy: the optional `text` extra
 
             names = pq.read_schema(path).names
             table = pq.read_table(path, columns=[c for c in dict.fromkeys(wanted) if c in names])
-            return {c: np.asarray(table.column(c).to_pylist(), dtype=object) for c in table.column_names}
+            return {c: np.asarray(table.column(c).to_pylist(), dtype=object) for c in table.column_names}, names
         rows = _csv_rows(path) if suffix == ".csv" else _jsonl_rows(path)
     except DatasetFormatError:
         raise
     except Exception as exc:  # unreadable bytes, bad quoting, a truncated file
         raise DatasetFormatError(f"{path.name} is not a readable {suffix} file: {type(exc).__name__}: {exc}") from exc
-    present = set().union(*(r.keys() for r in rows)) if rows else set()
-    return {c: np.asarray([r.get(c) for r in rows], dtype=object) for c in dict.fromkeys(wanted) if c in present}
+    present = list(dict.fromkeys(k for r in rows for k in r))
+    cols = {c: np.asarray([r.get(c) for r in rows], dtype=object) for c in dict.fromkeys(wanted) if c in present}
+    return cols, present
 
 
 def _csv_rows(path: Path) -> list[dict[str, object]]:
