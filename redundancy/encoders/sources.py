@@ -8,7 +8,8 @@ from redundancy.config import PRECOMPUTED, AnalysisConfig
 from redundancy.datasets.embeddings import Columns
 from redundancy.datasets.registry import parse_spec
 from redundancy.encoders.base import FeatureSource
-from redundancy.encoders.hf import HF_PREFIX, transformers_available
+from redundancy.encoders.hf import HF_PREFIX, HfEncoder, transformers_available
+from redundancy.encoders.precomputed import Precomputed
 from redundancy.errors import InvalidConfigError
 from redundancy.runtime import Runtime
 
@@ -25,8 +26,6 @@ def uses_feature_source_name(name: str) -> bool:
 def load_feature_source(config: AnalysisConfig, runtime: Runtime) -> FeatureSource:
     """The `load_model` stage for such a config: the embeddings file's header, or the encoder."""
     if config.model.name == PRECOMPUTED:
-        from redundancy.encoders.precomputed import Precomputed  # lazy: keeps the hf path's imports apart
-
         scheme, arg = parse_spec(config.dataset.spec)
         if scheme != "embeddings":
             raise InvalidConfigError(f"model {PRECOMPUTED!r} needs an embeddings: dataset, not {scheme!r}",
@@ -39,8 +38,6 @@ def load_feature_source(config: AnalysisConfig, runtime: Runtime) -> FeatureSour
     scheme, _ = parse_spec(config.dataset.spec)
     if scheme != "text":
         raise InvalidConfigError(f"hf: models take text: datasets here, not {scheme!r}", field="dataset.spec")
-    from redundancy.encoders.hf import HfEncoder  # lazy: imports transformers
-
     return HfEncoder(config.model.name, config.layer, config.model.pooling, runtime.allow_download)
 
 

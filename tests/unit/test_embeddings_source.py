@@ -221,3 +221,27 @@ def test_submission_check_refuses_a_bad_header(tmp_path: Path) -> None:
         check_config(_config(None, f"embeddings:{path}"), [tmp_path])
     assert "lacks array(s) y_test" in str(getattr(info.value, "detail", info.value))
     check_config(_config(None, f"embeddings:{_npz(tmp_path / 'ok.npz')}"), [tmp_path])  # a good one passes
+
+
+def test_sharded_vectors_give_the_unsharded_answer(tmp_path: Path) -> None:
+    """The worker's sharded path (`extract_shard` per row range, then `analyze_from_shards`) takes the
+    precomputed source like a model."""
+    from redundancy.extraction import shard_rows
+    from redundancy.pipeline import analyze_from_shards, extract_shard, prepare
+
+    rng = np.random.default_rng(1)
+    y_train, y_test = np.arange(60) % 3, np.arange(30) % 3
+    x_train = (rng.normal(size=(60, 8)) + y_train[:, None]).astype(np.float32)
+    x_test = (rng.normal(size=(30, 8)) + y_test[:, None]).astype(np.float32)
+    path = _npz(tmp_path / "v.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    cfg = _config(None, f"embeddings:{path}", fractions=[0.25, 0.5, 1.0], feature_dtype="float32")
+    runtime = Runtime(cache_dir=None, work_dir=tmp_path / "work")
+    whole = analyze(cfg, runtime)
+    prep = prepare(cfg, runtime)
+    stores = []
+    for i, rows in enumerate(shard_rows(prep.total_rows, 37)):
+        stores.append(tmp_path / f"shard{i}")
+        extract_shard(cfg, prep, rows, stores[-1], "cpu", runtime)
+    sharded = analyze_from_shards(cfg, runtime, stores)
+    assert len(stores) == 3 and _answer(sharded) == _answer(whole)
+    assert whole.model.layer == "precomputed" and "width 8" in whole.model.layer_pooling

@@ -111,6 +111,16 @@ def test_text_job_end_to_end_and_against_sklearn(minilm_dir: Path, reviews: Path
     assert report.full_accuracy > 0.66  # the majority class is 248/379 = 0.654
     ds = load_dataset(cfg.dataset.spec, fields=cfg.dataset)
     enc = HfEncoder(cfg.model.name, None, None)
-    clf = LogisticRegression(max_iter=2000).fit(_encode(enc, ds.train.items), ds.train.labels)
-    sk = float((clf.predict(_encode(enc, ds.test.items)) == ds.test.labels).mean())
+    x_train, x_test = _encode(enc, ds.train.items), _encode(enc, ds.test.items)
+    clf = LogisticRegression(max_iter=2000).fit(x_train, ds.train.labels)
+    sk = float((clf.predict(x_test) == ds.test.labels).mean())
     assert abs(report.full_accuracy - sk) <= TOLERANCE, (report.full_accuracy, sk)
+    # the same embeddings as an embeddings: job (string labels, as a vector-database export would have them)
+    npz = tmp_path / "minilm.npz"
+    names = np.asarray(ds.classes)
+    np.savez(npz, x_train=x_train, y_train=names[ds.train.labels], x_test=x_test, y_test=names[ds.test.labels])
+    vectors = analyze(AnalysisConfig.model_validate({**cfg.model_dump(exclude={"model", "dataset"}),
+                                                     "dataset": {"spec": f"embeddings:{npz}"}}),
+                      Runtime(cache_dir=None, work_dir=tmp_path))
+    assert abs(vectors.full_accuracy - report.full_accuracy) <= 1e-6
+    assert [r.k for r in vectors.recommendations] == [r.k for r in report.recommendations]
