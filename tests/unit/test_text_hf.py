@@ -14,6 +14,7 @@ from redundancy import AnalysisConfig, Runtime, analyze
 from redundancy.datasets import load_dataset
 from redundancy.encoders.hf import HfEncoder, pool
 from redundancy.errors import DatasetFormatError, UnknownLayerError, UnknownModelError, WeightsUnavailableError
+from redundancy.extraction import Features
 
 pytest.importorskip("transformers")
 minilm = pytest.importorskip("all_minilm_l6_v2")
@@ -102,23 +103,27 @@ def test_text_job_end_to_end_and_against_sklearn(minilm_dir: Path, reviews: Path
         "model": {"name": f"hf:{minilm_dir}"},
         "dataset": {"spec": f"text:{reviews}", "label_column": "sentiment"},
         "fractions": [0.05, 0.25, 1.0], "seeds": 2, "deltas": [0.05], "bootstrap": 50, "baselines": ["pca"],
+        "feature_dtype": "float32",
     })
-    report = analyze(cfg, Runtime(cache_dir=None, work_dir=tmp_path))
+    report = analyze(cfg, Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path))
     assert report.model.d == 384 and report.model.input_size == [256]
     assert "truncated at 256 tokens" in report.model.layer_pooling
     assert report.dataset.classes == ["negative", "neutral", "positive"]
     assert report.dataset.sizes["test"] == 379 and report.dataset.sizes["train"] + report.dataset.sizes["val"] == 600
     assert report.full_accuracy > 0.66  # the majority class is 248/379 = 0.654
-    ds = load_dataset(cfg.dataset.spec, fields=cfg.dataset)
-    enc = HfEncoder(cfg.model.name, None, None)
-    x_train, x_test = _encode(enc, ds.train.items), _encode(enc, ds.test.items)
-    clf = LogisticRegression(max_iter=2000).fit(x_train, ds.train.labels)
-    sk = float((clf.predict(x_test) == ds.test.labels).mean())
+    # the job's own embeddings, from its feature store (float32): the fit and validation rows are the train split
+    (store,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    f = Features.load(store)
+    assert f.x_train is not None
+    x_train, y_train = np.concatenate([f.x_train, f.x_val]), np.concatenate([f.y_train, f.y_val])
+    x_test, y_test = np.asarray(f.x_test), f.y_test
+    clf = LogisticRegression(max_iter=2000).fit(x_train, y_train)
+    sk = float((clf.predict(x_test) == y_test).mean())
     assert abs(report.full_accuracy - sk) <= TOLERANCE, (report.full_accuracy, sk)
     # the same embeddings as an embeddings: job (string labels, as a vector-database export would have them)
     npz = tmp_path / "minilm.npz"
-    names = np.asarray(ds.classes)
-    np.savez(npz, x_train=x_train, y_train=names[ds.train.labels], x_test=x_test, y_test=names[ds.test.labels])
+    names = np.asarray(report.dataset.classes)
+    np.savez(npz, x_train=x_train, y_train=names[y_train], x_test=x_test, y_test=names[y_test])
     vectors = analyze(AnalysisConfig.model_validate({**cfg.model_dump(exclude={"model", "dataset"}),
                                                      "dataset": {"spec": f"embeddings:{npz}"}}),
                       Runtime(cache_dir=None, work_dir=tmp_path))
