@@ -68,12 +68,15 @@ def test_every_flag_reaches_its_field() -> None:
               "--val-fraction": "0.2", "--batch-size": "16", "--baselines": "pca", "--cka": "debiased",
               "--refine": "0.01", "--bootstrap": "50", "--ci-level": "0.9", "--logistic-epochs": "4",
               "--logistic-lr": "0.5", "--logistic-weight-decay": "0.001", "--logistic-batch-size": "32",
-              "--lambda-select": "val", "--feature-dtype": "float32"}
+              "--lambda-select": "val", "--feature-dtype": "float32", "--pooling": "cls",
+              "--embedding-column": "vec", "--text-column": "body", "--label-column": "y", "--split-column": "part",
+              "--test-fraction": "0.3"}
     flags = {opt.flag for opt in config_options()}
     values = {flag: v for flag, v in values.items() if flag in flags}  # fields not (yet) in this config
     missing = flags - set(values) - {"--model", "--dataset"}
     assert not missing, f"add the new flags to this test: {missing}"
-    argv = [*REQUIRED, *(x for kv in values.items() for x in kv)]
+    # an hf: model over a text: dataset: the one pairing every flag (`--pooling` too) is valid with
+    argv = ["--model", "hf:x/y", "--dataset", "text:/t.csv", *(x for kv in values.items() for x in kv)]
     cfg = config_from_args(_parser().parse_args(argv)).model_dump()
     for opt in config_options():
         if opt.flag in values:
