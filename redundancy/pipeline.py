@@ -43,6 +43,7 @@ from redundancy.report import (
 from redundancy.runtime import Runtime
 from redundancy.sources.datasets import ImageDataset, balanced_subset, load_dataset
 from redundancy.sources.datasets.base import ImageSplit, validation_split
+from redundancy.sources.encoders import load_feature_source, uses_feature_source
 from redundancy.sources.extraction import (
     FEATURES_VERSION,
     Features,
@@ -67,7 +68,7 @@ class PreparedData:
 
 def prepare_data(config: AnalysisConfig, runtime: Runtime) -> PreparedData:
     """Load the dataset, apply the class-balanced caps, hold out the validation split."""
-    ds = load_dataset(config.dataset.spec, runtime)
+    ds = load_dataset(config.dataset.spec, runtime, config.dataset)
     train, test = ds.train, ds.test
     if config.dataset.max_train is not None:
         train = train.subset(balanced_subset(train.labels, config.dataset.max_train, config.seed))
@@ -148,6 +149,14 @@ class Prepared:
 def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = None) -> Prepared:
     """The `load_model` and `load_data` stages."""
     tracker = tracker or Tracker()
+    # No timm model: precomputed vectors (`embeddings:`) or a Hugging Face encoder (`hf:`).
+    # The source stands in for both the loaded model and the layer extractor; no transform, no heads.
+    if uses_feature_source(config):
+        with tracker.stage("load_model"):
+            source = load_feature_source(config, runtime)
+        with tracker.stage("load_data"):
+            data = prepare_data(config, runtime)
+        return Prepared(source, source, None, source.data_config, data, None)  # type: ignore[arg-type]
     with tracker.stage("load_model"):
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
         extractor = FeatureExtractor(loaded.module, config.layer)

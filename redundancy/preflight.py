@@ -26,6 +26,7 @@ from timm.models import get_pretrained_cfg
 from redundancy.config import BUNDLED_MODEL, MAX_NAME_CHARS
 from redundancy.errors import RedundancyError, UnknownModelError
 from redundancy.sources.datasets.registry import parse_spec
+from redundancy.sources.encoders import uses_feature_source_name
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")
@@ -109,6 +110,8 @@ def model_problems(name: Any, weights: Any) -> list[Problem]:
     out: list[Problem] = []
     name_ok = isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS  # longer: a shape error, not judged
     w = weights if isinstance(weights, str) and weights else None
+    if name_ok and uses_feature_source_name(name):  # `precomputed` and `hf:`: the engine's sources check them
+        return out
     if name_ok and not timm.is_model(name):
         out.append(Problem("model.name", unknown_model_message(name, w), UnknownModelError.code))
         name_ok = False

@@ -34,6 +34,12 @@ FLAG_NAMES: dict[str, str] = {
     "dataset.max_test": "--max-test",
     "deltas": "--delta",
     "refine_resolution": "--refine",
+    "model.pooling": "--pooling",
+    "dataset.embedding_column": "--embedding-column",
+    "dataset.text_column": "--text-column",
+    "dataset.label_column": "--label-column",
+    "dataset.split_column": "--split-column",
+    "dataset.test_fraction": "--test-fraction",
 }
 _METAVARS: dict[type, str] = {int: "N", float: "X"}  # str: the field's name, e.g. SPEC
 

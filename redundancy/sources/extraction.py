@@ -35,6 +35,7 @@ from redundancy.errors import Cancelled
 from redundancy.progress import ImagesProgressFn
 from redundancy.sources.datasets.base import ImageSplit
 from redundancy.sources.datasets.batch_transform import BatchTransform, split_at_tensor
+from redundancy.sources.encoders.base import FeatureSource
 from redundancy.sources.features_store import (
     FeatureDtype,
     FeatureWriter,
@@ -233,7 +234,7 @@ class _HostSink:
 
 
 def extract(
-    extractor: FeatureExtractor,
+    extractor: FeatureExtractor | FeatureSource,
     transform: Callable[[Image.Image], torch.Tensor],
     train: ImageSplit,
     val: ImageSplit,
@@ -281,7 +282,7 @@ def shard_rows(total: int, shard_size: int) -> list[tuple[int, int]]:
 
 
 def extract_rows(
-    extractor: FeatureExtractor,
+    extractor: FeatureExtractor | FeatureSource,
     transform: Callable[[Image.Image], torch.Tensor],
     splits: tuple[ImageSplit, ImageSplit, ImageSplit],
     num_classes: int,
@@ -302,9 +303,17 @@ def extract_rows(
     `x_train.npy` with `keep_train`) into `store` and returns the statistics of its train rows
     (zero rows gives zero sums). `progress(done, total)` counts this shard's rows."""
     dev = torch.device(device)
-    forward = DeviceForward(extractor, dev)
+    cuda = dev.type == "cuda"
     if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if forward.cuda else 0
+        num_workers = min(8, os.cpu_count() or 1) if cuda else 0
+    feature_batches: Callable[[ImageSplit], Iterator[torch.Tensor]]
+    if isinstance(extractor, FeatureSource):  # issue 19: precomputed vectors or a Hugging Face encoder
+        source = extractor
+        feature_batches = lambda split: source.batches(split, dev, batch_size)  # noqa: E731
+    else:
+        forward = DeviceForward(extractor, dev)
+        feature_batches = lambda split: map(  # noqa: E731
+            forward, image_batches(split, transform, dev, batch_size, num_workers))
     parts = split_ranges([len(s) for s in splits], rows)
     total = sum(b - a for a, b in parts)
     done = 0
@@ -318,14 +327,13 @@ def extract_rows(
             split = whole if (a, b) == (0, len(whole)) else whole.subset(np.arange(a, b))
             sink = None
             if name != "train" or keep_train:
-                sink = _HostSink(FeatureWriter(store / f"x_{name}.npy", len(split), feature_dtype), forward.cuda)
+                sink = _HostSink(FeatureWriter(store / f"x_{name}.npy", len(split), feature_dtype), cuda)
                 sinks.append(sink)
             labels = torch.as_tensor(split.labels, dtype=torch.long)
             start = 0
-            for images in image_batches(split, transform, dev, batch_size, num_workers):
+            for feats in feature_batches(split):
                 if should_stop is not None and should_stop():
                     raise Cancelled("cancelled during extraction")
-                feats = forward(images)
                 stop = start + int(feats.shape[0])
                 if acc is None:
                     acc = GramAccumulator(int(feats.shape[1]), num_classes, device=dev)

@@ -9,6 +9,7 @@ import timm
 
 from redundancy.preflight import hub_weights_cached
 from redundancy.sources.datasets import describe_datasets
+from redundancy.sources.encoders import model_sources
 from service.api.schemas import CatalogDataset, CatalogModel
 from service.api.validation import CHECKPOINT_SUFFIXES, is_timm_model
 from service.core.config import Settings
@@ -55,6 +56,12 @@ def list_models(settings: Settings, q: str | None, limit: int) -> tuple[list[Cat
                 )
             )
     items.extend(_checkpoints(settings, pat))
+    for src in model_sources():  # issue 19: `precomputed` (embeddings: datasets) and `hf:` encoders
+        name = str(src["name"])
+        if fnmatch.fnmatch(name, pat):
+            kind = "hf" if name.startswith("hf:") else "precomputed"
+            items.append(CatalogModel(name=name, weights="hub", source=kind, available=bool(src["available"]),
+                                      detail=str(src["detail"])))
     names = timm.list_models(pat)
     truncated = len(names) > limit
     for name in names[:limit]:

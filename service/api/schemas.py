@@ -301,7 +301,7 @@ class Problem(BaseModel):
 class CatalogModel(BaseModel):
     name: str
     weights: str = Field(description="What to pass as `model.weights`.")
-    source: Literal["bundled", "checkpoint", "timm", "random"]
+    source: Literal["bundled", "checkpoint", "timm", "random", "precomputed", "hf"]
     available: bool = Field(description="Whether these weights can be loaded on this server now.")
     detail: str | None = None
 

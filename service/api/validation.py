@@ -11,12 +11,16 @@ engine: the job then fails with its error ``{code, message}``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import timm
 from fastapi import Request
 
+from redundancy.errors import RedundancyError
 from redundancy.preflight import CHECKPOINT_SUFFIXES, Problem, request_problems
+from redundancy.sources.datasets.embeddings import Columns, check_embeddings
+from redundancy.sources.datasets.registry import parse_spec
 from service.api.errors import validation_problems
 from service.core.config import Settings
 from service.core.paths import path_problems
@@ -51,7 +55,9 @@ def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]
     model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
     dataset = raw.get("dataset") if isinstance(raw.get("dataset"), Mapping) else {}
     out += path_problems(dataset.get("spec"), model.get("weights", "hub"), settings.allowed_roots,
-                         show_roots=settings.show_data_roots)
+                         show_roots=settings.show_data_roots, model_name=model.get("name"))
+    if not any(p.field == "dataset.spec" for p in out):
+        out += embeddings_header_problems(raw)
     url = raw.get("callback_url")
     if isinstance(url, str) and url:
         reason = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
@@ -61,6 +67,25 @@ def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]
     for p in out:
         first.setdefault(p.field, p)
     return list(first.values())
+
+
+def embeddings_header_problems(raw: Mapping[str, Any]) -> list[Problem]:
+    """An `embeddings:` file that is already on this server's disk gets its header checked now (shapes,
+    dtypes, columns, width); one that is not (yet) is checked by the worker, whose failure says why."""
+    dataset = raw.get("dataset") if isinstance(raw.get("dataset"), Mapping) else {}
+    spec = dataset.get("spec")
+    if not isinstance(spec, str) or not spec.startswith("embeddings:"):
+        return []
+    try:
+        _scheme, arg = parse_spec(spec)
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            return []
+        check_embeddings(path, Columns(dataset.get("embedding_column") or "embedding",
+                                       dataset.get("label_column") or "label", dataset.get("split_column") or "split"))
+    except RedundancyError as exc:
+        return [Problem("dataset.spec", exc.message, exc.code)]
+    return []
 
 
 def check_config(body: Any, settings: Settings) -> None:

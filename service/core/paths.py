@@ -25,6 +25,7 @@ from redundancy.config import AnalysisConfig
 from redundancy.errors import DatasetNotFoundError, RedundancyError, WeightsNotFoundError
 from redundancy.preflight import SPECIAL_WEIGHTS, Problem
 from redundancy.sources.datasets.registry import parse_spec
+from redundancy.sources.encoders.hf import hf_local_dir
 
 OUTSIDE = "not under an allowed root"  # how every refusal outside the roots begins
 ROOTS_SETTING = "ADVISOR_DATA_ROOTS"
@@ -77,10 +78,12 @@ def confinement_error(
 
 
 def path_problems(
-    dataset_spec: object, weights: object, roots: Sequence[Path], *, show_roots: bool = True
+    dataset_spec: object, weights: object, roots: Sequence[Path], *, show_roots: bool = True,
+    model_name: object = None,
 ) -> list[Problem]:
-    """Every path of a (raw) request that may not be used: the dataset's, then the weights'. A value
-    that is not a string, or a spec that does not parse, is left to the other checks."""
+    """Every path of a (raw) request that may not be used: the dataset's, an `hf:/dir` model's directory,
+    then the weights'. A value that is not a string, or a spec that does not parse, is left to the other
+    checks."""
     out: list[Problem] = []
     arg = ""
     if isinstance(dataset_spec, str):
@@ -89,6 +92,9 @@ def path_problems(
         except RedundancyError:
             arg = ""
     candidates = [("dataset.spec", arg, DatasetNotFoundError.code)]
+    local_model = hf_local_dir(model_name) if isinstance(model_name, str) and model_name.startswith("hf:") else None
+    if local_model is not None:
+        candidates.append(("model.name", str(local_model), "model_not_found"))
     if isinstance(weights, str) and weights and weights not in SPECIAL_WEIGHTS:
         candidates.append(("model.weights", weights, WeightsNotFoundError.code))
     for field, raw, missing_code in candidates:
@@ -103,5 +109,6 @@ def path_problems(
 
 def path_problem(config: AnalysisConfig, roots: Sequence[Path], *, show_roots: bool = True) -> Problem | None:
     """The first of :func:`path_problems` for a validated config, or None when every path is allowed."""
-    problems = path_problems(config.dataset.spec, config.model.weights, roots, show_roots=show_roots)
+    problems = path_problems(config.dataset.spec, config.model.weights, roots, show_roots=show_roots,
+                             model_name=config.model.name)
     return problems[0] if problems else None

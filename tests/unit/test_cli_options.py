@@ -69,15 +69,18 @@ def test_every_flag_reaches_its_field() -> None:
               "--refine": "0.01", "--bootstrap": "50", "--ci-level": "0.9", "--logistic-epochs": "4",
               "--logistic-lr": "0.5", "--logistic-weight-decay": "0.001", "--logistic-batch-size": "32",
               "--lambda-select": "val", "--feature-dtype": "float32", "--subsets": "nested",
-              "--logistic-solver": "sgd"}
+              "--logistic-solver": "sgd", "--pooling": "cls",
+              "--embedding-column": "vec", "--text-column": "body", "--label-column": "y", "--split-column": "part",
+              "--test-fraction": "0.3"}
     alone = {"--cka-protocol": "paper"}  # refused beside --cka debiased: given in a run of its own
     flags = {opt.flag for opt in config_options()}
     values = {flag: v for flag, v in values.items() if flag in flags}  # fields not (yet) in this config
     alone = {flag: v for flag, v in alone.items() if flag in flags}
     missing = flags - set(values) - set(alone) - {"--model", "--dataset"}
     assert not missing, f"add the new flags to this test: {missing}"
+    # an hf: model over a text: dataset: the one pairing every flag (`--pooling` too) is valid with
     for given in (values, alone):
-        argv = [*REQUIRED, *(x for kv in given.items() for x in kv)]
+        argv = ["--model", "hf:x/y", "--dataset", "text:/t.csv", *(x for kv in given.items() for x in kv)]
         cfg = config_from_args(_parser().parse_args(argv)).model_dump()
         for opt in config_options():
             if opt.flag in given:

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from redundancy.config import DatasetSpec
 from redundancy.errors import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
 from redundancy.hashing import hash_file
 from redundancy.runtime import Runtime
 from redundancy.sources.datasets.base import ImageDataset, ImageSplit, PixelSource, to_rgb_image
+from redundancy.sources.datasets.embeddings import Columns, load_embeddings
+from redundancy.sources.datasets.text import load_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TORCHVISION = ("cifar10", "cifar100", "oxford_pets", "flowers102")
@@ -24,14 +27,18 @@ DATASET_SCHEMES: dict[str, str] = {
     "cifar100": "torchvision CIFAR-100 under the data root.",
     "oxford_pets": "torchvision Oxford-IIIT Pets (trainval / test) under the data root.",
     "flowers102": "torchvision Flowers-102 (train / test) under the data root.",
+    "embeddings:<path>": "precomputed vectors, no model: .npz (x_train, y_train, x_test, y_test), .parquet "
+    "(embedding, label and split columns) or .safetensors.",
+    "text:<path>": "labelled texts for an hf: model: .csv, .jsonl or .parquet (text, label, optional split columns).",
 }
+PATH_SCHEMES = ("npz", "imagefolder", "embeddings", "text")
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """`npz:/a/b.npz` → ("npz", "/a/b.npz"); `digits` → ("digits", ""). Raises UnknownDatasetError."""
     scheme, _, arg = spec.partition(":")
     scheme = scheme.strip().lower()
-    if scheme in ("npz", "imagefolder"):
+    if scheme in PATH_SCHEMES:
         if not arg:
             raise UnknownDatasetError(f"dataset spec {spec!r} needs a path: {scheme}:<path>")
         return scheme, arg
@@ -52,9 +59,18 @@ def describe_datasets(runtime: Runtime | None = None) -> list[dict[str, object]]
     return out
 
 
-def load_dataset(spec: str, runtime: Runtime | None = None) -> ImageDataset:
+def load_dataset(spec: str, runtime: Runtime | None = None, fields: DatasetSpec | None = None) -> ImageDataset:
+    """The dataset `spec` names; `fields` (the config's dataset section) give the column names of
+    embeddings: and text: files."""
     runtime = runtime or Runtime()
     scheme, arg = parse_spec(spec)
+    fields = fields or DatasetSpec(spec=spec)
+    if scheme == "embeddings":
+        columns = Columns(fields.embedding_column, fields.label_column, fields.split_column)
+        return load_embeddings(spec, Path(arg).expanduser(), columns)
+    if scheme == "text":
+        return load_text(spec, Path(arg).expanduser(), fields.text_column, fields.label_column, fields.split_column,
+                         fields.test_fraction)
     if scheme == "digits":
         return _digits(spec)
     if scheme == "npz":
