@@ -23,7 +23,7 @@ def test_submit_returns_202_location_and_queued_job(harness, job_body):
     assert r.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["progress"] == 0.0 and job["stage"] is None
     assert job["started_at"] is None and job["finished_at"] is None and job["error"] is None
-    assert job["request"]["model"] == {"name": "resnet18", "weights": "random"}
+    assert job["request"]["model"] == {"name": "resnet18", "weights": "random", "pooling": None}
     assert job["request"]["fractions"] == [0.1, 0.5, 1.0]
     assert harness.sent == [job["id"]]
     again = harness.client.get(r.headers["location"]).json()

@@ -214,13 +214,15 @@ def test_config_defaults_and_refusals() -> None:
 
 def test_submission_check_refuses_a_bad_header(tmp_path: Path) -> None:
     """The API's cheap check: a file on the server's disk with a missing array is a 422 at submission."""
-    from service.api.validation import check_config
+    from service.api.validation import config_problems
+    from service.core.config import Settings
 
+    settings = Settings(data_dir=str(tmp_path), data_roots=str(tmp_path))
     path = _npz(tmp_path / "bad.npz", y_test=None)
-    with pytest.raises(Exception) as info:  # noqa: PT011 - the API's problem+json exception
-        check_config(_config(None, f"embeddings:{path}"), [tmp_path])
-    assert "lacks array(s) y_test" in str(getattr(info.value, "detail", info.value))
-    check_config(_config(None, f"embeddings:{_npz(tmp_path / 'ok.npz')}"), [tmp_path])  # a good one passes
+    problems = config_problems(_config(None, f"embeddings:{path}").model_dump(mode="json"), settings)
+    assert [p.field for p in problems] == ["dataset.spec"] and "lacks array(s) y_test" in problems[0].reason
+    good = _config(None, f"embeddings:{_npz(tmp_path / 'ok.npz')}")
+    assert config_problems(good.model_dump(mode="json"), settings) == []  # a good one passes
 
 
 def test_sharded_vectors_give_the_unsharded_answer(tmp_path: Path) -> None:
@@ -239,9 +241,9 @@ def test_sharded_vectors_give_the_unsharded_answer(tmp_path: Path) -> None:
     whole = analyze(cfg, runtime)
     prep = prepare(cfg, runtime)
     stores = []
-    for i, rows in enumerate(shard_rows(prep.total_rows, 37)):
+    for i, rows in enumerate(shard_rows(sum(map(len, prep.splits)), 37)):
         stores.append(tmp_path / f"shard{i}")
         extract_shard(cfg, prep, rows, stores[-1], "cpu", runtime)
-    sharded = analyze_from_shards(cfg, runtime, stores)
+    sharded = analyze_from_shards(cfg, runtime, stores).report
     assert len(stores) == 3 and _answer(sharded) == _answer(whole)
     assert whole.model.layer == "precomputed" and "width 8" in whole.model.layer_pooling
