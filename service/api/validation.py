@@ -20,6 +20,7 @@ from redundancy.models.loading import check_model_name
 from service.api.errors import validation_problem
 from service.core.config import Settings
 from service.core.paths import PATH_NOT_ALLOWED, SPECIAL_WEIGHTS, path_problem
+from service.core.uploads import upload_id
 from service.core.webhooks import Allowance, callback_url_problem
 
 BUNDLED_MODEL = "tf_efficientnet_lite0"
@@ -77,7 +78,8 @@ def check_paths(config: AnalysisConfig, roots: Sequence[Path]) -> None:
 def check_config(config: AnalysisConfig, roots: Sequence[Path]) -> None:
     for field in nul_fields(config.model_dump(mode="json")):
         raise validation_problem(field, "contains a NUL byte")
-    check_dataset_spec(config.dataset.spec)
+    if upload_id(config.dataset.spec) is None:  # an upload is checked against the caller's (uploads.check_reference)
+        check_dataset_spec(config.dataset.spec)
     check_model(config.model.name, config.model.weights)
     check_paths(config, roots)
 

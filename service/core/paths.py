@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from redundancy.config import AnalysisConfig
 from redundancy.datasets.registry import parse_spec
+from service.core.uploads import upload_id
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 OUTSIDE = "not under an allowed root"
@@ -62,8 +63,9 @@ def confinement_error(raw: str, roots: Sequence[Path]) -> str | None:
 
 def path_problem(config: AnalysisConfig, roots: Sequence[Path]) -> tuple[str, str] | None:
     """``(field, reason)`` for the first path of ``config`` (the dataset's, then the weights') that
-    :func:`confinement_error` refuses, or None when every path is allowed."""
-    _scheme, arg = parse_spec(config.dataset.spec)
+    :func:`confinement_error` refuses, or None when every path is allowed. An uploaded dataset
+    (``upload:<id>``) names no path: the worker reads the store's own file (:mod:`service.core.uploads`)."""
+    arg = "" if upload_id(config.dataset.spec) is not None else parse_spec(config.dataset.spec)[1]
     if arg:
         reason = confinement_error(arg, roots)
         if reason:

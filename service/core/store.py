@@ -4,7 +4,8 @@ reduce (issue 13). A directory by default, any fsspec URL otherwise (``s3://buck
 
 Layout: ``<root>/jobs/<job id>/shards/<start>-<stop>/`` holding a shard's files and, written last,
 ``done``: a shard whose marker exists is complete, so a rerun of the job (a new attempt after a lost
-worker) reuses it and recomputes only the shards that never finished.
+worker) reuses it and recomputes only the shards that never finished. Uploaded datasets (issue 19,
+:mod:`service.core.uploads`) are ``<root>/uploads/<owner>/<sha256>.<format>``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 DONE = "done"
 
@@ -25,6 +27,14 @@ class ArtifactStore:
 
     def _key(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a directory on this machine (its keys are then file paths)."""
+        return isinstance(self.fs, LocalFileSystem)
+
+    def upload_key(self, owner_dir: str, name: str) -> str:
+        return self._key("uploads", owner_dir, name)
 
     def shard_key(self, job_id: str, rows: tuple[int, int]) -> str:
         return self._key("jobs", job_id, "shards", f"{rows[0]}-{rows[1]}")

@@ -31,7 +31,7 @@ from service.api.schemas import (
 )
 from service.api.sessions import ShortSessionRoute
 from service.api.validation import check_callback_url, check_config
-from service.core import lifecycle, queries, results
+from service.core import lifecycle, queries, results, uploads
 from service.core.errors import TooManyActiveJobs
 from service.core.status import JobStatus
 
@@ -97,6 +97,7 @@ def submit_job(
     poll `GET /v1/jobs/{id}`."""
     check_config(body, settings.allowed_roots)
     check_callback_url(body.callback_url, settings)
+    uploads.check_reference(session, owner, body.dataset.spec)
     if queries.active_jobs(session, owner) >= settings.max_active_jobs and not (
         idempotency_key and queries.by_idempotency_key(session, owner, idempotency_key)
     ):
