@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from redundancy import config as engine_config
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
 from service.api.errors import ProblemError
@@ -90,8 +91,14 @@ def upload(client: TestClient, data: bytes, name: str = "vectors.npz", **headers
 
 
 def upload_job(uid: str) -> dict[str, Any]:
+    """A small job on the upload. Where the engine knows precomputed vectors (issue 19's reader), the
+    model is theirs (`precomputed`, the default for an upload); before, any model the server accepts."""
     body = small_job()
     body["dataset"]["spec"] = f"upload:{uid}"
+    precomputed = getattr(engine_config, "PRECOMPUTED", None)
+    if precomputed is not None:
+        body["model"] = {"name": precomputed}
+        body.pop("image_size", None)
     return body
 
 
@@ -143,7 +150,7 @@ def test_upload_list_get_and_a_job_reads_the_uploaded_file(make_harness, tmp_pat
     scheme, _, path = config.dataset.spec.partition(":")
     assert scheme == "embeddings" and Path(path) == Path(files[0])  # the store is a directory: its own file
     assert h.engine.files == [data]
-    assert config.dataset.max_train == 300 and config.model.name == "resnet18"  # the rest as submitted
+    assert config.dataset.max_train == 300 and config.model.name == job["request"]["model"]["name"]  # as submitted
     report = h.client.get(f"/v1/jobs/{job['id']}/result").json()
     assert report["dataset"]["spec"] == report["config"]["dataset"]["spec"] == f"upload:{sha}"  # no server path
 
