@@ -38,7 +38,8 @@ DESCRIPTION = """
 Submit a job (`POST /v1/jobs`: a timm backbone and a dataset), poll it (`GET /v1/jobs/{id}`), then ask
 for the minimal neuron fraction within a tolerance δ of the full layer, with its fairness cost
 (`GET /v1/jobs/{id}/recommendation?delta=0.01`). Recommendations for any δ are answered from the stored
-accuracy curve; nothing is recomputed.
+accuracy curve; nothing is recomputed. Your own vectors: upload a file (`POST /v1/datasets`) and name
+it in the job as `{"dataset": {"spec": "upload:<id>"}}`.
 
 Errors are `application/problem+json` (RFC 9457). When the server has API keys configured, send yours
 in `X-API-Key` (or `Authorization: Bearer`); a key sees only its own jobs.
