@@ -87,8 +87,9 @@ class EdgeLimits:
                 errors=[{"field": bad, "reason": reason, "location": "path" if bad == "path" else "query"}],
             ))
             return
-        upload = scope["method"] == "POST" and path.rstrip("/") == UPLOAD_PATH
-        limit = self.settings.max_upload_bytes + MULTIPART_OVERHEAD if upload else self.settings.max_body_bytes
+        upload = path.rstrip("/") == UPLOAD_PATH  # another method there is the router's 405, whatever the body
+        limit = (self.settings.max_upload_bytes + MULTIPART_OVERHEAD if upload and scope["method"] == "POST"
+                 else self.settings.max_body_bytes)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await self._answer(scope, receive, send, _too_large(limit, path))

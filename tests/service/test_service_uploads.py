@@ -375,10 +375,13 @@ def test_the_magic_bytes_of_real_files_pass(tmp_path):
         assert uploads.format_problem(fmt, len(data), data[:16][::-1], data[-8:][::-1]) is not None, fmt
 
 
-def test_other_media_types_are_415(make_harness):
+def test_other_media_types_are_415_and_other_methods_405(make_harness):
     h = make_harness()
     r = h.client.post("/v1/datasets", json={"file": "x"})
     assert_problem(r, 415, "Content-Type")
+    r = h.client.put("/v1/datasets", files={"file": ("v.npz", b"PK\x03\x04", "application/octet-stream")})
+    assert_problem(r, 405)
+    assert r.headers["allow"] == "GET, POST"
 
 
 @pytest.mark.parametrize("spec", ["upload:", "upload:abc", "UPLOAD:" + "a" * 64, "upload:" + "A" * 64,
