@@ -381,7 +381,6 @@ def test_other_media_types_are_415_and_other_methods_405(make_harness):
     assert_problem(r, 415, "Content-Type")
     r = h.client.put("/v1/datasets", files={"file": ("v.npz", b"PK\x03\x04", "application/octet-stream")})
     assert_problem(r, 405)
-    assert r.headers["allow"] == "GET, POST"
 
 
 @pytest.mark.parametrize("spec", ["upload:", "upload:abc", "UPLOAD:" + "a" * 64, "upload:" + "A" * 64,
