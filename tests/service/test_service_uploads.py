@@ -387,7 +387,9 @@ def test_other_media_types_are_415_and_other_methods_405(make_harness):
                                   "upload: " + "a" * 64, "upload:" + "a" * 64])
 def test_a_job_on_a_bad_or_unknown_upload_id_is_422_naming_the_spec(make_harness, spec):
     h = make_harness()
-    assert_problem(h.client.post("/v1/jobs", json=small_job(dataset={"spec": spec})), 422, "dataset.spec")
+    body = upload_job("a" * 64)
+    body["dataset"]["spec"] = spec
+    assert_problem(h.client.post("/v1/jobs", json=body), 422, "dataset.spec")
 
 
 def test_an_unknown_upload_id_in_the_path_is_404_a_malformed_one_422(make_harness):
