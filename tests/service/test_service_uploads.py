@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -23,7 +22,6 @@ from fastapi.testclient import TestClient
 from redundancy import config as engine_config
 from redundancy.config import AnalysisConfig
 from redundancy.errors import RedundancyError
-from service.api.errors import ProblemError
 from service.api.multipart import receive_file
 from service.core import uploads
 from service.core.config import Settings
@@ -414,18 +412,41 @@ def _engine_reads_embeddings() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _engine_reads_embeddings(), reason="the engine does not read embeddings:<path> yet")
-def test_an_uploaded_npz_runs_through_the_real_engine(make_harness):
-    from redundancy import analyze
+def vector_file(fmt: str, n_train: int = 90, n_test: int = 45) -> bytes:
+    """The vectors of :func:`npz_bytes` in each format the engine reads (parquet: one row per vector)."""
+    arrays = dict(np.load(io.BytesIO(npz_bytes(n_train=n_train, n_test=n_test))))
+    if fmt == "npz":
+        return npz_bytes(n_train=n_train, n_test=n_test)
+    if fmt == "safetensors":
+        from safetensors.numpy import save
 
-    h = make_harness()
-    sha = upload(h.client, npz_bytes(n_train=90, n_test=45)).json()["id"]
-    job = h.submit(upload_job(sha) | {"bootstrap": 0, "baselines": []})
+        return save({k: np.ascontiguousarray(v) for k, v in arrays.items() if k != "classes"})
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = np.asarray(arrays["classes"])
+    table = pa.table({
+        "embedding": [list(map(float, v)) for v in np.concatenate([arrays["x_train"], arrays["x_test"]])],
+        "label": [str(names[i]) for i in np.concatenate([arrays["y_train"], arrays["y_test"]])],
+        "split": ["train"] * n_train + ["test"] * n_test,
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.skipif(not _engine_reads_embeddings(), reason="the engine does not read embeddings:<path> yet")
+@pytest.mark.parametrize("fmt", ["npz", "parquet", "safetensors"])
+def test_an_uploaded_file_runs_through_the_real_engine(make_harness, fmt):
+    from redundancy import analyze
     from workers.runner import execute_job
 
-    assert execute_job(h.sent.pop(), h.settings, analyze=analyze, worker_name="test") == "succeeded", \
-        h.client.get(f"/v1/jobs/{job['id']}").json()
+    h = make_harness()
+    sha = upload(h.client, vector_file(fmt), name=f"vectors.{fmt}").json()["id"]
+    job = h.submit(upload_job(sha) | {"bootstrap": 0, "baselines": []})
+    outcome = execute_job(h.sent.pop(), h.settings, analyze=analyze, worker_name="test")
+    assert outcome == "succeeded", h.client.get(f"/v1/jobs/{job['id']}").json()
     report = h.client.get(f"/v1/jobs/{job['id']}/result").json()
-    assert report["dataset"]["spec"] == f"upload:{sha}"
-    assert report["model"]["d"] == D_EMB and report["dataset"]["classes"] == ["a", "b", "c"]
+    assert report["dataset"]["spec"] == f"upload:{sha}" and report["model"]["d"] == D_EMB
+    assert report["dataset"]["sizes"]["test"] == 45
     assert report["full_accuracy"] > 0.9  # three well-separated clusters

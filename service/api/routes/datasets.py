@@ -117,6 +117,7 @@ def get_uploaded_dataset(upload_id: UploadId, session: SessionDep, owner: OwnerD
         409: {**PROBLEM, "description": "A queued or running job reads it (`jobs` lists them)"},
     },
 )
-def delete_uploaded_dataset(upload_id: UploadId, session: SessionDep, settings: SettingsDep, owner: OwnerDep) -> Response:
+def delete_uploaded_dataset(upload_id: UploadId, session: SessionDep, settings: SettingsDep,
+                            owner: OwnerDep) -> Response:
     uploads.delete_upload(session, ArtifactStore(settings.artifact_root), owner, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
