@@ -3,6 +3,8 @@
 Every write is a transition of :mod:`service.core.lifecycle` fenced by this run's attempt number:
 
 * :func:`~service.core.lifecycle.claim` (queued → running); a duplicate message finds nothing to claim;
+* an uploaded dataset (``upload:<id>``) reaches the engine as ``embeddings:<local file>``
+  (:func:`~service.core.uploads.for_engine`), its report says ``upload:<id>`` again;
 * :class:`~workers.monitor.JobMonitor` heart-beats and brings back the cancel flag;
 * :func:`~service.core.artifacts.keep_stats` writes the layer statistics to the artifact store first;
   :func:`~service.core.lifecycle.succeed` then writes the report, its curve, its recommendations, the
@@ -22,7 +24,7 @@ from redundancy import AnalysisConfig, Runtime
 from redundancy.errors import Cancelled, RedundancyError
 from redundancy.pipeline import Analysis, run_analysis
 from redundancy.progress import ProgressFn, StopFn
-from service.core import artifacts, lifecycle, queries
+from service.core import artifacts, lifecycle, queries, uploads
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.errors import InvalidInput
@@ -73,7 +75,8 @@ def execute_job(
     if shard is not None:
         try:
             with JobMonitor(settings, job_id, claimed.attempt):  # heart-beats while the data is loaded
-                sharded = shard(job_id, claimed.attempt, AnalysisConfig.model_validate(claimed.request))
+                config = uploads.for_engine(settings, job_id, AnalysisConfig.model_validate(claimed.request))
+                sharded = shard(job_id, claimed.attempt, config)
             if sharded:
                 return "sharded"
         except Exception as exc:  # noqa: BLE001 - bad input found while planning: the job fails like any other
@@ -121,10 +124,12 @@ def run_claimed(
         return JobStatus.FAILED
 
     try:
-        config = AnalysisConfig.model_validate(request)
+        submitted = AnalysisConfig.model_validate(request)
         with monitor:
+            config = uploads.for_engine(settings, job_id, submitted)  # upload:<id> → embeddings:<local file>
             analysis = analyze(config, make_runtime(settings), progress=monitor.on_progress,
-                             should_stop=monitor.should_stop)
+                               should_stop=monitor.should_stop)
+            uploads.as_submitted(analysis.report, submitted)
     except Cancelled:
         if monitor.timed_out:
             return fail(*classify(SoftTimeLimitExceeded()))

@@ -37,7 +37,7 @@ from redundancy.errors import Cancelled, RedundancyError
 from redundancy.pipeline import Analysis, analyze_from_shards, extract_shard, prepare, prepare_data
 from redundancy.progress import ProgressEvent, ProgressFn, StopFn
 from redundancy.sources.extraction import shard_rows
-from service.core import lifecycle, queries
+from service.core import lifecycle, queries, uploads
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.runtime import make_runtime
@@ -93,8 +93,8 @@ def execute_shard(
     runtime = make_runtime(settings)
     work = Path(tempfile.mkdtemp(prefix=f".shard-{job_id[:8]}-{index}.", dir=_work_dir(runtime)))
     try:
-        config = AnalysisConfig.model_validate(request)
         with monitor:
+            config = uploads.for_engine(settings, job_id, AnalysisConfig.model_validate(request))
             prep = prepare(config, runtime)
             extract_shard(config, prep, rows, work, runtime.resolve_device(), runtime,
                           progress=lambda d, t: monitor.on_progress(

@@ -18,13 +18,14 @@ from advisor_client.errors import (
     WaitTimeout,
 )
 from advisor_client.http import RetryPolicy
-from advisor_client.models import JobInfo, Problem, ProblemField, Recommendation
+from advisor_client.models import DatasetInfo, JobInfo, Problem, ProblemField, Recommendation
 
 __all__ = [
     "Advisor",
     "AdvisorError",
     "ApiError",
     "Conflict",
+    "DatasetInfo",
     "InvalidRequest",
     "Job",
     "JobCancelled",

@@ -1,5 +1,5 @@
 """Shell commands on a running server, for pipelines: submit, status, recommend, result, plot,
-cancel, jobs. `add_commands(subparsers)` adds them to any argparse CLI (the `advisor` command does);
+cancel, upload, jobs. `add_commands(subparsers)` adds them to any argparse CLI (the `advisor` command does);
 `advisor-client` / `python -m advisor_client` runs them alone.
 
 Every command takes `--server` (default `$ADVISOR_URL`, else http://127.0.0.1:8000) and `--api-key`
@@ -161,6 +161,13 @@ def add_commands(sub: Any) -> None:
     _id_arg(p)
     p.set_defaults(func=_runner(cmd_cancel))
 
+    p = sub.add_parser("upload", parents=[common], help="Upload a file of embeddings; prints its id.",
+                       description="Upload a .npz, .parquet or .safetensors file of embeddings to the server "
+                       "(docs/embeddings.md). Prints the upload's id (the upload with --json); a job names it "
+                       "as --dataset upload:ID.")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.set_defaults(func=_runner(cmd_upload))
+
     p = sub.add_parser("jobs", parents=[common], help="List jobs, newest first: a table (or --json).",
                        description="List your jobs, newest first: id, model, dataset, status, age, the answer "
                        "at the job's first δ (the fraction of neurons to keep) and a seed that is not the "
@@ -279,6 +286,18 @@ def cmd_cancel(args: argparse.Namespace, advisor: Advisor) -> int:
         _emit({"job": _info(info)})
     else:
         print(format_job(info))
+    return EXIT_OK
+
+
+def cmd_upload(args: argparse.Namespace, advisor: Advisor) -> int:
+    if not args.file.is_file():
+        raise BadInput(f"{args.file}: no such file")
+    info = advisor.upload(args.file)
+    _say(f"advisor: uploaded {args.file} ({info.size_bytes} bytes); submit with --dataset {info.spec}")
+    if args.json:
+        _emit({"dataset": info.model_dump(mode="json")})
+    else:
+        print(info.id)
     return EXIT_OK
 
 

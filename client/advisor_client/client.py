@@ -7,6 +7,9 @@
                          dataset="digits", deltas=[0.01, 0.05], delta_mode="absolute")
     job.wait(timeout=3600, progress=True)          # raises JobFailed / JobCancelled / WaitTimeout
     rec = job.recommendation(delta=0.01)           # f*, k of d neurons, fairness cost
+
+    upload = advisor.upload("vectors.npz")         # your own embeddings (docs/embeddings.md)
+    job = advisor.submit(model={"name": "tf_efficientnet_lite0"}, dataset=upload.spec)
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ import httpx
 
 from advisor_client.errors import JobCancelled, JobFailed, JobIdNotResolved, WaitTimeout
 from advisor_client.http import Http, RetryPolicy
-from advisor_client.models import Criterion, DeltaMode, JobInfo, JobPage, JobStatus, Recommendation
+from advisor_client.models import (
+    Criterion,
+    DatasetInfo,
+    DatasetPage,
+    DeltaMode,
+    JobInfo,
+    JobPage,
+    JobStatus,
+    Recommendation,
+)
 from advisor_client.progress import ProgressBar
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -135,6 +147,41 @@ class Advisor:
             token = page.next_page_token
             if not token:
                 return
+
+    # ---- uploaded datasets ---------------------------------------------------------------
+    def upload(self, path: str | os.PathLike[str]) -> DatasetInfo:
+        """Upload a file of embeddings (`.npz`, `.parquet` or `.safetensors`; the extension names the
+        format) and return the upload. Submit a job on it with `dataset=upload.spec` (or
+        `{"spec": upload.spec, "label_column": ...}`). The same file again returns the same upload.
+        A 429 (the key's upload quota) is raised at once, not retried."""
+        file = Path(path)
+        with file.open("rb") as fh:
+
+            def files() -> dict[str, Any]:
+                fh.seek(0)
+                return {"file": (file.name, fh, "application/octet-stream")}
+
+            resp = self.http.request("POST", "/v1/datasets", files=files, retry_statuses=frozenset({503}))
+        return DatasetInfo.model_validate(resp.json())
+
+    def dataset(self, upload_id: str) -> DatasetInfo:
+        """One of this key's uploads."""
+        return DatasetInfo.model_validate(self.http.request("GET", f"/v1/datasets/{upload_id}").json())
+
+    def datasets(self, *, page_size: int = 50) -> Iterator[DatasetInfo]:
+        """This key's uploads, newest first, page after page as you iterate."""
+        token: str | None = None
+        while True:
+            params = {"page_size": page_size, "page_token": token}
+            page = DatasetPage.model_validate(self.http.request("GET", "/v1/datasets", params=params).json())
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_dataset(self, upload_id: str) -> None:
+        """Delete an upload and its file (`Conflict` while a queued or running job reads it)."""
+        self.http.request("DELETE", f"/v1/datasets/{upload_id}")
 
     def _get_info(self, job_id: str) -> JobInfo:
         return JobInfo.model_validate(self.http.request("GET", f"/v1/jobs/{job_id}").json())

@@ -109,12 +109,18 @@ class Http:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        files: Callable[[], Any] | None = None,
+        retry_statuses: frozenset[int] | None = None,
     ) -> httpx.Response:
+        """`files`: called on every try for httpx's `files` (a multipart body; an open file is read again
+        from its start). `retry_statuses`: this request's, instead of the policy's."""
         policy = self.retry
+        retried = policy.retry_statuses if retry_statuses is None else retry_statuses
         busy_tries = silent_tries = 0
         while True:
             try:
-                resp = self.client.request(method, path, params=_clean(params), json=json, headers=headers)
+                resp = self.client.request(method, path, params=_clean(params), json=json, headers=headers,
+                                           files=files() if files is not None else None)
             except httpx.TransportError as exc:
                 if silent_tries >= policy.connect_retries:
                     raise ServerUnreachable(
@@ -124,7 +130,7 @@ class Http:
                 policy.sleep(policy.backoff_delay(silent_tries))
                 silent_tries += 1
                 continue
-            if resp.status_code in policy.retry_statuses and busy_tries < policy.retries:
+            if resp.status_code in retried and busy_tries < policy.retries:
                 wait = policy.delay(busy_tries, resp.headers.get("Retry-After"))
                 if wait is not None:
                     policy.sleep(wait)

@@ -1,6 +1,6 @@
 """What the service answers, as pydantic models.
 
-Mirrors `service/schemas.py` (`JobOut`, `RecommendationOut`, `Problem`) field for field without
+Mirrors `service/schemas.py` (`JobOut`, `RecommendationOut`, `DatasetOut`, `Problem`) field for field without
 importing it: the client installs without the service, torch or the engine. Every model allows
 extra fields, so a newer server that adds a field does not break an older client; a test keeps the
 two in step.
@@ -166,6 +166,23 @@ class Recommendation(_Open):
     storage: dict[str, Any] | None = None  # bytes per vector and index limits: full layer and verdict
     budget: dict[str, Any] | None = None  # asked with max_dims / max_bytes: the best score per method
     constrained: dict[str, Any] | None = None  # asked with fairness limits: the smallest k meeting them
+
+
+class DatasetInfo(_Open):
+    """An uploaded dataset (`POST /v1/datasets`); a job names it by `spec` (`upload:<id>`)."""
+
+    id: str
+    spec: str
+    filename: str
+    format: str
+    size_bytes: int
+    sha256: str
+    created_at: dt.datetime
+
+
+class DatasetPage(_Open):
+    items: list[DatasetInfo]
+    next_page_token: str | None = None
 
 
 class ProblemField(_Open):

@@ -21,7 +21,7 @@ from service.api.errors import install_error_handlers
 from service.api.limits import EdgeLimits, RateLimiter, rate_limited
 from service.api.metrics import RequestMetrics, RequestTiming
 from service.api.openapi import operation_id
-from service.api.routes import artifacts, catalog, deliveries, health, jobs, recommendations
+from service.api.routes import artifacts, catalog, datasets, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
 from service.api.ui import install_ui
 from service.api.validation import body_problems
@@ -39,7 +39,8 @@ DESCRIPTION = """
 Submit a job (`POST /v1/jobs`: a timm backbone and a dataset), poll it (`GET /v1/jobs/{id}`), then ask
 for the minimal neuron fraction within a tolerance δ of the full layer, with its fairness cost
 (`GET /v1/jobs/{id}/recommendation?delta=0.01`). Recommendations for any δ are answered from the stored
-accuracy curve; nothing is recomputed.
+accuracy curve; nothing is recomputed. Your own vectors: upload a file (`POST /v1/datasets`) and name
+it in the job as `{"dataset": {"spec": "upload:<id>"}}`.
 
 Errors are `application/problem+json` (RFC 9457). When the server has API keys configured, send yours
 in `X-API-Key` (or `Authorization: Bearer`); a key sees only its own jobs.
@@ -98,6 +99,7 @@ def build_app(
         openapi_tags=[
             {"name": "jobs", "description": "Submit, poll, cancel and delete analyses; read results."},
             {"name": "recommendations", "description": "Minimal neuron fraction for a model and dataset."},
+            {"name": "datasets", "description": "Upload files of embeddings; a job names one as `upload:<id>`."},
             {"name": "catalog", "description": "Models and datasets this server can analyse."},
             {"name": "webhooks", "description": "Signed job events (Standard Webhooks) and their deliveries."},
             {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
@@ -111,7 +113,7 @@ def build_app(
     app.state.response_cache = ResponseCache(settings.cache_max_bytes)
     size_pool(settings.api_threads, settings.db_pool_timeout)
     install_error_handlers(app, body_problems)
-    for module in (jobs, artifacts, deliveries, recommendations, catalog):
+    for module in (jobs, artifacts, datasets, deliveries, recommendations, catalog):
         app.include_router(module.router, dependencies=[Depends(rate_limited)], responses=V1_RESPONSES)
     app.include_router(health.router)
     install_offline_docs(app)

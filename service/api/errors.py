@@ -136,6 +136,20 @@ def problem_for(exc: domain.JobError) -> ProblemError:
             return ProblemError(422, str(exc), slug="tasks-incompatible", title="Jobs cannot share one subset",
                                 errors=[{"field": exc.field, "reason": exc.reason, "location": "job"}],
                                 jobs=exc.jobs)
+        case domain.InvalidUpload():  # a part of the body: the uploaded file, or a job's `upload:<id>`
+            return validation_problem(exc.field, exc.reason, "body", code=exc.code)
+        case domain.UploadNotFound():
+            return ProblemError(404, str(exc), slug="upload-not-found", title="Upload not found",
+                                hint="List your uploads with GET /v1/datasets.")
+        case domain.UploadTooLarge():
+            return ProblemError(413, str(exc), slug="upload-too-large", title="Content Too Large",
+                                errors=[{"field": "file", "reason": f"larger than {exc.limit} bytes",
+                                         "location": "body"}], limit=exc.limit)
+        case domain.UploadQuotaExceeded():
+            return ProblemError(429, str(exc), slug="upload-quota-exceeded", title="Too Many Requests",
+                                quota=exc.what, limit=exc.limit, hint="Delete an upload: DELETE /v1/datasets/{id}.")
+        case domain.UploadInUse():
+            return ProblemError(409, str(exc), slug="upload-in-use", title="Upload in use", jobs=exc.job_ids)
         case domain.InvalidInput():  # the core's only caller input is a query parameter (page_token)
             return validation_problem(exc.field, exc.reason, "query")
         case domain.Unavailable():

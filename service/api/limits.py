@@ -33,6 +33,9 @@ MAX_QUERY_VALUES = 10
 a rendering pass (300 of them cost 8.3 s of CPU before this cap)."""
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+UPLOAD_PATH = "/v1/datasets"  # POST: a multipart file (service.api.routes.datasets), not a JSON body
+MULTIPART_OVERHEAD = 64 * 1024
+"""Bytes an upload's body may carry besides the file itself (boundaries, part headers, other fields)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,7 +64,8 @@ class EdgeLimits:
     """ASGI middleware: refuse what must never reach a route, before any of the body is read.
 
     * body over ``settings.max_body_bytes`` → 413 (by ``Content-Length``, or counted while streaming);
-    * a body that is not JSON on POST/PUT/PATCH → 415;
+      an upload (``POST /v1/datasets``) over ``settings.max_upload_bytes`` plus the multipart overhead;
+    * a body that is not JSON on POST/PUT/PATCH → 415 (an upload's media type is its route's to check);
     * a NUL byte in the path or a query parameter → 422 naming it (Postgres cannot store NUL).
     """
 
@@ -83,13 +87,16 @@ class EdgeLimits:
                 errors=[{"field": bad, "reason": reason, "location": "path" if bad == "path" else "query"}],
             ))
             return
-        limit = self.settings.max_body_bytes
+        upload = path.rstrip("/") == UPLOAD_PATH  # another method there is the router's 405, whatever the body
+        limit = (self.settings.max_upload_bytes + MULTIPART_OVERHEAD if upload and scope["method"] == "POST"
+                 else self.settings.max_body_bytes)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await self._answer(scope, receive, send, _too_large(limit, path))
             return
         has_body = (length is not None and length != "0") or "transfer-encoding" in headers
-        if scope["method"] in BODY_METHODS and has_body and not is_json_media_type(headers.get("content-type", "")):
+        if (scope["method"] in BODY_METHODS and has_body and not upload
+                and not is_json_media_type(headers.get("content-type", ""))):
             await self._answer(scope, receive, send, problem_response(
                 415, "Send the body as `application/json`.", slug="unsupported-media-type", instance=path,
                 errors=[{"field": "Content-Type", "reason": "expected application/json", "location": "header"}],

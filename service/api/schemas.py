@@ -11,8 +11,9 @@ from redundancy.config import AnalysisConfig
 from redundancy.deploy import MultiTaskRecommendation
 from redundancy.report import Recommendation
 from service.core.links import job_links
-from service.core.models import Job, as_utc
+from service.core.models import DatasetUpload, Job, as_utc
 from service.core.status import JobStatus
+from service.core.uploads import spec_of
 
 DEMO_JOB: dict[str, Any] = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
@@ -329,3 +330,26 @@ class CatalogDatasets(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class DatasetOut(BaseModel):
+    """An uploaded dataset (`POST /v1/datasets`): name it in a job as `{"dataset": {"spec": "upload:<id>"}}`."""
+
+    id: str = Field(description="The file's sha256 (64 hex digits): the same file uploaded twice is one upload.",
+                    examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    spec: str = Field(description="The dataset spec a job names it by: `upload:<id>`.")
+    filename: str = Field(description="The name it was uploaded under (its extension names the format).")
+    format: Literal["npz", "parquet", "safetensors"]
+    size_bytes: int
+    sha256: str = Field(description="sha256 of the file's bytes (equal to `id`).")
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: DatasetUpload) -> DatasetOut:
+        return cls(id=row.id, spec=spec_of(row.id), filename=row.filename, format=row.format,  # type: ignore[arg-type]
+                   size_bytes=row.size_bytes, sha256=row.id, created_at=as_utc(row.created_at))  # type: ignore[arg-type]
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+    next_page_token: str | None = Field(None, description="Pass as `page_token` for the next page; null at the end.")

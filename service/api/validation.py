@@ -24,6 +24,7 @@ from redundancy.sources.datasets.registry import parse_spec
 from service.api.errors import validation_problems
 from service.core.config import Settings
 from service.core.paths import path_problems
+from service.core.uploads import upload_id
 from service.core.webhooks import Allowance, callback_url_problem
 
 __all__ = ["CHECKPOINT_SUFFIXES", "body_problems", "check_config", "config_problems", "is_timm_model"]
@@ -51,9 +52,11 @@ def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]
     """Every meaning problem of a (raw) job body: NUL bytes, model, weights, dataset, paths, then the
     webhook target; one per field."""
     out = [Problem(field, "contains a NUL byte") for field in nul_fields(dict(raw))]
-    out += request_problems(raw)
     model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
     dataset = raw.get("dataset") if isinstance(raw.get("dataset"), Mapping) else {}
+    uploaded = isinstance(dataset.get("spec"), str) and upload_id(dataset["spec"]) is not None
+    # an upload is checked against the caller's own (uploads.check_reference), not parsed as a path
+    out += [p for p in request_problems(raw) if not (uploaded and p.field == "dataset.spec")]
     out += path_problems(dataset.get("spec"), model.get("weights", "hub"), settings.allowed_roots,
                          show_roots=settings.show_data_roots, model_name=model.get("name"))
     if not any(p.field == "dataset.spec" for p in out):

@@ -76,6 +76,12 @@ Environment variables (all optional):
 ``ADVISOR_SHARD_RETRIES``       Retries of a failed shard, alone, before its job fails (3).
 ``ADVISOR_RESULT_BACKEND_URL``  Celery result backend for the chord (default: ``db+sqlite`` under
                                 ``DATA_DIR`` when embedded, else the Redis broker).
+``ADVISOR_MAX_UPLOAD_BYTES``    Largest file ``POST /v1/datasets`` accepts (default 2 GiB); past it:
+                                413, counted while the file streams in, nothing of it kept.
+``ADVISOR_UPLOAD_QUOTA_FILES``  Uploaded files one key may hold (default 100); more: 429.
+``ADVISOR_UPLOAD_QUOTA_BYTES``  Bytes of uploaded files one key may hold (default 20 GiB); more: 429.
+                                Uploads live in the artifact store under ``uploads/`` (workers
+                                with a remote store fetch them into ``$DATA_DIR/cache/uploads``).
 ==============================  =============================================================
 
 Fixed limits (in the request schema, so the OpenAPI document declares them) are in
@@ -197,6 +203,14 @@ class Settings(BaseSettings):
     :attr:`artifact_path` (the local artifact store) and :attr:`shard_store_url` (the shard store)."""
     result_backend_url: str | None = None  # Celery's, for the chord; default: derived from the broker
 
+    # ---- uploaded datasets (issue 19) ---------------------------------------------------------
+    max_upload_bytes: int = Field(2 * 2**30, ge=1024)
+    """Largest file one ``POST /v1/datasets`` may carry; past it: 413 (counted while it streams in)."""
+    upload_quota_files: int = Field(100, ge=1)
+    """Uploaded files one key may hold at once; one more: 429."""
+    upload_quota_bytes: int = Field(20 * 2**30, ge=1024)
+    """Bytes of uploaded files one key may hold at once; past it: 429 (counted while the file streams in)."""
+
     # ---- derived -------------------------------------------------------------------------
     @property
     def data_path(self) -> Path:
@@ -258,6 +272,10 @@ class Settings(BaseSettings):
         return self.data_path / "checkpoints"
 
     @property
+    def uploads_cache_dir(self) -> Path:
+        """Where a worker keeps local copies of uploaded datasets fetched from a remote store (by sha256)."""
+        return self.data_path / "cache" / "uploads"
+
     def shard_store_url(self) -> str:
         """The shard store (:class:`service.core.store.ShardStore`: shard statistics and feature slices):
         ``ADVISOR_ARTIFACT_DIR`` (a directory or any fsspec URL) or ``$DATA_DIR/artifacts``."""

@@ -140,3 +140,48 @@ class Unavailable(JobError):
     def __init__(self, reason: str, retry_after: int) -> None:
         super().__init__(f"The service is busy or its database is unreachable ({reason}); retry shortly.")
         self.retry_after = retry_after
+
+
+# ---- uploaded datasets (issue 19) ------------------------------------------------------------
+
+
+class InvalidUpload(InvalidInput):
+    """An upload (or a job's reference to one) that cannot be used: a part of the request body, unlike
+    the core's other :class:`InvalidInput` (a query parameter); ``code`` is machine-readable."""
+
+    def __init__(self, field: str, reason: str, code: str = "invalid_upload") -> None:
+        super().__init__(field, reason)
+        self.code = code
+
+
+class UploadNotFound(NotFound):
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"No uploaded dataset with id {upload_id!r}.")
+        self.upload_id = upload_id
+
+
+class UploadTooLarge(JobError):
+    """The file streamed past ``ADVISOR_MAX_UPLOAD_BYTES``; nothing of it was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The file is larger than {limit} bytes, the most this server accepts in one upload.")
+        self.limit = limit
+
+
+class UploadQuotaExceeded(JobError):
+    """The key already holds as many uploaded files, or bytes, as the server allows."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        unit = "files" if what == "files" else "bytes"
+        super().__init__(f"This upload would take you past your quota of {limit} uploaded {unit}; "
+                         "delete an upload first (DELETE /v1/datasets/{id}).")
+        self.what, self.limit = what, limit
+
+
+class UploadInUse(Conflict):
+    """Delete of an upload that a queued or running job reads."""
+
+    def __init__(self, upload_id: str, job_ids: list[str]) -> None:
+        super().__init__(f"Upload {upload_id} is the dataset of {len(job_ids)} queued or running job(s); "
+                         "delete it once they have finished (or cancel them).")
+        self.upload_id, self.job_ids = upload_id, job_ids

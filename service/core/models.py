@@ -203,3 +203,20 @@ class JobShard(Base):
     start_row: Mapped[int] = mapped_column(sa.Integer)
     stop_row: Mapped[int] = mapped_column(sa.Integer)
     images_done: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class DatasetUpload(Base):
+    """A file a key uploaded (issue 19: ``POST /v1/datasets``), kept in the artifact store at
+    ``store_key``; a job names it as ``upload:<id>``. The id is the file's sha256, so a key's same file
+    uploaded twice is one upload; another key's copy is its own row (and its own file)."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (sa.Index("ix_datasets_owner_created_id", "owner", "created_at", "id"),)
+
+    owner: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    format: Mapped[str] = mapped_column(sa.String(16))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    store_key: Mapped[str] = mapped_column(sa.String(4096))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

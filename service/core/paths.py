@@ -26,6 +26,7 @@ from redundancy.errors import DatasetNotFoundError, RedundancyError, WeightsNotF
 from redundancy.preflight import SPECIAL_WEIGHTS, Problem
 from redundancy.sources.datasets.registry import parse_spec
 from redundancy.sources.encoders.hf import hf_local_dir
+from service.core.uploads import upload_id
 
 OUTSIDE = "not under an allowed root"  # how every refusal outside the roots begins
 ROOTS_SETTING = "ADVISOR_DATA_ROOTS"
@@ -86,8 +87,8 @@ def path_problems(
     checks."""
     out: list[Problem] = []
     arg = ""
-    if isinstance(dataset_spec, str):
-        try:
+    if isinstance(dataset_spec, str) and upload_id(dataset_spec) is None:  # an upload names no path: the
+        try:  # worker reads the store's own file (service.core.uploads)
             _scheme, arg = parse_spec(dataset_spec)
         except RedundancyError:
             arg = ""

@@ -5,7 +5,8 @@ job's layer statistics and heads). A directory by default, any fsspec URL otherw
 
 Layout: ``<root>/jobs/<job id>/shards/<start>-<stop>/`` holding a shard's files and, written last,
 ``done``: a shard whose marker exists is complete, so a rerun of the job (a new attempt after a lost
-worker) reuses it and recomputes only the shards that never finished.
+worker) reuses it and recomputes only the shards that never finished. Uploaded datasets (issue 19,
+:mod:`service.core.uploads`) are ``<root>/uploads/<owner>/<sha256>.<format>``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 DONE = "done"
 
@@ -26,6 +28,14 @@ class ShardStore:
 
     def _key(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the store is a directory on this machine (its keys are then file paths)."""
+        return isinstance(self.fs, LocalFileSystem)
+
+    def upload_key(self, owner_dir: str, name: str) -> str:
+        return self._key("uploads", owner_dir, name)
 
     def shard_key(self, job_id: str, rows: tuple[int, int]) -> str:
         return self._key("jobs", job_id, "shards", f"{rows[0]}-{rows[1]}")

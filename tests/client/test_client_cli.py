@@ -196,6 +196,26 @@ def test_timeout_exits_3_and_can_cancel_the_job(advisor, server):
         assert client.job(doc["job"]["id"]).wait(timeout=300, poll_interval=0.3, check=False).status == "cancelled"
 
 
+def test_upload_prints_the_id_or_the_upload_as_json(advisor, server, tmp_path):
+    import hashlib
+
+    import numpy as np
+
+    path = tmp_path / "v.npz"
+    np.savez(path, x_train=np.eye(4, dtype=np.float32), y_train=np.arange(4) % 2,
+             x_test=np.eye(4, dtype=np.float32), y_test=np.arange(4) % 2)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    run = advisor("upload", str(path), server=server)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{sha}\n" and f"--dataset upload:{sha}" in run.stderr
+    run = advisor("upload", str(path), "--json", server=server)
+    assert run.returncode == 0 and one_json(run.stdout)["dataset"]["id"] == sha
+    (tmp_path / "v.csv").write_text("a\n")
+    for bad in (str(tmp_path / "v.csv"), str(tmp_path / "missing.npz")):
+        run = advisor("upload", bad, "--json", server=server)
+        assert run.returncode == 2 and one_json(run.stdout)["error"]["kind"] == "bad_input", run.stderr
+
+
 def test_an_unreachable_server_exits_4(advisor, unreachable_url):
     url = unreachable_url
     run = advisor("status", str(uuid.uuid4()), "--json", "--server", url)
@@ -292,7 +312,8 @@ def test_client_models_mirror_the_service_schemas():
     pairs = [(schemas.JobOut, client_models.JobInfo), (schemas.JobList, client_models.JobPage),
              (schemas.RecommendationOut, client_models.Recommendation), (schemas.Problem, client_models.Problem),
              (schemas.ProblemField, client_models.ProblemField), (schemas.JobError, client_models.JobError),
-             (schemas.JobLinks, client_models.JobLinks)]
+             (schemas.JobLinks, client_models.JobLinks), (schemas.DatasetOut, client_models.DatasetInfo),
+             (schemas.DatasetList, client_models.DatasetPage)]
     from redundancy.report import ClassLoss, Fairness
 
     pairs += [(Fairness, client_models.Fairness), (ClassLoss, client_models.ClassLoss)]

@@ -158,3 +158,29 @@ def test_artifact_downloads_a_loadable_subset_head(server, done_job, tmp_path):
         rec = job.recommendation(delta=0.05)
     art = load_artifact(tmp_path / "head.safetensors")
     assert art.indices.shape == (rec.k,) and art.weight.shape[0] == rec.k
+
+
+def test_upload_list_get_and_delete_an_embeddings_file(server, tmp_path):
+    """Through uvicorn: the multipart body streams in for real; the id is the file's sha256."""
+    import hashlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "vectors.npz"
+    np.savez(path, x_train=rng.normal(size=(40, 8)).astype(np.float32), y_train=np.arange(40) % 2,
+             x_test=rng.normal(size=(20, 8)).astype(np.float32), y_test=np.arange(20) % 2)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    with Advisor(server) as advisor:
+        up = advisor.upload(path)
+        assert (up.id, up.sha256, up.spec, up.filename) == (sha, sha, f"upload:{sha}", "vectors.npz")
+        assert up.size_bytes == path.stat().st_size and up.format == "npz"
+        assert advisor.upload(path) == up  # the same file: the same upload
+        assert advisor.dataset(sha) == up and up in list(advisor.datasets(page_size=1))
+        (tmp_path / "v.csv").write_text("a,b\n")
+        with pytest.raises(InvalidRequest) as bad:
+            advisor.upload(tmp_path / "v.csv")
+        assert bad.value.status == 422 and "file" in bad.value.fields
+        advisor.delete_dataset(sha)
+        with pytest.raises(NotFound):
+            advisor.dataset(sha)

@@ -426,3 +426,43 @@ def test_the_browser_tests_leave_the_checkout_as_they_found_it(tree_before):
         pytest.skip(f"{SCREENSHOT_ENV} is set: this run writes screenshots into the tree on purpose")
     after = tree_state()
     assert after is not None and changes(tree_before, after) == []
+
+
+def test_the_form_uploads_a_chosen_file_and_submits_the_job_on_it(serve, browser, tmp_path):
+    """The new-analysis form with a file: uploaded first (POST /v1/datasets), then the job names
+    `upload:<id>`; a file the server refuses gets its reason beside the file field."""
+    import hashlib
+
+    import numpy as np
+
+    from redundancy import config as engine_config
+
+    server = serve()
+    driver = browser
+    bad = tmp_path / "vectors.csv"
+    bad.write_text("a,b\n")
+    good = tmp_path / "vectors.npz"
+    rng = np.random.default_rng(0)
+    np.savez(good, x_train=rng.normal(size=(40, 8)).astype(np.float32), y_train=np.arange(40) % 2,
+             x_test=rng.normal(size=(20, 8)).astype(np.float32), y_test=np.arange(20) % 2)
+    sha = hashlib.sha256(good.read_bytes()).hexdigest()
+
+    driver.get(server.base + "/ui/new")
+    _wait(driver).until(lambda d: d.find_elements(*_by("#datasets option")))
+    if not hasattr(engine_config, "PRECOMPUTED"):  # before the engine reads vectors, any model it accepts
+        _type(driver, "#f-model", SMALL_JOB_EXAMPLE["model"]["name"])
+        _type(driver, "#f-weights", SMALL_JOB_EXAMPLE["model"]["weights"])
+    driver.find_element(*_by("#f-file")).send_keys(str(bad))
+    driver.find_element(*_by("#submit")).click()
+    err = _by('.field[data-field="file"] .err')
+    _wait(driver).until(lambda d: d.find_element(*err).text)
+    assert ".npz" in driver.find_element(*err).text
+
+    driver.find_element(*_by("#f-file")).clear()
+    driver.find_element(*_by("#f-file")).send_keys(str(good))
+    driver.find_element(*_by("#submit")).click()
+    _wait(driver).until(lambda d: "/ui/jobs/" in d.current_url)
+    job_id = driver.find_element(*_by("body")).get_attribute("data-job")
+    with server.client() as api:
+        assert [d["id"] for d in api.get("/v1/datasets").json()["items"]] == [sha]
+        assert api.get(f"/v1/jobs/{job_id}").json()["request"]["dataset"]["spec"] == f"upload:{sha}"

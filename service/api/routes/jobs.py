@@ -30,7 +30,7 @@ from service.api.schemas import (
 )
 from service.api.sessions import ShortSessionRoute
 from service.api.validation import check_config
-from service.core import lifecycle, queries, results, submission
+from service.core import lifecycle, queries, results, submission, uploads
 from service.core.deltas import resolve_delta
 from service.core.status import JobStatus
 
@@ -86,6 +86,7 @@ def submit_job(
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
     check_config(body, settings)  # every bad field at once, the callback URL included
+    uploads.check_reference(session, owner, body.dataset.spec)
     job, created = submission.submit(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
                                      callback_url=body.callback_url, queue=queue, settings=settings)
     if not created:

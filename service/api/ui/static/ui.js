@@ -172,6 +172,16 @@ function fieldBox(form, name) {
   return form.querySelector(`.field[data-field^="${parts[0]}."]`);
 }
 
+/** A file chosen in the form: upload it (POST /v1/datasets), then the job's dataset is `upload:<id>`. */
+async function uploadChosenFile(body) {
+  const input = $("#f-file");
+  if (!input || !input.files.length) return;
+  const form = new FormData();
+  form.append("file", input.files[0]);
+  const up = await api("/v1/datasets", { method: "POST", body: form });
+  body.dataset = Object.assign(body.dataset || {}, { spec: up.spec });
+}
+
 async function submitPage() {
   const form = $("#submit-form");
   const models = {};
@@ -217,6 +227,7 @@ async function submitPage() {
     }
     $("#submit").disabled = true;
     try {
+      await uploadChosenFile(body);
       const job = await api("/v1/jobs", { method: "POST", json: body });
       location.href = `${UI}/jobs/${job.id}`;
     } catch (err) {
