@@ -276,6 +276,7 @@ class Settings(BaseSettings):
         """Where a worker keeps local copies of uploaded datasets fetched from a remote store (by sha256)."""
         return self.data_path / "cache" / "uploads"
 
+    @property
     def shard_store_url(self) -> str:
         """The shard store (:class:`service.core.store.ShardStore`: shard statistics and feature slices):
         ``ADVISOR_ARTIFACT_DIR`` (a directory or any fsspec URL) or ``$DATA_DIR/artifacts``."""

@@ -438,13 +438,13 @@ def vector_file(fmt: str, n_train: int = 90, n_test: int = 45) -> bytes:
 @pytest.mark.skipif(not _engine_reads_embeddings(), reason="the engine does not read embeddings:<path> yet")
 @pytest.mark.parametrize("fmt", ["npz", "parquet", "safetensors"])
 def test_an_uploaded_file_runs_through_the_real_engine(make_harness, fmt):
-    from redundancy import analyze
+    from redundancy.pipeline import run_analysis
     from workers.runner import execute_job
 
     h = make_harness()
     sha = upload(h.client, vector_file(fmt), name=f"vectors.{fmt}").json()["id"]
     job = h.submit(upload_job(sha) | {"bootstrap": 0, "baselines": []})
-    outcome = execute_job(h.sent.pop(), h.settings, analyze=analyze, worker_name="test")
+    outcome = execute_job(h.sent.pop(), h.settings, analyze=run_analysis, worker_name="test")
     assert outcome == "succeeded", h.client.get(f"/v1/jobs/{job['id']}").json()
     report = h.client.get(f"/v1/jobs/{job['id']}/result").json()
     assert report["dataset"]["spec"] == f"upload:{sha}" and report["model"]["d"] == D_EMB
