@@ -24,11 +24,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from redundancy import AnalysisConfig, Runtime, analyze
-from redundancy.deploy import attach, recommendation_for
+from redundancy import AnalysisConfig, Runtime
+from redundancy.advice.recommend import intervals_from_summary, recommend
+from redundancy.deploy import attach
 from redundancy.deploy.methods import ARTIFACT_METHODS, build_method_artifact
 from redundancy.deploy.onnx_export import to_onnx
-from redundancy.pipeline import prepare_data
+from redundancy.pipeline import prepare_data, run_analysis
 from redundancy.sources.models import load_model
 from redundancy.verdict import Budget, FairnessLimits, complete
 
@@ -40,7 +41,8 @@ def main() -> None:
                                          "dataset": {"spec": "digits"}, "deltas": [0.05],
                                          "baselines": ["pca", "first_k", "random_projection"]})
     t = time.time()
-    r = analyze(cfg, rt)
+    done = run_analysis(cfg, rt)
+    r = done.report
     print("analyze s", round(time.time() - t), "| d", r.model.d, "full", round(r.full_accuracy, 4))
     rec = r.recommendations[0]
     assert rec.verdict is not None and rec.storage is not None
@@ -58,13 +60,14 @@ def main() -> None:
     print("limit 0.02:", c.met, c.k, c.fairness.worst_class_change if c.fairness else None, c.note)
     print("quantised", [(q.method, q.k, round(q.accuracy_float, 4), round(q.accuracy_quantised, 4))
                         for q in r.quantised])
-    assert r.model_facts is not None and r.stats is not None
-    sha, dc = r.model_facts
+    assert done.model_facts is not None and done.stats is not None
+    sha, dc = done.model_facts
     test = prepare_data(r.config, rt).test
     backbone = load_model("tf_efficientnet_lite0", "bundled").module
-    full = complete(recommendation_for(r, 0.05), r.curve, classes)
+    full = complete(recommend(r.curve, r.dataset.classes, r.model.d, 0.05, r.config.delta_mode, r.config.criterion,
+                                  intervals_from_summary(r.summary)), r.curve, classes)
     for method in ARTIFACT_METHODS:
-        art = build_method_artifact(r, r.stats, full, method, weights_sha256=sha, data_config=dc)
+        art = build_method_artifact(r, done.stats, full, method, weights_sha256=sha, data_config=dc)
         clf = attach(backbone, art)
         tf = art.transform()
         images = torch.stack([tf(test.load(i)) for i in range(len(test))])

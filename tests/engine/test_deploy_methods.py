@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from redundancy import AnalysisConfig, Runtime, analyze
+from redundancy import AnalysisConfig, Runtime
 from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.deploy import attach, load_artifact, save_artifact
 from redundancy.deploy.methods import ARTIFACT_METHODS, build_method_artifact
 from redundancy.deploy.onnx_export import OPSET, to_onnx
 from redundancy.errors import RedundancyError
-from redundancy.pipeline import prepare_data
+from redundancy.pipeline import Analysis, prepare_data, run_analysis
 from redundancy.report import Report
 from redundancy.sources.extraction import Features
 from redundancy.sources.models import load_model
@@ -44,22 +44,23 @@ DELTA = 0.1
 
 
 @pytest.fixture(scope="module")
-def analysis(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> tuple[Report, Features, Runtime]:
+def analysis(tmp_path_factory: pytest.TempPathFactory, shared_data_dir: Path) -> tuple[Analysis, Features, Runtime]:
     root = tmp_path_factory.mktemp("methods")
     rt = Runtime(cache_dir=root / "cache", data_root=root)
     config = {**CONFIG, "dataset": {**CONFIG["dataset"], "spec": f"npz:{shared_data_dir / 'cifar10.npz'}"}}
-    report = analyze(AnalysisConfig.model_validate(config), rt)
+    done = run_analysis(AnalysisConfig.model_validate(config), rt)
     features = Features.load(next(meta.parent for meta in (root / "cache").glob("*/meta.json")))
-    return report, features, rt
+    return done, features, rt
 
 
-def _artifact(report: Report, method: str):  # type: ignore[no-untyped-def]
+def _artifact(done: Analysis, method: str, report: Report | None = None):  # type: ignore[no-untyped-def]
+    report = report or done.report
     rec = complete(recommend(report.curve, report.dataset.classes, report.model.d, DELTA,
                               report.config.delta_mode, report.config.criterion,
                               intervals_from_summary(report.summary)), report.curve, list(report.dataset.classes))
-    assert report.model_facts is not None and report.stats is not None
-    sha, cfg = report.model_facts
-    return build_method_artifact(report, report.stats, rec, method, weights_sha256=sha, data_config=cfg)
+    assert done.model_facts is not None and done.stats is not None
+    sha, cfg = done.model_facts
+    return build_method_artifact(report, done.stats, rec, method, weights_sha256=sha, data_config=cfg)
 
 
 def _onnx_logits(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
@@ -69,10 +70,10 @@ def _onnx_logits(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("method", ARTIFACT_METHODS)
 def test_every_method_reproduces_its_probe_and_runs_in_onnxruntime(
-    analysis: tuple[Report, Features, Runtime], method: str, tmp_path: Path
+    analysis: tuple[Analysis, Features, Runtime], method: str, tmp_path: Path
 ) -> None:
-    report, features, _ = analysis
-    art = _artifact(report, method)
+    done, features, _ = analysis
+    art = _artifact(done, method)
     sub = art.metadata["subset"]
     assert sub["method"] == method and art.k == sub["k"]
     # the numpy head reproduces the probe's own test accuracy on the stored features (one image of slack:
@@ -97,13 +98,14 @@ def test_every_method_reproduces_its_probe_and_runs_in_onnxruntime(
 
 
 def test_attach_every_method_and_onnx_on_features_the_check_extracts(
-    analysis: tuple[Report, Features, Runtime]
+    analysis: tuple[Analysis, Features, Runtime]
 ) -> None:
-    report, _, rt = analysis
+    done, _, rt = analysis
+    report = done.report
     test = prepare_data(report.config, rt).test
     backbone = load_model("tf_efficientnet_lite0", "bundled").module
     for method in ARTIFACT_METHODS:
-        art = _artifact(report, method)
+        art = _artifact(done, method)
         clf = attach(backbone, art, dtype=torch.float64)
         transform = art.transform()
         images = torch.stack([transform(test.load(i)) for i in range(60)])
@@ -117,13 +119,13 @@ def test_attach_every_method_and_onnx_on_features_the_check_extracts(
         assert (onnx_logits.argmax(1) == art.logits(feats.numpy()).argmax(1)).mean() >= 0.999
 
 
-def test_unknown_or_absent_method_is_refused(analysis: tuple[Report, Features, Runtime]) -> None:
-    report, _, _ = analysis
+def test_unknown_or_absent_method_is_refused(analysis: tuple[Analysis, Features, Runtime]) -> None:
+    done, _, _ = analysis
+    report = done.report
     with pytest.raises(RedundancyError) as exc:
-        _artifact(report, "svd")
+        _artifact(done, "svd")
     assert exc.value.field == "method"
     no_pca = report.model_copy(update={"curve": [p for p in report.curve if p.kind != "pca"]})
-    no_pca._stats, no_pca._model_facts = report.stats, report.model_facts
     with pytest.raises(RedundancyError) as exc:
-        _artifact(no_pca, "pca")
+        _artifact(done, "pca", report=no_pca)
     assert exc.value.field == "method" and "did not run" in str(exc.value)
