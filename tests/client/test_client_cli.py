@@ -280,7 +280,7 @@ def test_example_ci_step_passes_on_advisors_exit_code(tmp_path, child_env, unrea
 
 def test_client_is_installable_on_its_own(tmp_path):
     """A wheel of client/ whose only requirements are httpx and pydantic; webhook verification
-    (standardwebhooks) is the optional `[webhooks]` extra."""
+    (standardwebhooks) is the optional `[webhooks]` extra, `advisor export --mlflow` the `[mlflow]` one."""
     src = tmp_path / "src"  # a copy: the build leaves build/ and *.egg-info behind
     shutil.copytree(ROOT / "client", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -294,7 +294,8 @@ def test_client_is_installable_on_its_own(tmp_path):
              if line.startswith("Requires-Dist:")]
     name = lambda line: re.match(r"[A-Za-z0-9_.-]+", line).group()  # noqa: E731
     assert sorted(name(x) for x in lines if "extra ==" not in x) == ["httpx", "pydantic"]
-    assert sorted(name(x) for x in lines if "extra ==" in x) == ["standardwebhooks"]
+    assert sorted(name(x) for x in lines if "extra ==" in x) == ["mlflow-skinny", "standardwebhooks"]
+    assert 'extra == "mlflow"' in next(x for x in lines if "mlflow-skinny" in x)
     assert 'extra == "webhooks"' in next(x for x in lines if "standardwebhooks" in x)
     assert "advisor_client/cli.py" in names and "advisor_client/py.typed" in names
     assert not any(n.startswith(("service/", "redundancy/")) for n in names)
