@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from redundancy.advice.recommend import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary
 from redundancy.report import Report
+from redundancy.verdict import advise
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def test_embedded_serve_runs_a_job_end_to_end(tmp_path, small_job, shard_size):
             assert got["status"] == "succeeded", (got, log.read_text()[-3000:])
             report = Report.model_validate(c.get(f"/v1/jobs/{job['id']}/result").json())
             rec = c.get(f"/v1/jobs/{job['id']}/recommendation", params={"delta": 0.05, "delta_mode": "absolute"})
-            want = recommend(report.curve, report.dataset.classes, report.model.d, 0.05, "absolute",
+            want = advise(report.curve, report.dataset.classes, report.model.d, 0.05, "absolute",
                              intervals=intervals_from_summary(report.summary))
             assert rec.json() | want.model_dump(mode="json", by_alias=True) == rec.json()
             assert rec.json()["fraction"] == want.fraction and rec.json()["k"] == want.k

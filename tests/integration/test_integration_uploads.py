@@ -1,8 +1,8 @@
 """Issue 19's upload in production mode: Postgres, Redis and a real Celery worker process. A .npz of
 float32 vectors goes up through `POST /v1/datasets` (listed and paginated on Postgres), a job names it as
 `upload:<id>`, the worker process resolves it to the store's file and hands the engine
-`embeddings:<path>`. Where the engine reads that (issue 19's reader) the job succeeds with the upload's
-width; before, it fails in the engine's dataset parser, naming exactly that path."""
+`embeddings:<path>`; the job succeeds with the upload's width and the report names the upload as
+submitted. Deleting the upload removes the store's file."""
 
 from __future__ import annotations
 
@@ -11,20 +11,9 @@ from typing import Any
 
 import pytest
 
-from redundancy.errors import RedundancyError
 from tests.service.test_service_uploads import D_EMB, npz_bytes, upload_job
 
 pytestmark = pytest.mark.integration
-
-
-def _engine_reads_embeddings() -> bool:
-    from redundancy.sources.datasets.registry import parse_spec
-
-    try:
-        parse_spec("embeddings:/x.npz")
-    except RedundancyError:
-        return False
-    return True
 
 
 def test_an_upload_runs_on_the_production_stack(client: Any, wait: Any, settings: Any) -> None:
@@ -44,13 +33,9 @@ def test_an_upload_runs_on_the_production_stack(client: Any, wait: Any, settings
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     job = wait(client, job_id, {"succeeded", "failed"}, timeout=300)
-    store_file = settings.artifacts_path / "uploads" / "anonymous" / f"{ids[0]}.npz"
-    if _engine_reads_embeddings():
-        assert job["status"] == "succeeded", job
-        report = client.get(f"/v1/jobs/{job_id}/result").json()
-        assert report["dataset"]["spec"] == f"upload:{ids[0]}" and report["model"]["d"] == D_EMB
-    else:
-        assert job["status"] == "failed" and job["error"]["code"] == "unknown_dataset", job
-        assert f"embeddings:{store_file}" in job["error"]["message"]
+    store_file = settings.artifact_path / "uploads" / "anonymous" / f"{ids[0]}.npz"
+    assert job["status"] == "succeeded", job
+    report = client.get(f"/v1/jobs/{job_id}/result").json()
+    assert report["dataset"]["spec"] == f"upload:{ids[0]}" and report["model"]["d"] == D_EMB
     assert store_file.is_file() and client.delete(f"/v1/datasets/{ids[0]}").status_code == 204
     assert not store_file.exists()
