@@ -9,7 +9,9 @@ Every write is a transition of :mod:`service.core.lifecycle` fenced by this run'
 * :func:`~service.core.artifacts.keep_stats` writes the layer statistics to the artifact store first;
   :func:`~service.core.lifecycle.succeed` then writes the report, its curve, its recommendations, the
   statistics reference and the status in one transaction; :func:`~service.core.lifecycle.fail` and
-  :func:`~service.core.lifecycle.finish_cancelled` end it otherwise.
+  :func:`~service.core.lifecycle.finish_cancelled` end it otherwise;
+* once it has succeeded, a job submitted with the ``mlflow`` option is logged to MLflow
+  (:func:`~service.core.mlflow_runs.log_succeeded`), whose failure is recorded on the job and never fails it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from redundancy import AnalysisConfig, Runtime
 from redundancy.errors import Cancelled, RedundancyError
 from redundancy.pipeline import Analysis, run_analysis
 from redundancy.progress import ProgressFn, StopFn
-from service.core import artifacts, lifecycle, queries, uploads
+from service.core import artifacts, lifecycle, mlflow_runs, queries, uploads
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.errors import InvalidInput
@@ -157,7 +159,9 @@ def run_claimed(
         )
     if not stored:
         artifacts.discard(kept)
-    return JobStatus.SUCCEEDED if stored else "skipped"
+        return "skipped"
+    mlflow_runs.log_succeeded(settings, job_id)  # the job's `mlflow` option; never fails the job
+    return JobStatus.SUCCEEDED
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from redundancy.config import AnalysisConfig
 from redundancy.deploy import MultiTaskRecommendation
 from redundancy.report import Recommendation
 from service.core.links import job_links
+from service.core.mlflow_runs import MlflowOption, shown_state
 from service.core.models import DatasetUpload, Job, as_utc
 from service.core.status import JobStatus
 from service.core.uploads import spec_of
@@ -122,9 +123,18 @@ class JobCreate(AnalysisConfig):
         examples=["https://ci.example.com/hooks/advisor"],
     )
 
+    mlflow: MlflowOption | None = Field(
+        None,
+        description="Log the job to MLflow when it succeeds (the server's optional extra `mlflow`): the config "
+        "as params, the curve and every recommendation as metrics and tables, the plot and each method's "
+        "artifacts, as `advisor export ID --mlflow URI` does. A failure to log leaves the job succeeded; the "
+        "job's `mlflow` says how it went.",
+        examples=[{"tracking_uri": "https://mlflow.example.com", "experiment": "redundancy-advisor"}],
+    )
+
     def analysis_config(self) -> AnalysisConfig:
         """The engine's part of the request (everything but the service's own fields)."""
-        return AnalysisConfig.model_validate(self.model_dump(exclude={"callback_url"}))
+        return AnalysisConfig.model_validate(self.model_dump(exclude={"callback_url", "mlflow"}))
 
 
 class JobError(BaseModel):
@@ -149,6 +159,15 @@ class JobLinks(BaseModel):
         return cls(**job_links(job_id))
 
 
+class MlflowState(MlflowOption):
+    state: Literal["pending", "logged", "failed", "skipped"] = Field(
+        description="pending until the job succeeds and its worker has logged it; logged (see `run_id`); failed "
+        "(see `error`: the job itself stays succeeded); skipped: the job did not succeed.")
+    run_id: str | None = Field(None, description="The MLflow run, once logged.")
+    error: str | None = Field(None, description="Why logging failed.")
+    logged_at: str | None = Field(None, description="When the worker logged it, or tried to (ISO 8601).")
+
+
 class JobOut(BaseModel):
     id: str
     status: JobStatus
@@ -171,6 +190,7 @@ class JobOut(BaseModel):
     attempts: int = 0
     request: dict[str, Any] = Field(description="The normalised analysis configuration.")
     callback_url: str | None = Field(None, description="Where the job's webhook event goes, if anywhere.")
+    mlflow: MlflowState | None = Field(None, description="The job's `mlflow` option and how logging went.")
     links: JobLinks
 
     model_config = ConfigDict(
@@ -232,6 +252,7 @@ class JobOut(BaseModel):
             attempts=job.attempts or 0,
             request=job.request,
             callback_url=job.callback_url,
+            mlflow=shown_state(job),
             links=JobLinks.of(job.id),
         )
 

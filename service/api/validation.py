@@ -23,6 +23,7 @@ from redundancy.sources.datasets.embeddings import Columns, check_embeddings
 from redundancy.sources.datasets.registry import parse_spec
 from service.api.errors import validation_problems
 from service.core.config import Settings
+from service.core.mlflow_runs import option_problem
 from service.core.paths import path_problems
 from service.core.uploads import upload_id
 from service.core.webhooks import Allowance, callback_url_problem
@@ -50,7 +51,7 @@ def nul_fields(value: Any, prefix: str = "") -> Iterator[str]:
 
 def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]:
     """Every meaning problem of a (raw) job body: NUL bytes, model, weights, dataset, paths, then the
-    webhook target; one per field."""
+    webhook target and the MLflow option; one per field."""
     out = [Problem(field, "contains a NUL byte") for field in nul_fields(dict(raw))]
     model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
     dataset = raw.get("dataset") if isinstance(raw.get("dataset"), Mapping) else {}
@@ -66,6 +67,9 @@ def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]
         reason = callback_url_problem(url, Allowance.parse(settings.webhook_allow))
         if reason is not None:
             out.append(Problem("callback_url", reason, "callback_url_refused"))
+    mlflow = option_problem(raw.get("mlflow"), settings)
+    if mlflow is not None:
+        out.append(Problem(*mlflow))
     first: dict[str, Problem] = {}
     for p in out:
         first.setdefault(p.field, p)

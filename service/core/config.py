@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     """How often the API process looks for due deliveries (0: never; tests call it themselves)."""
     public_url: str = ""
     """This server's public base URL (e.g. https://advisor.example.com): webhook links become absolute."""
+    mlflow_allow: str = ""
+    """Non-public addresses a job's ``mlflow.tracking_uri`` (http/https) may reach, as ``webhook_allow``:
+    `loopback`, `private`, `link-local` and/or CIDRs (comma-separated); a private MLflow server needs `private`."""
     # ---- limits: what one caller may send and hold, and where its paths may point --------------
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_active_jobs: int = Field(100, ge=1)

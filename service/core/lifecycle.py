@@ -121,15 +121,17 @@ def create(
     owner: str,
     idempotency_key: str | None,
     callback_url: str | None = None,
+    mlflow: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
-    same config, same callback URL). The same key with another config or callback URL raises
-    :class:`IdempotencyConflict`."""
+    same config, same callback URL, same ``mlflow`` option: ``{tracking_uri, experiment}``, logged when the
+    job succeeds by :mod:`service.core.mlflow_runs`). The same key with another config, callback URL or
+    ``mlflow`` option raises :class:`IdempotencyConflict`."""
     chash = config.config_hash()
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
-            return _replay(existing, chash, callback_url, idempotency_key), False
+            return _replay(existing, chash, callback_url, mlflow, idempotency_key), False
     job = Job(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -145,6 +147,8 @@ def create(
         enqueue_count=0,
         attempts=0,
         callback_url=callback_url,
+        mlflow=mlflow,
+        mlflow_run={"state": "pending", "run_id": None, "error": None, "at": None} if mlflow else None,
     )
     session.add(job)
     try:
@@ -154,7 +158,7 @@ def create(
         existing = _by_key(session, owner, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, chash, callback_url, idempotency_key or ""), False
+        return _replay(existing, chash, callback_url, mlflow, idempotency_key or ""), False
     return job, True
 
 
@@ -162,8 +166,8 @@ def _by_key(session: Session, owner: str, key: str) -> Job | None:
     return session.scalar(sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
-def _replay(existing: Job, chash: str, callback_url: str | None, key: str) -> Job:
-    if existing.config_hash != chash or existing.callback_url != callback_url:
+def _replay(existing: Job, chash: str, callback_url: str | None, mlflow: dict[str, Any] | None, key: str) -> Job:
+    if existing.config_hash != chash or existing.callback_url != callback_url or (existing.mlflow or None) != mlflow:
         raise IdempotencyConflict(key, existing.id)
     return existing
 

@@ -91,6 +91,10 @@ class Job(Base):
     images_done: Mapped[int | None] = mapped_column(sa.Integer)
     images_total: Mapped[int | None] = mapped_column(sa.Integer)
     eta_s: Mapped[float | None] = mapped_column(sa.Float)
+    # the job option `mlflow` (issue 22): {tracking_uri, experiment} to log the run to when it succeeds, and
+    # how that went: {state: pending | logged | failed, run_id, error, at} (service.core.mlflow_runs)
+    mlflow: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    mlflow_run: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False

@@ -5,6 +5,7 @@ to a worker and the record that it was sent. The API's ``POST /v1/jobs`` validat
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -36,13 +37,15 @@ def submit(
     idempotency_key: str | None,
     callback_url: str | None,
     queue: JobQueue,
+    mlflow: dict[str, Any] | None = None,
     settings: Settings,
 ) -> tuple[Job, bool]:
     """Quota, then a queued job (or the earlier one, for a replay: ``created`` False), handed to ``queue``
-    and marked sent. A queue that fails leaves the job queued: the maintenance sweep sends it again."""
+    and marked sent. A queue that fails leaves the job queued: the maintenance sweep sends it again.
+    ``mlflow`` (``{tracking_uri, experiment}``, checked by the API) is where the worker logs it on success."""
     check_quota(session, owner, idempotency_key, settings)
     job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key,
-                                    callback_url=callback_url)
+                                    callback_url=callback_url, mlflow=mlflow)
     if created:
         try:
             queue.enqueue(job.id)

@@ -85,10 +85,11 @@ def submit_job(
 ) -> JobOut:
     """Validate, persist a queued job and enqueue it. Answers 202 with the job and a Location header;
     poll `GET /v1/jobs/{id}`."""
-    check_config(body, settings)  # every bad field at once, the callback URL included
+    check_config(body, settings)  # every bad field at once, the callback URL and MLflow option included
     uploads.check_reference(session, owner, body.dataset.spec)
     job, created = submission.submit(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
-                                     callback_url=body.callback_url, queue=queue, settings=settings)
+                                     callback_url=body.callback_url, queue=queue, settings=settings,
+                                     mlflow=body.mlflow.model_dump() if body.mlflow else None)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
