@@ -116,6 +116,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
                    help="any other job field (VALUE read as JSON when it parses); repeatable")
+    p.add_argument("--mlflow", metavar="URI", help="log the job to this MLflow tracking URI when it succeeds "
+                   "(the server logs it; it needs the server's extra mlflow)")
+    p.add_argument("--mlflow-experiment", metavar="NAME", help="with --mlflow: the MLflow experiment")
     p.add_argument("--body", type=Path, metavar="FILE", help="a JSON job body; the options above override it")
     p.add_argument("--idempotency-key", help="default: a fresh key (reused on retries)")
     _wait_args(p)
@@ -356,6 +359,15 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
              "cka", "refine_resolution", "bootstrap", "seed")
     options = {k: v for k, v in body.items() if k not in ("model", "dataset")}
     options.update({k: getattr(args, k) for k in named if getattr(args, k) is not None})
+    mlflow = dict(options.get("mlflow") or {})
+    if args.mlflow is not None:
+        mlflow["tracking_uri"] = args.mlflow
+    if args.mlflow_experiment is not None:
+        if "tracking_uri" not in mlflow:
+            raise BadInput([("mlflow.tracking_uri", "--mlflow-experiment needs --mlflow URI")])
+        mlflow["experiment"] = args.mlflow_experiment
+    if mlflow:
+        options["mlflow"] = mlflow
     return job_body(model, dataset, **options)
 
 
@@ -452,6 +464,10 @@ def format_job(info: JobInfo) -> str:
         line += f"  {info.error.code}: {info.error.message}"
     elif info.message and not info.done:
         line += f"  {info.message}"
+    if info.mlflow and info.mlflow.get("state") == "logged":
+        line += f"  mlflow run {info.mlflow.get('run_id')}"
+    elif info.mlflow and info.mlflow.get("state") == "failed":
+        line += f"  mlflow logging failed: {info.mlflow.get('error')}"
     return line
 
 

@@ -61,6 +61,9 @@ class JobInfo(_Open):
     attempts: int = 0
     request: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = None
+    # The job option `mlflow` and how logging went: {tracking_uri, experiment, state (pending | logged | failed |
+    # skipped), run_id, error, logged_at}; None for a job without it (or from a server without the option).
+    mlflow: dict[str, Any] | None = None
     links: JobLinks
     # Extraction progress in images, when the server reports it (read if present, else None).
     images_done: int | None = None

@@ -184,3 +184,18 @@ def test_an_idempotent_replay_must_ask_for_the_same_logging(harness: Any) -> Non
     other = _body(uri)
     other["mlflow"]["experiment"] = "elsewhere"
     assert harness.client.post("/v1/jobs", json=other, headers={"Idempotency-Key": "k1"}).status_code == 409
+
+
+def test_the_client_submit_command_builds_the_option() -> None:
+    import argparse
+
+    from advisor_client.cli import BadInput, add_commands, submit_body  # lazy: the client package is optional
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    base = ["submit", "--model", "resnet18", "--dataset", "digits"]
+    args = parser.parse_args([*base, "--mlflow", "file:///data/mlruns", "--mlflow-experiment", "e"])
+    assert submit_body(args)["mlflow"] == {"tracking_uri": "file:///data/mlruns", "experiment": "e"}
+    assert "mlflow" not in submit_body(parser.parse_args(base))
+    with pytest.raises(BadInput):
+        submit_body(parser.parse_args([*base, "--mlflow-experiment", "e"]))
