@@ -6,8 +6,13 @@ succeeds). Real MLflow (`mlflow-skinny`, the optional extra `mlflow`), imported 
 **Why it lives here.** The import contracts (pyproject.toml ``[tool.importlinter]``) keep the client a
 separate distribution that imports neither the engine nor the service, so the core cannot live in
 `redundancy` or `service`; the service and the workers may import the client package, so the core
-lives in it, as a module that imports nothing of the client's HTTP side (no httpx, no `Advisor`): plain
-JSON in, an MLflow run out. Both callers hand it the same shapes the HTTP API answers: the job's
+lives in it, as a module that imports nothing of the client's HTTP side (no `Advisor`, no requests made):
+plain JSON in, an MLflow run out. (The package's `__init__` still loads httpx, a server dependency too,
+and MLflow loads its own web stack while it logs; the worker imports this module lazily, when a job
+asks to be logged, so what a worker imports at start stays as tests/service/test_service_architecture.py
+checks.) The server needs the client package installed for the job option (`pip install
+'./client[mlflow]'`); without it the option is refused at submission. Both callers hand it the same
+shapes the HTTP API answers: the job's
 normalised request, the report as ``GET /v1/jobs/{id}/result`` serves it, and each recommendation at
 the job's own δ as ``GET /v1/jobs/{id}/recommendation`` serves it; plus two callables that write the
 plot and an artifact file.
