@@ -2,9 +2,13 @@
 # CPU build (default):   docker build -t redundancy-advisor .
 # CUDA build (workers):  docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124 \
 #                          -t redundancy-advisor:cuda .
+# Lean build (timm images only): docker build --build-arg EXTRAS= -t redundancy-advisor:lean .
 FROM python:3.11-slim AS base
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Optional parts (pyproject.toml extras): text = hf: encoders and text: datasets, onnx = ONNX artifacts,
+# mlflow = the job option `mlflow` (which also needs the client package, installed below).
+ARG EXTRAS=text,onnx,mlflow
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -25,7 +29,8 @@ COPY redundancy ./redundancy
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-RUN pip install . && useradd --create-home --uid 10001 advisor && mkdir -p /data && chown advisor /data
+COPY client ./client
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" ./client && useradd --create-home --uid 10001 advisor && mkdir -p /data && chown advisor /data
 
 USER advisor
 VOLUME ["/data"]
