@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from redundancy.advice.recommend import recommend, summarize
+from redundancy.advice.recommend import summarize
 from redundancy.config import AnalysisConfig
 from redundancy.report import CurvePoint, DatasetInfo, Environment, ModelInfo, Report
+from redundancy.verdict import advise
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import lifecycle, queries, results
 from service.core.errors import AlreadyFinished, IdempotencyConflict, JobNotFound, NotFinished, NotSucceeded
@@ -41,7 +42,7 @@ def _report(config: AnalysisConfig = CONFIG, d: int = 8) -> Report:
         full_accuracy=next(x for x in summary if x.k == d).accuracy_mean,
         curve=curve,
         summary=summary,
-        recommendations=[recommend(curve, classes, d, dl, config.delta_mode, config.criterion)
+        recommendations=[advise(curve, classes, d, dl, config.delta_mode, config.criterion)
                          for dl in config.deltas],
         timings={"extract": 0.5, "probe": 0.25},
         environment=Environment(device="cpu", amp=False, torch="x", timm="x", numpy="x", python="3.11",
@@ -213,7 +214,7 @@ def test_succeed_writes_the_rows_and_the_status_together(session):
     stored = results.load_report(session, got)
     assert stored["recommendations"] == [r.model_dump(mode="json", by_alias=True) for r in report.recommendations]
     rec = results.recommend_for(session, got, delta=0.3, delta_mode="absolute", criterion=None)
-    assert rec == recommend(report.curve, report.dataset.classes, report.model.d, 0.3, "absolute", "mean")
+    assert rec == advise(report.curve, report.dataset.classes, report.model.d, 0.3, "absolute", "mean")
 
 
 def test_succeed_of_a_lost_attempt_writes_nothing(session):

@@ -8,8 +8,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from redundancy.advice.recommend import intervals_from_summary, recommend
+from redundancy.advice.recommend import intervals_from_summary
 from redundancy.report import Report
+from redundancy.verdict import advise
 from service.core import migrate
 from tests.service.conftest import stored_answer
 
@@ -49,7 +50,7 @@ def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, s
     intervals = intervals_from_summary(report.summary)
     # Stored recommendations equal the engine's own for the job's deltas ...
     for stored in report.recommendations:
-        again = recommend(report.curve, report.dataset.classes, report.model.d, stored.delta,
+        again = advise(report.curve, report.dataset.classes, report.model.d, stored.delta,
                           stored.mode, stored.criterion, intervals=intervals)
         assert again.model_dump(exclude=PAIRED_ONLY) == stored.model_dump(exclude=PAIRED_ONLY)
     # ... and any δ is answered from the stored curve exactly as the engine computes it.
@@ -58,7 +59,7 @@ def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, s
             got = client.get(f"/v1/jobs/{job_id}/recommendation",
                              params={"delta": delta, "delta_mode": mode, "criterion": "worst_seed"})
             assert got.status_code == 200, got.text
-            want = stored_answer(report.model_dump(mode="json"), delta, mode, "worst_seed") or recommend(
+            want = stored_answer(report.model_dump(mode="json"), delta, mode, "worst_seed") or advise(
                 report.curve, report.dataset.classes, report.model.d, delta, mode, "worst_seed", intervals=intervals)
             body = got.json()
             expected = want.model_dump(mode="json", by_alias=True)
@@ -228,12 +229,12 @@ def test_logistic_job_with_baselines_refinement_and_plots(client, wait, small_jo
     intervals = intervals_from_summary(report.summary)
     assert intervals
     for stored in report.recommendations:
-        again = recommend(report.curve, report.dataset.classes, report.model.d, stored.delta,
+        again = advise(report.curve, report.dataset.classes, report.model.d, stored.delta,
                           stored.mode, stored.criterion, intervals=intervals)
         assert again.model_dump(exclude=PAIRED_ONLY) == stored.model_dump(exclude=PAIRED_ONLY)
     for delta in (0.01, 0.3):
         got = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": delta}).json()
-        want = (stored_answer(report.model_dump(mode="json"), delta, "relative", "mean") or recommend(
+        want = (stored_answer(report.model_dump(mode="json"), delta, "relative", "mean") or advise(
             report.curve, report.dataset.classes, report.model.d, delta, "relative", "mean", intervals=intervals,
         )).model_dump(mode="json", by_alias=True)
         assert {k: got[k] for k in want} == want
