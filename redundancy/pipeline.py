@@ -27,6 +27,7 @@ from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
 from redundancy.probing import plan_subsets
 from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random, training_problem
+from redundancy.probing.retrieval import DECILE_NAMES
 from redundancy.progress import ImagesProgressFn, ProgressFn, StopFn, Tracker
 from redundancy.quantise import measure_int8
 from redundancy.report import (
@@ -75,7 +76,7 @@ def prepare_data(config: AnalysisConfig, runtime: Runtime) -> PreparedData:
     if config.dataset.max_test is not None:
         test = test.subset(balanced_subset(test.labels, config.dataset.max_test, config.seed))
     missing = sorted(set(range(len(ds.classes))) - set(np.unique(test.labels).tolist()))
-    if missing:
+    if missing and config.task == "classification":  # retrieval's fairness is per query decile, not per class
         names = ", ".join(ds.classes[i] for i in missing[:5])
         raise DatasetFormatError(
             f"{len(missing)} class(es) have no test images ({names}); per-class accuracy would be undefined"
@@ -117,8 +118,8 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
 
 def needs_train_features(config: AnalysisConfig) -> bool:
     """Whether the train split's samples are stored, not only its statistics: the logistic probe
-    trains on them, and GCV refits on train + validation rows (`training_problem`)."""
-    return config.probe == "logistic" or config.lambda_select != "val"
+    trains on them, GCV refits on train + validation rows (`training_problem`), retrieval searches them."""
+    return config.probe == "logistic" or config.lambda_select != "val" or config.task == "retrieval"
 
 
 @dataclass
@@ -161,7 +162,8 @@ def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = 
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
         extractor = FeatureExtractor(loaded.module, config.layer)
         transform, data_cfg = make_transform(loaded, config.image_size)
-        facts = model_facts(loaded, config.image_size) if config.probe == "ridge" else None
+        facts = (model_facts(loaded, config.image_size)
+                 if config.probe == "ridge" and config.task == "classification" else None)
     with tracker.stage("load_data"):
         data = prepare_data(config, runtime)
     return Prepared(loaded, extractor, transform, data_cfg, data, facts)
@@ -275,9 +277,10 @@ def report_from_features(
 
     with tracker.stage("advise"):
         classes = data.dataset.classes
+        groups = list(DECILE_NAMES) if config.task == "retrieval" else None
         d = features.d
         recs = [
-            advise(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
+            advise(curve, groups or classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
             for delta in config.deltas
         ]
         quantised = measure_recommended(config, features, curve, recs, device)
@@ -301,6 +304,7 @@ def report_from_features(
         dataset=DatasetInfo(
             spec=config.dataset.spec,
             classes=classes,
+            fairness_groups=groups,
             sizes={"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         ),
         full_accuracy=full.accuracy_mean,
@@ -331,7 +335,7 @@ def measure_recommended(
 ) -> list[QuantisedScore]:
     """int8 re-scores (`redundancy.quantise`) of the random subsets and first-k at each recommended k;
     ridge probes only (a logistic probe is not kept to re-score)."""
-    if config.probe != "ridge":
+    if config.probe != "ridge" or config.task == "retrieval":
         return []
     train = training_problem(config, features)
     targets = [(m.method, m.k) for r in recs for m in r.methods if m.method in ("random_subset", "first_k")]
@@ -349,6 +353,8 @@ def _warnings(
     if loaded.weights_random:
         out.append("the weights were random (a test setting): these numbers say nothing about a trained model")
     d, c, n_val = features.d, features.stats.num_classes, len(features.y_val)
+    if config.task == "retrieval":
+        return out + _beats_full(summary, d, full_accuracy, config.score_metric)
     by_val = (config.probe == "logistic" and config.logistic_solver == "sgd") or config.lambda_select == "val"
     n = run.n_train if config.probe == "ridge" else features.stats.n
     if n < d:
@@ -359,13 +365,15 @@ def _warnings(
     if run.edge_ks:
         out.append(f"the GCV-chosen λ sat at the edge of its grid for k = {', '.join(map(str, run.edge_ks[:8]))}"
                    f"{' …' if len(run.edge_ks) > 8 else ''}: GCV was still falling there")
-    better = [s for s in summary if s.k < d and s.accuracy_mean > full_accuracy + 0.01]
-    if better:
-        out.append(
-            f"subsets beat the full layer by more than 1 point (e.g. k = {better[0].k}: "
-            f"{better[0].accuracy_mean:.4f} vs {full_accuracy:.4f}); recommendations are relative to a noisy baseline"
-        )
-    return out
+    return out + _beats_full(summary, d, full_accuracy, config.score_metric)
+
+
+def _beats_full(summary: list[FractionSummary], d: int, full_score: float, metric: str) -> list[str]:
+    better = [s for s in summary if s.k < d and s.accuracy_mean > full_score + 0.01]
+    if not better:
+        return []
+    return [f"subsets beat the full layer by more than 1 point of {metric} (e.g. k = {better[0].k}: "
+            f"{better[0].accuracy_mean:.4f} vs {full_score:.4f}); recommendations are relative to a noisy baseline"]
 
 
 @dataclass
