@@ -43,7 +43,7 @@ class TaskCurve:
     @classmethod
     def from_report(cls, report: Report) -> TaskCurve:
         return cls(
-            curve=report.curve, classes=list(report.dataset.classes), d=report.model.d, model=report.model.name,
+            curve=report.curve, classes=report.fairness_groups, d=report.model.d, model=report.model.name,
             weights_identity=report.model.weights_identity, layer=report.model.layer, master_seed=report.config.seed,
             subsets=report.config.subsets,
         )
