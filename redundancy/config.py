@@ -332,6 +332,7 @@ class AnalysisConfig(BaseModel):
     def config_hash(self) -> str:
         """A stable hash of everything that determines the result."""
         data = self.model_dump(mode="json")
+        data["metric"] = None if self.task == "classification" else self.score_metric  # a default named = omitted
         for name, neutral in _HASH_NEUTRAL.items():
             if data.get(name) == neutral:
                 data.pop(name)

@@ -154,6 +154,10 @@ def test_config_task_metric_similarity() -> None:
     retrieval = AnalysisConfig.model_validate({**base, "task": "retrieval"})
     assert retrieval.score_metric == "ndcg@10"
     assert retrieval.config_hash() != AnalysisConfig.model_validate(base).config_hash()
+    named = AnalysisConfig.model_validate({**base, "task": "retrieval", "metric": "ndcg@10"})
+    assert named.config_hash() == retrieval.config_hash()
+    assert AnalysisConfig.model_validate({**base, "metric": "accuracy"}).config_hash() == AnalysisConfig.model_validate(
+        base).config_hash()
     for bad, field in [({"metric": "ndcg@10"}, "metric"), ({"similarity": "dot"}, "similarity"),
                        ({"task": "retrieval", "metric": "accuracy"}, "metric"), ({"task": "ranking"}, "task")]:
         with pytest.raises(Exception) as err:
