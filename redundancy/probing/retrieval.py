@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from redundancy.errors import DatasetFormatError
 from redundancy.probing.ridge import ProbeResult
 
 TOP = 10
@@ -214,8 +215,10 @@ class RetrievalScorer:
         self.eligible = (np.ones(len(self.query_labels), dtype=bool) if self.metric == "top10_overlap"
                          else relevant_counts(self.corpus_labels, self.query_labels) > 0)
         if self.eligible.sum() < DECILES:
-            raise ValueError(f"only {int(self.eligible.sum())} queries have a relevant corpus item; "
-                             f"retrieval needs at least {DECILES}")
+            raise DatasetFormatError(
+                f"only {int(self.eligible.sum())} test items (queries) have a train item with their label; retrieval "
+                f"needs at least {DECILES} (raise max_test / max_train, or use a dataset whose test labels occur in "
+                "train)", field="dataset.max_test")
 
     @property
     def d(self) -> int:

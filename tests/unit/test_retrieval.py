@@ -189,3 +189,17 @@ def test_recommendation_names_the_metric_and_answers_any_delta() -> None:
     classification = advise([p.model_copy(update={"metric": "accuracy"}) for p in curve], list(DECILE_NAMES), d, 0.05)
     assert classification.metric == "accuracy" and classification.score == classification.accuracy
     assert classification.full_score == classification.full_accuracy
+
+
+def test_too_few_scored_queries_is_a_dataset_error_naming_the_field() -> None:
+    from redundancy.errors import DatasetFormatError
+
+    rng = np.random.default_rng(0)
+    corpus_y = np.zeros(20, dtype=int)
+    query_y = np.array([0] * 9 + [1] * 20)  # nine queries have a relevant item
+    with pytest.raises(DatasetFormatError, match="only 9 test items") as err:
+        RetrievalScorer(rng.standard_normal((20, 4)), corpus_y, rng.standard_normal((29, 4)), query_y)
+    assert err.value.field == "dataset.max_test"
+    overlap = RetrievalScorer(rng.standard_normal((20, 4)), corpus_y, rng.standard_normal((29, 4)), query_y,
+                              "top10_overlap")  # needs no labels: every query counts
+    assert overlap.subset(np.arange(4)).correct.shape == (29,)
