@@ -7,6 +7,7 @@ the bootstrap by `advice.uncertainty`), advise (`advice.recommend`) and assemble
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import shutil
 import tempfile
@@ -65,11 +66,14 @@ class PreparedData:
     train: ImageSplit
     val: ImageSplit
     test: ImageSplit
+    qrels: np.ndarray | None = None  # explicit pairs: (query = test row, corpus position in train ++ val)
 
 
 def prepare_data(config: AnalysisConfig, runtime: Runtime) -> PreparedData:
     """Load the dataset, apply the class-balanced caps, hold out the validation split."""
     ds = load_dataset(config.dataset.spec, runtime, config.dataset)
+    if ds.qrels is not None:
+        return prepare_pairs(config, ds)
     train, test = ds.train, ds.test
     if config.dataset.max_train is not None:
         train = train.subset(balanced_subset(train.labels, config.dataset.max_train, config.seed))
@@ -89,6 +93,28 @@ def prepare_data(config: AnalysisConfig, runtime: Runtime) -> PreparedData:
             f"{len(train)} train images are too few to hold out a validation split", field="dataset.max_train"
         )
     return PreparedData(dataset=ds, train=train.subset(fit_idx), val=train.subset(val_idx), test=test)
+
+
+def prepare_pairs(config: AnalysisConfig, ds: ImageDataset) -> PreparedData:
+    """Explicit retrieval pairs: no caps (they would cut relevant items out of the corpus); the corpus is
+    split into fit and validation rows as usual, and the qrels follow each corpus row to its position in
+    `train ++ val`, the order the retrieval scorer searches."""
+    if config.task != "retrieval":
+        raise DatasetFormatError("this file holds explicit retrieval pairs (qrels): use task 'retrieval'",
+                                 field="task")
+    for cap in ("max_train", "max_test"):
+        if getattr(config.dataset, cap) is not None:
+            raise DatasetFormatError(f"{cap} does not apply to explicit pairs (it would drop relevant items)",
+                                     field=f"dataset.{cap}")
+    assert ds.qrels is not None
+    fit_idx, val_idx = validation_split(ds.train.labels, config.val_fraction, config.seed)
+    if len(val_idx) == 0 or len(fit_idx) < 2:
+        raise DatasetFormatError(f"{len(ds.train)} corpus items are too few", field="dataset.spec")
+    position = np.empty(len(ds.train), dtype=np.int64)
+    position[np.concatenate([fit_idx, val_idx])] = np.arange(len(ds.train))
+    qrels = np.column_stack([ds.qrels[:, 0], position[ds.qrels[:, 1]]])
+    return PreparedData(dataset=ds, train=ds.train.subset(fit_idx), val=ds.train.subset(val_idx), test=ds.test,
+                        qrels=qrels)
 
 
 def make_transform(loaded: LoadedModel, image_size: int | None) -> tuple[object, dict]:
@@ -271,6 +297,8 @@ def report_from_features(
 ) -> Analysis:
     """The `probe` and `advise` stages, and the report."""
     loaded, extractor, data, data_cfg = prep.loaded, prep.extractor, prep.data, prep.data_cfg
+    if data.qrels is not None:
+        features = dataclasses.replace(features, qrels=data.qrels)
     with tracker.stage("probe"):
         run = run_probes(config, features, device, tracker)
         curve = run.curve

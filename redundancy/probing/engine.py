@@ -67,15 +67,15 @@ def training_problem(config: AnalysisConfig, features: Features) -> TrainingProb
 
 
 def retrieval_scorer(config: AnalysisConfig, features: Features, device: str) -> RetrievalScorer:
-    """Label retrieval (`probing.retrieval`): the test rows query a corpus of every train row (fit and
-    validation splits)."""
+    """Retrieval (`probing.retrieval`): the test rows query a corpus of every train row (fit and validation
+    splits); relevant = same label, or the explicit pairs' qrels when the dataset has them."""
     f = features
     if f.x_train is None:
         raise ValueError("retrieval needs the train features stored (needs_train_features)")
     corpus = np.concatenate([np.asarray(f.x_train), np.asarray(f.x_val)])
     labels = np.concatenate([f.y_train, f.y_val])
     return RetrievalScorer(corpus, labels, np.asarray(f.x_test), f.y_test, config.score_metric, config.similarity,
-                           device)
+                           device, qrels=f.qrels)
 
 
 class SubsetProber:

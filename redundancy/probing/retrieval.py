@@ -166,6 +166,23 @@ def overlap(top: np.ndarray, top_full: np.ndarray) -> np.ndarray:
     return np.array([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(top, top_full, strict=True)])
 
 
+class Qrels:
+    """Explicit relevance: the relevant (query row, corpus row) pairs, binary."""
+
+    def __init__(self, pairs: np.ndarray, n_queries: int, n_corpus: int) -> None:
+        p = np.unique(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=0)
+        if p.size and (p.min() < 0 or p[:, 0].max() >= n_queries or p[:, 1].max() >= n_corpus):
+            raise ValueError("qrels name a query or corpus row outside the data")
+        self.n_corpus = n_corpus
+        self.keys = p[:, 0] * n_corpus + p[:, 1]  # sorted, as np.unique sorts the pairs
+        self.counts = np.bincount(p[:, 0], minlength=n_queries).astype(np.int64)
+
+    def relevance(self, top: np.ndarray) -> np.ndarray:
+        """`(n_queries, K)` booleans: result i of query q is a relevant pair."""
+        keys = np.arange(top.shape[0], dtype=np.int64)[:, None] * self.n_corpus + top
+        return np.isin(keys, self.keys)
+
+
 LABEL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "ndcg@10": ndcg, "recall@10": recall, "map@10": average_precision,
 }
@@ -205,15 +222,18 @@ class RetrievalScorer:
     similarity: str = "cosine"
     device: str = "cpu"
     budget: int = DEFAULT_BUDGET
+    qrels: np.ndarray | None = None  # explicit pairs (query row, corpus row); None: relevant = same label
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} is not one of {', '.join(METRICS)}")
+        self.pairs = None if self.qrels is None else Qrels(self.qrels, len(self.query_labels), len(self.corpus_labels))
         self._c = torch.as_tensor(np.asarray(self.corpus, dtype=np.float32), device=self.device)
         self._q = torch.as_tensor(np.asarray(self.queries, dtype=np.float32), device=self.device)
         self.top_full = self._search(self._q, self._c)
-        self.eligible = (np.ones(len(self.query_labels), dtype=bool) if self.metric == "top10_overlap"
-                         else relevant_counts(self.corpus_labels, self.query_labels) > 0)
+        counts = (self.pairs.counts if self.pairs is not None
+                  else relevant_counts(self.corpus_labels, self.query_labels))
+        self.eligible = np.ones(len(self.query_labels), dtype=bool) if self.metric == "top10_overlap" else counts > 0
         if self.eligible.sum() < DECILES:
             raise DatasetFormatError(
                 f"only {int(self.eligible.sum())} test items (queries) have a train item with their label; retrieval "
@@ -229,7 +249,10 @@ class RetrievalScorer:
 
     def scores(self, top: np.ndarray) -> np.ndarray:
         """The scored queries' scores of one ranking (the eligible queries, in order)."""
-        s = per_query_scores(self.metric, top, self.top_full, self.corpus_labels, self.query_labels)
+        if self.pairs is not None and self.metric != "top10_overlap":
+            s = LABEL_METRICS[self.metric](self.pairs.relevance(top), self.pairs.counts)
+        else:
+            s = per_query_scores(self.metric, top, self.top_full, self.corpus_labels, self.query_labels)
         return s[self.eligible]
 
     def result(self, top: np.ndarray) -> ProbeResult:

@@ -113,3 +113,40 @@ def test_digits_label_retrieval_equals_sklearn_neighbours(tmp_path: Path) -> Non
     assert report.recommendations[0].metric == "recall@10"
     assert report.full_accuracy == pytest.approx(float(recall[n_rel > 0].mean()), abs=1e-12)
     assert 0.0 < report.full_accuracy < 1.0
+
+
+def test_explicit_pairs_npz_scores_equal_brute_force(tmp_path: Path) -> None:
+    """`embeddings:` .npz with corpus, queries and qrels (graded: relevance ≤ 0 is dropped): the full layer's
+    nDCG@10 is the brute-force one over the qrels, whatever order the fit/validation split puts the corpus in."""
+    rng = np.random.default_rng(20)
+    topics = rng.standard_normal((12, 32))
+    doc_topic = rng.integers(0, 12, 400)
+    corpus = topics[doc_topic] + 0.8 * rng.standard_normal((400, 32))
+    query_topic = rng.integers(0, 12, 60)
+    queries = topics[query_topic] + 0.8 * rng.standard_normal((60, 32))
+    qrels = [(q, c, int(rng.integers(-1, 3))) for q in range(60) for c in np.flatnonzero(doc_topic == query_topic[q])]
+    path = tmp_path / "pairs.npz"
+    np.savez(path, corpus=corpus.astype(np.float32), queries=queries.astype(np.float32), qrels=np.array(qrels))
+    config = AnalysisConfig.model_validate({
+        "dataset": {"spec": f"embeddings:{path}"}, "task": "retrieval", "fractions": [0.25, 1.0], "seeds": 2,
+        "bootstrap": 50, "baselines": ["pca"], "feature_dtype": "float32"})
+    report = run_analysis(config, Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work",
+                                          data_root=tmp_path)).report
+    c = corpus.astype(np.float32).astype(np.float64)
+    q = queries.astype(np.float32).astype(np.float64)
+    c, q = c / np.linalg.norm(c, axis=1, keepdims=True), q / np.linalg.norm(q, axis=1, keepdims=True)
+    relevant = {i: {cc for qq, cc, r in qrels if qq == i and r > 0} for i in range(60)}
+    scores = []
+    for i in range(60):
+        if not relevant[i]:
+            continue
+        order = np.lexsort((np.arange(400), -(q[i] @ c.T)))[:10]
+        dcg = sum(1.0 / math.log2(r + 2) for r, j in enumerate(order) if j in relevant[i])
+        scores.append(dcg / sum(1.0 / math.log2(r + 2) for r in range(min(10, len(relevant[i])))))
+    assert report.recommendations[0].metric == "ndcg@10"
+    assert report.full_accuracy == pytest.approx(float(np.mean(scores)), abs=1e-12)
+    assert 0.2 < report.full_accuracy < 1.0
+    with pytest.raises(Exception, match="task 'retrieval'") as err:
+        run_analysis(AnalysisConfig.model_validate({"dataset": {"spec": f"embeddings:{path}"}}),
+                     Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work", data_root=tmp_path))
+    assert getattr(err.value, "field", None) == "task"

@@ -203,3 +203,34 @@ def test_too_few_scored_queries_is_a_dataset_error_naming_the_field() -> None:
     overlap = RetrievalScorer(rng.standard_normal((20, 4)), corpus_y, rng.standard_normal((29, 4)), query_y,
                               "top10_overlap")  # needs no labels: every query counts
     assert overlap.subset(np.arange(4)).correct.shape == (29,)
+
+
+def test_explicit_qrels_scores_equal_loops_and_label_relevance_when_they_agree(data) -> None:
+    from redundancy.probing.retrieval import Qrels
+
+    queries, corpus, query_y, corpus_y = data
+    rng = np.random.default_rng(9)
+    pairs = np.array([(q, c) for q in range(len(queries)) for c in range(len(corpus)) if rng.random() < 0.1])
+    top = brute_top(queries, corpus, 10, "cosine")
+    qrels = Qrels(pairs, len(queries), len(corpus))
+    relevant = [set(pairs[pairs[:, 0] == q, 1].tolist()) for q in range(len(queries))]
+    for q, row in enumerate(top):  # the definitions, by loops over each query's relevant set
+        rel = [1.0 if j in relevant[q] else 0.0 for j in row]
+        n_rel = len(relevant[q])
+        got = per_query_scores_from(qrels, top)[q]
+        if n_rel == 0:
+            assert np.isnan(got)
+            continue
+        dcg = sum(r / math.log2(i + 1) for i, r in enumerate(rel, start=1))
+        assert got == pytest.approx(dcg / sum(1 / math.log2(i + 1) for i in range(1, min(10, n_rel) + 1)), abs=1e-12)
+    # qrels built from the labels score exactly as label relevance
+    same = np.array([(q, c) for q in range(len(queries)) for c in range(len(corpus)) if query_y[q] == corpus_y[c]])
+    by_pairs = RetrievalScorer(corpus, corpus_y, queries, query_y, "map@10", qrels=same).subset(np.arange(12))
+    by_labels = RetrievalScorer(corpus, corpus_y, queries, query_y, "map@10").subset(np.arange(12))
+    np.testing.assert_array_equal(by_pairs.correct, by_labels.correct)
+
+
+def per_query_scores_from(qrels, top: np.ndarray) -> np.ndarray:
+    from redundancy.probing.retrieval import ndcg
+
+    return ndcg(qrels.relevance(top), qrels.counts)
