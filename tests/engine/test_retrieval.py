@@ -194,3 +194,31 @@ def test_text_pairs_in_beir_layout_score_as_label_retrieval_on_the_same_texts(tm
     assert pairs.recommendations[0].metric == labels.recommendations[0].metric == "ndcg@10"
     assert pairs.full_accuracy == pytest.approx(labels.full_accuracy, abs=1e-12)
     assert 0.0 < pairs.full_accuracy < 1.0
+
+
+def test_explicit_pairs_npz_job_over_http(tmp_path: Path) -> None:
+    """The service takes an explicit-pairs .npz (its header checked at submission) and answers it."""
+    rng = np.random.default_rng(3)
+    corpus = rng.standard_normal((120, 16)).astype(np.float32)
+    queries = (corpus[:40] + 0.3 * rng.standard_normal((40, 16))).astype(np.float32)  # query i is near doc i
+    path = tmp_path / "pairs.npz"
+    np.savez(path, corpus=corpus, queries=queries, qrels=np.array([(i, i) for i in range(40)]))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, corpus=corpus, queries=queries, qrels=np.zeros((3, 4), dtype=np.int64))
+    settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=str(tmp_path))
+    migrate.upgrade(settings.db_url)
+    queue = RecordingQueue()
+    body = {"dataset": {"spec": f"embeddings:{path}"}, "task": "retrieval", "metric": "recall@10",
+            "fractions": [0.5, 1.0], "seeds": 2, "bootstrap": 0, "baselines": []}
+    try:
+        with TestClient(create_app(settings, queue=queue, maintenance=False)) as client:
+            refused = client.post("/v1/jobs", json={**body, "dataset": {"spec": f"embeddings:{bad}"}})
+            r = client.post("/v1/jobs", json=body)
+            assert r.status_code == 202, r.text
+            assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
+            rec = client.get(f"/v1/jobs/{r.json()['id']}/recommendation", params={"delta": 0.05}).json()
+    finally:
+        dispose_all()
+    assert refused.status_code == 422 and "qrels must be integers of shape" in refused.text
+    assert rec["metric"] == "recall@10" and rec["d"] == 16
+    assert rec["full_score"] > 0.5  # each query's one relevant document is its own noisy copy
