@@ -39,6 +39,12 @@ SubsetMode = Literal["independent", "nested"]
 LambdaSelect = Literal["gcv", "val"]
 WeightsSpec = str  # "hub" | "bundled" | "random" | a file path
 HfPooling = Literal["mean", "cls"]
+Task = Literal["classification", "retrieval"]
+Metric = Literal["accuracy", "ndcg@10", "recall@10", "map@10", "top10_overlap"]
+RETRIEVAL_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "map@10", "top10_overlap")
+Similarity = Literal["cosine", "dot"]
+# New fields left out of `config_hash` while at these values, so a config that does not use them hashes as before.
+_HASH_NEUTRAL: dict[str, object] = {"task": "classification", "metric": None, "similarity": "cosine"}
 PRECOMPUTED = "precomputed"  # the model of an `embeddings:` dataset: the vectors are the features
 VECTOR_SCHEMES = ("embeddings", "upload")  # dataset schemes whose files hold vectors, not inputs
 
@@ -223,6 +229,46 @@ class AnalysisConfig(BaseModel):
         "split, the fit split only). The logistic probe always uses the validation split.",
     )
 
+    task: Task = Field(
+        "classification",
+        description="`classification`: a linear probe's test accuracy per subset (the paper); `retrieval`: exact "
+        "nearest-neighbour search per subset, the test items as queries, the train items as the corpus, relevant "
+        "= same label, scored by `metric` (no probe is trained).",
+    )
+    metric: Metric | None = Field(
+        None,
+        description="The score the advice reads: `accuracy` (classification, its only metric); for retrieval "
+        "`ndcg@10` (the default), `recall@10`, `map@10` or `top10_overlap` (overlap of each subset's top 10 with "
+        "the full layer's, no labels needed). None: the task's default.",
+    )
+    similarity: Similarity = Field(
+        "cosine", description="Retrieval: `cosine` (rows L2-normalised after the cut) or `dot` (inner product).",
+    )
+
+    @property
+    def score_metric(self) -> str:
+        """The metric named in every curve point and recommendation: the configured one or the task's default."""
+        if self.metric is not None:
+            return self.metric
+        return "ndcg@10" if self.task == "retrieval" else "accuracy"
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_fits_task(cls, v: str | None, info: ValidationInfo) -> str | None:
+        task = info.data.get("task", "classification")
+        if task == "classification" and v not in (None, "accuracy"):
+            raise ValueError(f"metric {v!r} needs task 'retrieval'; classification is scored by 'accuracy'")
+        if task == "retrieval" and v == "accuracy":
+            raise ValueError(f"task 'retrieval' is scored by one of {', '.join(RETRIEVAL_METRICS)}, not 'accuracy'")
+        return v
+
+    @field_validator("similarity")
+    @classmethod
+    def _similarity_for_retrieval(cls, v: str, info: ValidationInfo) -> str:
+        if v != "cosine" and info.data.get("task", "classification") != "retrieval":
+            raise ValueError("similarity applies to task 'retrieval' only")
+        return v
+
     @field_validator("cka_protocol")
     @classmethod
     def _paper_protocol_is_biased(cls, v: str, info: ValidationInfo) -> str:
@@ -285,7 +331,12 @@ class AnalysisConfig(BaseModel):
 
     def config_hash(self) -> str:
         """A stable hash of everything that determines the result."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        data["metric"] = None if self.task == "classification" else self.score_metric  # a default named = omitted
+        for name, neutral in _HASH_NEUTRAL.items():
+            if data.get(name) == neutral:
+                data.pop(name)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def ridge_fit_splits(self) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ the bootstrap by `advice.uncertainty`), advise (`advice.recommend`) and assemble
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from redundancy.errors import DatasetFormatError
 from redundancy.hashing import hash_json
 from redundancy.probing import plan_subsets
 from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random, training_problem
+from redundancy.probing.retrieval import DECILE_NAMES
 from redundancy.progress import ImagesProgressFn, ProgressFn, StopFn, Tracker
 from redundancy.quantise import measure_int8
 from redundancy.report import (
@@ -64,18 +66,21 @@ class PreparedData:
     train: ImageSplit
     val: ImageSplit
     test: ImageSplit
+    qrels: np.ndarray | None = None  # explicit pairs: (query = test row, corpus position in train ++ val)
 
 
 def prepare_data(config: AnalysisConfig, runtime: Runtime) -> PreparedData:
     """Load the dataset, apply the class-balanced caps, hold out the validation split."""
     ds = load_dataset(config.dataset.spec, runtime, config.dataset)
+    if ds.qrels is not None:
+        return prepare_pairs(config, ds)
     train, test = ds.train, ds.test
     if config.dataset.max_train is not None:
         train = train.subset(balanced_subset(train.labels, config.dataset.max_train, config.seed))
     if config.dataset.max_test is not None:
         test = test.subset(balanced_subset(test.labels, config.dataset.max_test, config.seed))
     missing = sorted(set(range(len(ds.classes))) - set(np.unique(test.labels).tolist()))
-    if missing:
+    if missing and config.task == "classification":  # retrieval's fairness is per query decile, not per class
         names = ", ".join(ds.classes[i] for i in missing[:5])
         raise DatasetFormatError(
             f"{len(missing)} class(es) have no test images ({names}); per-class accuracy would be undefined"
@@ -88,6 +93,28 @@ def prepare_data(config: AnalysisConfig, runtime: Runtime) -> PreparedData:
             f"{len(train)} train images are too few to hold out a validation split", field="dataset.max_train"
         )
     return PreparedData(dataset=ds, train=train.subset(fit_idx), val=train.subset(val_idx), test=test)
+
+
+def prepare_pairs(config: AnalysisConfig, ds: ImageDataset) -> PreparedData:
+    """Explicit retrieval pairs: no caps (they would cut relevant items out of the corpus); the corpus is
+    split into fit and validation rows as usual, and the qrels follow each corpus row to its position in
+    `train ++ val`, the order the retrieval scorer searches."""
+    if config.task != "retrieval":
+        raise DatasetFormatError("this file holds explicit retrieval pairs (qrels): use task 'retrieval'",
+                                 field="task")
+    for cap in ("max_train", "max_test"):
+        if getattr(config.dataset, cap) is not None:
+            raise DatasetFormatError(f"{cap} does not apply to explicit pairs (it would drop relevant items)",
+                                     field=f"dataset.{cap}")
+    assert ds.qrels is not None
+    fit_idx, val_idx = validation_split(ds.train.labels, config.val_fraction, config.seed)
+    if len(val_idx) == 0 or len(fit_idx) < 2:
+        raise DatasetFormatError(f"{len(ds.train)} corpus items are too few", field="dataset.spec")
+    position = np.empty(len(ds.train), dtype=np.int64)
+    position[np.concatenate([fit_idx, val_idx])] = np.arange(len(ds.train))
+    qrels = np.column_stack([ds.qrels[:, 0], position[ds.qrels[:, 1]]])
+    return PreparedData(dataset=ds, train=ds.train.subset(fit_idx), val=ds.train.subset(val_idx), test=ds.test,
+                        qrels=qrels)
 
 
 def make_transform(loaded: LoadedModel, image_size: int | None) -> tuple[object, dict]:
@@ -117,8 +144,8 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
 
 def needs_train_features(config: AnalysisConfig) -> bool:
     """Whether the train split's samples are stored, not only its statistics: the logistic probe
-    trains on them, and GCV refits on train + validation rows (`training_problem`)."""
-    return config.probe == "logistic" or config.lambda_select != "val"
+    trains on them, GCV refits on train + validation rows (`training_problem`), retrieval searches them."""
+    return config.probe == "logistic" or config.lambda_select != "val" or config.task == "retrieval"
 
 
 @dataclass
@@ -161,7 +188,8 @@ def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = 
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
         extractor = FeatureExtractor(loaded.module, config.layer)
         transform, data_cfg = make_transform(loaded, config.image_size)
-        facts = model_facts(loaded, config.image_size) if config.probe == "ridge" else None
+        facts = (model_facts(loaded, config.image_size)
+                 if config.probe == "ridge" and config.task == "classification" else None)
     with tracker.stage("load_data"):
         data = prepare_data(config, runtime)
     return Prepared(loaded, extractor, transform, data_cfg, data, facts)
@@ -269,15 +297,18 @@ def report_from_features(
 ) -> Analysis:
     """The `probe` and `advise` stages, and the report."""
     loaded, extractor, data, data_cfg = prep.loaded, prep.extractor, prep.data, prep.data_cfg
+    if data.qrels is not None:
+        features = dataclasses.replace(features, qrels=data.qrels)
     with tracker.stage("probe"):
         run = run_probes(config, features, device, tracker)
         curve = run.curve
 
     with tracker.stage("advise"):
         classes = data.dataset.classes
+        groups = list(DECILE_NAMES) if config.task == "retrieval" else None
         d = features.d
         recs = [
-            advise(curve, classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
+            advise(curve, groups or classes, d, delta, config.delta_mode, config.criterion, run.intervals, run.paired)
             for delta in config.deltas
         ]
         quantised = measure_recommended(config, features, curve, recs, device)
@@ -301,6 +332,7 @@ def report_from_features(
         dataset=DatasetInfo(
             spec=config.dataset.spec,
             classes=classes,
+            fairness_groups=groups,
             sizes={"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         ),
         full_accuracy=full.accuracy_mean,
@@ -331,7 +363,7 @@ def measure_recommended(
 ) -> list[QuantisedScore]:
     """int8 re-scores (`redundancy.quantise`) of the random subsets and first-k at each recommended k;
     ridge probes only (a logistic probe is not kept to re-score)."""
-    if config.probe != "ridge":
+    if config.probe != "ridge" or config.task == "retrieval":
         return []
     train = training_problem(config, features)
     targets = [(m.method, m.k) for r in recs for m in r.methods if m.method in ("random_subset", "first_k")]
@@ -349,6 +381,8 @@ def _warnings(
     if loaded.weights_random:
         out.append("the weights were random (a test setting): these numbers say nothing about a trained model")
     d, c, n_val = features.d, features.stats.num_classes, len(features.y_val)
+    if config.task == "retrieval":
+        return out + _beats_full(summary, d, full_accuracy, config.score_metric)
     by_val = (config.probe == "logistic" and config.logistic_solver == "sgd") or config.lambda_select == "val"
     n = run.n_train if config.probe == "ridge" else features.stats.n
     if n < d:
@@ -359,13 +393,15 @@ def _warnings(
     if run.edge_ks:
         out.append(f"the GCV-chosen λ sat at the edge of its grid for k = {', '.join(map(str, run.edge_ks[:8]))}"
                    f"{' …' if len(run.edge_ks) > 8 else ''}: GCV was still falling there")
-    better = [s for s in summary if s.k < d and s.accuracy_mean > full_accuracy + 0.01]
-    if better:
-        out.append(
-            f"subsets beat the full layer by more than 1 point (e.g. k = {better[0].k}: "
-            f"{better[0].accuracy_mean:.4f} vs {full_accuracy:.4f}); recommendations are relative to a noisy baseline"
-        )
-    return out
+    return out + _beats_full(summary, d, full_accuracy, config.score_metric)
+
+
+def _beats_full(summary: list[FractionSummary], d: int, full_score: float, metric: str) -> list[str]:
+    better = [s for s in summary if s.k < d and s.accuracy_mean > full_score + 0.01]
+    if not better:
+        return []
+    return [f"subsets beat the full layer by more than 1 point of {metric} (e.g. k = {better[0].k}: "
+            f"{better[0].accuracy_mean:.4f} vs {full_score:.4f}); recommendations are relative to a noisy baseline"]
 
 
 @dataclass

@@ -88,7 +88,7 @@ def markers(
     return [
         Marker(
             rec=recommend(
-                rep.curve, rep.dataset.classes, rep.model.d, delta,
+                rep.curve, rep.fairness_groups, rep.model.d, delta,
                 mode=mode or rep.config.delta_mode, criterion=criterion or rep.config.criterion,
                 intervals=intervals,
             ),
@@ -168,13 +168,19 @@ def _draw_zoom(ax: Axes, rep: Report, random: list[FractionSummary], marks: list
     ax.axvline(m.f_star, color=m.colour, lw=1.2, ls="-.", label=f"f* = {m.f_star:g} ({m.rec.k} of {m.rec.d})")
     ax.set_xlim(lo, hi)
     ax.set_xlabel(f"fraction of neurons kept (linear, around f* for δ={m.rec.delta:g})")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(score_label(rep))
     ax.grid(True, alpha=0.25)
     ax.legend(fontsize=7, loc="lower right")
 
 
+def score_label(rep: Report) -> str:
+    """The score axis: test accuracy, or the retrieval metric (`CurvePoint.metric`)."""
+    metric = next((p.metric for p in rep.curve if p.k == rep.model.d), "accuracy")
+    return "test accuracy" if metric == "accuracy" else f"retrieval {metric} (mean over queries)"
+
+
 def _draw_accuracy(ax: Axes, random: list[FractionSummary], refine: list[FractionSummary],
-                   baselines: dict[str, list[FractionSummary]]) -> None:
+                   baselines: dict[str, list[FractionSummary]], ylabel: str = "test accuracy") -> None:
     if random:
         ax.errorbar(_xs(random), [g.accuracy_mean for g in random], yerr=[g.accuracy_std for g in random],
                     color="tab:blue", marker="o", ms=4, capsize=3, label="random subsets (mean ± std)")
@@ -186,7 +192,7 @@ def _draw_accuracy(ax: Axes, random: list[FractionSummary], refine: list[Fractio
             label, colour, marker = BASELINE_STYLE[kind]
             ax.errorbar(_xs(groups), [g.accuracy_mean for g in groups], yerr=[g.accuracy_std for g in groups],
                         color=colour, marker=marker, ms=4, capsize=2, ls="--", label=label)
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
 
 
 def _line(ax: Axes, groups: list[FractionSummary], ys: list[float | None], **style: Any) -> None:
@@ -218,7 +224,8 @@ def _draw_gini(ax: Axes, rep: Report, random: list[FractionSummary],
         label, colour, marker = BASELINE_STYLE[kind]
         _line(ax, groups, [_seed_gini(rep.curve, g.k, kind) for g in groups], color=colour, marker=marker,
               ms=4, ls="--", label=label)
-    ax.set_ylabel("Gini of per-class accuracy\n(mean of per-seed Ginis)")
+    per = "per-class accuracy" if rep.dataset.fairness_groups is None else "query-decile scores"
+    ax.set_ylabel(f"Gini of {per}\n(mean of per-seed Ginis)")
     ax.set_xlabel("fraction of neurons kept (log scale)")
 
 
@@ -247,7 +254,7 @@ def build_figure(
     if ax_zoom is not None:
         # f* and the threshold over the summary of grid + refinement probes, as `recommend` sees them
         _draw_zoom(ax_zoom, rep, summarize(rep.curve), marks)
-    _draw_accuracy(ax_acc, random, refine, baselines)
+    _draw_accuracy(ax_acc, random, refine, baselines, score_label(rep))
     _accuracy_bands(ax_acc, rep.full_accuracy, marks, [ax_acc, ax_cka, ax_gini])
     _draw_cka(ax_cka, rep, random, baselines)
     _draw_gini(ax_gini, rep, random, baselines)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from redundancy.config import AnalysisConfig, Criterion, DeltaMode
 
@@ -37,6 +37,10 @@ class ModelInfo(BaseModel):
 class DatasetInfo(BaseModel):
     spec: str
     classes: list[str]
+    fairness_groups: list[str] | None = Field(
+        None, description="What each curve point's `per_class_accuracy` entry is when it is not a class: for "
+        "retrieval, the deciles of queries by score. None: the classes."
+    )
     sizes: dict[str, int] = Field(
         description="Samples per split: train (fit), val (held out; with `lambda_select = gcv` the ridge probe "
         "fits on train + val and chooses λ by GCV), test."
@@ -47,8 +51,14 @@ class CurvePoint(BaseModel):
     fraction: float
     k: int
     seed: int
-    accuracy: float
-    per_class_accuracy: list[float]
+    accuracy: float = Field(description="The task's score under `metric`: test accuracy (classification) or the "
+                            "mean per-query retrieval score.")
+    per_class_accuracy: list[float] = Field(
+        description="The fairness vector: per-class test accuracy (classification); for retrieval the mean score "
+        "of each decile of queries, ascending (`DatasetInfo.fairness_groups`)."
+    )
+    metric: str = Field("accuracy", description="What `accuracy` measures: accuracy, ndcg@10, recall@10, map@10, "
+                        "top10_overlap.")
     cka: float | None = Field(
         None, description="Part-vs-whole linear CKA on the train features (from the Gram); absent when undefined "
         "(the subset has no variance, e.g. only dead neurons)."
@@ -279,6 +289,21 @@ class Recommendation(BaseModel):
     constrained: ConstrainedAnswer | None = Field(
         None, description="Answered when max_worst_class_drop or max_gini_increase is given."
     )
+    metric: str = Field("accuracy", description="The score δ was applied to: accuracy (classification) or a retrieval "
+                        "metric (ndcg@10, recall@10, map@10, top10_overlap).")
+    score: float | None = Field(None, description="The score at the recommended fraction under the criterion (for "
+                                "classification equal to `accuracy`, which stays).")
+    full_score: float | None = Field(None, description="The full layer's score (for classification equal to "
+                                     "`full_accuracy`).")
+
+    @model_validator(mode="after")
+    def _scores_named(self) -> Recommendation:
+        """`score` and `full_score` are `accuracy` and `full_accuracy` under the name every task shares."""
+        if self.score is None:
+            self.score = self.accuracy
+        if self.full_score is None:
+            self.full_score = self.full_accuracy
+        return self
 
 
 class Environment(BaseModel):
@@ -315,3 +340,8 @@ class Report(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Conditions that make these numbers less trustworthy, in words."
     )
+
+    @property
+    def fairness_groups(self) -> list[str]:
+        """The names of the fairness vector's entries: the classes, or for retrieval the query deciles."""
+        return list(self.dataset.fairness_groups or self.dataset.classes)

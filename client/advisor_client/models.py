@@ -169,6 +169,9 @@ class Recommendation(_Open):
     storage: dict[str, Any] | None = None  # bytes per vector and index limits: full layer and verdict
     budget: dict[str, Any] | None = None  # asked with max_dims / max_bytes: the best score per method
     constrained: dict[str, Any] | None = None  # asked with fairness limits: the smallest k meeting them
+    metric: str = "accuracy"  # what accuracy/score measure: accuracy, or a retrieval metric (ndcg@10, ...)
+    score: float | None = None  # the score at k (classification: = accuracy)
+    full_score: float | None = None  # the full layer's score (classification: = full_accuracy)
 
 
 class DatasetInfo(_Open):

@@ -43,7 +43,7 @@ class TaskCurve:
     @classmethod
     def from_report(cls, report: Report) -> TaskCurve:
         return cls(
-            curve=report.curve, classes=list(report.dataset.classes), d=report.model.d, model=report.model.name,
+            curve=report.curve, classes=report.fairness_groups, d=report.model.d, model=report.model.name,
             weights_identity=report.model.weights_identity, layer=report.model.layer, master_seed=report.config.seed,
             subsets=report.config.subsets,
         )
@@ -51,6 +51,8 @@ class TaskCurve:
 
 class TaskAtK(BaseModel):
     dataset: str
+    metric: str = Field("accuracy", description="What `accuracy` measures for this dataset: accuracy "
+                        "(classification) or its retrieval metric (ndcg@10, recall@10, map@10, top10_overlap).")
     accuracy: float = Field(description="The criterion's accuracy at the common k (seed mean or worst seed).")
     full_accuracy: float
     threshold: float
@@ -129,7 +131,8 @@ def recommend_multitask(
         own = next(c for c in common if margin(name, c) >= -_EPS or c == d)
         rows.append(
             TaskAtK(
-                dataset=name, accuracy=_stat(at, criterion), full_accuracy=full.accuracy_mean, threshold=bars[name],
+                dataset=name, metric=next((p.metric for p in t.curve if p.k == d), "accuracy"),
+                accuracy=_stat(at, criterion), full_accuracy=full.accuracy_mean, threshold=bars[name],
                 margin=margin(name, k), own_k=own,
                 fairness=fairness_at(t.curve, t.classes, d, k),
                 savings=savings(d, k, len(t.classes)),

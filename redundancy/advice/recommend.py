@@ -135,11 +135,12 @@ def recommend(
     chosen = next((s for s in summary if meets(s, bar, criterion)), full)
     below_full = chosen.k < d
     acc = criterion_stat(chosen, criterion)
+    metric = next((p.metric for p in curve if p.kind in RANDOM_KINDS and p.k == d), "accuracy")
     bound = f"(1 − {delta})·{full.accuracy_mean:.4f}" if mode == "relative" else f"{full.accuracy_mean:.4f} − {delta}"
     if below_full:
         note = (
             f"{chosen.k} of {d} neurons (fraction {chosen.fraction:g}) is the smallest tested subset whose "
-            f"{'seed-mean' if criterion == 'mean' else 'worst-seed'} accuracy {acc:.4f} reaches "
+            f"{'seed-mean' if criterion == 'mean' else 'worst-seed'} {metric} {acc:.4f} reaches "
             f"{bound} = {bar:.4f}."
         )
     else:
@@ -160,6 +161,9 @@ def recommend(
         dr=(d - chosen.k) / d if below_full else 0.0,  # 1 − k/d exactly: 0.2, not 0.19999999999999996
         accuracy=acc,
         full_accuracy=full.accuracy_mean,
+        metric=metric,
+        score=acc,
+        full_score=full.accuracy_mean,
         threshold=bar,
         met_below_full=below_full,
         holds_worst_seed=chosen.accuracy_min >= bar - _EPS,

@@ -41,25 +41,34 @@ def _skipped_row(sk: SkippedFraction) -> str:
     return f"{sk.fraction:>9.4g} {sk.k:>8d} {'-':>6}  skipped: {sk.reason}"
 
 
+def score_name(report: Report) -> str:
+    """What the curve's `accuracy` measures: `accuracy`, or the retrieval metric."""
+    return report.config.score_metric
+
+
 def curve_table(report: Report) -> list[str]:
     """The random subsets per fraction, skipped fractions in their place, and the legend."""
     cfg = report.config
+    name = score_name(report)
+    retrieval = cfg.task == "retrieval"
     level = f"{cfg.ci_level:.0%} CI"
     refined = {p.k for p in report.curve if p.kind == "refinement"}
     rows: list[tuple[float, int, str]] = [(s.fraction, 0, _curve_row(s, s.k in refined)) for s in report.summary]
     rows += [(sk.fraction, 1, _skipped_row(sk)) for sk in report.skipped_fractions]
     lines = [
-        f"probe: {report.probe}",
+        f"task: retrieval, exact top-10 search ({cfg.similarity}), test items query the train items by label"
+        if retrieval else f"probe: {report.probe}",
         "",
-        f"{'fraction':>9} {'neurons':>8} {'seeds':>6} {'accuracy':>9} {'std':>7} {'worst':>7} {level:>13} "
+        f"{'fraction':>9} {'neurons':>8} {'seeds':>6} {name:>9} {'std':>7} {'worst':>7} {level:>13} "
         f"{'CKA layer':>10} {'CKA pair':>9}",
     ]
     lines += [row for _, _, row in sorted(rows)]
     lines += [
         f"  neurons    k = round(fraction × d) neurons drawn at random from d = {report.model.d}; seeds: draws per "
         "fraction (one for the full layer)",
-        "  accuracy   test accuracy, mean over seeds; std: its standard deviation; worst: the worst seed",
-        f"  {level:<10} bootstrap interval of the mean accuracy over test images"
+        f"  {name:<10} {'mean over queries' if retrieval else 'test accuracy'}, mean over seeds; std: its standard "
+        "deviation; worst: the worst seed",
+        f"  {level:<10} bootstrap interval of the mean {name} over {'queries' if retrieval else 'test images'}"
         + ("" if cfg.bootstrap else " (off: --bootstrap 0)"),
         "  CKA layer  linear CKA between the subset and the whole layer (1 = same geometry; train features)",
         f"  CKA pair   linear CKA between two independent random subsets of that size ({cfg.cka}; test features)",
@@ -88,12 +97,17 @@ def baseline_table(report: Report) -> list[str]:
     ks = sorted({b.k for b in report.baselines})
     width = max(17, *(len(k) for k in kinds))
     table = {(b.kind, b.k): b.accuracy_mean for b in report.baselines}
-    lines = ["", "baselines (ridge probe), test accuracy by number of dimensions k:",
+    how = (f"{score_name(report)} by exact search)" if report.config.task == "retrieval"
+           else "ridge probe), test accuracy")
+    lines = ["", f"baselines ({how} by number of dimensions k:",
              f"{'k':>8} " + " ".join(f"{kind:>{width}}" for kind in kinds)]
     for k in ks:
         cells = [f"{table[(kind, k)]:>{width}.4f}" if (kind, k) in table else f"{'-':>{width}}" for kind in kinds]
         lines.append(f"{k:>8d} " + " ".join(cells))
-    lines += [f"  {kind:<17}  {BASELINE_LEGEND.get(kind, kind)}" for kind in kinds]
+    legend = dict(BASELINE_LEGEND)
+    if report.config.task == "retrieval":
+        legend["pca"] = "the top-k principal axes of the corpus, projected without centring (at k = d a rotation)"
+    lines += [f"  {kind:<17}  {legend.get(kind, kind)}" for kind in kinds]
     cap = _pca_cap(report)
     return lines + ([cap] if cap else [])
 
@@ -133,8 +147,9 @@ def _savings(sv: Savings) -> str:
 
 def recommendation_table(report: Report) -> list[str]:
     """One row per δ with its fairness cost; the note or robustness checks, advice; the legend."""
-    lines = ["", f"full-layer accuracy {report.full_accuracy:.4f}", "",
-             f"{'δ':>6} {'mode':>8} {'criterion':>10} {'f*':>7} {'neurons':>12} {'DR':>6} {'accuracy':>8} "
+    name = score_name(report)
+    lines = ["", f"full-layer {name} {report.full_accuracy:.4f}", "",
+             f"{'δ':>6} {'mode':>8} {'criterion':>10} {'f*':>7} {'neurons':>12} {'DR':>6} {name:>8} "
              f"{'Gini full→f*':>16} {'worst class full→f*':>21}  classes that lose most"]
     for r in report.recommendations:
         f = r.fairness
@@ -154,7 +169,9 @@ def recommendation_table(report: Report) -> list[str]:
         "  f*         the smallest tested fraction of neurons within δ of the full layer; DR = 1 − f*, the diffused "
         "redundancy",
         "  Gini       inequality of per-class accuracy (0: every class equally accurate), full layer → at f*; "
-        "worst class: the lowest per-class accuracy",
+        "worst class: the lowest per-class accuracy" if report.config.task != "retrieval" else
+        "  Gini       inequality of the mean scores of the ten deciles of queries, full layer → at f*; worst class: "
+        "the worst decile of queries",
     ]
     return lines
 

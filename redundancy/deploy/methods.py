@@ -45,7 +45,7 @@ def method_k(report: Report, rec: Recommendation, method: str) -> int:
     if method not in ARTIFACT_METHODS:
         raise ArtifactError(f"method {method!r} is not one of {', '.join(ARTIFACT_METHODS)}", field="method")
     if not rec.methods:
-        rec = complete(rec, report.curve, list(report.dataset.classes))
+        rec = complete(rec, report.curve, report.fairness_groups)
     answer = next((m for m in rec.methods if m.method == method), None)
     if answer is None:
         raise ArtifactError(f"this job did not run the {method} baseline (its `baselines` option)", field="method")

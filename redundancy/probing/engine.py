@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from redundancy.config import AnalysisConfig
-from redundancy.probing.baselines import Baselines
+from redundancy.probing.baselines import Baselines, projection_cka, random_projection_matrix
 from redundancy.probing.cka import FeatureCKA, GramCKA, cka_rows
 from redundancy.probing.lbfgs import train_logistic_lbfgs
 from redundancy.probing.logistic import train_logistic_grid
+from redundancy.probing.retrieval import RetrievalScorer, pca_axes
 from redundancy.probing.ridge import ProbeResult, RidgeProber
 from redundancy.probing.subsets import draw_subset
 from redundancy.progress import Tracker
@@ -65,24 +66,52 @@ def training_problem(config: AnalysisConfig, features: Features) -> TrainingProb
     return TrainingProblem(GramStats.from_features(x, y, c), standardised_from_rows(x, y, c), None, None)
 
 
+def retrieval_scorer(config: AnalysisConfig, features: Features, device: str) -> RetrievalScorer:
+    """Retrieval (`probing.retrieval`): the test rows query a corpus of every train row (fit and validation
+    splits); relevant = same label, or the explicit pairs' qrels when the dataset has them."""
+    f = features
+    if f.x_train is None:
+        raise ValueError("retrieval needs the train features stored (needs_train_features)")
+    corpus = np.concatenate([np.asarray(f.x_train), np.asarray(f.x_val)])
+    labels = np.concatenate([f.y_train, f.y_val])
+    return RetrievalScorer(corpus, labels, np.asarray(f.x_test), f.y_test, config.score_metric, config.similarity,
+                           device, qrels=f.qrels)
+
+
 class SubsetProber:
-    """Probes subsets with the configured kind; every result carries per-sample test correctness and
-    its training-side selection score."""
+    """Scores subsets by the configured task: probes of the configured kind (classification), every
+    result with per-sample test correctness and its training-side selection score; or exact search
+    (retrieval), every result with per-query scores and no selection."""
 
     def __init__(self, config: AnalysisConfig, features: Features, train: TrainingProblem, device: str) -> None:
         self.config, self.features, self.device = config, features, device
-        self.selection = config.lambda_select if config.probe == "ridge" else "val"
+        self.retrieval = retrieval_scorer(config, features, device) if config.task == "retrieval" else None
+        self.selection: str | None = (
+            None if self.retrieval is not None else config.lambda_select if config.probe == "ridge" else "val")
         self.ridge = (
             RidgeProber(train.problem, train.x_val, train.y_val, features.x_test, features.y_test,
                         device=device, select=config.lambda_select)
-            if config.probe == "ridge" else None
+            if config.probe == "ridge" and self.retrieval is None else None
         )
 
     def __call__(
         self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
     ) -> list[ProbeResult]:
+        if self.retrieval is not None:
+            return self._search(subsets, tracker, progress)
         return self._ridge(subsets, tracker, progress) if self.ridge is not None else self._logistic(
             subsets, tracker, progress)
+
+    def _search(
+        self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
+    ) -> list[ProbeResult]:
+        assert self.retrieval is not None
+        out: list[ProbeResult] = []
+        for s in subsets:
+            tracker.check()
+            out.append(self.retrieval.subset(s))
+            progress(len(out) / len(subsets))
+        return out
 
     def _ridge(
         self, subsets: list[np.ndarray], tracker: Tracker, progress: Callable[[float], None]
@@ -170,8 +199,8 @@ def probe_random(
     for (fraction, k, seed, subset), r in zip(jobs, results, strict=True):
         out.points.append(CurvePoint(
             fraction=fraction, k=k, seed=seed, accuracy=r.accuracy, per_class_accuracy=r.per_class_accuracy.tolist(),
-            cka=defined(ctx.gram_cka(subset)), lam=r.lam, kind=kind, selection=ctx.prober.selection,
-            selection_score=r.score,
+            metric=c.score_metric, cka=defined(ctx.gram_cka(subset)), lam=r.lam, kind=kind,
+            selection=ctx.prober.selection, selection_score=r.score,
             cka_pair=defined(ctx.test_cka.subset_subset(k, seed, c.seed, debiased=debiased)),
             cka_debiased=defined(ctx.test_cka.part_whole(subset, debiased=True)) if debiased else None,
         ))
@@ -183,8 +212,11 @@ def probe_random(
 
 
 def probe_baselines(ctx: ProbeContext, entries: list[tuple[float, int, int]]) -> Probed:
-    """PCA top-k, first k and random projections at every k of the grid, with the same ridge selection."""
+    """PCA top-k, first k and random projections at every k of the grid, with the same ridge selection
+    (classification) or the same search (retrieval)."""
     c, d, tr = ctx.config, ctx.d, ctx.train
+    if ctx.prober.retrieval is not None:
+        return search_baselines(ctx, ctx.prober.retrieval, entries)
     base = Baselines(tr.stats, tr.x_val, tr.y_val, ctx.features.x_test, ctx.features.y_test,
                      device=ctx.device, select=c.lambda_select)
     units = [(kind, f, k, n) for kind in c.baselines for f, k, n in entries]
@@ -203,10 +235,39 @@ def probe_baselines(ctx: ProbeContext, entries: list[tuple[float, int, int]]) ->
             out.points.append(CurvePoint(
                 fraction=fraction, k=r.k, seed=seed, accuracy=r.accuracy,
                 per_class_accuracy=r.per_class_accuracy.tolist(), cka=defined(r.cka), lam=r.lam, kind=kind,
-                selection=c.lambda_select, selection_score=r.score,
+                selection=c.lambda_select, selection_score=r.score, metric=c.score_metric,
             ))
             if r.lam_at_edge:
                 out.edge_ks.add(r.k)
+        ctx.tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
+    return out
+
+
+def search_baselines(ctx: ProbeContext, scorer: RetrievalScorer, entries: list[tuple[float, int, int]]) -> Probed:
+    """Retrieval's baselines at every k of the grid, each a map `x ↦ Rᵀx` of queries and corpus: the first
+    k neurons, the top-k principal axes of the corpus (uncentred, `retrieval.pca_axes`; no rank cap: at
+    k = d a rotation), a seeded Gaussian projection per seed. CKA with the layer as for classification."""
+    c, d = ctx.config, ctx.d
+    gram = ctx.train.stats.centred_gram()
+    axes = pca_axes(scorer.corpus) if "pca" in c.baselines else None
+    units = [(kind, f, k, n) for kind in c.baselines for f, k, n in entries]
+    out = Probed()
+    for i, (kind, fraction, k, seeds) in enumerate(units):
+        ctx.tracker.check()
+        if kind == "pca":
+            assert axes is not None
+            maps = [axes[:, :k]]
+        elif kind == "first_k":
+            maps = [np.eye(d)[:, :k]]
+        else:
+            maps = [random_projection_matrix(d, k, s, c.seed) for s in range(seeds)]
+        for seed, r in enumerate(maps):
+            res = scorer.subset(np.arange(k)) if kind == "first_k" else scorer.projection(r)
+            out.points.append(CurvePoint(
+                fraction=fraction, k=k, seed=seed, accuracy=res.accuracy,
+                per_class_accuracy=res.per_class_accuracy.tolist(), cka=defined(projection_cka(gram, r)),
+                lam=None, kind=kind, selection=None, selection_score=None, metric=c.score_metric,
+            ))
         ctx.tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
     return out
 

@@ -66,6 +66,7 @@ class Features:
     x_test: np.ndarray
     y_test: np.ndarray
     pooling: str
+    qrels: np.ndarray | None = None  # explicit retrieval pairs (query row, corpus row of train ++ val); not stored
 
     @property
     def d(self) -> int:

@@ -85,10 +85,17 @@ class KeptStats:
     reason: str | None = None
 
 
+RETRIEVAL_NO_HEAD = (
+    "a retrieval job trains no head: its answer is which dimensions to keep in the vector index (the "
+    "recommendation's k and method; first_k keeps the first k), not a classifier to download")
+
+
 def keep_stats(store: Path, job_id: str, attempt: int, analysis: Analysis) -> KeptStats:
     """Write the analysis's statistics to ``<store>/<job id>/stats-<attempt>.npz``. A problem with the
     store never fails the analysis: the returned record then carries the reason instead of a path."""
     report = analysis.report
+    if report.config.task == "retrieval":
+        return KeptStats(reason=RETRIEVAL_NO_HEAD)
     if report.probe != "ridge":
         return KeptStats(reason=f"the {report.probe} probe's heads cannot be refitted from statistics")
     if analysis.stats is None or analysis.model_facts is None:
@@ -178,6 +185,8 @@ def plan_artifact(
         raise ArtifactUnavailable(
             job.id, f"its stored report was written by another engine version and cannot be read "
             f"({exc.error_count()} field errors)") from exc
+    if report.config.task == "retrieval":
+        raise ArtifactNotSupported(job.id, "task", RETRIEVAL_NO_HEAD)
     if report.probe != "ridge":
         raise ArtifactNotSupported(
             job.id, "probe", f"a head is refitted from the layer statistics, which needs the ridge probe; this "

@@ -28,7 +28,7 @@ def store_report(session: Session, job_id: str, report: Report) -> None:
         JobResult(
             job_id=job_id,
             d=report.model.d,
-            classes=list(report.dataset.classes),
+            classes=report.fairness_groups,  # the fairness vector's names (retrieval: query deciles)
             full_accuracy=float(report.full_accuracy),
             report=data,
             created_at=utcnow(),

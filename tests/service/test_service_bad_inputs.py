@@ -60,6 +60,12 @@ def _assert_problem(r, status: int) -> dict:
         ({"model": {"name": "resnet18", "color": "red"}}, "model.color", "Extra inputs"),
         ({"unknown_field": 1}, "unknown_field", "Extra inputs"),
         ({"seeds": "many"}, "seeds", "valid integer"),
+        ({"task": "ranking"}, "task", "retrieval"),
+        ({"task": "retrieval", "metric": "ndcg@5"}, "metric", "ndcg@10"),
+        ({"task": "retrieval", "metric": "accuracy"}, "metric", "not 'accuracy'"),
+        ({"metric": "recall@10"}, "metric", "needs task 'retrieval'"),
+        ({"similarity": "dot"}, "similarity", "task 'retrieval' only"),
+        ({"task": "retrieval", "similarity": "l2"}, "similarity", "cosine"),
     ],
 )
 def test_bad_job_bodies_are_422_naming_the_field(client, job_body, override, field, reason_part):

@@ -71,7 +71,7 @@ def test_every_flag_reaches_its_field() -> None:
               "--lambda-select": "val", "--feature-dtype": "float32", "--subsets": "nested",
               "--logistic-solver": "sgd", "--pooling": "cls",
               "--embedding-column": "vec", "--text-column": "body", "--label-column": "y", "--split-column": "part",
-              "--test-fraction": "0.3"}
+              "--test-fraction": "0.3", "--task": "retrieval", "--metric": "map@10", "--similarity": "dot"}
     alone = {"--cka-protocol": "paper"}  # refused beside --cka debiased: given in a run of its own
     flags = {opt.flag for opt in config_options()}
     values = {flag: v for flag, v in values.items() if flag in flags}  # fields not (yet) in this config

@@ -65,3 +65,24 @@ def test_the_seed_averaged_vector_would_give_another_answer() -> None:
     full = next(p.per_class_accuracy for p in tasks["A"].curve if p.k == D)
     assert got.k < D
     assert abs(row.fairness.gini_change - (gini(averaged) - gini(np.array(full)))) > 1e-3
+
+
+def test_a_classification_and_a_retrieval_dataset_share_one_subset() -> None:
+    """Issue 20: a retrieval job of the same model, weights, layer and seed answers beside a classification job;
+    each row names its metric and is held to its own threshold; a stricter retrieval curve binds."""
+    rng = np.random.default_rng(20)
+    classification = _task(rng, 10)
+    retrieval = _task(rng, 10)
+    retrieval = TaskCurve(
+        curve=[p.model_copy(update={"metric": "ndcg@10", "accuracy": p.accuracy * (p.k / D) ** 0.05})
+               for p in retrieval.curve],
+        classes=[f"queries {10 * i}–{10 * (i + 1)}%" for i in range(10)], d=D, model="m", weights_identity="w",
+        layer="pre_logits", master_seed=0)
+    got = recommend_multitask({"labels": classification, "search": retrieval}, 0.1)
+    rows = {r.dataset: r for r in got.tasks}
+    assert rows["labels"].metric == "accuracy" and rows["search"].metric == "ndcg@10"
+    for name, task in (("labels", classification), ("search", retrieval)):
+        single = recommend(task.curve, task.classes, D, 0.1)
+        assert single.metric == rows[name].metric and rows[name].own_k == single.k
+        assert rows[name].threshold == pytest.approx(single.threshold)
+    assert got.k == max(r.own_k for r in got.tasks)

@@ -156,3 +156,25 @@ def test_dict_and_report_give_the_same_figure_and_output_is_deterministic() -> N
         render(rep, fmt="jpg")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         render([1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_a_retrieval_report_plots_its_metric_and_query_deciles() -> None:
+    """The same figure for `task: retrieval`: the score axis names the metric, the Gini panel the query deciles,
+    and f* is `recommend()`'s on the decile vectors."""
+    deciles = [f"queries {10 * i}–{10 * (i + 1)}%" for i in range(10)]
+    rep = _report()
+    for p in rep["curve"]:
+        p["metric"] = "ndcg@10"
+        p["per_class_accuracy"] = list(np.linspace(0.0, 2 * p["accuracy"], 10))
+    points = [CurvePoint.model_validate(p) for p in rep["curve"]]
+    rep["recommendations"] = [recommend(points, deciles, D, d, "relative").model_dump(mode="json", by_alias=True)
+                              for d in (0.01, 0.05)]
+    rep["config"] |= {"task": "retrieval"}
+    rep["dataset"]["fairness_groups"] = deciles
+    parsed = Report.model_validate(rep)
+    assert parsed.fairness_groups == deciles and parsed.recommendations[0].metric == "ndcg@10"
+    text = _svg_text(render(parsed, fmt="svg"))
+    assert "retrieval ndcg@10 (mean over queries)" in text and "Gini of query-decile scores" in text
+    assert "test accuracy" not in text
+    for r in parsed.recommendations:
+        assert f"f* = {r.fraction:g} at δ={r.delta:g}" in text

@@ -95,6 +95,9 @@ class ImageDataset:
     classes: list[str]
     train: ImageSplit
     test: ImageSplit
+    # explicit retrieval pairs (`embeddings:` .npz with corpus/queries/qrels): (m, 2) int64 rows of
+    # (query = test row, relevant corpus item = train row); None: relevance is the label
+    qrels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         c = len(self.classes)

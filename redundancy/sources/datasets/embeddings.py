@@ -5,6 +5,9 @@ file's first bytes:
 
 - `.npz`: arrays `x_train`, `y_train`, `x_test`, `y_test` (vectors float16/32/64, labels integers
   or strings), optional `classes` (names of integer labels). Read with `allow_pickle=False`.
+  **Or explicit retrieval pairs** (`task: retrieval` only): `corpus` (n_c × d), `queries` (n_q × d) and
+  `qrels` (m × 2 or m × 3 integers: query row, corpus row[, relevance]; rows with relevance ≤ 0 are
+  dropped, relevance is binary). The corpus becomes the train split, the queries the test split.
 - `.parquet`: one row per sample; an embedding column (fixed-size list or list of floats), a label
   column (integers or strings) and a split column (`train` / `test`); the column names come from
   the dataset fields `embedding_column`, `label_column`, `split_column`.
@@ -36,6 +39,8 @@ MAX_EMBEDDING_WIDTH = 16_384
 EmbeddingsFormat = Literal["npz", "parquet", "safetensors"]
 SPLIT_NAMES = ("train", "test")
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+PAIR_ARRAYS = ("corpus", "queries", "qrels")
+PAIR_CLASSES = ["corpus", "query"]  # the labels of an explicit-pairs file's rows (relevance is the qrels)
 _FLOAT_KINDS = ("float16", "float32", "float64")
 _SAFETENSORS_FLOATS = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 _SAFETENSORS_INTS = {"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"}
@@ -103,6 +108,8 @@ def check_embeddings(path: Path, columns: Columns = Columns()) -> EmbeddingsHead
 def load_embeddings(spec: str, path: Path, columns: Columns = Columns()) -> ImageDataset:
     """The file's vectors as a dataset of `RowSplit`s (float32 rows), content-hashed."""
     header = check_embeddings(path, columns)
+    if header.format == "npz" and is_pairs(path):
+        return load_pairs(spec, path)
     if header.format == "npz":
         x, y, classes = _npz_arrays(path)
     elif header.format == "safetensors":
@@ -165,16 +172,18 @@ def _npz_header(path: Path) -> EmbeddingsHeader:
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 shape, _fortran, dtype = read(fh)
             shapes[name] = (tuple(shape), dtype)
-    missing = [a for a in ARRAYS if a not in shapes]
-    if missing:
-        has = ", ".join(shapes) or "none"
-        raise DatasetFormatError(f"{path.name} lacks array(s) {', '.join(missing)} (has: {has})")
     for name, (_shape, dtype) in shapes.items():
         if dtype.hasobject:
             raise DatasetFormatError(
                 f"{path.name}: {name} is an object array (pickled Python objects are refused); "
                 "store numbers, or fixed-width strings for labels"
             )
+    if "qrels" in shapes:
+        return _npz_pairs_header(path, shapes)
+    missing = [a for a in ARRAYS if a not in shapes]
+    if missing:
+        has = ", ".join(shapes) or "none"
+        raise DatasetFormatError(f"{path.name} lacks array(s) {', '.join(missing)} (has: {has})")
     d = None
     for split in SPLIT_NAMES:
         shape, dtype = shapes[f"x_{split}"]
@@ -191,6 +200,61 @@ def _npz_header(path: Path) -> EmbeddingsHeader:
             raise DatasetFormatError(f"{path.name}: y_{split} must be integers or strings, got {y_dtype}")
     assert d is not None
     return EmbeddingsHeader(path, "npz", int(d), {s: shapes[f"x_{s}"][0][0] for s in SPLIT_NAMES})
+
+
+def _npz_pairs_header(path: Path, shapes: dict[str, tuple[tuple[int, ...], np.dtype]]) -> EmbeddingsHeader:
+    """Explicit retrieval pairs: `corpus` and `queries` of one width, `qrels` (m, 2 or 3) integers."""
+    missing = [a for a in PAIR_ARRAYS if a not in shapes]
+    if missing:
+        raise DatasetFormatError(f"{path.name} has qrels but lacks array(s) {', '.join(missing)} "
+                                 f"(has: {', '.join(shapes)})")
+    for name in ("corpus", "queries"):
+        shape, dtype = shapes[name]
+        if len(shape) != 2:
+            raise DatasetFormatError(f"{path.name}: {name} must be 2-d (N, d), got shape {shape}")
+        _check_float(path, name, dtype.name)
+    if shapes["corpus"][0][1] != shapes["queries"][0][1]:
+        raise DatasetFormatError(f"{path.name}: corpus has width {shapes['corpus'][0][1]} but queries "
+                                 f"{shapes['queries'][0][1]}")
+    q_shape, q_dtype = shapes["qrels"]
+    if len(q_shape) != 2 or q_shape[1] not in (2, 3) or q_dtype.kind not in "iu":
+        raise DatasetFormatError(f"{path.name}: qrels must be integers of shape (m, 2) or (m, 3) (query row, "
+                                 f"corpus row[, relevance]), got {q_dtype} {q_shape}")
+    return EmbeddingsHeader(path, "npz", int(shapes["corpus"][0][1]),
+                            {"train": shapes["corpus"][0][0], "test": shapes["queries"][0][0]})
+
+
+def load_pairs(spec: str, path: Path) -> ImageDataset:
+    """An explicit-pairs .npz as a dataset: the corpus as train (label `corpus`), the queries as test
+    (label `query`), and the relevant (query, corpus) rows as `qrels`."""
+    header = check_embeddings(path)
+    with np.load(path, allow_pickle=False) as archive:
+        x = {"train": archive["corpus"], "test": archive["queries"]}
+        qrels = np.asarray(archive["qrels"], dtype=np.int64)
+    for split in SPLIT_NAMES:
+        _check_values(path, split, x[split], header.d)
+    if qrels.shape[1] == 3:
+        qrels = qrels[qrels[:, 2] > 0]
+    qrels = np.unique(qrels[:, :2], axis=0)
+    for col, name, n in ((0, "query", len(x["test"])), (1, "corpus", len(x["train"]))):
+        bad = (qrels[:, col] < 0) | (qrels[:, col] >= n)
+        if bad.any():
+            raise DatasetFormatError(f"{path.name}: qrels name {name} row {int(qrels[bad][0, col])}, outside "
+                                     f"0..{n - 1}")
+    ident = f"embeddings:pairs:sha256={hash_file(path)}"
+    splits = {s: RowSplit(np.ascontiguousarray(x[s], dtype=np.float32),
+                          np.full(len(x[s]), 0 if s == "train" else 1, dtype=np.int64), f"{ident}:{s}")
+              for s in SPLIT_NAMES}
+    return ImageDataset(spec=spec, classes=list(PAIR_CLASSES), train=splits["train"],  # type: ignore[arg-type]
+                        test=splits["test"], qrels=qrels)  # type: ignore[arg-type]
+
+
+def is_pairs(path: Path) -> bool:
+    """Whether an embeddings file is an explicit-pairs .npz (it holds `qrels`)."""
+    if not path.is_file() or embeddings_format(path) != "npz":
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(info.filename.removesuffix(".npy") == "qrels" for info in zf.infolist())
 
 
 def _npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str] | None]:

@@ -15,6 +15,7 @@ from redundancy.hashing import hash_file
 from redundancy.runtime import Runtime
 from redundancy.sources.datasets.base import ImageDataset, ImageSplit, PixelSource, to_rgb_image
 from redundancy.sources.datasets.embeddings import Columns, load_embeddings
+from redundancy.sources.datasets.pairs import load_text_pairs
 from redundancy.sources.datasets.text import load_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -29,7 +30,8 @@ DATASET_SCHEMES: dict[str, str] = {
     "flowers102": "torchvision Flowers-102 (train / test) under the data root.",
     "embeddings:<path>": "precomputed vectors, no model: .npz (x_train, y_train, x_test, y_test), .parquet "
     "(embedding, label and split columns) or .safetensors.",
-    "text:<path>": "labelled texts for an hf: model: .csv, .jsonl or .parquet (text, label, optional split columns).",
+    "text:<path>": "labelled texts for an hf: model: .csv, .jsonl or .parquet (text, label, optional split columns); "
+    "a directory: explicit retrieval pairs, BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv).",
 }
 PATH_SCHEMES = ("npz", "imagefolder", "embeddings", "text")
 
@@ -68,6 +70,8 @@ def load_dataset(spec: str, runtime: Runtime | None = None, fields: DatasetSpec 
     if scheme == "embeddings":
         columns = Columns(fields.embedding_column, fields.label_column, fields.split_column)
         return load_embeddings(spec, Path(arg).expanduser(), columns)
+    if scheme == "text" and Path(arg).expanduser().is_dir():
+        return load_text_pairs(spec, Path(arg).expanduser())
     if scheme == "text":
         return load_text(spec, Path(arg).expanduser(), fields.text_column, fields.label_column, fields.split_column,
                          fields.test_fraction)

@@ -40,7 +40,7 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
         409: {**PROBLEM, "description": "Not succeeded (yet), or no statistics were kept for it (the reason says why)"},
         410: {**PROBLEM, "description": "Its statistics file is gone from the artifact store"},
         422: {**PROBLEM, "description": "δ out of range (names `delta`), or a probe that cannot give a head "
-              "(logistic; names `probe`)"},
+              "(logistic; names `probe`), or a retrieval job, which trains no head (names `task`)"},
     }
 
 

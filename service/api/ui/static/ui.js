@@ -341,7 +341,7 @@ function fillRecommendation(rec, report) {
   $("#answer").textContent = answerText(rec);
   $("#answer").dataset.fraction = String(rec.fraction);
   $("#answer").dataset.k = String(rec.k);
-  $("#answer-detail").textContent = `accuracy ${pct(rec.accuracy)} against ${pct(rec.full_accuracy)} for the full `
+  $("#answer-detail").textContent = `${rec.metric || "accuracy"} ${pct(rec.accuracy)} against ${pct(rec.full_accuracy)} for the full `
     + `layer; threshold ${pct(rec.threshold)} (δ = ${rec.delta}, ${rec.mode}, criterion ${rec.criterion})`;
   Object.assign($("#answer-detail").dataset, {
     threshold: String(rec.threshold), delta: String(rec.delta), mode: rec.mode, criterion: rec.criterion });
