@@ -275,6 +275,7 @@ def test_every_curve_point_field_round_trips_through_postgres(settings, client):
             classes = ["a", "b"]
 
         full_accuracy = 0.9
+        fairness_groups = ["a", "b"]
 
         @staticmethod
         def model_dump(**_: object) -> dict:
