@@ -7,8 +7,8 @@ Per swept layer ℓ the job holds a curve (random subsets, baselines) like a sin
    accuracy (higher is better). ℓ* = argbest_ℓ s_ℓ, ties to the earlier layer. Its full-layer test score
    A* = acc_ℓ*(d_ℓ*) is the reference.
 2. **The recommendation** at δ: the bar is τ = (1 − δ)·A* (relative) or A* − δ (absolute); over every layer
-   ℓ and tested k, the (ℓ, k) with the fewest kept neurons k whose seed mean (or worst seed) test score
-   reaches τ; ties go to the earlier layer. When no layer reaches τ below its full width, ℓ*'s full layer.
+   ℓ and tested k ≤ d_ℓ (a layer kept whole counts), the (ℓ, k) with the fewest kept neurons k whose seed
+   mean (or worst seed) test score reaches τ; ties go to the earlier layer. When none does, ℓ*'s full layer.
 
 Only step 2 reads test scores, and only to compare them with a bar fixed by step 1. The paired bootstrap
 (which resamples the full layer with the subset) is used when the chosen layer is ℓ*; for another layer the
@@ -69,11 +69,11 @@ def full_score(lc: LayerCurve) -> float:
 
 
 def fewest(layers: Sequence[LayerCurve], bar: float, criterion: Criterion) -> tuple[int, int] | None:
-    """(layer index, k): the fewest kept neurons over all layers whose score reaches `bar` below the layer's
-    full width; ties to the earlier layer. None when no layer reaches it below full width."""
+    """(layer index, k): the fewest kept neurons over all layers whose score reaches `bar` (a layer's full width
+    counts: an earlier layer kept whole is an answer); ties to the earlier layer. None when none reaches it."""
     best: tuple[int, int] | None = None
     for i, lc in enumerate(layers):
-        s = next((s for s in summarize(lc.curve) if s.k < lc.d and meets(s, bar, criterion)), None)
+        s = next((s for s in summarize(lc.curve) if s.k <= lc.d and meets(s, bar, criterion)), None)
         if s is not None and (best is None or s.k < best[1]):
             best = (i, s.k)
     return best
