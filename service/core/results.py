@@ -9,11 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from redundancy.advice.recommend import intervals_from_summary, recommend
-from redundancy.errors import InvalidConfigError
 from redundancy.report import CurvePoint, FractionSummary, LayerResult, QuantisedScore, Recommendation, Report
 from redundancy.sweep import LayerCurve, across_layers
 from redundancy.verdict import Budget, FairnessLimits, complete
-from service.core.errors import NotSucceeded, ResultMissing
+from service.core.errors import InvalidInput, NotSucceeded, ResultMissing
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
 from service.core.status import JobStatus
 
@@ -118,7 +117,7 @@ def recommend_for(
         return _layer_answer(swept, list(result.classes), float(delta), mode, criterion, layer, limits, budget)
     own = (result.report.get("model") or {}).get("layer")
     if layer is not None and layer != own:
-        raise InvalidConfigError(f"layer {layer!r} was not probed by this job; its layer: {own}", field="layer")
+        raise InvalidInput("layer", f"{layer!r} was not probed by this job; its layer: {own}")
     row = session.scalar(sa.select(RecommendationRow).where(
         RecommendationRow.job_id == job.id, RecommendationRow.delta == float(delta),
         RecommendationRow.mode == mode, RecommendationRow.criterion == criterion))
@@ -154,7 +153,7 @@ def _layer_answer(
         pinned = [c for c in curves if c.layer == layer]
         if not pinned:
             names = ", ".join(c.layer for c in curves) or "none stored (a single-layer job of an older engine)"
-            raise InvalidConfigError(f"layer {layer!r} was not probed by this job; its layers: {names}", field="layer")
+            raise InvalidInput("layer", f"{layer!r} was not probed by this job; its layers: {names}")
         curves = pinned
     ref = next((i for i, x in enumerate(swept) if x.reference), 0) if layer is None else 0
     rec = across_layers(curves, classes, delta, mode, criterion, ref)  # type: ignore[arg-type]
