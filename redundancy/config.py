@@ -257,6 +257,12 @@ class AnalysisConfig(BaseModel):
         "classification only.",
     )
 
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _sweep_from_a_flag(cls, v: object) -> object:
+        """`["sweep"]` (the CLI's `--layers sweep`) is `"sweep"`."""
+        return "sweep" if v == ["sweep"] else v
+
     @field_validator("layers")
     @classmethod
     def _layers_valid(cls, v: list[str] | str | None, info: ValidationInfo) -> list[str] | str | None:

@@ -3,6 +3,7 @@ joined store, the reference layer chosen without test data, and the (layer, k) a
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import numpy as np
@@ -62,6 +63,16 @@ def test_layers_field_accepts_a_list_or_sweep_and_names_itself_when_bad() -> Non
         AnalysisConfig.model_validate({**base, "layer": "layer3", "layers": ["layer2"]})
     with pytest.raises(ValidationError, match="classification"):
         AnalysisConfig.model_validate({**base, "layers": "sweep", "task": "retrieval"})
+
+
+def test_the_layers_flag_takes_names_or_sweep() -> None:
+    from redundancy.cli.options import add_config_options, config_from_namespace  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser()
+    add_config_options(parser)
+    base = ["--model", "resnet18", "--dataset", "digits"]
+    assert config_from_namespace(parser.parse_args([*base, "--layers", "sweep"])).layers == "sweep"
+    assert config_from_namespace(parser.parse_args([*base, "--layers", "layer2,layer3"])).layers == ["layer2", "layer3"]
 
 
 def test_a_config_without_layers_hashes_as_before() -> None:
