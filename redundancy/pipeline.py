@@ -58,6 +58,7 @@ from redundancy.sources.extraction import (
 )
 from redundancy.sources.features_store import save_stats
 from redundancy.sources.models import FeatureExtractor, LoadedModel, load_model
+from redundancy.sources.models.cost import layer_costs
 from redundancy.sources.models.layers import PENULTIMATE, default_sweep, intermediates_index
 from redundancy.sources.stats import GramStats
 from redundancy.sweep import LayerCurve, across_layers, choose_reference, full_selection
@@ -378,6 +379,9 @@ def combine_layers(config: AnalysisConfig, runs: list[LayerRun], prep: Prepared)
     recs = [across_layers(curves, classes, delta, config.delta_mode, config.criterion, ref)
             for delta in config.deltas]
     module = getattr(prep.loaded, "module", None)
+    costs = {}
+    if module is not None and len(reports) > 1:  # a sweep: what stopping at each layer saves
+        costs = {c.layer: c for c in layer_costs(module, [lc.layer for lc in curves], prep.data_cfg["input_size"])}
     table = []
     for i, (rep, lc) in enumerate(zip(reports, curves, strict=True)):
         kind, score = full_selection(lc.curve, lc.d)
@@ -388,6 +392,8 @@ def combine_layers(config: AnalysisConfig, runs: list[LayerRun], prep: Prepared)
             pooling=rep.model.layer_pooling, full_accuracy=rep.full_accuracy, full_score=rep.full_accuracy,
             selection=kind, selection_score=score, reference=i == ref, fraction=answers[0].fraction,
             k=answers[0].k, answers=answers, summary=rep.summary, curve=rep.curve if len(reports) > 1 else [],
+            **({"macs": costs[lc.layer].macs, "macs_fraction": costs[lc.layer].macs_fraction,
+                "latency_fraction": costs[lc.layer].latency_fraction} if lc.layer in costs else {}),
         ))
     how = (f"{len(reports)} layers probed from one forward pass; the reference layer {curves[ref].layer} has the "
            f"best training-side score ({table[ref].selection}) of its full-layer probe, chosen without the test set; "

@@ -69,6 +69,9 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
     assert one["full_accuracy"] == pytest.approx(chosen["full_accuracy"], abs=1e-6)
     assert sum(x["reference"] for x in layers) == 1 and "without the test set" in result["layer_selection"]
     assert loose["k"] <= rec["k"]
+    macs = [x["macs"] for x in layers]
+    assert macs == sorted(macs) and 0 < layers[0]["macs_fraction"] < layers[-1]["macs_fraction"] <= 1.0
+    assert all(x["latency_fraction"] > 0 for x in layers)
     assert pinned["layer"] == "pre_logits" and pinned["d"] == 1280
     assert unknown.status_code == 422 and "nope" in unknown.text
 
@@ -114,3 +117,21 @@ def test_a_sweep_beyond_the_memory_budget_is_refused_before_extraction(tmp_path:
     with pytest.raises(InvalidConfigError) as err:
         run_analysis(config, runtime)
     assert err.value.field == "layers" and "1,000,000 bytes" in err.value.message
+
+
+def test_traced_macs_up_to_a_layer_count_by_hand() -> None:
+    """A 3→8 3×3 convolution on 8×8 (padding 1) then a 8→4 linear: 8·8·8·3·9 and + 8·4 multiply-adds."""
+    from redundancy.sources.models.cost import traced_macs  # noqa: PLC0415
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.fc = torch.nn.Linear(8, 4, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).mean(dim=(2, 3)))
+
+    x = torch.zeros(1, 3, 8, 8)
+    assert traced_macs(Tiny(), "conv", x) == 8 * 8 * 8 * 3 * 9
+    assert traced_macs(Tiny(), None, x) == 8 * 8 * 8 * 3 * 9 + 8 * 4
