@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,8 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
             assert single.status_code == 202, single.text
             assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
             one = client.get(f"/v1/jobs/{single.json()['id']}/result").json()
+            sweep_artifact = client.get(f"/v1/jobs/{sweep_id}/artifact", params={"delta": 0.05})
+            artifact = client.get(f"/v1/jobs/{single.json()['id']}/artifact", params={"delta": 0.05})
     finally:
         dispose_all()
     assert bad.status_code == 422 and "layers" in bad.text
@@ -74,6 +77,14 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
     assert all(x["latency_fraction"] > 0 for x in layers)
     assert pinned["layer"] == "pre_logits" and pinned["d"] == 1280
     assert unknown.status_code == 422 and "nope" in unknown.text
+    if rec["layer"] == result["model"]["layer"]:  # the sweep keeps its reference layer's statistics
+        assert sweep_artifact.status_code == 200
+    else:
+        assert sweep_artifact.status_code == 422 and "layers" in sweep_artifact.text
+    assert artifact.status_code == 200, artifact.text
+    header = json.loads(artifact.content[8:8 + int.from_bytes(artifact.content[:8], "little")])
+    meta = json.loads(header["__metadata__"]["redundancy"]) if "redundancy" in header["__metadata__"] else None
+    assert rec["layer"] in json.dumps(header) and "intermediates_index" in json.dumps(header), meta
 
 
 def _model() -> torch.nn.Module:
