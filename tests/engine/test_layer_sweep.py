@@ -55,6 +55,7 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
             pinned = client.get(f"/v1/jobs/{sweep_id}/recommendation",
                                 params={"delta": 0.05, "layer": "pre_logits"}).json()
             unknown = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"layer": "nope"})
+            svg = client.get(f"/v1/jobs/{sweep_id}/plot.svg")
             single = client.post("/v1/jobs", json=_body(cifar, layers=[rec["layer"]]))
             assert single.status_code == 202, single.text
             assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
@@ -77,6 +78,8 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
     assert all(x["latency_fraction"] > 0 for x in layers)
     assert pinned["layer"] == "pre_logits" and pinned["d"] == 1280
     assert unknown.status_code == 422 and "nope" in unknown.text
+    assert svg.status_code == 200 and "one line per layer" in svg.text  # the sweep's panel
+    assert all(f"{x['layer']} (d {x['d']})" in svg.text for x in layers)
     if rec["layer"] == result["model"]["layer"]:  # the sweep keeps its reference layer's statistics
         assert sweep_artifact.status_code == 200
     else:
