@@ -50,7 +50,7 @@ from PIL import Image  # noqa: E402
 from redundancy.sources.datasets.base import ImageSplit  # noqa: E402
 from redundancy.sources.datasets.batch_transform import BatchTransform  # noqa: E402
 from redundancy.sources.extraction import DeviceForward, extract  # noqa: E402
-from redundancy.sources.models.layers import FeatureExtractor  # noqa: E402
+from redundancy.sources.models.layers import FeatureExtractor, default_sweep  # noqa: E402
 
 CLASSES = 10
 
@@ -129,6 +129,32 @@ def measure(model_name: str, device: torch.device, size: int, batch: int, n: int
     return {"n": n, "end_to_end_img_s": best["e2e"], "forward_img_s": best["fwd"], "ratio": best["e2e"] / best["fwd"],
             # On the CPU with no loader workers, CPU time is robust to other load on a shared machine.
             "ratio_cpu_time": best["e2e_cpu"] / best["fwd_cpu"]}
+
+
+def measure_sweep(model_name: str, device: torch.device, size: int, batch: int, n: int, repeats: int,
+                  work: Path) -> dict[str, float]:
+    """Issue 21: `extract` end to end with the model's default layer sweep (`default_sweep`: every
+    `feature_info` stage plus pre_logits, one forward pass) against one layer (pre_logits), same images and
+    batches; the ratio is the sweep's time over one layer's (best of `repeats` each, alternating)."""
+    torch.manual_seed(0)
+    model = timm.create_model(model_name, pretrained=False).eval()
+    cfg = dict(timm.data.resolve_data_config({}, model=model), input_size=(3, size, size))
+    transform = timm.data.create_transform(**cfg, is_training=False)
+    n = batch * max(3, -(-n // batch))
+    images, labels = synthetic_images(n)
+    train, val, test = splits_from(images, labels, None, batch)
+    layers = default_sweep(model)
+    best = {"one": float("inf"), "sweep": float("inf"), "one_cpu": float("inf"), "sweep_cpu": float("inf")}
+    for r in range(repeats):
+        for name, ex in (("one", FeatureExtractor(model)), ("sweep", FeatureExtractor(model, layers=layers))):
+            w0, c0 = time.perf_counter(), time.process_time()
+            extract(ex, transform, train, val, test, CLASSES, work / f"sweep-{name}-{model_name}-{r}",
+                    device=str(device), batch_size=batch)
+            _sync(device)
+            best[name] = min(best[name], time.perf_counter() - w0)
+            best[f"{name}_cpu"] = min(best[f"{name}_cpu"], time.process_time() - c0)
+    return {"n": n, "layers": len(layers), "one_layer_s": best["one"], "sweep_s": best["sweep"],
+            "ratio": best["sweep"] / best["one"], "ratio_cpu_time": best["sweep_cpu"] / best["one_cpu"]}
 
 
 def _minilm_dir(work: Path) -> Path:
@@ -247,6 +273,20 @@ def main() -> None:
                 print(f"| {r['device']} | {model} {args.image_size} px | {kind} | {batch} | {n} | "
                       f"{r['end_to_end_img_s']:.1f} | {r['forward_img_s']:.1f} | **{r['ratio']:.2f}** | "
                       f"{r['ratio_cpu_time']:.2f} |", flush=True)
+    print("\n| device | model | images | layers (default sweep) | one layer s | sweep s | sweep / one layer | "
+          "by CPU time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        batch = args.batch or (256 if device.type == "cuda" else 32)
+        n = args.n or (8192 if device.type == "cuda" else 192)
+        for model in args.models.split(","):
+            r = measure_sweep(model, device, args.image_size, batch, n, args.repeats, work)
+            r.update(device=device_name(device), model=model, kind="sweep", batch=batch, image_size=args.image_size)
+            results.append(r)
+            print(f"| {r['device']} | {model} {args.image_size} px | {r['n']} | {r['layers']} | "
+                  f"{r['one_layer_s']:.2f} | {r['sweep_s']:.2f} | **{r['ratio']:.2f}** | {r['ratio_cpu_time']:.2f} |",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

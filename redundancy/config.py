@@ -44,7 +44,9 @@ Metric = Literal["accuracy", "ndcg@10", "recall@10", "map@10", "top10_overlap"]
 RETRIEVAL_METRICS: tuple[str, ...] = ("ndcg@10", "recall@10", "map@10", "top10_overlap")
 Similarity = Literal["cosine", "dot"]
 # New fields left out of `config_hash` while at these values, so a config that does not use them hashes as before.
-_HASH_NEUTRAL: dict[str, object] = {"task": "classification", "metric": None, "similarity": "cosine"}
+_HASH_NEUTRAL: dict[str, object] = {"task": "classification", "metric": None, "similarity": "cosine", "layers": None}
+SWEEP = "sweep"  # `layers: "sweep"`: the default sweep (`redundancy.sources.models.layers.default_sweep`)
+MAX_LAYERS = 64
 PRECOMPUTED = "precomputed"  # the model of an `embeddings:` dataset: the vectors are the features
 VECTOR_SCHEMES = ("embeddings", "upload")  # dataset schemes whose files hold vectors, not inputs
 
@@ -244,6 +246,56 @@ class AnalysisConfig(BaseModel):
     similarity: Similarity = Field(
         "cosine", description="Retrieval: `cosine` (rows L2-normalised after the cut) or `dot` (inner product).",
     )
+
+    layers: list[str] | Literal["sweep"] | None = Field(
+        None,
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}},
+        description="The layer sweep (issue 21): a list of module names (and/or `pre_logits`) probed from ONE forward "
+        "pass, or `sweep`: every stage's output (timm `feature_info`) plus `pre_logits`. The answer picks the "
+        "(layer, k) with the fewest kept neurons within δ of the best full layer, that layer chosen by its "
+        "training-side (GCV / validation) score, never the test set. None: the single `layer`. timm models only; "
+        "classification only.",
+    )
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _sweep_from_a_flag(cls, v: object) -> object:
+        """`["sweep"]` (the CLI's `--layers sweep`) is `"sweep"`."""
+        return "sweep" if v == ["sweep"] else v
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_valid(cls, v: list[str] | str | None, info: ValidationInfo) -> list[str] | str | None:
+        if v is None:
+            return v
+        if info.data.get("layer") is not None:
+            raise ValueError("give either layer or layers, not both (a single layer is layers: [name])")
+        model = info.data.get("model")
+        name = getattr(model, "name", "")
+        if name == PRECOMPUTED or name.startswith("hf:"):
+            raise ValueError(f"layers (the sweep) is implemented for timm models only, not {name!r}")
+        if info.data.get("task", "classification") != "classification":
+            raise ValueError("layers (the sweep) needs task 'classification': retrieval has no training-side "
+                             "score to choose a layer without the test set")
+        if isinstance(v, list):
+            if not 1 <= len(v) <= MAX_LAYERS:
+                raise ValueError(f"layers must name 1 to {MAX_LAYERS} layers, got {len(v)}")
+            bad = [x for x in v if not (0 < len(x) <= MAX_NAME_CHARS)]
+            if bad:
+                raise ValueError(f"layer names must be 1 to {MAX_NAME_CHARS} characters")
+            dup = sorted({x for x in v if v.count(x) > 1})
+            if dup:
+                raise ValueError(f"layers names {', '.join(map(repr, dup))} more than once")
+        return v
+
+    def layer_names(self) -> list[str | None] | None:
+        """The layers asked for: a list (None standing for the default `pre_logits`), or None for `sweep`
+        (the model decides)."""
+        if self.layers == SWEEP:
+            return None
+        if isinstance(self.layers, list):
+            return list(self.layers)
+        return [self.layer]
 
     @property
     def score_metric(self) -> str:

@@ -24,7 +24,7 @@ from redundancy.advice.refine import Refinement
 from redundancy.advice.uncertainty import PairedBootstrap, bootstrap_intervals
 from redundancy.config import AnalysisConfig, data_config_as_json
 from redundancy.deploy.head import model_facts
-from redundancy.errors import DatasetFormatError
+from redundancy.errors import DatasetFormatError, InvalidConfigError
 from redundancy.hashing import hash_json
 from redundancy.probing import plan_subsets
 from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random, training_problem
@@ -36,6 +36,8 @@ from redundancy.report import (
     DatasetInfo,
     Environment,
     FractionSummary,
+    LayerAnswer,
+    LayerResult,
     ModelInfo,
     QuantisedScore,
     Recommendation,
@@ -56,7 +58,10 @@ from redundancy.sources.extraction import (
 )
 from redundancy.sources.features_store import save_stats
 from redundancy.sources.models import FeatureExtractor, LoadedModel, load_model
+from redundancy.sources.models.cost import layer_costs
+from redundancy.sources.models.layers import PENULTIMATE, default_sweep, intermediates_index
 from redundancy.sources.stats import GramStats
+from redundancy.sweep import LayerCurve, across_layers, choose_reference, full_selection
 from redundancy.verdict import advise
 
 
@@ -131,7 +136,7 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
         {
             "model": loaded.name,
             "weights": loaded.weights_identity,
-            "layer": config.layer,
+            **_layer_key(config, loaded),
             "train": data.train.identity,
             "val": data.val.identity,
             "test": data.test.identity,
@@ -140,6 +145,33 @@ def feature_key(config: AnalysisConfig, loaded: LoadedModel, data: PreparedData,
             "feature_dtype": config.feature_dtype,
         }
     )
+
+
+def _layer_key(config: AnalysisConfig, loaded: LoadedModel) -> dict:
+    """A single layer keys its store as before (`layer`), so its cache is shared with `layers: [name]`."""
+    names = resolve_layers(config, loaded)
+    if len(names) == 1:
+        return {"layer": None if names[0] == PENULTIMATE else names[0]}
+    return {"layers": names}
+
+
+def resolve_layers(config: AnalysisConfig, loaded: LoadedModel) -> list[str]:
+    """The layers of the job, in forward order as asked: `layers`, the model's default sweep, or `layer`."""
+    names = config.layer_names()
+    if names is None:
+        names = list(default_sweep(loaded.module))
+    return [n or PENULTIMATE for n in names]
+
+
+def check_layer_memory(config: AnalysisConfig, widths: list[int], budget: int) -> None:
+    """Refuse before extraction when the float64 train Gram of the joined layers, (Σ d_ℓ)²·8 bytes, exceeds
+    `budget` (`Runtime.max_layer_stats_bytes`): the sweep accumulates one Gram over all its columns."""
+    need = 8 * sum(widths) ** 2
+    if need > budget:
+        raise InvalidConfigError(
+            f"the layers' statistics need {need:,} bytes ((Σd)² float64 with Σd = {sum(widths)} over "
+            f"{len(widths)} layers), more than the budget of {budget:,} bytes: sweep fewer or narrower layers",
+            field="layers")
 
 
 def needs_train_features(config: AnalysisConfig) -> bool:
@@ -186,8 +218,10 @@ def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = 
         return Prepared(source, source, None, source.data_config, data, None)  # type: ignore[arg-type]
     with tracker.stage("load_model"):
         loaded = load_model(config.model.name, config.model.weights, seed=config.seed)
-        extractor = FeatureExtractor(loaded.module, config.layer)
+        extractor = FeatureExtractor(loaded.module, layers=resolve_layers(config, loaded))
         transform, data_cfg = make_transform(loaded, config.image_size)
+        widths = extractor.measure_widths(data_cfg["input_size"])  # one image: the widths, before the job
+        check_layer_memory(config, widths, runtime.max_layer_stats_bytes)
         facts = (model_facts(loaded, config.image_size)
                  if config.probe == "ridge" and config.task == "classification" else None)
     with tracker.stage("load_data"):
@@ -292,11 +326,89 @@ def analyze_from_shards(
     return report_from_features(config, prep, features, device, tracker, False)
 
 
+def layer_features(features: Features, start: int, stop: int, pooling: str) -> Features:
+    """One layer's columns `[start, stop)` of a joined store: its statistics are the diagonal block of the
+    joined ones (exactly), its stored features the same columns."""
+    st = features.stats
+    stats = GramStats(n=st.n, total=st.total[start:stop].copy(), gram=st.gram[start:stop, start:stop].copy(),
+                      class_sums=st.class_sums[:, start:stop].copy(), class_counts=st.class_counts.copy())
+
+    def cols(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else np.ascontiguousarray(x[:, start:stop])
+
+    return dataclasses.replace(features, stats=stats, x_train=cols(features.x_train), x_val=cols(features.x_val),
+                               x_test=cols(features.x_test), pooling=pooling)
+
+
 def report_from_features(
     config: AnalysisConfig, prep: Prepared, features: Features, device: str, tracker: Tracker, cache_hit: bool
 ) -> Analysis:
-    """The `probe` and `advise` stages, and the report."""
-    loaded, extractor, data, data_cfg = prep.loaded, prep.extractor, prep.data, prep.data_cfg
+    """The `probe` and `advise` stages per layer, the answer across layers (`redundancy.sweep`), and the report.
+    A single-layer job is the sweep with one layer."""
+    extractor = prep.extractor
+    names = list(getattr(extractor, "layers", [getattr(extractor, "layer", PENULTIMATE)]))
+    if len(names) == 1:
+        runs = [_layer_report(config, prep, features, device, tracker, cache_hit, names[0])]
+    else:
+        offsets = extractor.offsets
+        if offsets[-1] != features.d:
+            raise DatasetFormatError(f"the stored features have {features.d} columns, the layers {offsets[-1]}")
+        runs = []
+        for i, name in enumerate(names):
+            pooling = extractor.poolings.get(name, features.pooling)
+            runs.append(_layer_report(config, prep, layer_features(features, offsets[i], offsets[i + 1], pooling),
+                                      device, tracker, cache_hit, name))
+    return combine_layers(config, runs, prep)
+
+
+@dataclass
+class LayerRun:
+    analysis: Analysis
+    probe: ProbeRun
+
+
+def combine_layers(config: AnalysisConfig, runs: list[LayerRun], prep: Prepared) -> Analysis:
+    """The report of the reference layer, its recommendations replaced by the answer across layers, with
+    every layer in `layers`."""
+    reports = [r.analysis.report for r in runs]
+    curves = [LayerCurve(rep.model.layer, rep.model.d, rep.curve, run.probe.intervals, run.probe.paired)
+              for rep, run in zip(reports, runs, strict=True)]
+    ref = choose_reference(curves)
+    base = reports[ref]
+    classes = base.fairness_groups
+    recs = [across_layers(curves, classes, delta, config.delta_mode, config.criterion, ref)
+            for delta in config.deltas]
+    module = getattr(prep.loaded, "module", None)
+    costs = {}
+    if module is not None and len(reports) > 1:  # a sweep: what stopping at each layer saves
+        costs = {c.layer: c for c in layer_costs(module, [lc.layer for lc in curves], prep.data_cfg["input_size"])}
+    table = []
+    for i, (rep, lc) in enumerate(zip(reports, curves, strict=True)):
+        kind, score = full_selection(lc.curve, lc.d)
+        answers = [LayerAnswer(delta=r.delta, k=r.k, fraction=r.fraction, score=r.score or r.accuracy,
+                               met_below_full=r.met_below_full) for r in rep.recommendations]
+        table.append(LayerResult(
+            layer=lc.layer, index=intermediates_index(module, lc.layer) if module is not None else None, d=lc.d,
+            pooling=rep.model.layer_pooling, full_accuracy=rep.full_accuracy, full_score=rep.full_accuracy,
+            selection=kind, selection_score=score, reference=i == ref, fraction=answers[0].fraction,
+            k=answers[0].k, answers=answers, summary=rep.summary, curve=rep.curve if len(reports) > 1 else [],
+            **({"macs": costs[lc.layer].macs, "macs_fraction": costs[lc.layer].macs_fraction,
+                "latency_fraction": costs[lc.layer].latency_fraction} if lc.layer in costs else {}),
+        ))
+    how = (f"{len(reports)} layers probed from one forward pass; the reference layer {curves[ref].layer} has the "
+           f"best training-side score ({table[ref].selection}) of its full-layer probe, chosen without the test set; "
+           "each recommendation is the (layer, k) with the fewest kept neurons whose test score is within δ of the "
+           "reference layer's full-layer score, ties to the earlier layer")
+    report = base.model_copy(update={"recommendations": recs, "layers": table, "layer_selection": how})
+    return dataclasses.replace(runs[ref].analysis, report=report)
+
+
+def _layer_report(
+    config: AnalysisConfig, prep: Prepared, features: Features, device: str, tracker: Tracker, cache_hit: bool,
+    layer: str,
+) -> LayerRun:
+    """One layer's `probe` and `advise` stages, and its report."""
+    loaded, data, data_cfg = prep.loaded, prep.data, prep.data_cfg
     if data.qrels is not None:
         features = dataclasses.replace(features, qrels=data.qrels)
     with tracker.stage("probe"):
@@ -324,7 +436,7 @@ def report_from_features(
             weights_source=loaded.weights_source,
             weights_identity=loaded.weights_identity,
             weights_random=loaded.weights_random,
-            layer=extractor.layer,
+            layer=layer,
             layer_pooling=features.pooling,
             d=d,
             input_size=list(data_cfg["input_size"]),
@@ -355,7 +467,7 @@ def report_from_features(
             feature_cache_hit=cache_hit,
         ),
     )
-    return Analysis(report, run.train_stats, prep.facts)
+    return LayerRun(Analysis(report, run.train_stats, prep.facts), run)
 
 
 def measure_recommended(

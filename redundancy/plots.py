@@ -243,8 +243,10 @@ def build_figure(
     marks = markers(rep, deltas, mode, criterion)
     zoom = bool(marks and random)
 
-    fig = Figure(figsize=(7.5, 13.0 if zoom else 10.0), layout="constrained")
-    grid = fig.add_gridspec(4 if zoom else 3, 1, height_ratios=[1.0, 1.1, 0.8, 0.8] if zoom else [1.1, 0.8, 0.8])
+    swept = len(rep.layers) > 1
+    ratios = ([1.0, 1.1, 0.8, 0.8] if zoom else [1.1, 0.8, 0.8]) + ([1.1] if swept else [])
+    fig = Figure(figsize=(7.5, (13.0 if zoom else 10.0) + (3.0 if swept else 0.0)), layout="constrained")
+    grid = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     ax_zoom = fig.add_subplot(grid[0]) if zoom else None
     ax_acc = fig.add_subplot(grid[1 if zoom else 0])
     ax_cka = fig.add_subplot(grid[2 if zoom else 1], sharex=ax_acc)
@@ -263,7 +265,29 @@ def build_figure(
         ax.grid(True, which="both", alpha=0.25)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
+    if swept:
+        _draw_layers(fig.add_subplot(grid[len(ratios) - 1]), rep)
     return fig
+
+
+def _draw_layers(ax: Axes, rep: Report) -> None:
+    """The layer sweep: seed-mean score against kept neurons k, one line per layer; each δ's (layer, k) starred."""
+    for x in rep.layers:
+        pts = [s for s in x.summary if s.kind == "random"]
+        ax.plot([s.k for s in pts], [s.accuracy_mean for s in pts], marker=".", lw=1.2,
+                label=f"{x.layer} (d {x.d})" + (" ref" if x.reference else ""))
+    for r in rep.recommendations:
+        if r.layer is not None:
+            ax.plot([r.k], [r.score if r.score is not None else r.accuracy], marker="*", ms=12, color="black",
+                    zorder=5)
+            ax.annotate(f"δ {r.delta:g}: {r.layer}, k {r.k}", (r.k, r.accuracy), fontsize=7,
+                        xytext=(4, -10), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("kept neurons k (log)")
+    ax.set_ylabel(score_label(rep))
+    ax.set_title("the layer sweep: one line per layer, ★ the answer across layers", fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="best")
 
 
 def render(

@@ -295,6 +295,12 @@ class Recommendation(BaseModel):
                                 "classification equal to `accuracy`, which stays).")
     full_score: float | None = Field(None, description="The full layer's score (for classification equal to "
                                      "`full_accuracy`).")
+    layer: str | None = Field(None, description="The layer this answer keeps k of its neurons from (the layer sweep "
+                              "chooses it; a single-layer job names its layer). None in older reports.")
+    reference_layer: str | None = Field(
+        None, description="The layer whose full-layer score δ is applied to: the swept layer with the best "
+        "training-side (GCV / validation) score of its full-layer probe, chosen without the test set.")
+    reference_score: float | None = Field(None, description="That reference layer's full-layer test score.")
 
     @model_validator(mode="after")
     def _scores_named(self) -> Recommendation:
@@ -304,6 +310,42 @@ class Recommendation(BaseModel):
         if self.full_score is None:
             self.full_score = self.full_accuracy
         return self
+
+
+class LayerAnswer(BaseModel):
+    """One layer's own f* at one δ (relative to its own full layer)."""
+
+    delta: float
+    k: int
+    fraction: float
+    score: float
+    met_below_full: bool
+
+
+class LayerResult(BaseModel):
+    """One swept layer: its width, full-layer scores, training-side selection score, own f*, curve and cost."""
+
+    layer: str
+    index: int | None = Field(None, description="timm: the `forward_intermediates` index (position in "
+                              "`feature_info`) that cuts the network here; None for pre_logits or other modules.")
+    d: int
+    pooling: str
+    full_accuracy: float
+    full_score: float
+    selection: str | None = Field(None, description="gcv (lower is better) or val (higher is better).")
+    selection_score: float | None = Field(None, description="Seed mean of the full-layer probe's training-side "
+                                          "score: what the reference layer is chosen by. Never a test number.")
+    reference: bool = Field(False, description="This layer is the reference (best selection score).")
+    fraction: float = Field(description="Own f* at the smallest δ.")
+    k: int = Field(description="Own kept neurons at the smallest δ.")
+    answers: list[LayerAnswer] = Field(default_factory=list, description="Own f* at every δ.")
+    macs: int | None = Field(None, description="Multiply-adds per image of the forward pass up to this layer "
+                             "(traced with torch.utils.flop_counter at the job's input size).")
+    macs_fraction: float | None = Field(None, description="macs / the whole network's.")
+    latency_fraction: float | None = Field(None, description="Measured CPU latency per image up to this layer / "
+                                           "the whole network's.")
+    summary: list[FractionSummary] = Field(default_factory=list)
+    curve: list[CurvePoint] = Field(default_factory=list)
 
 
 class Environment(BaseModel):
@@ -340,6 +382,10 @@ class Report(BaseModel):
     warnings: list[str] = Field(
         default_factory=list, description="Conditions that make these numbers less trustworthy, in words."
     )
+    layers: list[LayerResult] = Field(
+        default_factory=list, description="Every probed layer (the layer sweep, issue 21); `curve`, `summary` and "
+        "`baselines` above are the reference layer's.")
+    layer_selection: str | None = Field(None, description="How the reference layer was chosen, in words.")
 
     @property
     def fairness_groups(self) -> list[str]:

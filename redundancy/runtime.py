@@ -20,6 +20,9 @@ class Runtime:
     allow_download: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int | None = None  # data-loading processes; None: 0 on CPU, up to 8 on CUDA
+    # The float64 train statistics of a job's layers, (Σ d)²·8 bytes, must fit here (the layer sweep).
+    max_layer_stats_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("ADVISOR_MAX_LAYER_STATS_BYTES", str(4 * 2**30))))
 
     def resolve_device(self) -> str:
         import torch  # lazy: Runtime is part of the light `import redundancy`; torch only to resolve "auto"

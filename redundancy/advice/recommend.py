@@ -117,6 +117,7 @@ def recommend(
     criterion: Criterion = "mean",
     intervals: Intervals | None = None,
     paired: PairedBootstrap | None = None,
+    reference: float | None = None,
 ) -> Recommendation:
     """The smallest tested fraction whose accuracy (seed mean, or worst seed) is within δ of the full
     layer's; fraction 1.0, said so, when none below 1 is.
@@ -131,12 +132,13 @@ def recommend(
     full = next((s for s in summary if s.k == d), None)
     if full is None:
         raise InvalidConfigError(f"the curve has no full-layer point (k = d = {d})", field="curve")
-    bar = threshold(full.accuracy_mean, delta, mode)
+    ref = full.accuracy_mean if reference is None else reference  # the layer sweep: the reference layer's
+    bar = threshold(ref, delta, mode)
     chosen = next((s for s in summary if meets(s, bar, criterion)), full)
     below_full = chosen.k < d
     acc = criterion_stat(chosen, criterion)
     metric = next((p.metric for p in curve if p.kind in RANDOM_KINDS and p.k == d), "accuracy")
-    bound = f"(1 − {delta})·{full.accuracy_mean:.4f}" if mode == "relative" else f"{full.accuracy_mean:.4f} − {delta}"
+    bound = f"(1 − {delta})·{ref:.4f}" if mode == "relative" else f"{ref:.4f} − {delta}"
     if below_full:
         note = (
             f"{chosen.k} of {d} neurons (fraction {chosen.fraction:g}) is the smallest tested subset whose "

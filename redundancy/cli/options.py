@@ -74,11 +74,15 @@ class ConfigOption:
 
 
 def _without_none(annotation: Any) -> Any:
-    """`X | None` → `X`."""
+    """`X | None` → `X`; `list[X] | Literal[...] | None` → `list[X]` (a repeatable flag: `--layers sweep`
+    gives `["sweep"]`, which the config reads as `"sweep"`)."""
     if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return args[0]
+        lists = [a for a in args if get_origin(a) is list]
+        if len(lists) == 1 and all(get_origin(a) in (list, Literal) for a in args):
+            return lists[0]
     return annotation
 
 

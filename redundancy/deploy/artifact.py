@@ -275,6 +275,8 @@ def artifact_metadata(
             "weights_sha256": weights_sha256,
             "layer": report.model.layer,
             "layer_pooling": report.model.layer_pooling,
+            # timm: the `forward_intermediates` index that cuts the network at this layer (None: pre_logits)
+            "intermediates_index": next((x.index for x in report.layers if x.layer == report.model.layer), None),
             "d": d,
             "data_config": data_config_as_json(data_config),
         },

@@ -21,6 +21,11 @@ JobId = Annotated[str, Path(description="The job's id (a UUID).", examples=["6f1
 
 _DELTA_SCHEMA = {"minimum": 0, "exclusiveMaximum": 1}
 
+LayerQ = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, description="A layer sweep: answer for this layer alone (δ relative to its "
+          "own full layer); default: the (layer, k) across the job's layers."),
+]
 DeltaQ = Annotated[
     float | None,
     Query(description="Tolerated loss, in [0, 1); default: the job's first δ (several datasets: their shared "

@@ -193,6 +193,11 @@ def plan_artifact(
             f"job used the {report.probe!r} probe (submit it again with probe=ridge)")
     row = _stats_row(session, job)
     rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion)
+    if rec.layer is not None and rec.layer != report.model.layer:  # a sweep keeps the reference layer's statistics
+        raise ArtifactNotSupported(
+            job.id, "layer", f"the answer at δ {delta:g} keeps {rec.k} neurons of layer {rec.layer!r}, but this job "
+            f"kept the statistics of its reference layer {report.model.layer!r} only: submit a job with layers: "
+            f"[{rec.layer!r}] for its head")
     key = json.dumps(
         {"job": job.id, "stats": row.sha256, "recommendation": rec.model_dump(mode="json", by_alias=True),
          "format": FORMAT, "engine": __version__, "method": method, "file_format": fmt},

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from redundancy.advice.recommend import intervals_from_summary, recommend
-from redundancy.report import CurvePoint, FractionSummary, QuantisedScore, Recommendation, Report
+from redundancy.report import CurvePoint, FractionSummary, LayerResult, QuantisedScore, Recommendation, Report
+from redundancy.sweep import LayerCurve, across_layers
 from redundancy.verdict import Budget, FairnessLimits, complete
-from service.core.errors import NotSucceeded, ResultMissing
+from service.core.errors import InvalidInput, NotSucceeded, ResultMissing
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
 from service.core.status import JobStatus
 
@@ -103,7 +104,7 @@ def load_report(session: Session, job: Job) -> dict[str, Any]:
 
 def recommend_for(
     session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None,
-    budget: Budget | None = None, limits: FairnessLimits | None = None,
+    budget: Budget | None = None, limits: FairnessLimits | None = None, layer: str | None = None,
 ) -> Recommendation:
     """The engine's :func:`redundancy.advice.recommend.recommend` on the stored curve (never recomputes a probe),
     with every method, the verdict and storage (:func:`redundancy.verdict.complete`) and, when asked, the
@@ -111,6 +112,12 @@ def recommend_for(
     result = _result_of(session, job)
     mode = delta_mode or job.request.get("delta_mode") or "relative"
     criterion = criterion or job.request.get("criterion") or "mean"
+    swept = [LayerResult.model_validate(x) for x in result.report.get("layers") or []]
+    if len(swept) > 1:
+        return _layer_answer(swept, list(result.classes), float(delta), mode, criterion, layer, limits, budget)
+    own = (result.report.get("model") or {}).get("layer")
+    if layer is not None and layer != own:
+        raise InvalidInput("layer", f"{layer!r} was not probed by this job; its layer: {own}")
     row = session.scalar(sa.select(RecommendationRow).where(
         RecommendationRow.job_id == job.id, RecommendationRow.delta == float(delta),
         RecommendationRow.mode == mode, RecommendationRow.criterion == criterion))
@@ -133,6 +140,25 @@ def recommend_for(
         curve = curve_of(session, job.id)  # an older stored answer, or a question the stored one cannot answer
     quantised = [QuantisedScore.model_validate(q) for q in result.report.get("quantised") or []]
     return complete(rec, curve, list(result.classes), limits=limits, budget=budget, quantised=quantised)
+
+
+def _layer_answer(
+    swept: list[LayerResult], classes: list[str], delta: float, mode: str, criterion: str, layer: str | None,
+    limits: FairnessLimits | None, budget: Budget | None,
+) -> Recommendation:
+    """A layer sweep's answer from its stored per-layer curves (`redundancy.sweep.across_layers`); with `layer`,
+    that layer alone, δ relative to its own full layer."""
+    curves = [LayerCurve(x.layer, x.d, x.curve, intervals_from_summary(x.summary) or None) for x in swept]
+    if layer is not None:
+        pinned = [c for c in curves if c.layer == layer]
+        if not pinned:
+            names = ", ".join(c.layer for c in curves) or "none stored (a single-layer job of an older engine)"
+            raise InvalidInput("layer", f"{layer!r} was not probed by this job; its layers: {names}")
+        curves = pinned
+    ref = next((i for i, x in enumerate(swept) if x.reference), 0) if layer is None else 0
+    rec = across_layers(curves, classes, delta, mode, criterion, ref)  # type: ignore[arg-type]
+    c = curves[[x.layer for x in curves].index(rec.layer)] if rec.layer else curves[0]
+    return complete(rec, c.curve, classes, limits=limits, budget=budget)
 
 
 def stored_intervals(report: dict[str, Any]) -> dict[int, tuple[float, float]] | None:

@@ -1,13 +1,25 @@
-"""Read one layer's representation as a vector per image.
+"""Read one or several layers' representations as a vector per image, from ONE forward pass.
 
 Default: the penultimate representation, what feeds the classifier (`forward_head(pre_logits=True)`).
-A named module may be asked for instead; its output is global-average-pooled if spatial, or reduced
-to the CLS token (models with one) or the token mean if it is a token sequence. The report says which.
+Named modules may be asked for instead, or beside it (the layer sweep, issue 21); each one's output is
+global-average-pooled if spatial, or reduced to the CLS token (models with one) or the token mean if it is
+a token sequence. The report says which, per layer.
+
+One pass: forward hooks are registered on every named module at once, `forward_features` runs once, and
+`forward_head(pre_logits=True)` runs on its output when `pre_logits` is asked for (the head proper,
+`forward_head(...)`, only when a named module lives in the head). The layers' pooled vectors are laid side
+by side, in the order asked: columns `offsets[i] : offsets[i + 1]` are layer `i`. A single layer is the
+same code with one name, so a sweep's columns of a layer equal that layer's own extraction exactly.
+
+The default sweep of a timm model (`default_sweep`): every entry of its `feature_info` (every stage's output
+for CNNs, every block for ViTs) in forward order, then `pre_logits`. Position `i` in `feature_info` is the
+index `forward_intermediates(indices=[i])` takes, which is how a network is cut at that layer.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 import torch
 
@@ -16,47 +28,126 @@ from redundancy.errors import UnknownLayerError
 PENULTIMATE = "pre_logits"
 
 
-class FeatureExtractor:
-    def __init__(self, model: torch.nn.Module, layer: str | None = None) -> None:
-        self.model = model
-        self.layer = layer or PENULTIMATE
-        self.pooling = "forward_head(pre_logits=True)" if layer is None else "unknown until the first batch"
-        self._module: torch.nn.Module | None = None
-        if layer is not None:
-            modules = dict(model.named_modules())
-            if layer not in modules or layer == "":
-                close = difflib.get_close_matches(layer, [n for n in modules if n], n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise UnknownLayerError(f"model has no module named {layer!r}{hint}")
-            self._module = modules[layer]
+def feature_info_modules(model: torch.nn.Module) -> list[str]:
+    """The module names of a timm model's `feature_info` (forward order); [] when it has none."""
+    info = getattr(model, "feature_info", None)
+    if info is None:
+        return []
+    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info)
+    return [str(e["module"]) for e in entries if isinstance(e, dict) and e.get("module")]
 
-    def _reduce(self, out: torch.Tensor) -> torch.Tensor:
+
+def default_sweep(model: torch.nn.Module) -> list[str]:
+    """Every `feature_info` stage that names a module of the model, in forward order, then `pre_logits`."""
+    modules = dict(model.named_modules())
+    names = [n for n in dict.fromkeys(feature_info_modules(model)) if n in modules and n != ""]
+    return [*names, PENULTIMATE]
+
+
+def intermediates_index(model: torch.nn.Module, layer: str) -> int | None:
+    """The `forward_intermediates` index of `layer` (its position in `feature_info`); None when it is none."""
+    names = feature_info_modules(model)
+    return names.index(layer) if layer in names else None
+
+
+class FeatureExtractor:
+    """`FeatureExtractor(model)`: pre-logits; `FeatureExtractor(model, "layer3")`: one named module;
+    `FeatureExtractor(model, layers=[...])`: several (the sweep), from one forward pass."""
+
+    def __init__(self, model: torch.nn.Module, layer: str | None = None, *,
+                 layers: Sequence[str | None] | None = None) -> None:
+        if layers is not None and layer is not None:
+            raise ValueError("give layer or layers, not both")
+        asked = [layer] if layers is None else list(layers)
+        if not asked:
+            raise UnknownLayerError("no layers to extract")
+        self.model = model
+        self.layers: list[str] = [name or PENULTIMATE for name in asked]
+        self.layer = ",".join(self.layers)  # the one name of a single-layer extractor
+        self.poolings: dict[str, str] = {PENULTIMATE: "forward_head(pre_logits=True)"}
+        self.widths: list[int] | None = None
+        self._modules: dict[str, torch.nn.Module] = {}
+        modules = dict(model.named_modules())
+        for name in self.layers:
+            if name == PENULTIMATE:
+                continue
+            if name not in modules or name == "":
+                close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise UnknownLayerError(f"model has no module named {name!r}{hint}")
+            self._modules[name] = modules[name]
+
+    @property
+    def pooling(self) -> str:
+        """How each layer's output became a vector ("unknown until the first batch" before one)."""
+        said = [self.poolings.get(n, "unknown until the first batch") for n in self.layers]
+        if len(self.layers) == 1:
+            return said[0]
+        return "; ".join(f"{n}: {p}" for n, p in zip(self.layers, said, strict=True))
+
+    @property
+    def offsets(self) -> list[int]:
+        """Column offsets of the layers in the joined vector (known after the first batch)."""
+        if self.widths is None:
+            raise RuntimeError("the layers' widths are known after the first batch (see `measure_widths`)")
+        out = [0]
+        for w in self.widths:
+            out.append(out[-1] + w)
+        return out
+
+    def measure_widths(self, input_size: Sequence[int]) -> list[int]:
+        """The layers' widths, from one forward pass of a single zero image of `input_size` (C, H, W)."""
+        with torch.inference_mode():
+            self(torch.zeros((1, *[int(s) for s in input_size])))
+        assert self.widths is not None
+        return list(self.widths)
+
+    def _reduce(self, name: str, out: torch.Tensor) -> torch.Tensor:
         if out.ndim == 4:
-            self.pooling = "global average pool over H, W"
+            self.poolings[name] = "global average pool over H, W"
             return out.mean(dim=(2, 3))
         if out.ndim == 3:
             prefix = int(getattr(self.model, "num_prefix_tokens", 0) or 0)
             if prefix > 0 and getattr(self.model, "cls_token", None) is not None:
-                self.pooling = "CLS token"
+                self.poolings[name] = "CLS token"
                 return out[:, 0]
-            self.pooling = "mean over tokens"
+            self.poolings[name] = "mean over tokens"
             return out.mean(dim=1)
         if out.ndim == 2:
-            self.pooling = "none (already a vector)"
+            self.poolings[name] = "none (already a vector)"
             return out
-        raise UnknownLayerError(f"layer {self.layer!r} outputs a {out.ndim}-d tensor; cannot make a vector")
+        raise UnknownLayerError(f"layer {name!r} outputs a {out.ndim}-d tensor; cannot make a vector")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self._module is None:
-            return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
-        captured: list[torch.Tensor] = []
+        """(B, Σ widths): every asked layer's pooled vector, side by side, from one forward pass."""
+        captured: dict[str, torch.Tensor] = {}
 
-        def hook(_m: torch.nn.Module, _inp: object, out: object) -> None:
-            captured.append(out[0] if isinstance(out, tuple) else out)  # type: ignore[arg-type]
+        def hook_for(name: str):  # noqa: ANN202
+            def hook(_m: torch.nn.Module, _inp: object, out: object) -> None:
+                if name not in captured:  # a module called twice: its first call, as a single hook saw it
+                    captured[name] = out[0] if isinstance(out, tuple) else out  # type: ignore[assignment]
+            return hook
 
-        handle = self._module.register_forward_hook(hook)
+        handles = [m.register_forward_hook(hook_for(n)) for n, m in self._modules.items()]
         try:
-            self.model(images)
+            if self._modules and not hasattr(self.model, "forward_features"):
+                self.model(images)
+                pre = None
+            else:
+                feats = self.model.forward_features(images)
+                if any(n not in captured for n in self._modules):  # a module of the head
+                    self.model.forward_head(feats)
+                pre = self.model.forward_head(feats, pre_logits=True) if PENULTIMATE in self.layers else None
         finally:
-            handle.remove()
-        return self._reduce(captured[0])
+            for h in handles:
+                h.remove()
+        parts = []
+        for name in self.layers:
+            if name == PENULTIMATE:
+                parts.append(pre)
+                continue
+            if name not in captured:
+                raise UnknownLayerError(f"module {name!r} did not run in the forward pass")
+            parts.append(self._reduce(name, captured[name]))
+        self.widths = [int(p.shape[1]) for p in parts]  # type: ignore[union-attr]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from service.api.deploy_params import DeployDep
 from service.api.deps import OwnerDep, QueueDep, SessionDep, SettingsDep
 from service.api.limits import MAX_QUERY_VALUES
 from service.api.openapi import binary_response, negotiate
-from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId, PlotDeltas
+from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId, LayerQ, PlotDeltas
 from service.api.schemas import (
     DEMO_JOB,
     LOGISTIC_JOB_EXAMPLE,
@@ -230,15 +230,17 @@ async def get_recommendation(
     delta: DeltaQ = None,
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
+    layer: LayerQ = None,
 ) -> Response:
-    """Answered from the stored curve for any δ; no probe is recomputed. Every method the job ran side by side,
+    """Answered from the stored curve for any δ; no probe is recomputed. A layer sweep: the (layer, k) across
+    its layers, or with `layer=` that layer alone. Every method the job ran side by side,
     the verdict and storage; a budget and fairness limits when asked. Cached, with an `ETag`."""
 
     def build(session: Session) -> Response:
         job = queries.get_job(session, job_id, owner)
         d = resolve_delta(delta, job.request.get("deltas"))
         rec = results.recommend_for(session, job, delta=d, delta_mode=delta_mode, criterion=criterion,
-                                    budget=deploy.budget, limits=deploy.limits)
+                                    budget=deploy.budget, limits=deploy.limits, layer=layer)
         return _json(RecommendationOut.of(rec, job))
 
     return await _finished_read(request, owner, job_id, build)

@@ -345,7 +345,8 @@ function fillRecommendation(rec, report) {
     + `layer; threshold ${pct(rec.threshold)} (δ = ${rec.delta}, ${rec.mode}, criterion ${rec.criterion})`;
   Object.assign($("#answer-detail").dataset, {
     threshold: String(rec.threshold), delta: String(rec.delta), mode: rec.mode, criterion: rec.criterion });
-  $("#answer-note").textContent = rec.note || "";
+  $("#answer-note").textContent = (rec.layer && report && (report.layers || []).length > 1
+    ? `Layer ${rec.layer}. ` : "") + (rec.note || "");
   const v = rec.verdict;
   $("#verdict").textContent = v ? `Ship ${v.method.replace(/_/g, " ")} (k = ${v.k}): ${v.reason}`
     + (v.nested_note ? `. ${v.nested_note}.` : ".") : "";
@@ -390,6 +391,18 @@ function fillBaselines(report) {
     }))));
 }
 
+function fillLayers(report) {
+  const layers = report.layers || [];
+  $("#layers-card").hidden = layers.length < 2;
+  if (layers.length < 2) return;
+  $("#layer-selection").textContent = report.layer_selection || "";
+  $("#layers tbody").replaceChildren(...layers.map((x) => row(
+    x.layer + (x.reference ? " (reference)" : ""), String(x.d), pct(x.full_accuracy),
+    x.selection_score === null || x.selection_score === undefined ? "–" : `${x.selection} ${x.selection_score.toFixed(4)}`,
+    `${x.k} (${x.fraction})`, x.macs_fraction === null || x.macs_fraction === undefined ? "–" : pct(x.macs_fraction),
+    x.latency_fraction === null || x.latency_fraction === undefined ? "–" : pct(x.latency_fraction))));
+}
+
 async function jobPage() {
   const id = document.body.dataset.job;
   const base = `/v1/jobs/${encodeURIComponent(id)}`;
@@ -431,6 +444,7 @@ async function jobPage() {
     $("#delta").value = String(d0);
     $("#delta-num").value = String(d0);
     fillBaselines(report);
+    fillLayers(report);
     const warnings = report.warnings || [];
     $("#warnings").replaceChildren(...warnings.map((w) => el("li", {}, w)));
     $("#warnings").hidden = !warnings.length;
