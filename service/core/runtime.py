@@ -13,4 +13,5 @@ def make_runtime(settings: Settings) -> Runtime:
         data_root=settings.datasets_dir,
         allow_download=settings.allow_download,
         device=settings.device,
+        remote_cache=settings.remote_feature_cache,
     )
