@@ -20,6 +20,7 @@ The model runs channels-last, under bf16 autocast on CUDA and in fp32 on the CPU
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,6 +185,8 @@ def cached_features(
     a copy of it: a local miss is looked up there (a hit when found), and a fresh store is uploaded."""
     final = cache_dir / key if cache_dir is not None else None
     if final is not None and has_store(final, need_train):
+        with contextlib.suppress(OSError):
+            os.utime(final / "meta.json")  # last used: the cache's size cap evicts the least recent first
         return Features.load(final), True
     if final is not None and remote and fetch_remote_store(remote, key, final, need_train):
         return Features.load(final), True

@@ -169,7 +169,7 @@ def remove_job_files(stats_path: str | None, job_id: str, settings: Settings | N
             ShardStore(settings.store_root).drop_job(job_id)  # <store>/jobs/<id>: shards, remote statistics
         except OSError as exc:
             log.warning("job %s: could not remove its files from the store: %s", job_id, exc)
-        shutil.rmtree(settings.stats_cache_dir / "heads" / job_id, ignore_errors=True)
+        shutil.rmtree(settings.stats_cache_dir / job_id, ignore_errors=True)
     elif is_remote(stats_path):
         fs, key = url_to_fs(str(stats_path))
         directory = key.rsplit("/", 1)[0]
@@ -258,7 +258,7 @@ def materialise(plan: ArtifactPlan, cache: Path | None = None) -> Path:
         if cache is None:
             cache = get_settings().stats_cache_dir
         stats_path = _local_stats(plan, cache)
-        target = cache / "heads" / plan.job_id / plan.etag / plan.filename
+        target = cache / plan.job_id / "heads" / plan.etag / plan.filename
     else:
         stats_path = Path(plan.stats.path)
         target = stats_path.parent / "heads" / plan.etag / plan.filename
@@ -271,10 +271,10 @@ def materialise(plan: ArtifactPlan, cache: Path | None = None) -> Path:
 
 
 def _local_stats(plan: ArtifactPlan, cache: Path) -> Path:
-    """The statistics file of a remote store, copied into ``<cache>/<sha256>.npz`` (checked against the
-    recorded sha256; a cache, safe to delete)."""
+    """The statistics file of a remote store, copied into ``<cache>/<job id>/<sha256>.npz`` (checked against
+    the recorded sha256; a cache, safe to delete, removed with the job)."""
     url, sha = str(plan.stats.path), plan.stats.sha256 or "unknown"
-    local = cache / f"{sha}.npz"
+    local = cache / plan.job_id / f"{sha}.npz"
     if local.is_file():
         return local
     local.parent.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,10 @@ Environment variables (all optional):
                                 statistics, uploads; a directory or an fsspec URL (``s3://bucket/p``,
                                 credentials from the AWS environment/config chain). Local copies in
                                 ``$DATA_DIR/cache`` are caches of it, safe to delete.
+``ADVISOR_RETENTION_DAYS``      Finished jobs older than this are deleted, files included (0: never).
+``ADVISOR_FEATURE_CACHE_MAX_BYTES`` The feature cache's cap (store and each host's copy); least recently
+                                used first past it (0: no cap).
+``ADVISOR_STORE_GC_INTERVAL``   Seconds between store collections by the maintenance sweep (3600).
 ``ADVISOR_ARTIFACT_DIR``        Deprecated alias of ``ADVISOR_STORE_URL`` (used when it is unset).
 ``ADVISOR_SHARD_SIZE``          A job with more images (train + val + test) runs its extraction as
                                 a Celery chord of shards of this many rows (default 1,000,000).
@@ -219,6 +223,15 @@ class Settings(BaseSettings):
     """``ADVISOR_STORE_URL``: the store every host shares, a directory or an fsspec URL (``s3://bucket/prefix``;
     s3fs takes its credentials from the usual AWS environment and config chain, never from here, and
     they are never logged). ``ADVISOR_ARTIFACT_DIR`` is its deprecated alias; default ``$DATA_DIR/artifacts``."""
+
+    retention_days: float = Field(0, ge=0)
+    """``ADVISOR_RETENTION_DAYS``: finished jobs older than this are deleted with their files (0: kept forever)."""
+    feature_cache_max_bytes: int = Field(0, ge=0)
+    """``ADVISOR_FEATURE_CACHE_MAX_BYTES``: the feature cache's cap, in the store and on each host; least
+    recently used stores are evicted past it (0: no cap)."""
+    store_gc_interval: float = Field(3600.0, ge=0)
+    """``ADVISOR_STORE_GC_INTERVAL``: seconds between two store collections of the maintenance sweep (0: never;
+    ``advisor store gc`` runs one at once)."""
 
     @property
     def store_root(self) -> str:
