@@ -6,7 +6,8 @@ Celery worker processes each have their own empty ``DATA_DIR``: nothing is share
 job runs its shards on both workers; an upload job and an artifact download succeed; a second job with
 the same features, sent to the other worker, copies the features from the store instead of extracting
 them again (its report says so and its extract stage is short). Deleting the jobs leaves nothing of
-them in the store.
+them in the store. Last, a worker killed mid-shard is replaced by the other: the same curve, no shard
+lost or counted twice.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def hosts(stack_env: dict[str, str], migrated: None, tmp_path_factory: pytest.Te
                 TestClient(create_app(settings(f"{queue}-only0"))) as to0, \
                 TestClient(create_app(settings(f"{queue}-only1"))) as to1:
             yield {"api": api, "to": (to0, to1), "fs": fs, "store": f"{BUCKET}/store", "logs": logs,
-                   "dirs": dirs, "api_dir": api_dir}
+                   "dirs": dirs, "api_dir": api_dir, "procs": procs}
     finally:
         for p in procs:
             _stop(p)
@@ -146,6 +147,8 @@ def test_a_sharded_job_runs_on_two_hosts_sharing_only_the_store(hosts: dict[str,
     assert r.status_code == 200, r.text
     assert r.content[:8] and len(r.content) > 100
     assert not (hosts["api_dir"] / "artifacts" / job_id).exists()
+    report = api.get(f"/v1/jobs/{job_id}/result").json()
+    hosts["sharded_curve"] = {(p["kind"], p["k"], p["seed"]): (p["accuracy"], p.get("cka")) for p in report["curve"]}
     for d in hosts["dirs"]:
         assert not (d / "artifacts" / job_id).exists()  # nothing a job needs on a worker's disk
     assert api.delete(f"/v1/jobs/{job_id}").status_code == 204
@@ -198,3 +201,32 @@ def test_an_upload_job_runs_on_a_host_without_the_file(hosts: dict[str, Any]) ->
     fs.invalidate_cache()
     assert not fs.exists(f"{hosts['store']}/uploads/anonymous/{upload_id}.npz")
     assert _store_files(fs, f"{hosts['store']}/jobs/{job['id']}") == []
+
+
+def test_a_worker_killed_mid_shard_is_replaced_by_the_other(hosts: dict[str, Any], small_job: dict) -> None:
+    """Runs last (it kills host 1's worker): the maintenance sweep requeues the job once host 1's heartbeat
+    is stale, host 0 redoes only the shard missing from the store, and the curve is the one of the
+    undisturbed sharded job (no shard lost, none counted twice: the same n, accuracies and CKA)."""
+    import os
+    import signal
+
+    api, logs, procs = hosts["api"], hosts["logs"], hosts["procs"]
+    want = hosts["sharded_curve"]
+    job_id = api.post("/v1/jobs", json=small_job).json()["id"]
+    deadline = time.monotonic() + 120
+    while (api.get(f"/v1/jobs/{job_id}").json()["images_done"] or 0) == 0:
+        assert time.monotonic() < deadline, "no shard started"
+        time.sleep(0.1)
+    os.kill(procs[1].pid, signal.SIGKILL)
+    procs[1].wait(timeout=10)
+    t0 = time.monotonic()
+    job = _done(api, job_id, logs, timeout=300)
+    print(f"recovered after the kill in {time.monotonic() - t0:.1f} s, attempts={job['attempts']}")
+    report = api.get(f"/v1/jobs/{job_id}/result").json()
+    got = {(p["kind"], p["k"], p["seed"]): (p["accuracy"], p.get("cka")) for p in report["curve"]}
+    assert got.keys() == want.keys()
+    for key, (acc, cka) in want.items():
+        assert abs(got[key][0] - acc) < 1e-9, key
+        assert (cka is None) == (got[key][1] is None) and (cka is None or abs(got[key][1] - cka) < 1e-6), key
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert _store_files(hosts["fs"], f"{hosts['store']}/jobs/{job_id}") == []
