@@ -78,6 +78,9 @@ class ShardStore:
         key = self._key("jobs", job_id, "shards")
         if self.fs.exists(key):
             self.fs.rm(key, recursive=True)
+        job = self._key("jobs", job_id)
+        if self.is_local and self.fs.exists(job) and not self.fs.ls(job, detail=False):
+            self.fs.rmdir(job)  # a directory store: no empty directory left behind
 
     def drop_job(self, job_id: str) -> None:
         key = self._key("jobs", job_id)
