@@ -278,6 +278,7 @@ def run_analysis(
                 feature_dtype=config.feature_dtype, keep_train=keep_train, should_stop=should_stop,
                 progress=lambda done, total: tracker.report("extract", done / total, images=(done, total)),
             ),
+            remote=runtime.remote_cache,
         )
     return report_from_features(config, prep, features, device, tracker, cache_hit)
 

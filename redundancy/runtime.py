@@ -18,6 +18,9 @@ class Runtime:
     # Scratch space for memory-mapped features when there is no cache (files unlinked once opened).
     work_dir: Path = field(default_factory=lambda: _default_home() / "work")
     allow_download: bool = False
+    # A feature cache shared by several machines (any fsspec URL: s3://bucket/prefix/features); the
+    # local `cache_dir` is then a copy of it, safe to delete.
+    remote_cache: str | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int | None = None  # data-loading processes; None: 0 on CPU, up to 8 on CUDA
     # The float64 train statistics of a job's layers, (Σ d)²·8 bytes, must fit here (the layer sweep).

@@ -4,6 +4,7 @@
 * ``advisor serve``         the API; with no BROKER_URL it also runs an embedded worker (SQLite).
 * ``advisor worker``        a Celery worker (production: with DATABASE_URL and BROKER_URL).
 * ``advisor db upgrade|downgrade|current``   Alembic migrations, shipped inside the package.
+* ``advisor store du|gc``    what the store and this host's caches hold; retention, cache cap, orphans.
 * ``advisor demo``          start an embedded server, run the bundled demo job, print the advice.
 """
 
@@ -13,8 +14,10 @@ import argparse
 import contextlib
 import errno
 import ipaddress
+import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
     db.set_defaults(func=cmd_db)
 
+    store = sub.add_parser("store", help="The store (ADVISOR_STORE_URL): report its size, or clean it.")
+    store.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
+    storesub = store.add_subparsers(dest="store_command", required=True)
+    storesub.add_parser("du", help="Bytes and entries per area of the store and of this host's caches.")
+    storesub.add_parser("gc", help="Expire jobs past ADVISOR_RETENTION_DAYS, trim the feature cache to "
+                        "ADVISOR_FEATURE_CACHE_MAX_BYTES, remove files of jobs that no longer exist.")
+    store.set_defaults(func=cmd_store)
+
     demo = sub.add_parser("demo", help="Run the bundled demo end to end on an embedded server.")
     demo.add_argument(
         "--data-dir",
@@ -153,6 +164,19 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"database at {migrate.current(url) or 'base'}")
     else:
         print(migrate.current(url) or "base (empty)")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from service.core import housekeeping  # lazy: SQLAlchemy and fsspec only for this command
+
+    _apply_data_dir(args)
+    settings = get_settings()
+    if args.store_command == "du":
+        store = re.sub(r"//[^/@]*@", "//***@", settings.store_root)  # never print credentials in a URL
+        print(json.dumps({"store": store, **housekeeping.usage(settings)}, indent=2))
+    else:
+        print(json.dumps(housekeeping.gc(settings), indent=2))
     return 0
 
 

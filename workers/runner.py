@@ -146,7 +146,10 @@ def run_claimed(
     with session_scope(settings.db_url) as s:
         if monitor.cancel.is_set() and not lifecycle.is_held(s, job_id, attempt):
             return "skipped"
-    kept = artifacts.keep_stats(settings.artifact_path, job_id, attempt, analysis)  # before the commit
+    kept = artifacts.keep_stats(
+        settings.artifact_path, job_id, attempt, analysis,
+        remote=settings.store_root if settings.store_is_remote else None,
+    )  # before the commit
     try:
         with session_scope(settings.db_url) as s:
             stored = lifecycle.succeed(s, job_id, attempt, analysis.report, monitor.timings, kept)

@@ -125,7 +125,7 @@ def execute_reduce(outcomes: list[str], job_id: str, attempt: int, ranges: list[
         # only a cancelled job is still held by it (the transition is fenced).
         with session_scope(settings.db_url) as s:
             lifecycle.finish_cancelled(s, job_id, attempt, None)
-        store.drop_job(job_id)
+        store.drop_shards(job_id)
         return "skipped"
     with session_scope(settings.db_url) as s:
         request = queries.job_request(s, job_id)
@@ -148,7 +148,7 @@ def execute_reduce(outcomes: list[str], job_id: str, attempt: int, ranges: list[
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if outcome != "skipped":
-        store.drop_job(job_id)
+        store.drop_shards(job_id)
     return outcome
 
 

@@ -20,6 +20,8 @@ The model runs channels-last, under bf16 autocast on CUDA and in fp32 on the CPU
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,6 +39,7 @@ from redundancy.sources.datasets.base import ImageSplit
 from redundancy.sources.datasets.batch_transform import BatchTransform, split_at_tensor
 from redundancy.sources.encoders.base import FeatureSource
 from redundancy.sources.features_store import (
+    STORE_FORMAT,
     FeatureDtype,
     FeatureWriter,
     load_stats,
@@ -111,17 +114,81 @@ def has_store(path: Path, need_train: bool) -> bool:
     return meta is not None and (bool(meta.get("train_features")) or not need_train)
 
 
+def _remote_fs(url: str) -> tuple[object, str]:
+    from fsspec.core import url_to_fs  # lazy: only a run with a remote feature cache needs it
+
+    fs, root = url_to_fs(url)
+    fs.invalidate_cache()  # a shared instance's listings may predate what another host has written since
+    return fs, root.rstrip("/")
+
+
+def _remote_meta(fs: object, key: str) -> dict[str, object] | None:
+    try:
+        meta = json.loads(fs.cat_file(f"{key}/meta.json"))  # type: ignore[attr-defined]
+    except (OSError, ValueError):  # FileNotFoundError included
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == STORE_FORMAT else None
+
+
+def fetch_remote_store(remote: str, key: str, final: Path, need_train: bool) -> bool:
+    """Copy the store `key` of the remote feature cache `remote` (any fsspec URL) into `final`; False when
+    the remote has no complete store for it. ``meta.json`` is fetched last, so a copy that dies
+    half-way is never taken for a complete one."""
+    fs, root = _remote_fs(remote)
+    meta = _remote_meta(fs, f"{root}/{key}")
+    if meta is None or not (bool(meta.get("train_features")) or not need_train):
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=final.parent))
+    try:
+        for path in fs.ls(f"{root}/{key}", detail=False):  # type: ignore[attr-defined]
+            name = str(path).rstrip("/").rsplit("/", 1)[-1]
+            if name != "meta.json" and not name.startswith("."):
+                fs.get_file(path, str(tmp / name))  # type: ignore[attr-defined]
+        fs.get_file(f"{root}/{key}/meta.json", str(tmp / "meta.json"))  # type: ignore[attr-defined]
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    except FileNotFoundError:  # evicted from the remote while we copied it: extract instead
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not has_store(final, need_train):
+            raise
+    return True
+
+
+def push_remote_store(remote: str, key: str, local: Path) -> None:
+    """Upload the complete local store `local` as `key` of the remote feature cache, ``meta.json`` last."""
+    fs, root = _remote_fs(remote)
+    dest = f"{root}/{key}"
+    fs.makedirs(dest, exist_ok=True)  # type: ignore[attr-defined]
+    for f in sorted(local.iterdir()):
+        if f.is_file() and f.name != "meta.json" and not f.name.startswith("."):
+            fs.put_file(str(f), f"{dest}/{f.name}")  # type: ignore[attr-defined]
+    fs.put_file(str(local / "meta.json"), f"{dest}/meta.json")  # type: ignore[attr-defined]
+
+
 def cached_features(
-    cache_dir: Path | None, work_dir: Path, key: str, need_train: bool, run: Callable[[Path], Features]
+    cache_dir: Path | None, work_dir: Path, key: str, need_train: bool, run: Callable[[Path], Features],
+    remote: str | None = None,
 ) -> tuple[Features, bool]:
     """The store for `key` from `cache_dir`, or `run(fresh_dir)` to make one; returns (features, hit).
 
     A new store is written into a private directory and renamed into place when complete, so
     concurrent workers never see half a store. Without a cache it lives under `work_dir` and its
     files are unlinked at once: the memory maps keep them readable until the features are dropped,
-    and the disk space is freed then, even if the process dies."""
+    and the disk space is freed then, even if the process dies.
+
+    With `remote` (an fsspec URL shared by several machines: the service's store), the local cache is
+    a copy of it: a local miss is looked up there (a hit when found), and a fresh store is uploaded."""
     final = cache_dir / key if cache_dir is not None else None
     if final is not None and has_store(final, need_train):
+        with contextlib.suppress(OSError):
+            os.utime(final / "meta.json")  # last used: the cache's size cap evicts the least recent first
+        return Features.load(final), True
+    if final is not None and remote and fetch_remote_store(remote, key, final, need_train):
         return Features.load(final), True
     parent = cache_dir if cache_dir is not None else work_dir
     parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +207,8 @@ def cached_features(
         os.rename(tmp, final)
     except OSError:  # lost a race to another writer: theirs is as good as ours
         shutil.rmtree(tmp, ignore_errors=True)
+    if remote and has_store(final, need_train):
+        push_remote_store(remote, key, final)
     return features, False
 
 

@@ -22,6 +22,7 @@ touching the file; :func:`materialise` fits the head (or finds it already built)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fsspec.core import url_to_fs
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -45,8 +47,10 @@ from redundancy.deploy.onnx_export import to_onnx
 from redundancy.errors import RedundancyError
 from redundancy.report import Recommendation, Report
 from service.core import results
+from service.core.config import Settings, get_settings
 from service.core.errors import ArtifactGone, ArtifactNotSupported, ArtifactUnavailable
 from service.core.models import Job, JobStats, utcnow
+from service.core.store import ShardStore
 
 if TYPE_CHECKING:
     from redundancy.pipeline import Analysis  # the type only: the API process never loads the pipeline
@@ -77,7 +81,7 @@ def _sha256_file(path: Path) -> str:
 class KeptStats:
     """What the worker kept for a job: a file (path, sha256, size, model facts) or the reason why not."""
 
-    path: Path | None = None
+    path: Path | str | None = None  # a local path, or the URL of a remote store's file (issue 23)
     sha256: str | None = None
     size_bytes: int | None = None
     weights_sha256: str | None = None
@@ -90,9 +94,18 @@ RETRIEVAL_NO_HEAD = (
     "recommendation's k and method; first_k keeps the first k), not a classifier to download")
 
 
-def keep_stats(store: Path, job_id: str, attempt: int, analysis: Analysis) -> KeptStats:
+def is_remote(path: str | Path | None) -> bool:
+    return path is not None and "://" in str(path) and not str(path).startswith("file://")
+
+
+def keep_stats(
+    store: Path, job_id: str, attempt: int, analysis: Analysis, remote: str | None = None
+) -> KeptStats:
     """Write the analysis's statistics to ``<store>/<job id>/stats-<attempt>.npz``. A problem with the
-    store never fails the analysis: the returned record then carries the reason instead of a path."""
+    store never fails the analysis: the returned record then carries the reason instead of a path.
+
+    With `remote` (the URL of a remote store, issue 23) the file is then uploaded to
+    ``<remote>/jobs/<job id>/stats-<attempt>.npz``, the reference is that URL, and the local file is removed."""
     report = analysis.report
     if report.config.task == "retrieval":
         return KeptStats(reason=RETRIEVAL_NO_HEAD)
@@ -104,8 +117,19 @@ def keep_stats(store: Path, job_id: str, attempt: int, analysis: Analysis) -> Ke
     path = job_dir(store, job_id) / f"{STATS_PREFIX}{attempt}.npz"
     try:
         save_stats(analysis.stats, path)
+        sha, size = _sha256_file(path), path.stat().st_size
+        kept_at: Path | str = path.resolve()
+        if remote:
+            shard_store = ShardStore(remote)
+            key = shard_store.stats_key(job_id, path.name)
+            shard_store.fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+            shard_store.fs.put_file(str(path), key)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # the local directory was only the staging place of the upload
+            kept_at = shard_store.url(key)
         return KeptStats(
-            path=path.resolve(), sha256=_sha256_file(path), size_bytes=path.stat().st_size,
+            path=kept_at, sha256=sha, size_bytes=size,
             weights_sha256=weights_sha256,
             data_config=data_config_as_json(data_config),
         )
@@ -125,13 +149,33 @@ def add_stats_row(session: Session, job_id: str, kept: KeptStats) -> None:
 
 def discard(kept: KeptStats) -> None:
     """Remove a file kept for a result that was not stored (the job changed hands, or the write failed)."""
-    if kept.path is not None:
-        kept.path.unlink(missing_ok=True)
+    if kept.path is None:
+        return
+    if is_remote(kept.path):
+        try:
+            fs, key = url_to_fs(str(kept.path))
+            fs.rm(key)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", kept.path, exc)
+        return
+    Path(kept.path).unlink(missing_ok=True)
 
 
-def remove_job_files(stats_path: str | None, job_id: str) -> None:
-    """Delete the job's directory in the store (statistics, every attempt's, and built heads)."""
-    if not stats_path:
+def remove_job_files(stats_path: str | None, job_id: str, settings: Settings | None = None) -> None:
+    """Delete the job's files: its directory in the store (statistics, every attempt's, built heads),
+    and with `settings`, its shard files and the local caches of a remote store."""
+    if settings is not None:
+        try:
+            ShardStore(settings.store_root).drop_job(job_id)  # <store>/jobs/<id>: shards, remote statistics
+        except OSError as exc:
+            log.warning("job %s: could not remove its files from the store: %s", job_id, exc)
+        shutil.rmtree(settings.stats_cache_dir / job_id, ignore_errors=True)
+    elif is_remote(stats_path):
+        fs, key = url_to_fs(str(stats_path))
+        directory = key.rsplit("/", 1)[0]
+        if directory.rsplit("/", 1)[-1] == job_id and fs.exists(directory):
+            fs.rm(directory, recursive=True)
+    if not stats_path or is_remote(stats_path):
         return
     directory = Path(stats_path).parent
     if directory.name != job_id:  # never remove a directory that is not this job's own
@@ -210,18 +254,50 @@ def plan_artifact(
     )
 
 
-def materialise(plan: ArtifactPlan) -> Path:
+def materialise(plan: ArtifactPlan, cache: Path | None = None) -> Path:
     """The artifact file for the plan (its model card beside it): built once per ETag, kept in the
-    job's directory, and served from there afterwards."""
+    job's directory, and served from there afterwards. Statistics in a remote store are copied into
+    `cache` (``Settings.stats_cache_dir``) by sha256 and the heads are kept there (a cache of the store)."""
     assert plan.stats.path is not None
-    stats_path = Path(plan.stats.path)
-    target = stats_path.parent / "heads" / plan.etag / plan.filename
+    if is_remote(plan.stats.path):  # a remote store: a local copy by sha256, heads in the local cache
+        if cache is None:
+            cache = get_settings().stats_cache_dir
+        stats_path = _local_stats(plan, cache)
+        target = cache / plan.job_id / "heads" / plan.etag / plan.filename
+    else:
+        stats_path = Path(plan.stats.path)
+        target = stats_path.parent / "heads" / plan.etag / plan.filename
     if target.is_file() and card_path(target).is_file():
         return target
     with _BUILD_LOCK:  # threads of one API process share a pid, and so `save_artifact`'s temporary names
         if target.is_file() and card_path(target).is_file():
             return target
         return _build(plan, stats_path, target)
+
+
+def _local_stats(plan: ArtifactPlan, cache: Path) -> Path:
+    """The statistics file of a remote store, copied into ``<cache>/<job id>/<sha256>.npz`` (checked against
+    the recorded sha256; a cache, safe to delete, removed with the job)."""
+    url, sha = str(plan.stats.path), plan.stats.sha256 or "unknown"
+    local = cache / plan.job_id / f"{sha}.npz"
+    if local.is_file():
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fs, key = url_to_fs(url)
+        fs.get_file(key, str(tmp))
+    except FileNotFoundError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ArtifactGone(plan.job_id, "its statistics are no longer in the store") from exc
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ArtifactUnavailable(plan.job_id, f"the store could not be read ({type(exc).__name__})") from exc
+    if plan.stats.sha256 and _sha256_file(tmp) != plan.stats.sha256:
+        tmp.unlink(missing_ok=True)
+        raise ArtifactGone(plan.job_id, "its statistics in the store do not match their recorded sha256")
+    os.replace(tmp, local)
+    return local
 
 
 def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:

@@ -66,11 +66,15 @@ Environment variables (all optional):
                                 ``advisor worker -c`` sets).
 ``ADVISOR_METRICS_PUBLIC``      Serve ``/metrics`` and the details of ``/readyz`` without a key
                                 (default false: they need a key when keys are configured).
-``ADVISOR_ARTIFACT_DIR``        The artifact store (each job's layer statistics, the file a head for
-                                any δ is fitted from, and the heads built from them) and the shard
-                                store (shard statistics and feature slices); a directory, or an
-                                fsspec URL for the shard store alone (default ``$DATA_DIR/artifacts``;
-                                API and workers share it).
+``ADVISOR_STORE_URL``           The store every host shares (issue 23): feature cache, shard files,
+                                statistics, uploads; a directory or an fsspec URL (``s3://bucket/p``,
+                                credentials from the AWS environment/config chain). Local copies in
+                                ``$DATA_DIR/cache`` are caches of it, safe to delete.
+``ADVISOR_RETENTION_DAYS``      Finished jobs older than this are deleted, files included (0: never).
+``ADVISOR_FEATURE_CACHE_MAX_BYTES`` The feature cache's cap (store and each host's copy); least recently
+                                used first past it (0: no cap).
+``ADVISOR_STORE_GC_INTERVAL``   Seconds between store collections by the maintenance sweep (3600).
+``ADVISOR_ARTIFACT_DIR``        Deprecated alias of ``ADVISOR_STORE_URL`` (used when it is unset).
 ``ADVISOR_SHARD_SIZE``          A job with more images (train + val + test) runs its extraction as
                                 a Celery chord of shards of this many rows (default 1,000,000).
 ``ADVISOR_SHARD_RETRIES``       Retries of a failed shard, alone, before its job fails (3).
@@ -214,6 +218,43 @@ class Settings(BaseSettings):
     upload_quota_bytes: int = Field(20 * 2**30, ge=1024)
     """Bytes of uploaded files one key may hold at once; past it: 429 (counted while the file streams in)."""
 
+    # ---- issue 23: one store for every host (feature cache, shards, statistics, uploads, heads) ----
+    store_url: str | None = None
+    """``ADVISOR_STORE_URL``: the store every host shares, a directory or an fsspec URL (``s3://bucket/prefix``;
+    s3fs takes its credentials from the usual AWS environment and config chain, never from here, and
+    they are never logged). ``ADVISOR_ARTIFACT_DIR`` is its deprecated alias; default ``$DATA_DIR/artifacts``."""
+
+    retention_days: float = Field(0, ge=0)
+    """``ADVISOR_RETENTION_DAYS``: finished jobs older than this are deleted with their files (0: kept forever)."""
+    feature_cache_max_bytes: int = Field(0, ge=0)
+    """``ADVISOR_FEATURE_CACHE_MAX_BYTES``: the feature cache's cap, in the store and on each host; least
+    recently used stores are evicted past it (0: no cap)."""
+    store_gc_interval: float = Field(3600.0, ge=0)
+    """``ADVISOR_STORE_GC_INTERVAL``: seconds between two store collections of the maintenance sweep (0: never;
+    ``advisor store gc`` runs one at once)."""
+
+    @property
+    def store_root(self) -> str:
+        """The store: ``ADVISOR_STORE_URL``, else the deprecated ``ADVISOR_ARTIFACT_DIR``, else
+        ``$DATA_DIR/artifacts``."""
+        return self.store_url or self.artifact_dir or str(self.data_path / "artifacts")
+
+    @property
+    def store_is_remote(self) -> bool:
+        """Whether the store is an fsspec URL other than a local directory (then every local file is a cache)."""
+        root = self.store_root
+        return "://" in root and not root.startswith("file://")
+
+    @property
+    def remote_feature_cache(self) -> str | None:
+        """The feature cache in a remote store (``<store>/features``); None with a local store."""
+        return f"{self.store_root.rstrip('/')}/features" if self.store_is_remote else None
+
+    @property
+    def stats_cache_dir(self) -> Path:
+        """Local copies of statistics files from a remote store (by sha256), and the heads built from them."""
+        return self.data_path / "cache" / "stats"
+
     # ---- derived -------------------------------------------------------------------------
     @property
     def data_path(self) -> Path:
@@ -283,7 +324,7 @@ class Settings(BaseSettings):
     def shard_store_url(self) -> str:
         """The shard store (:class:`service.core.store.ShardStore`: shard statistics and feature slices):
         ``ADVISOR_ARTIFACT_DIR`` (a directory or any fsspec URL) or ``$DATA_DIR/artifacts``."""
-        return self.artifact_dir or str(self.data_path / "artifacts")
+        return self.store_root
 
     @property
     def result_backend(self) -> str:
@@ -305,7 +346,7 @@ class Settings(BaseSettings):
         """The artifact store (:mod:`service.core.artifacts`), a local directory: each job's layer statistics
         and built heads (the API and the workers must see it at the same path). A remote fsspec URL holds
         only the shard store; then the statistics stay in ``$DATA_DIR/artifacts``."""
-        root = self.shard_store_url.removeprefix("file://")
+        root = self.store_root.removeprefix("file://")
         if "://" in root:
             root = str(self.data_path / "artifacts")
         return Path(root).expanduser().resolve()

@@ -43,6 +43,7 @@ from redundancy.config import AnalysisConfig
 from redundancy.progress import ImagesProgress
 from redundancy.report import Report
 from service.core import artifacts, results, webhooks
+from service.core.config import Settings
 from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
 from service.core.models import (
     CurvePointRow,
@@ -467,7 +468,7 @@ def cancel_stale(
 # finished → gone
 
 
-def delete(session: Session, job_id: str, owner: str) -> None:
+def delete(session: Session, job_id: str, owner: str, settings: Settings | None = None) -> None:
     """A finished job, all its rows and its files in the artifact store (removed once the rows are
     gone). Queued or running raises :class:`NotFinished` (cancel first)."""
     job = get_job(session, job_id, owner)
@@ -478,4 +479,4 @@ def delete(session: Session, job_id: str, owner: str) -> None:
         session.execute(sa.delete(model).where(model.job_id == job.id))
     session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
     session.commit()
-    artifacts.remove_job_files(stats_path, job.id)
+    artifacts.remove_job_files(stats_path, job.id, settings)

@@ -26,6 +26,7 @@ import threading
 from service.core import lifecycle, queries
 from service.core.config import Settings
 from service.core.db import session_scope
+from service.core.housekeeping import maybe_gc
 from service.core.lifecycle import MAX_ATTEMPTS
 from service.core.models import as_utc, utcnow
 from service.core.process import known_dead
@@ -85,6 +86,7 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
             ids = queries.unsent_jobs(s)
         for job_id in ids:
             _resend(settings, job_id, None, queue)
+    maybe_gc(settings)  # retention, the feature cache's cap, orphans: at most every store_gc_interval
     stats = {"requeued": requeued, "revived": revived, "failed": failed}
     if any(stats.values()):
         log.warning("maintenance: %s", stats)

@@ -202,7 +202,7 @@ def _artifact(settings: Settings, job_id: str, path: Path, delta: float, method:
                 raise RuntimeError("the job was deleted while it was being logged")
             plan = artifacts.plan_artifact(s, job, delta=delta, delta_mode=None, criterion=None, method=method,
                                            fmt=fmt)
-        built = artifacts.materialise(plan)
+        built = artifacts.materialise(plan, settings.stats_cache_dir)
     except (ArtifactNotSupported, ArtifactUnavailable):
         return False
     shutil.copyfile(built, path)

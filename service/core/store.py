@@ -25,6 +25,9 @@ class ShardStore:
         self.fs: fsspec.AbstractFileSystem
         self.fs, self.root = url_to_fs(root)
         self.root = self.root.rstrip("/")
+        # fsspec shares one instance per URL in a process, with its listings cache: what another host wrote
+        # since must be seen (a shard's `done`, an upload), so each store starts from a fresh listing
+        self.fs.invalidate_cache()
 
     def _key(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -33,6 +36,14 @@ class ShardStore:
     def is_local(self) -> bool:
         """Whether the store is a directory on this machine (its keys are then file paths)."""
         return isinstance(self.fs, LocalFileSystem)
+
+    def url(self, key: str) -> str:
+        """A key as a URL any host opens with fsspec (the protocol's prefix added back)."""
+        return self.fs.unstrip_protocol(key)
+
+    def stats_key(self, job_id: str, name: str) -> str:
+        """A job's statistics file in a remote store (issue 23): ``<root>/jobs/<job id>/<name>``."""
+        return self._key("jobs", job_id, name)
 
     def upload_key(self, owner_dir: str, name: str) -> str:
         return self._key("uploads", owner_dir, name)
@@ -61,6 +72,15 @@ class ShardStore:
             if name != DONE:
                 self.fs.get_file(path, str(local / name))
         return local
+
+    def drop_shards(self, job_id: str) -> None:
+        """Remove a job's shard files (after its reduce), keeping its other files (statistics)."""
+        key = self._key("jobs", job_id, "shards")
+        if self.fs.exists(key):
+            self.fs.rm(key, recursive=True)
+        job = self._key("jobs", job_id)
+        if self.is_local and self.fs.exists(job) and not self.fs.ls(job, detail=False):
+            self.fs.rmdir(job)  # a directory store: no empty directory left behind
 
     def drop_job(self, job_id: str) -> None:
         key = self._key("jobs", job_id)

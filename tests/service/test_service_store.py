@@ -34,3 +34,36 @@ def test_a_shard_without_its_marker_is_incomplete(tmp_path: Path) -> None:
     (tmp_path / "jobs" / "j" / "shards" / "0-10").mkdir(parents=True)
     (tmp_path / "jobs" / "j" / "shards" / "0-10" / "stats.npz").write_bytes(b"half")
     assert not store.has_shard("j", (0, 10))
+
+
+def test_one_store_url_and_its_deprecated_alias(tmp_path: Path) -> None:
+    """Issue 23: ADVISOR_STORE_URL wins over ADVISOR_ARTIFACT_DIR; a remote URL makes every local file a
+    cache (the feature cache mirrors <store>/features); a directory store keeps the old layout."""
+    from service.core.config import Settings
+
+    base = {"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    default = Settings(**base)
+    assert default.store_root == str(tmp_path.resolve() / "artifacts") and not default.store_is_remote
+    assert default.remote_feature_cache is None and default.artifact_path == tmp_path.resolve() / "artifacts"
+    alias = Settings(**base, artifact_dir="s3://old/prefix")
+    assert alias.store_root == "s3://old/prefix" and alias.remote_feature_cache == "s3://old/prefix/features"
+    both = Settings(**base, artifact_dir="s3://old/prefix", store_url="s3://new/p/")
+    assert both.store_root == "s3://new/p/" and both.shard_store_url == "s3://new/p/"
+    assert both.remote_feature_cache == "s3://new/p/features"
+    assert both.artifact_path == tmp_path.resolve() / "artifacts"  # local staging only
+    local = Settings(**base, store_url=f"file://{tmp_path / 'shared'}")
+    assert not local.store_is_remote and local.artifact_path == (tmp_path / "shared").resolve()
+
+
+def test_dropping_shards_keeps_the_jobs_other_files(tmp_path: Path) -> None:
+    store = ShardStore(str(tmp_path / "store"))
+    shard = tmp_path / "shard"
+    shard.mkdir()
+    (shard / "stats.npz").write_bytes(b"s")
+    store.put_shard("job", (0, 10), shard)
+    store.drop_shards("job")
+    assert not (tmp_path / "store" / "jobs" / "job").exists()  # nothing else there: no empty directory
+    store.put_shard("job", (0, 10), shard)
+    store.fs.pipe_file(store.stats_key("job", "stats-1.npz"), b"x")
+    store.drop_shards("job")
+    assert sorted(p.name for p in (tmp_path / "store" / "jobs" / "job").iterdir()) == ["stats-1.npz"]

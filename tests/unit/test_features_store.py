@@ -139,3 +139,37 @@ def test_without_a_cache_nothing_stays_on_disk(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         cached_features(tmp_path / "c2", tmp_path / "work", "key", False, boom)
     assert list((tmp_path / "c2").iterdir()) == []
+
+
+def test_a_remote_feature_cache_is_shared_by_machines_with_separate_disks(tmp_path: Path) -> None:
+    """Issue 23: host A extracts and uploads to the store; host B, with an empty local cache, copies the
+    store's features (a hit, no extraction); a half-uploaded store (no meta.json) is not taken."""
+    import fsspec
+
+    remote = f"file://{tmp_path / 'store' / 'features'}"  # any fsspec URL: the code never assumes a local path
+    made: list[str] = []
+
+    def run(host: str):
+        def go(store: Path) -> Features:
+            made.append(host)
+            _features().save(store)
+            return Features.load(store)
+        return go
+
+    a, hit_a = cached_features(tmp_path / "a", tmp_path / "wa", "key", True, run("a"), remote=remote)
+    b, hit_b = cached_features(tmp_path / "b", tmp_path / "wb", "key", True, run("b"), remote=remote)
+    assert (hit_a, hit_b) == (False, True) and made == ["a"]
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    np.testing.assert_allclose(a.stats.gram, b.stats.gram)
+    fs = fsspec.filesystem("file")
+    assert fs.exists(str(tmp_path / "store" / "features" / "key" / "meta.json"))
+    # the local copy is a cache: deleting it costs a copy, not an extraction
+    import shutil
+
+    shutil.rmtree(tmp_path / "b")
+    assert cached_features(tmp_path / "b", tmp_path / "wb", "key", True, run("b"), remote=remote)[1]
+    # a store whose meta.json never arrived is incomplete: extracted again
+    fs.rm(str(tmp_path / "store" / "features" / "key" / "meta.json"))
+    shutil.rmtree(tmp_path / "c", ignore_errors=True)
+    assert not cached_features(tmp_path / "c", tmp_path / "wc", "key", True, run("c"), remote=remote)[1]
+    assert made == ["a", "c"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from service.api.cache import etag_matches
-from service.api.deps import OwnerDep, SessionDep
+from service.api.deps import OwnerDep, SessionDep, SettingsDep
 from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId
 from service.core import artifacts, queries
 from service.core.deltas import resolve_delta
@@ -70,6 +70,7 @@ def get_artifact(
     job_id: JobId,
     session: SessionDep,
     owner: OwnerDep,
+    settings: SettingsDep,
     delta: DeltaQ = None,
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
@@ -83,7 +84,7 @@ def get_artifact(
     headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{plan.etag}"'):
         return Response(status_code=304, headers=headers)
-    path = artifacts.materialise(plan)
+    path = artifacts.materialise(plan, settings.stats_cache_dir)
     headers["Content-Disposition"] = f'attachment; filename="{plan.filename}"'
     return Response(content=path.read_bytes(), media_type=OCTET_STREAM, headers=headers)
 
@@ -102,6 +103,7 @@ def get_artifact_card(
     job_id: JobId,
     session: SessionDep,
     owner: OwnerDep,
+    settings: SettingsDep,
     delta: DeltaQ = None,
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
@@ -113,4 +115,5 @@ def get_artifact_card(
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{etag}"'):
         return Response(status_code=304, headers=headers)
-    return JSONResponse(artifacts.card_of(artifacts.materialise(plan)), headers=headers)
+    built = artifacts.materialise(plan, settings.stats_cache_dir)
+    return JSONResponse(artifacts.card_of(built), headers=headers)

@@ -189,7 +189,7 @@ def cancel_job(job_id: JobId, response: Response, session: SessionDep, owner: Ow
     },
 )
 def delete_job(job_id: JobId, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
-    lifecycle.delete(session, job_id, owner)
+    lifecycle.delete(session, job_id, owner, request.app.state.settings)
     request.app.state.response_cache.drop_job(owner, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
