@@ -50,6 +50,8 @@ Environment variables (all optional):
                                 seconds before the 2nd, doubling (10); ``ADVISOR_WEBHOOK_TIMEOUT`` (10).
 ``ADVISOR_PUBLIC_URL``          Base URL that makes the links in webhook events absolute.
 ``ADVISOR_MAX_BODY_BYTES``      Largest request body accepted; larger gets 413 (default 65536).
+``ADVISOR_MAX_HEADER_BYTES``    Largest request line + headers (default 65536) and most header
+                                fields (``ADVISOR_MAX_HEADER_COUNT``, 100); past either: 431.
 ``ADVISOR_MAX_ACTIVE_JOBS``     Queued + running jobs one key may have; more gets 429 (100).
 ``ADVISOR_RATE_LIMIT``          Requests per key (per client address without keys) on ``/v1``, in
                                 the ``limits`` notation, default ``50/second;1500/minute``; over it:
@@ -213,6 +215,12 @@ class Settings(BaseSettings):
     """Uploaded files one key may hold at once; one more: 429."""
     upload_quota_bytes: int = Field(20 * 2**30, ge=1024)
     """Bytes of uploaded files one key may hold at once; past it: 429 (counted while the file streams in)."""
+
+    # ---- the operator's probe (issue 23): bounded heads, timeouts on Redis, nothing silent ----------
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest request line + headers `advisor serve` reads; past it: 431 and the connection closed."""
+    max_header_count: int = Field(100, ge=8)
+    """Most header fields in one request; more: 431."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

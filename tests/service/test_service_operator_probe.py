@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from service.core import webhooks
+from service.core.config import get_settings
 from service.core.db import session_scope
 from service.core.models import WebhookDelivery
 from service.core.webhook_delivery import post, run_deliveries_once
@@ -155,3 +156,96 @@ def test_a_delivery_that_cannot_be_sent_fails_instead_of_escaping(receiver):
 )
 def test_embedded_ipv4_addresses_are_checked(addr, category):
     assert webhooks.address_category(ipaddress.ip_address(addr)) == category
+
+
+# ---------------------------------------------------------------------------------------------
+# probe 3: the server caps a request's head (bytes and fields) before anything else reads it
+
+
+@pytest.fixture
+def live_server(settings):
+    import socket
+
+    import uvicorn
+
+    from service.http_limits import LimitedHttpToolsProtocol
+
+    class Capped(LimitedHttpToolsProtocol):
+        max_head_bytes, max_header_count = 16 * 1024, 20
+
+    app = create_app(settings, maintenance=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, loop="asyncio", http=Capped, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _raw(port: int, head: bytes, chunks: Iterator[bytes] = iter(())) -> tuple[bytes, int]:
+    """Send ``head`` then ``chunks`` until the server closes; (its answer, bytes we managed to send)."""
+    import socket
+
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            s.sendall(head)
+            sent += len(head)
+            for chunk in chunks:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer = b""
+        try:
+            while data := s.recv(65536):
+                answer += data
+        except OSError:
+            pass
+    return answer, sent
+
+
+def test_an_endless_header_is_431_before_it_is_all_read(live_server):
+    def endless() -> Iterator[bytes]:
+        for _ in range(200 * 16):  # 200 MiB, never sent in full
+            yield b"a" * 65536
+
+    answer, sent = _raw(live_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: ", endless())
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"application/problem+json" in answer and b"ADVISOR_MAX_HEADER_BYTES" in answer
+    assert sent < 64 * 2**20  # the server stopped reading long before
+
+
+def test_a_large_head_in_one_piece_and_too_many_fields_are_431(live_server):
+    big, _ = _raw(live_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20000 + b"\r\n\r\n")
+    assert big.startswith(b"HTTP/1.1 431 "), big[:200]
+    many = b"".join(b"x-h%d: 1\r\n" % i for i in range(21))
+    answer, _ = _raw(live_server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + many + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"header fields" in answer, answer[:300]
+    fine = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-fine: " + b"a" * 8000 + b"\r\nconnection: close\r\n\r\n"
+    ok, _ = _raw(live_server, fine)
+    assert ok.startswith(b"HTTP/1.1 200 "), ok[:200]
+
+
+def test_advisor_serve_runs_uvicorn_with_the_capped_protocol(tmp_path, monkeypatch):
+    import uvicorn
+
+    from service import cli
+    from service.http_limits import LimitedHttpToolsProtocol
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    monkeypatch.delenv("BROKER_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "d"))  # restored after: serve sets it
+    try:
+        assert cli.main(["serve", "--data-dir", str(tmp_path / "d"), "--no-worker", "--port", "0"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert seen["http"] is LimitedHttpToolsProtocol and seen["loop"] == "asyncio"
