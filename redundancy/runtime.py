@@ -20,6 +20,9 @@ class Runtime:
     allow_download: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int | None = None  # data-loading processes; None: 0 on CPU, up to 8 on CUDA
+    # Directories every file a dataset opens must resolve into (every symlink followed); empty: anywhere
+    # (the engine's CLI). The service sets its ADVISOR_DATA_ROOTS here.
+    confine_to: tuple[Path, ...] = ()
 
     def resolve_device(self) -> str:
         import torch  # lazy: Runtime is part of the light `import redundancy`; torch only to resolve "auto"

@@ -13,4 +13,5 @@ def make_runtime(settings: Settings) -> Runtime:
         data_root=settings.datasets_dir,
         allow_download=settings.allow_download,
         device=settings.device,
+        confine_to=settings.allowed_roots,  # every file a dataset opens, symlinks followed
     )

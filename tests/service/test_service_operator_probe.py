@@ -249,3 +249,73 @@ def test_advisor_serve_runs_uvicorn_with_the_capped_protocol(tmp_path, monkeypat
     finally:
         get_settings.cache_clear()
     assert seen["http"] is LimitedHttpToolsProtocol and seen["loop"] == "asyncio"
+
+
+# ---------------------------------------------------------------------------------------------
+# probe 5: a symlink inside a data root does not lead a dataset out of it
+
+
+def _imagefolder(root, classes=("a", "b")):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(d / f"{i}.png")
+    return root
+
+
+def test_a_linked_split_or_file_out_of_the_roots_is_refused_and_every_open_is_checked(tmp_path):
+    from redundancy import Runtime
+    from redundancy.errors import PathNotAllowedError
+    from redundancy.sources.datasets.registry import load_dataset
+
+    root, outside = tmp_path / "root", _imagefolder(tmp_path / "outside")
+    runtime = Runtime(cache_dir=None, confine_to=(root,))
+    linked = root / "x"
+    linked.mkdir(parents=True)
+    (linked / "train").symlink_to(outside / "train")
+    (linked / "test").symlink_to(outside / "test")
+    with pytest.raises(PathNotAllowedError, match="outside the allowed data roots"):
+        load_dataset(f"imagefolder:{linked}", runtime)
+    assert len(load_dataset(f"imagefolder:{linked}", Runtime(cache_dir=None)).train) == 4  # the CLI: unconfined
+
+    inside = _imagefolder(root / "y")
+    (inside / "train" / "a" / "1.png").unlink()
+    (inside / "train" / "a" / "1.png").symlink_to(outside / "train" / "a" / "1.png")
+    with pytest.raises(PathNotAllowedError):
+        load_dataset(f"imagefolder:{inside}", runtime)
+
+    (inside / "train" / "a" / "1.png").unlink()
+    (inside / "train" / "a" / "1.png").write_bytes((outside / "train" / "a" / "1.png").read_bytes())
+    ds = load_dataset(f"imagefolder:{inside}", runtime)
+    assert ds.train.load(0).size == (8, 8)
+    (inside / "train" / "a" / "0.png").unlink()  # swapped after the listing, before the open
+    (inside / "train" / "a" / "0.png").symlink_to(outside / "train" / "a" / "0.png")
+    with pytest.raises(PathNotAllowedError):
+        ds.train.load(0)
+
+
+def test_the_worker_fails_a_job_whose_imagefolder_links_out_of_the_root(harness, settings):
+    from redundancy.sources.datasets.registry import load_dataset
+    from service.core.runtime import make_runtime
+
+    assert make_runtime(settings).confine_to == settings.allowed_roots
+    outside = _imagefolder(settings.data_path.parent / "elsewhere")
+    linked = settings.data_path / "datasets" / "x"
+    linked.mkdir(parents=True)
+    (linked / "train").symlink_to(outside / "train")
+    (linked / "test").symlink_to(outside / "test")
+    job = harness.submit(small_job(dataset={"spec": f"imagefolder:{linked}"}))  # the top path is inside
+    opened: list[str] = []
+
+    def analyze(config, runtime, **_kw):
+        ds = load_dataset(config.dataset.spec, runtime, config.dataset)
+        opened.append(ds.spec)
+
+    assert execute_job(job["id"], settings, analyze=analyze, worker_name="test") == "failed"
+    assert opened == []
+    error = harness.client.get(f"/v1/jobs/{job['id']}").json()["error"]
+    assert error["code"] == "path_not_allowed" and "outside the allowed data roots" in error["message"], error
