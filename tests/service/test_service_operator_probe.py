@@ -319,3 +319,24 @@ def test_the_worker_fails_a_job_whose_imagefolder_links_out_of_the_root(harness,
     assert opened == []
     error = harness.client.get(f"/v1/jobs/{job['id']}").json()["error"]
     assert error["code"] == "path_not_allowed" and "outside the allowed data roots" in error["message"], error
+
+
+# ---------------------------------------------------------------------------------------------
+# probe 7: an npz holding object arrays is a dataset-format error
+
+
+@pytest.mark.parametrize("member", ["x_train", "y_test", "classes"])
+def test_an_npz_with_object_arrays_is_a_dataset_format_error(tmp_path, member):
+    import numpy as np
+
+    from redundancy import Runtime
+    from redundancy.errors import DatasetFormatError
+    from redundancy.sources.datasets.registry import load_dataset
+
+    arrays = {"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0, 1]),
+              "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.array([0, 1]), "classes": np.array(["a", "b"])}
+    arrays[member] = np.array([{"a": 1}] * len(arrays[member]), dtype=object)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DatasetFormatError, match=f"{member} is an object array") as info:
+        load_dataset(f"npz:{tmp_path / 'bad.npz'}", Runtime(cache_dir=None))
+    assert info.value.code == "dataset_format"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -156,18 +157,30 @@ def _npz(spec: str, path: Path) -> ImageDataset:
     ident = f"npz:sha256={hash_file(path)}"
     splits = {}
     for split in ("train", "test"):
-        x, y = archive[f"x_{split}"], archive[f"y_{split}"]
+        x, y = _npz_array(path, archive, f"x_{split}"), _npz_array(path, archive, f"y_{split}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DatasetFormatError(f"{path}: y_{split} must be a 1-d integer array, got {y.dtype} {y.shape}")
         if x.ndim not in (3, 4):
             raise DatasetFormatError(f"{path}: x_{split} must be (N, H, W) or (N, H, W, C), got {x.shape}")
         splits[split] = ImageSplit.from_arrays(x, y, f"{ident}:{split}")
     if "classes" in archive.files:
-        classes = [str(c) for c in archive["classes"]]
+        classes = [str(c) for c in _npz_array(path, archive, "classes")]
     else:
         top = int(max(splits["train"].labels.max(), splits["test"].labels.max()))
         classes = [str(i) for i in range(top + 1)]
     return ImageDataset(spec=spec, classes=classes, train=splits["train"], test=splits["test"])
+
+
+def _npz_array(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    """One array of the archive; an object array (pickled Python objects, refused) or a damaged member is a
+    dataset-format error naming it, not an internal one."""
+    try:
+        return archive[name]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if "allow_pickle" in str(exc):
+            raise DatasetFormatError(f"{path}: {name} is an object array (pickled Python objects are refused); "
+                                     "store numbers, or fixed-width strings for class names") from exc
+        raise DatasetFormatError(f"{path}: array {name} cannot be read: {exc}") from exc
 
 
 def _imagefolder(spec: str, root: Path, roots: Sequence[Path] = ()) -> ImageDataset:
