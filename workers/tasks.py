@@ -3,11 +3,10 @@ testable eagerly)."""
 
 from __future__ import annotations
 
-import socket
-
 from celery import Task, chord
 
 from redundancy import AnalysisConfig
+from service.core.process import process_id
 from service.core.queue import REDUCE_SHARDS_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 from workers.celery_app import app
 from workers.runner import execute_job
@@ -16,10 +15,11 @@ from workers.shards import Rows, execute_reduce, execute_shard, plan
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Task, job_id: str) -> str:
-    """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic."""
+    """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic. The claim names this
+    process (``host:pid:start:boot``, :func:`service.core.process.process_id`), not Celery's node name, so
+    that a message redelivered after this process died takes the job over at once (``known_dead``)."""
     settings = app.conf.advisor_settings
-    return execute_job(job_id, settings, worker_name=self.request.hostname or socket.gethostname(),
-                       shard=_plan)
+    return execute_job(job_id, settings, worker_name=process_id(), shard=_plan)
 
 
 def _plan(job_id: str, attempt: int, config: AnalysisConfig) -> bool:

@@ -340,3 +340,37 @@ def test_an_npz_with_object_arrays_is_a_dataset_format_error(tmp_path, member):
     with pytest.raises(DatasetFormatError, match=f"{member} is an object array") as info:
         load_dataset(f"npz:{tmp_path / 'bad.npz'}", Runtime(cache_dir=None))
     assert info.value.code == "dataset_format"
+
+
+# ---------------------------------------------------------------------------------------------
+# probe 6: a job's claim names the worker process, so a redelivered message can take it over at once
+
+
+def test_run_job_claims_in_the_name_of_its_process_not_celerys_node(monkeypatch, harness, settings):
+    import subprocess
+    import sys
+
+    from service.core import process
+    from workers import tasks
+
+    seen: dict = {}
+    monkeypatch.setattr(tasks, "execute_job", lambda job_id, s, **kw: seen.update(kw) or "skipped")
+    tasks.run_job.push_request(hostname="celery@somehost")
+    try:
+        tasks.run_job.run("job-1")
+    finally:
+        tasks.run_job.pop_request()
+    name = seen["worker_name"]
+    assert name == process.process_id() and process.ProcessId.parse(name) is not None
+    assert not process.known_dead(name)  # this process is alive
+
+    # the name a worker process recorded before it died: its job is taken over by the next message at once
+    dead = subprocess.run([sys.executable, "-c", "from service.core.process import process_id; print(process_id())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert process.known_dead(dead)
+    job = harness.submit(small_job())
+    from service.core import lifecycle
+
+    with session_scope(settings.db_url) as s:
+        assert lifecycle.claim(s, job["id"], worker=dead, stale_after=3600) is not None
+    assert harness.run(job["id"]) == "succeeded"  # stale_after is 20 s: only known_dead allows this now
