@@ -25,6 +25,9 @@ Environment variables (all optional):
 ``ADVISOR_TASK_TIME_LIMIT``     Hard kill after this many seconds (default soft + 300).
 ``ADVISOR_REQUEUE_AFTER``       A queued job not picked up for this long is enqueued again
                                 (lost message); backs off x2 per retry (default 120).
+``ADVISOR_REQUEUE_MAX_AFTER``   ... but never waits longer than this between resends (300).
+``ADVISOR_DB_RETRY_DELAY``      A worker that gets a message while the database is unreachable sends
+                                it again to itself after this many seconds (5), not acking it away.
 ``ADVISOR_STALE_AFTER``         A running job without heartbeat for this long is requeued
                                 (dead worker) (default 20); at once when its worker process is
                                 known dead (same host, pid gone).
@@ -221,6 +224,12 @@ class Settings(BaseSettings):
     """Largest request line + headers `advisor serve` reads; past it: 431 and the connection closed."""
     max_header_count: int = Field(100, ge=8)
     """Most header fields in one request; more: 431."""
+    requeue_max_after: float = Field(300.0, gt=0)
+    """The longest a queued job whose message is gone waits for its next resend (the backoff of
+    ``ADVISOR_REQUEUE_AFTER`` stops doubling here)."""
+    db_retry_delay: float = Field(5.0, ge=0)
+    """Seconds before a worker tries again a message it received while the database was unreachable
+    (instead of acking it and leaving its job queued); up to ``DB_RETRIES`` times."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

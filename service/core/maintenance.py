@@ -3,7 +3,8 @@
 The database is the truth. Periodically (in the API process, and once when a worker starts):
 
 * a **queued** job whose message was never sent, or was sent ``ADVISOR_REQUEUE_AFTER`` seconds ago
-  (doubling with each resend, capped at 32x) and not picked up, is enqueued again;
+  (doubling with each resend, capped at 32x and at ``ADVISOR_REQUEUE_MAX_AFTER``, 300 s) and not picked up,
+  is enqueued again: a job whose message is gone is re-sent within a bounded time;
 * a **running** job whose worker stopped heart-beating for ``ADVISOR_STALE_AFTER`` seconds (killed,
   OOM, machine lost), or whose worker process is known dead (same host, its pid gone: at once,
   :mod:`service.core.process`) is put back to queued and enqueued again, or failed with ``worker_lost`` after
@@ -55,7 +56,8 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
         if sent is None:
             due = created is not None and (now - created).total_seconds() > 2.0
         else:
-            backoff = settings.requeue_after * 2 ** min(max(row.enqueue_count - 1, 0), 5)
+            backoff = min(settings.requeue_max_after,
+                          settings.requeue_after * 2 ** min(max(row.enqueue_count - 1, 0), 5))
             due = (now - sent).total_seconds() > backoff
         if due:
             due_rows.append(row)

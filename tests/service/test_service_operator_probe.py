@@ -374,3 +374,50 @@ def test_run_job_claims_in_the_name_of_its_process_not_celerys_node(monkeypatch,
     with session_scope(settings.db_url) as s:
         assert lifecycle.claim(s, job["id"], worker=dead, stale_after=3600) is not None
     assert harness.run(job["id"]) == "succeeded"  # stale_after is 20 s: only known_dead allows this now
+
+
+# ---------------------------------------------------------------------------------------------
+# probe 7: a queued job whose message is gone is re-sent within a bounded time
+
+
+def test_the_resend_backoff_is_bounded(harness, settings):
+    import datetime as dt
+
+    from service.core.maintenance import run_maintenance_once
+    from service.core.models import Job
+
+    job = harness.submit(small_job())
+    harness.sent.clear()  # its message acked away while the database was down, the resends lost too
+    ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.requeue_max_after + 1)
+    with session_scope(settings.db_url) as s:  # sent 6 times: the doubling alone would wait 32 x 120 s
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(enqueued_at=ago, enqueue_count=6))
+    assert settings.requeue_max_after <= 300
+    assert run_maintenance_once(settings, harness)["requeued"] == 1 and harness.sent == [job["id"]]
+
+
+def test_a_message_received_while_the_database_is_down_is_retried_not_acked(monkeypatch):
+    from celery.exceptions import Retry
+    from sqlalchemy import exc as sa_exc
+
+    from workers import tasks
+
+    def execute(job_id, settings, **kw):
+        raise sa_exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    retried: list[dict] = []
+
+    def retry(**kw):
+        retried.append(kw)
+        return Retry("again", kw.get("exc"))
+
+    monkeypatch.setattr(tasks, "execute_job", execute)
+    monkeypatch.setattr(tasks.run_job, "retry", retry)
+    for retries, outcome in ((0, Retry), (tasks.DB_RETRIES, sa_exc.OperationalError)):
+        tasks.run_job.push_request(retries=retries, id="m1")
+        try:
+            with pytest.raises(outcome):
+                tasks.run_job.run("job-9")
+        finally:
+            tasks.run_job.pop_request()
+    [kw] = retried  # sent again (a new message) after the delay; the last time: failed, left to the sweep
+    assert kw["countdown"] == tasks.app.conf.advisor_settings.db_retry_delay and kw["max_retries"] == tasks.DB_RETRIES
