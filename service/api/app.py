@@ -63,9 +63,11 @@ def build_app(
     probe: BrokerProbe | None = None,
     maintenance: bool = True,
     on_shutdown: Callable[[], None] | None = None,
+    sweep_queue: JobQueue | None = None,
 ) -> FastAPI:
     """The app over ``settings``' database, sending jobs to ``queue``. ``probe`` (the real broker, when
-    there is one) answers readiness and queue depth; ``on_shutdown`` runs last when the app stops."""
+    there is one) answers readiness and queue depth; ``on_shutdown`` runs last when the app stops;
+    ``sweep_queue`` is what the maintenance sweep sends through (default: ``queue``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +76,7 @@ def build_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread = None
         if maintenance and settings.maintenance_interval > 0:
-            thread = MaintenanceThread(settings, queue, settings.maintenance_interval, probe=probe)
+            thread = MaintenanceThread(settings, sweep_queue or queue, settings.maintenance_interval, probe=probe)
             thread.start()
         sender = None
         if maintenance and settings.webhook_poll_interval > 0:

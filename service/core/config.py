@@ -28,6 +28,10 @@ Environment variables (all optional):
 ``ADVISOR_REQUEUE_MAX_AFTER``   ... but never waits longer than this between resends (300).
 ``ADVISOR_DB_RETRY_DELAY``      A worker that gets a message while the database is unreachable sends
                                 it again to itself after this many seconds (5), not acking it away.
+``ADVISOR_BROKER_TIMEOUT``      Socket timeout of the broker's Redis calls (2 s); the rate limiter's:
+                                ``ADVISOR_RATE_LIMIT_TIMEOUT`` (0.25 s), after which it counts in memory
+                                for ``ADVISOR_RATE_LIMIT_PAUSE`` (5 s); /readyz waits for the broker at
+                                most ``ADVISOR_READY_TIMEOUT`` (1 s).
 ``ADVISOR_STALE_AFTER``         A running job without heartbeat for this long is requeued
                                 (dead worker) (default 20); at once when its worker process is
                                 known dead (same host, pid gone).
@@ -230,6 +234,14 @@ class Settings(BaseSettings):
     db_retry_delay: float = Field(5.0, ge=0)
     """Seconds before a worker tries again a message it received while the database was unreachable
     (instead of acking it and leaving its job queued); up to ``DB_RETRIES`` times."""
+    broker_timeout: float = Field(2.0, gt=0)
+    """Socket (connect and read) timeout of every Redis call: the broker's publishes and probes."""
+    rate_limit_timeout: float = Field(0.25, gt=0)
+    """Socket timeout of the rate limiter's Redis; past it the request goes on, counted in memory."""
+    rate_limit_pause: float = Field(5.0, ge=0)
+    """Seconds the rate limiter counts in memory (not asking Redis) after Redis failed to answer."""
+    ready_timeout: float = Field(1.0, gt=0)
+    """Seconds /readyz waits for the broker before it answers 503."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

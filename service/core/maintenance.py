@@ -65,7 +65,7 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
     # jobs are the ones whose messages are lost.
     due_rows.sort(key=lambda r: as_utc(r.enqueued_at or r.created_at))
     for row in due_rows[:budget]:
-        if _resend(settings, row.id, row.enqueue_count, queue):
+        if resend(settings, row.id, row.enqueue_count, queue):
             requeued += 1
 
     stale_before = now - dt.timedelta(seconds=settings.stale_after)
@@ -86,14 +86,14 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
         with session_scope(settings.db_url) as s:
             ids = queries.unsent_jobs(s)
         for job_id in ids:
-            _resend(settings, job_id, None, queue)
+            resend(settings, job_id, None, queue)
     stats = {"requeued": requeued, "revived": revived, "failed": failed}
     if any(stats.values()):
         log.warning("maintenance: %s", stats)
     return stats
 
 
-def _resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
+def resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
     """Claim the right to resend (so two API replicas do not both resend), then send."""
     with session_scope(settings.db_url) as s:
         if not lifecycle.mark_sent(s, job_id, seen_count=seen_count):

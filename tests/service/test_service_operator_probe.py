@@ -421,3 +421,83 @@ def test_a_message_received_while_the_database_is_down_is_retried_not_acked(monk
             tasks.run_job.pop_request()
     [kw] = retried  # sent again (a new message) after the delay; the last time: failed, left to the sweep
     assert kw["countdown"] == tasks.app.conf.advisor_settings.db_retry_delay and kw["max_retries"] == tasks.DB_RETRIES
+
+
+# ---------------------------------------------------------------------------------------------
+# probes 1 and 2: a hung or dead Redis neither stalls the API nor holds a request's connection
+
+
+class BlackHole:
+    """A TCP server that accepts every connection and never answers (a `kill -STOP`ped Redis)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.held: list = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHole]:
+    hole = BlackHole()
+    yield hole
+    hole.close()
+
+
+def test_the_rate_limiter_fails_open_to_memory_when_redis_hangs(tmp_path, settings_factory, black_hole):
+    from service.api.limits import RateLimiter
+
+    s = settings_factory(tmp_path, broker_url=f"redis://127.0.0.1:{black_hole.port}/0", rate_limit="3/second")
+    limiter = RateLimiter(s)
+    start = time.monotonic()
+    assert limiter.retry_after("key") is None
+    assert time.monotonic() - start < 1.0 and limiter.storage_failures == 1 and limiter.in_memory
+    start = time.monotonic()
+    answers = [limiter.retry_after("key") for _ in range(3)]
+    assert time.monotonic() - start < 0.1  # Redis left alone while it does not answer
+    assert answers[:2] == [None, None] and answers[2] is not None  # still a limit, counted in memory
+    assert limiter.storage_failures == 1
+
+
+def test_a_hung_redis_stalls_neither_post_nor_readyz_nor_metrics(tmp_path, settings_factory, black_hole):
+    s = settings_factory(tmp_path, broker_url=f"redis://127.0.0.1:{black_hole.port}/0", broker_timeout=0.5,
+                         metrics_public=True, webhook_poll_interval=0)
+    with TestClient(create_app(s, maintenance=False)) as client:
+        timings = {}
+        for name, call in (
+            ("post", lambda: client.post("/v1/jobs", json=small_job())),
+            ("post2", lambda: client.post("/v1/jobs", json=small_job(seeds=3))),
+            ("readyz", lambda: client.get("/readyz")),
+            ("metrics", lambda: client.get("/metrics")),
+            ("list", lambda: client.get("/v1/jobs")),
+        ):
+            start = time.monotonic()
+            r = call()
+            timings[name] = (r.status_code, round(time.monotonic() - start, 2))
+            if name.startswith("post"):
+                assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+        assert timings["readyz"][0] == 503 and timings["metrics"][0] == 200, timings
+        assert all(t < 2.0 for _, t in timings.values()), timings
+        assert timings["post2"][1] < 0.5 and timings["list"][1] < 0.5, timings
+        assert "advisor_rate_limit_storage_failures_total 1.0" in client.get("/metrics").text
+        jobs = client.get("/v1/jobs").json()["items"]
+        assert {j["status"] for j in jobs} == {"queued"} and len(jobs) == 2  # committed; the sweep sends them
