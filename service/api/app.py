@@ -23,6 +23,7 @@ from service.api.metrics import RequestMetrics, RequestTiming
 from service.api.openapi import operation_id
 from service.api.routes import artifacts, catalog, datasets, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
+from service.api.shedding import LoadShedding
 from service.api.ui import install_ui
 from service.api.validation import body_problems
 from service.core.config import Settings
@@ -121,6 +122,7 @@ def build_app(
     install_offline_docs(app)
     install_ui(app)
     app.add_middleware(CacheHits, cache=app.state.response_cache, settings=settings, limiter=app.state.rate_limiter)
+    app.add_middleware(LoadShedding, settings=settings)  # 503 + Retry-After at once past the in-flight bounds
     app.add_middleware(EdgeLimits, settings=settings)
     app.add_middleware(RequestTiming, metrics=app.state.request_metrics)  # outermost: times everything
 

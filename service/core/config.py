@@ -32,6 +32,9 @@ Environment variables (all optional):
                                 ``ADVISOR_RATE_LIMIT_TIMEOUT`` (0.25 s), after which it counts in memory
                                 for ``ADVISOR_RATE_LIMIT_PAUSE`` (5 s); /readyz waits for the broker at
                                 most ``ADVISOR_READY_TIMEOUT`` (1 s).
+``ADVISOR_MAX_IN_FLIGHT``       ``/v1`` requests one API process serves at once (1000), and writes among
+                                them (``ADVISOR_MAX_IN_FLIGHT_WRITES``, 64); past either: 503 +
+                                ``Retry-After`` at once (``service/api/shedding.py``).
 ``ADVISOR_STALE_AFTER``         A running job without heartbeat for this long is requeued
                                 (dead worker) (default 20); at once when its worker process is
                                 known dead (same host, pid gone).
@@ -242,6 +245,10 @@ class Settings(BaseSettings):
     """Seconds the rate limiter counts in memory (not asking Redis) after Redis failed to answer."""
     ready_timeout: float = Field(1.0, gt=0)
     """Seconds /readyz waits for the broker before it answers 503."""
+    max_in_flight: int = Field(1000, ge=1)
+    """``/v1`` requests one API process serves at once; past it: 503 + Retry-After at once."""
+    max_in_flight_writes: int = Field(64, ge=1)
+    """``/v1`` writes (POST, PUT, PATCH, DELETE) one API process serves at once; past it: 503 + Retry-After."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

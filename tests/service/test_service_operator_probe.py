@@ -501,3 +501,34 @@ def test_a_hung_redis_stalls_neither_post_nor_readyz_nor_metrics(tmp_path, setti
         assert "advisor_rate_limit_storage_failures_total 1.0" in client.get("/metrics").text
         jobs = client.get("/v1/jobs").json()["items"]
         assert {j["status"] for j in jobs} == {"queued"} and len(jobs) == 2  # committed; the sweep sends them
+
+
+# ---------------------------------------------------------------------------------------------
+# must-have 6: past the in-flight bound, 503 + Retry-After at once (never silence)
+
+
+def test_past_the_bound_of_writes_in_flight_a_post_is_503_with_retry_after_at_once(tmp_path, settings_factory):
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    class SlowQueue:  # a broker that holds each send until released (the writes pile up)
+        def enqueue(self, job_id: str) -> None:
+            entered.release()
+            release.wait(20)
+
+    s = settings_factory(tmp_path, max_in_flight_writes=2, retry_after=3, webhook_poll_interval=0)
+    with TestClient(create_app(s, queue=SlowQueue(), maintenance=False)) as client, ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(client.post, "/v1/jobs", json=small_job(seeds=n)) for n in (2, 3)]
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+        start = time.monotonic()
+        r = client.post("/v1/jobs", json=small_job(seeds=4))
+        assert time.monotonic() - start < 0.5
+        assert r.status_code == 503 and r.headers["retry-after"] == "3", r.text
+        assert r.headers["content-type"] == "application/problem+json" and "writes in flight" in r.json()["detail"]
+        assert client.get("/v1/jobs").status_code == 200  # reads are not writes
+        assert client.get("/healthz").status_code == 200
+        release.set()
+        assert [f.result(timeout=10).status_code for f in held] == [202, 202]
+        assert client.post("/v1/jobs", json=small_job(seeds=5)).status_code == 202  # room again
