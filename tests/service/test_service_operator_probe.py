@@ -532,3 +532,25 @@ def test_past_the_bound_of_writes_in_flight_a_post_is_503_with_retry_after_at_on
         release.set()
         assert [f.result(timeout=10).status_code for f in held] == [202, 202]
         assert client.post("/v1/jobs", json=small_job(seeds=5)).status_code == 202  # room again
+
+
+# ---------------------------------------------------------------------------------------------
+# probe 8: a flooding key's excess is refused from this process's own count, without Redis
+
+
+def test_a_flooding_keys_excess_never_reaches_redis_and_another_key_still_passes(tmp_path, settings_factory):
+    import uuid
+
+    from service.api.limits import RateLimiter
+
+    s = settings_factory(tmp_path, broker_url="redis://127.0.0.1:6379/0", rate_limit="5/second",
+                         queue=f"probe8-{uuid.uuid4().hex}")  # its own namespace in the shared Redis
+    limiter = RateLimiter(s)
+    asked: list[str] = []
+    hit = limiter.limiter.hit
+    limiter.limiter.hit = lambda item, *ids: asked.append(ids[-1]) or hit(item, *ids)  # type: ignore[method-assign]
+    flood = [limiter.retry_after("key-a") for _ in range(200)]
+    assert flood[:5] == [None] * 5 and all(w is not None and w >= 1 for w in flood[5:])
+    assert asked.count("key-a") == 5  # the other 195 answered from memory: no round trip, no thread
+    assert limiter.retry_after("key-b") is None and asked.count("key-b") == 1
+    assert limiter.storage_failures == 0
