@@ -57,6 +57,14 @@ class DatasetNotFoundError(RedundancyError, FileNotFoundError):
     field = "dataset.spec"
 
 
+class PathNotAllowedError(RedundancyError, PermissionError):
+    """A file the dataset would open resolves (a symlink followed) outside the roots the run is confined to
+    (``Runtime.confine_to``: the service's ``ADVISOR_DATA_ROOTS``)."""
+
+    code = "path_not_allowed"
+    field = "dataset.spec"
+
+
 class DatasetFormatError(RedundancyError, ValueError):
     """The dataset exists but its contents are inconsistent (shapes, lengths, labels)."""
 

@@ -26,6 +26,9 @@ class Runtime:
     # The float64 train statistics of a job's layers, (Σ d)²·8 bytes, must fit here (the layer sweep).
     max_layer_stats_bytes: int = field(
         default_factory=lambda: int(os.environ.get("ADVISOR_MAX_LAYER_STATS_BYTES", str(4 * 2**30))))
+    # Directories every file a dataset opens must resolve into (every symlink followed); empty: anywhere
+    # (the engine's CLI). The service sets its ADVISOR_DATA_ROOTS here.
+    confine_to: tuple[Path, ...] = ()
 
     def resolve_device(self) -> str:
         import torch  # lazy: Runtime is part of the light `import redundancy`; torch only to resolve "auto"

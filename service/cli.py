@@ -382,14 +382,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     mode = "embedded (SQLite + local worker)" if settings.embedded else "production"
     print_component("data", f"{settings.data_path}; {mode}")
     print_component("api", f"http://{args.host}:{args.port} (web UI /ui/, API docs /docs)")
+    from service.http_limits import LimitedHttpToolsProtocol  # lazy: uvicorn only for serve
+
+    io: dict[str, object] = {**SERVER_IO, "http": LimitedHttpToolsProtocol}  # heads capped: 431
     try:
         log_config = uvicorn_log_config(args.log_level, args.verbose)
         if args.workers > 1:  # each process builds its app from the environment (service.main:app)
             uvicorn.run("service.main:app", host=args.host, port=args.port, log_config=log_config, log_level=None,
-                        workers=args.workers, **SERVER_IO)
+                        workers=args.workers, **io)  # type: ignore[arg-type]
         else:
             app = create_app(settings, on_shutdown=worker.stop if worker is not None else None)
-            uvicorn.run(app, host=args.host, port=args.port, log_config=log_config, log_level=None, **SERVER_IO)
+            uvicorn.run(app, host=args.host, port=args.port, log_config=log_config, log_level=None,
+                        **io)  # type: ignore[arg-type]
     finally:
         if worker is not None:
             worker.stop()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from service.api.app import build_app
 from service.broker import CeleryQueue
 from service.core.config import Settings, get_settings
+from service.core.outbox import SendLater
 from service.core.queue import JobQueue
 
 
@@ -30,13 +31,16 @@ def create_app(
     if queue is not None:
         return build_app(settings, queue, maintenance=maintenance, on_shutdown=on_shutdown)
     broker = CeleryQueue(settings)
+    sender = SendLater(settings, broker)  # POST answers without waiting for the broker
 
     def shutdown() -> None:
+        sender.stop()
         broker.close()
         if on_shutdown is not None:
             on_shutdown()
 
-    return build_app(settings, broker, probe=broker, maintenance=maintenance, on_shutdown=shutdown)
+    return build_app(settings, sender, probe=broker, maintenance=maintenance, on_shutdown=shutdown,
+                     sweep_queue=broker)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -3,23 +3,31 @@ testable eagerly)."""
 
 from __future__ import annotations
 
-import socket
-
 from celery import Task, chord
+from sqlalchemy import exc as sa_exc
 
 from redundancy import AnalysisConfig
+from service.core.process import process_id
 from service.core.queue import REDUCE_SHARDS_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 from workers.celery_app import app
 from workers.runner import execute_job
 from workers.shards import Rows, execute_reduce, execute_shard, plan
 
+DB_RETRIES = 60  # messages received while the database is unreachable: tried again this many times
+
 
 @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Task, job_id: str) -> str:
-    """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic."""
+    """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic. The claim names this
+    process (``host:pid:start:boot``, :func:`service.core.process.process_id`), not Celery's node name, so
+    that a message redelivered after this process died takes the job over at once (``known_dead``)."""
     settings = app.conf.advisor_settings
-    return execute_job(job_id, settings, worker_name=self.request.hostname or socket.gethostname(),
-                       shard=_plan)
+    try:
+        return execute_job(job_id, settings, worker_name=process_id(), shard=_plan)
+    except sa_exc.OperationalError as exc:  # the database is away: do not ack the job's only message away
+        if self.request.retries >= DB_RETRIES:
+            raise  # the maintenance sweep re-sends it (within ADVISOR_REQUEUE_MAX_AFTER)
+        raise self.retry(exc=exc, countdown=settings.db_retry_delay, max_retries=DB_RETRIES) from exc
 
 
 def _plan(job_id: str, attempt: int, config: AnalysisConfig) -> bool:

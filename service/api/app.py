@@ -23,6 +23,7 @@ from service.api.metrics import RequestMetrics, RequestTiming
 from service.api.openapi import operation_id
 from service.api.routes import artifacts, catalog, datasets, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
+from service.api.shedding import LoadShedding
 from service.api.ui import install_ui
 from service.api.validation import body_problems
 from service.core.config import Settings
@@ -63,9 +64,11 @@ def build_app(
     probe: BrokerProbe | None = None,
     maintenance: bool = True,
     on_shutdown: Callable[[], None] | None = None,
+    sweep_queue: JobQueue | None = None,
 ) -> FastAPI:
     """The app over ``settings``' database, sending jobs to ``queue``. ``probe`` (the real broker, when
-    there is one) answers readiness and queue depth; ``on_shutdown`` runs last when the app stops."""
+    there is one) answers readiness and queue depth; ``on_shutdown`` runs last when the app stops;
+    ``sweep_queue`` is what the maintenance sweep sends through (default: ``queue``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +77,7 @@ def build_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         thread = None
         if maintenance and settings.maintenance_interval > 0:
-            thread = MaintenanceThread(settings, queue, settings.maintenance_interval, probe=probe)
+            thread = MaintenanceThread(settings, sweep_queue or queue, settings.maintenance_interval, probe=probe)
             thread.start()
         sender = None
         if maintenance and settings.webhook_poll_interval > 0:
@@ -119,6 +122,7 @@ def build_app(
     install_offline_docs(app)
     install_ui(app)
     app.add_middleware(CacheHits, cache=app.state.response_cache, settings=settings, limiter=app.state.rate_limiter)
+    app.add_middleware(LoadShedding, settings=settings)  # 503 + Retry-After at once past the in-flight bounds
     app.add_middleware(EdgeLimits, settings=settings)
     app.add_middleware(RequestTiming, metrics=app.state.request_metrics)  # outermost: times everything
 

@@ -142,40 +142,70 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 class RateLimiter:
     """Per-key request rate (``settings.rate_limit``, e.g. ``20/second;600/minute``) by ``limits``'
-    moving window. A storage failure (Redis down) lets the request through: the rate limit protects
-    the service, it must not take it down."""
+    moving window. The rate limit protects the service, it must not take it down: Redis is asked with a
+    short socket timeout (``ADVISOR_RATE_LIMIT_TIMEOUT``), and when it fails or does not answer the
+    request goes on, counted in this process's memory, and Redis is left alone for
+    ``ADVISOR_RATE_LIMIT_PAUSE`` seconds (``storage_failures`` and ``in_memory`` are in /metrics)."""
 
     def __init__(self, settings: Settings) -> None:
         self.items: list[RateLimitItem] = parse_many(settings.rate_limit) if settings.rate_limit.strip() else []
+        redis = bool(settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")))
+        timeout = settings.rate_limit_timeout
         storage: Storage = (
-            storage_from_string(settings.broker_url)
-            if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://"))
-            else MemoryStorage()
+            storage_from_string(settings.broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            if redis else MemoryStorage()
         )
         self.limiter = MovingWindowRateLimiter(storage)
-        self.blocking = not isinstance(storage, MemoryStorage)  # a network round trip per hit
+        # this process's own count: checked first, inline; alone while Redis does not answer
+        self.local = self.limiter if not redis else MovingWindowRateLimiter(MemoryStorage())
+        self.blocking = redis  # a network round trip per hit
         self.namespace = settings.queue  # deployments (and test runs) sharing one Redis count apart
+        self.pause = settings.rate_limit_pause
+        self.storage_failures = 0
+        self._skip_until = 0.0
+
+    @property
+    def in_memory(self) -> bool:
+        return self.blocking and time.monotonic() < self._skip_until
 
     async def wait(self, owner: str, request: Request) -> int | None:
         """``retry_after`` for this request's caller: the key, or without keys the client address. No
-        limit: None at once; the memory storage answers inline, Redis in a worker thread."""
+        limit: None at once. This process's own count is checked first, inline: a key over its rate in
+        one process is over it everywhere, so a flooding key's excess is answered 429 without a thread hop
+        or a Redis round trip, and never costs another key's requests. Only requests under the local
+        count ask Redis (in a worker thread), which keeps the count shared between replicas."""
         if not self.items:
             return None
         identity = owner or f"addr:{request.client.host if request.client else '-'}"
-        if self.blocking:
-            return await anyio.to_thread.run_sync(self.retry_after, identity)
-        return self.retry_after(identity)
+        local = self._check(self.local, identity)
+        if local is not None or not self.blocking or self.in_memory:
+            return local
+        return await anyio.to_thread.run_sync(self._shared, identity)
 
     def retry_after(self, identity: str) -> int | None:
-        """None when the request may go on; else the seconds until it may."""
+        """None when the request may go on; else the seconds until it may (this process's count, then
+        the shared one)."""
+        local = self._check(self.local, identity)
+        if local is not None or not self.blocking or self.in_memory:
+            return local
+        return self._shared(identity)
+
+    def _shared(self, identity: str) -> int | None:
+        """The shared (Redis) count; when Redis fails or does not answer, the request goes on (this
+        process's count, already taken, stands alone for ``ADVISOR_RATE_LIMIT_PAUSE`` seconds)."""
+        try:
+            return self._check(self.limiter, identity)
+        except Exception:  # noqa: BLE001 - storage down or hung: count in memory for a while
+            self.storage_failures += 1
+            self._skip_until = time.monotonic() + self.pause
+            log.warning("rate-limit storage unavailable; counting in memory for %.0f s", self.pause, exc_info=True)
+            return None
+
+    def _check(self, limiter: MovingWindowRateLimiter, identity: str) -> int | None:
         for item in self.items:
-            try:
-                if self.limiter.hit(item, self.namespace, identity):
-                    continue
-                reset = self.limiter.get_window_stats(item, self.namespace, identity).reset_time
-            except Exception:  # noqa: BLE001 - storage down: do not fail the request for it
-                log.warning("rate-limit storage unavailable", exc_info=True)
-                return None
+            if limiter.hit(item, self.namespace, identity):
+                continue
+            reset = limiter.get_window_stats(item, self.namespace, identity).reset_time
             return max(1, math.ceil(reset - time.time()))
         return None
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -147,8 +148,11 @@ def _numeric(timings: dict[str, object] | None) -> Iterable[tuple[str, float]]:
             continue
 
 
-def render(request_metrics: RequestMetrics, session: Session, broker_depth: int | None) -> bytes:
-    """The whole exposition; ``advisor_up`` says whether the database could be read."""
+def render(request_metrics: RequestMetrics, session: Session, broker_depth: int | None,
+           limiter: Any = None) -> bytes:
+    """The whole exposition; ``advisor_up`` says whether the database could be read;
+    ``advisor_rate_limit_storage_failures_total`` how often the rate limiter's Redis did not answer (each
+    time it counted in memory instead)."""
     db = CollectorRegistry(auto_describe=False)
     up = CollectorRegistry(auto_describe=False)
     try:
@@ -162,6 +166,15 @@ def render(request_metrics: RequestMetrics, session: Session, broker_depth: int 
     class _Up(Collector):
         def collect(self) -> Iterator[Metric]:
             yield GaugeMetricFamily("advisor_up", "Database reachable.", value=ok)
+            if limiter is not None:
+                yield CounterMetricFamily(
+                    "advisor_rate_limit_storage_failures",
+                    "Times the rate limiter's shared storage (Redis) failed or timed out; the request went on, "
+                    "counted in this process's memory.", value=getattr(limiter, "storage_failures", 0))
+                yield GaugeMetricFamily(
+                    "advisor_rate_limit_in_memory",
+                    "1 while the rate limiter counts in memory because its Redis did not answer.",
+                    value=1 if getattr(limiter, "in_memory", False) else 0)
 
     up.register(_Up())
     return generate_latest(request_metrics.registry) + db_text + generate_latest(up)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from redundancy.config import AnalysisConfig
 from redundancy.deploy import MultiTaskRecommendation
@@ -15,6 +15,7 @@ from service.core.mlflow_runs import MlflowOption, shown_state
 from service.core.models import DatasetUpload, Job, as_utc
 from service.core.status import JobStatus
 from service.core.uploads import spec_of
+from service.core.webhooks import normalise_callback_url
 
 DEMO_JOB: dict[str, Any] = {
     "model": {"name": "tf_efficientnet_lite0", "weights": "bundled"},
@@ -131,6 +132,13 @@ class JobCreate(AnalysisConfig):
         "job's `mlflow` says how it went.",
         examples=[{"tracking_uri": "https://mlflow.example.com", "experiment": "redundancy-advisor"}],
     )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _normalised_callback_url(cls, value: str | None) -> str | None:
+        """Stored and sent as plain ASCII: IDNA host, percent-encoded path and query (a URL that cannot be
+        encoded is a 422 naming ``callback_url``)."""
+        return normalise_callback_url(value) if value else value
 
     def analysis_config(self) -> AnalysisConfig:
         """The engine's part of the request (everything but the service's own fields)."""

@@ -25,6 +25,16 @@ Environment variables (all optional):
 ``ADVISOR_TASK_TIME_LIMIT``     Hard kill after this many seconds (default soft + 300).
 ``ADVISOR_REQUEUE_AFTER``       A queued job not picked up for this long is enqueued again
                                 (lost message); backs off x2 per retry (default 120).
+``ADVISOR_REQUEUE_MAX_AFTER``   ... but never waits longer than this between resends (300).
+``ADVISOR_DB_RETRY_DELAY``      A worker that gets a message while the database is unreachable sends
+                                it again to itself after this many seconds (5), not acking it away.
+``ADVISOR_BROKER_TIMEOUT``      Socket timeout of the broker's Redis calls (2 s); the rate limiter's:
+                                ``ADVISOR_RATE_LIMIT_TIMEOUT`` (0.25 s), after which it counts in memory
+                                for ``ADVISOR_RATE_LIMIT_PAUSE`` (5 s); /readyz waits for the broker at
+                                most ``ADVISOR_READY_TIMEOUT`` (1 s).
+``ADVISOR_MAX_IN_FLIGHT``       ``/v1`` requests one API process serves at once (1000), and writes among
+                                them (``ADVISOR_MAX_IN_FLIGHT_WRITES``, 64); past either: 503 +
+                                ``Retry-After`` at once (``service/api/shedding.py``).
 ``ADVISOR_STALE_AFTER``         A running job without heartbeat for this long is requeued
                                 (dead worker) (default 20); at once when its worker process is
                                 known dead (same host, pid gone).
@@ -50,6 +60,8 @@ Environment variables (all optional):
                                 seconds before the 2nd, doubling (10); ``ADVISOR_WEBHOOK_TIMEOUT`` (10).
 ``ADVISOR_PUBLIC_URL``          Base URL that makes the links in webhook events absolute.
 ``ADVISOR_MAX_BODY_BYTES``      Largest request body accepted; larger gets 413 (default 65536).
+``ADVISOR_MAX_HEADER_BYTES``    Largest request line + headers (default 65536) and most header
+                                fields (``ADVISOR_MAX_HEADER_COUNT``, 100); past either: 431.
 ``ADVISOR_MAX_ACTIVE_JOBS``     Queued + running jobs one key may have; more gets 429 (100).
 ``ADVISOR_RATE_LIMIT``          Requests per key (per client address without keys) on ``/v1``, in
                                 the ``limits`` notation, default ``50/second;1500/minute``; over it:
@@ -254,6 +266,29 @@ class Settings(BaseSettings):
     def stats_cache_dir(self) -> Path:
         """Local copies of statistics files from a remote store (by sha256), and the heads built from them."""
         return self.data_path / "cache" / "stats"
+    # ---- the operator's probe (issue 23): bounded heads, timeouts on Redis, nothing silent ----------
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest request line + headers `advisor serve` reads; past it: 431 and the connection closed."""
+    max_header_count: int = Field(100, ge=8)
+    """Most header fields in one request; more: 431."""
+    requeue_max_after: float = Field(300.0, gt=0)
+    """The longest a queued job whose message is gone waits for its next resend (the backoff of
+    ``ADVISOR_REQUEUE_AFTER`` stops doubling here)."""
+    db_retry_delay: float = Field(5.0, ge=0)
+    """Seconds before a worker tries again a message it received while the database was unreachable
+    (instead of acking it and leaving its job queued); up to ``DB_RETRIES`` times."""
+    broker_timeout: float = Field(2.0, gt=0)
+    """Socket (connect and read) timeout of every Redis call: the broker's publishes and probes."""
+    rate_limit_timeout: float = Field(0.25, gt=0)
+    """Socket timeout of the rate limiter's Redis; past it the request goes on, counted in memory."""
+    rate_limit_pause: float = Field(5.0, ge=0)
+    """Seconds the rate limiter counts in memory (not asking Redis) after Redis failed to answer."""
+    ready_timeout: float = Field(1.0, gt=0)
+    """Seconds /readyz waits for the broker before it answers 503."""
+    max_in_flight: int = Field(1000, ge=1)
+    """``/v1`` requests one API process serves at once; past it: 503 + Retry-After at once."""
+    max_in_flight_writes: int = Field(64, ge=1)
+    """``/v1`` writes (POST, PUT, PATCH, DELETE) one API process serves at once; past it: 503 + Retry-After."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

@@ -3,7 +3,8 @@
 The database is the truth. Periodically (in the API process, and once when a worker starts):
 
 * a **queued** job whose message was never sent, or was sent ``ADVISOR_REQUEUE_AFTER`` seconds ago
-  (doubling with each resend, capped at 32x) and not picked up, is enqueued again;
+  (doubling with each resend, capped at 32x and at ``ADVISOR_REQUEUE_MAX_AFTER``, 300 s) and not picked up,
+  is enqueued again: a job whose message is gone is re-sent within a bounded time;
 * a **running** job whose worker stopped heart-beating for ``ADVISOR_STALE_AFTER`` seconds (killed,
   OOM, machine lost), or whose worker process is known dead (same host, its pid gone: at once,
   :mod:`service.core.process`) is put back to queued and enqueued again, or failed with ``worker_lost`` after
@@ -56,7 +57,8 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
         if sent is None:
             due = created is not None and (now - created).total_seconds() > 2.0
         else:
-            backoff = settings.requeue_after * 2 ** min(max(row.enqueue_count - 1, 0), 5)
+            backoff = min(settings.requeue_max_after,
+                          settings.requeue_after * 2 ** min(max(row.enqueue_count - 1, 0), 5))
             due = (now - sent).total_seconds() > backoff
         if due:
             due_rows.append(row)
@@ -64,7 +66,7 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
     # jobs are the ones whose messages are lost.
     due_rows.sort(key=lambda r: as_utc(r.enqueued_at or r.created_at))
     for row in due_rows[:budget]:
-        if _resend(settings, row.id, row.enqueue_count, queue):
+        if resend(settings, row.id, row.enqueue_count, queue):
             requeued += 1
 
     stale_before = now - dt.timedelta(seconds=settings.stale_after)
@@ -85,7 +87,7 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
         with session_scope(settings.db_url) as s:
             ids = queries.unsent_jobs(s)
         for job_id in ids:
-            _resend(settings, job_id, None, queue)
+            resend(settings, job_id, None, queue)
     maybe_gc(settings)  # retention, the feature cache's cap, orphans: at most every store_gc_interval
     stats = {"requeued": requeued, "revived": revived, "failed": failed}
     if any(stats.values()):
@@ -93,7 +95,7 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
     return stats
 
 
-def _resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
+def resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
     """Claim the right to resend (so two API replicas do not both resend), then send."""
     with session_scope(settings.db_url) as s:
         if not lifecycle.mark_sent(s, job_id, seen_count=seen_count):

@@ -48,6 +48,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Redis: a message not acked within the visibility timeout is redelivered; it must outlast
         # the longest job, or a running job would be handed to a second worker.
         transport_options["visibility_timeout"] = settings.hard_time_limit + 600
+        # a hung or dead Redis must fail a publish or a probe in seconds, not hold its caller
+        transport_options["socket_timeout"] = settings.broker_timeout
+        transport_options["socket_connect_timeout"] = settings.broker_timeout
     return {
         "task_default_queue": settings.queue,
         "task_routes": {name: {"queue": settings.queue} for name in (RUN_JOB_TASK, RUN_SHARD_TASK, REDUCE_SHARDS_TASK)},
@@ -64,6 +67,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.broker_timeout,
         "broker_transport_options": transport_options,
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},

@@ -24,4 +24,5 @@ def make_runtime(settings: Settings) -> Runtime:
         allow_download=settings.allow_download,
         device=settings.device,
         remote_cache=settings.remote_feature_cache,
+        confine_to=settings.allowed_roots,  # every file a dataset opens, symlinks followed
     )

@@ -46,7 +46,9 @@ def submit(
     check_quota(session, owner, idempotency_key, settings)
     job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key,
                                     callback_url=callback_url, mlflow=mlflow)
-    if created:
+    if created and getattr(queue, "defers_send", False):  # sent by another thread (service.core.outbox):
+        queue.enqueue(job.id)  # returns at once; no broker call while this request holds a connection
+    elif created:
         try:
             queue.enqueue(job.id)
             lifecycle.mark_sent(session, job.id)

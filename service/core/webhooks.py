@@ -11,6 +11,10 @@ A delivery lives ``pending → delivered | failed``. Each attempt is claimed wit
 fenced by the attempt count (two API processes never send the same attempt), then recorded; a failed
 attempt is retried after ``backoff · 2^(n−1)`` seconds (capped at one hour) until ``max_attempts``.
 
+Callback URLs are normalised at submission (:func:`normalise_callback_url`: the host IDNA-encoded, the
+path, query and fragment percent-encoded as UTF-8), so what is stored and sent is plain ASCII; a URL that
+cannot be encoded is refused (422 naming ``callback_url``).
+
 Callback addresses: only ``http``/``https``; the host is resolved and **every** address it resolves to
 must be public (``ipaddress``'s ``is_global``) unless the ``ADVISOR_WEBHOOK_ALLOW`` setting allows its
 category (``loopback``, ``private``, ``link-local``) or a CIDR that contains it. The check runs at
@@ -31,7 +35,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -79,10 +83,37 @@ class Allowance:
         return cls(frozenset(cats), tuple(nets))
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits are an IPv4 address
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (:: and ::1 excepted below)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and may be routed to: IPv4-mapped (``::ffff:a.b.c.d``),
+    6to4 (``2002:AABB:CCDD::/48``), Teredo (``2001::/32``, the client's), NAT64 (``64:ff9b::/96``) and
+    IPv4-compatible (``::a.b.c.d``); None when it carries none."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in NAT64 or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_category(ip: IPAddress) -> str | None:
-    """None for a public address, else why it is not one: loopback, link-local, private or reserved."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """None for a public address, else why it is not one: loopback, link-local, private or reserved. An
+    IPv6 address that embeds an IPv4 one (6to4, Teredo, NAT64, mapped, compatible) is judged by that one too
+    (the stricter of the two)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            category = address_category(inner)
+            if category is not None:
+                return category
+            if ip.ipv4_mapped is not None or ip in NAT64:  # a translation of a public IPv4 address
+                return None
     if ip.is_loopback:
         return "loopback"
     if ip.is_link_local:
@@ -99,13 +130,52 @@ def address_allowed(ip: IPAddress, allow: Allowance) -> bool:
     return category is None or category in allow.categories or any(ip in net for net in allow.networks)
 
 
+# characters left as they are in each part (RFC 3986 unreserved + sub-delims + what the part allows);
+# an existing %XX escape is kept, everything else (spaces, non-ASCII as UTF-8) is percent-encoded
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def normalise_callback_url(url: str) -> str:
+    """``url`` as plain ASCII: the host IDNA-encoded (lower case), the path, query and fragment
+    percent-encoded as UTF-8. Raises ValueError (a sentence) when it cannot be: a host label IDNA refuses,
+    a bad port, characters that are not text (a lone surrogate), control characters in the host."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("the URL holds characters that cannot be encoded as UTF-8") from exc
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from exc
+    host = parts.hostname or ""
+    if host and ":" not in host:  # a name (an IPv6 literal has colons and stays as it is)
+        if any(ord(c) < 33 or c in "\\%/?#@[]" for c in host):
+            raise ValueError(f"the host {host!r} holds characters a host name cannot")
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError as exc:
+            raise ValueError(f"the host {host!r} is not a valid (internationalised) domain name ({exc})") from exc
+    elif host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    if parts.username is not None or parts.password is not None:  # kept, to be refused by name below
+        userinfo = quote(parts.username or "", safe="") + (f":{quote(parts.password, safe='')}"
+                                                            if parts.password is not None else "")
+        netloc = f"{userinfo}@{netloc}"
+    return urlunsplit((parts.scheme.lower(), netloc, quote(parts.path, safe=_PATH_SAFE),
+                       quote(parts.query, safe=_QUERY_SAFE), quote(parts.fragment, safe=_QUERY_SAFE)))
+
+
 def callback_url_problem(url: str, allow: Allowance) -> str | None:
     """Why ``url`` may not receive webhooks (a sentence), or None when it may. Resolves the host."""
     try:
+        url = normalise_callback_url(url)
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        return f"not a valid URL ({exc})"
+        return str(exc)
     if parts.scheme not in ("http", "https"):
         return "only http and https callback URLs are allowed"
     host = parts.hostname
@@ -203,15 +273,22 @@ def record_event(session: Session, job_id: str) -> None:
 # deliveries: reads and transitions
 
 
-def due_deliveries(session: Session, now: dt.datetime, limit: int = 50) -> list[tuple[str, int]]:
-    """(id, attempts) of pending deliveries whose next attempt is due, oldest first."""
-    rows = session.execute(
-        sa.select(WebhookDelivery.id, WebhookDelivery.attempts)
+def due_deliveries(session: Session, now: dt.datetime, limit: int = 50,
+                   per_owner: int | None = None) -> list[tuple[str, int, str]]:
+    """(id, attempts, owner) of pending deliveries whose next attempt is due, oldest first; with
+    ``per_owner``, at most that many of each API key (so one key's backlog cannot fill the page)."""
+    rank = sa.func.row_number().over(partition_by=Job.owner, order_by=WebhookDelivery.next_attempt_at)
+    due = (
+        sa.select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.next_attempt_at,
+                  Job.owner.label("owner"), rank.label("rank"))
+        .join(Job, Job.id == WebhookDelivery.job_id)
         .where(WebhookDelivery.state == PENDING, WebhookDelivery.next_attempt_at <= now)
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
+        .subquery()
     )
-    return [(r.id, int(r.attempts)) for r in rows]
+    query = sa.select(due.c.id, due.c.attempts, due.c.owner).order_by(due.c.next_attempt_at).limit(limit)
+    if per_owner is not None:
+        query = query.where(due.c.rank <= per_owner)
+    return [(r.id, int(r.attempts), str(r.owner or "")) for r in session.execute(query)]
 
 
 @dataclass(frozen=True)

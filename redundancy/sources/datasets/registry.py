@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from redundancy.config import DatasetSpec
-from redundancy.errors import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
+from redundancy.errors import DatasetFormatError, DatasetNotFoundError, PathNotAllowedError, UnknownDatasetError
 from redundancy.hashing import hash_file
 from redundancy.runtime import Runtime
 from redundancy.sources.datasets.base import ImageDataset, ImageSplit, PixelSource, to_rgb_image
@@ -50,6 +52,38 @@ def parse_spec(spec: str) -> tuple[str, str]:
     raise UnknownDatasetError(f"unknown dataset {spec!r}; known: {known}")
 
 
+def confined(path: Path, roots: Sequence[Path]) -> Path:
+    """``path`` with every symlink resolved, when it lies under one of ``roots`` (or ``roots`` is empty);
+    else PathNotAllowedError. Called for every file a path dataset opens, as it opens it."""
+    if not roots:
+        return path
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(root) for root in roots):
+        raise PathNotAllowedError(f"{path} resolves outside the allowed data roots (a symlink under the "
+                                  "dataset's path leads out of them)")
+    return real
+
+
+def check_tree(top: Path, roots: Sequence[Path], limit: int = 1_000_000) -> None:
+    """Every directory and file under ``top`` (symlinks followed, each directory once) resolves under one
+    of ``roots``; else PathNotAllowedError naming the first that does not."""
+    if not roots:
+        return
+    seen: set[str] = set()
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(confined(top, roots), followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop or a second link to a directory already checked
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        for name in (*dirnames, *filenames):
+            confined(Path(dirpath) / name, roots)
+            count += 1
+            if count > limit:
+                return
+
+
 def describe_datasets(runtime: Runtime | None = None) -> list[dict[str, object]]:
     """The catalog: each scheme, what it is, and whether it is available here without downloading."""
     runtime = runtime or Runtime()
@@ -67,6 +101,13 @@ def load_dataset(spec: str, runtime: Runtime | None = None, fields: DatasetSpec 
     runtime = runtime or Runtime()
     scheme, arg = parse_spec(spec)
     fields = fields or DatasetSpec(spec=spec)
+    roots = runtime.confine_to
+    if scheme in PATH_SCHEMES:
+        top = Path(arg).expanduser()
+        if top.is_dir():
+            check_tree(top, roots)  # a symlink under the dataset's directory must not lead out of the roots
+        elif top.exists():
+            confined(top, roots)
     if scheme == "embeddings":
         columns = Columns(fields.embedding_column, fields.label_column, fields.split_column)
         return load_embeddings(spec, Path(arg).expanduser(), columns)
@@ -80,7 +121,7 @@ def load_dataset(spec: str, runtime: Runtime | None = None, fields: DatasetSpec 
     if scheme == "npz":
         return _npz(spec, Path(arg).expanduser())
     if scheme == "imagefolder":
-        return _imagefolder(spec, Path(arg).expanduser())
+        return _imagefolder(spec, Path(arg).expanduser(), roots)
     return _torchvision(spec, scheme, runtime)
 
 
@@ -116,21 +157,33 @@ def _npz(spec: str, path: Path) -> ImageDataset:
     ident = f"npz:sha256={hash_file(path)}"
     splits = {}
     for split in ("train", "test"):
-        x, y = archive[f"x_{split}"], archive[f"y_{split}"]
+        x, y = _npz_array(path, archive, f"x_{split}"), _npz_array(path, archive, f"y_{split}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DatasetFormatError(f"{path}: y_{split} must be a 1-d integer array, got {y.dtype} {y.shape}")
         if x.ndim not in (3, 4):
             raise DatasetFormatError(f"{path}: x_{split} must be (N, H, W) or (N, H, W, C), got {x.shape}")
         splits[split] = ImageSplit.from_arrays(x, y, f"{ident}:{split}")
     if "classes" in archive.files:
-        classes = [str(c) for c in archive["classes"]]
+        classes = [str(c) for c in _npz_array(path, archive, "classes")]
     else:
         top = int(max(splits["train"].labels.max(), splits["test"].labels.max()))
         classes = [str(i) for i in range(top + 1)]
     return ImageDataset(spec=spec, classes=classes, train=splits["train"], test=splits["test"])
 
 
-def _imagefolder(spec: str, root: Path) -> ImageDataset:
+def _npz_array(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    """One array of the archive; an object array (pickled Python objects, refused) or a damaged member is a
+    dataset-format error naming it, not an internal one."""
+    try:
+        return archive[name]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if "allow_pickle" in str(exc):
+            raise DatasetFormatError(f"{path}: {name} is an object array (pickled Python objects are refused); "
+                                     "store numbers, or fixed-width strings for class names") from exc
+        raise DatasetFormatError(f"{path}: array {name} cannot be read: {exc}") from exc
+
+
+def _imagefolder(spec: str, root: Path, roots: Sequence[Path] = ()) -> ImageDataset:
     if not root.is_dir():
         raise DatasetNotFoundError(f"image folder not found: {root}")
     for split in ("train", "test"):
@@ -151,14 +204,14 @@ def _imagefolder(spec: str, root: Path) -> ImageDataset:
         listing = "\n".join(f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
         ident = f"imagefolder:{hashlib.sha256(listing.encode()).hexdigest()}:{split}"
         splits[split] = ImageSplit(
-            load=_path_loader(paths), labels=np.asarray(labels, dtype=np.int64), identity=ident
+            load=_path_loader(paths, roots), labels=np.asarray(labels, dtype=np.int64), identity=ident
         )
     return ImageDataset(spec=spec, classes=classes, train=splits["train"], test=splits["test"])
 
 
-def _path_loader(paths: list[Path]) -> Callable[[int], Image.Image]:
-    def load(i: int) -> Image.Image:
-        with Image.open(paths[i]) as im:
+def _path_loader(paths: list[Path], roots: Sequence[Path] = ()) -> Callable[[int], Image.Image]:
+    def load(i: int) -> Image.Image:  # resolved again as it is opened: a link swapped since the listing
+        with Image.open(confined(paths[i], roots)) as im:
             return im.convert("RGB")
 
     return load

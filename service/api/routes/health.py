@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -15,6 +20,17 @@ from service.api.sessions import ShortSessionRoute
 from service.core.db import get_engine
 
 router = APIRouter(tags=["health"], route_class=ShortSessionRoute)
+T = TypeVar("T")
+_PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="advisor-probe")
+
+
+def within(seconds: float, call: Callable[[], T], late: T) -> T:
+    """``call()``'s answer, or ``late`` when it has none within ``seconds`` (a hung broker): readiness and
+    metrics answer in bounded time (the call itself ends by its socket timeout, in the probe thread)."""
+    try:
+        return _PROBES.submit(call).result(timeout=seconds)
+    except FutureTimeout:
+        return late
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process is up")
@@ -53,7 +69,7 @@ def readyz(settings: SettingsDep, broker: ProbeDep, operator: OperatorDep) -> JS
     if broker is None:
         checks["broker"] = "ok (in-process queue)"
     else:
-        err = broker.ping()
+        err = within(settings.ready_timeout, broker.ping, f"no answer within {settings.ready_timeout:g} s")
         checks["broker"] = "ok" if err is None else f"error: {err}"
     ready = all(v.startswith("ok") for v in checks.values())
     if ready:
@@ -77,10 +93,12 @@ def readyz(settings: SettingsDep, broker: ProbeDep, operator: OperatorDep) -> JS
                401: {"model": Problem, "content": {"application/problem+json": {}},
                      "description": "No or unknown API key"}},
 )
-def metrics(request: Request, session: SessionDep, broker: ProbeDep, operator: OperatorDep) -> Response:
+def metrics(request: Request, session: SessionDep, broker: ProbeDep, operator: OperatorDep,
+            settings: SettingsDep) -> Response:
     if not operator:
         raise ProblemError(401, "An API key is required for /metrics (or set ADVISOR_METRICS_PUBLIC).",
                            slug="unauthorized", headers={"WWW-Authenticate": "Bearer"})
-    depth = broker.depth() if broker is not None else None
-    body = render_metrics(request.app.state.request_metrics, session, depth)
+    depth = within(settings.ready_timeout, broker.depth, None) if broker is not None else None
+    body = render_metrics(request.app.state.request_metrics, session, depth,
+                          limiter=request.app.state.rate_limiter)
     return Response(body, media_type=METRICS_CONTENT_TYPE)
