@@ -35,7 +35,10 @@ def test_scale_quick_reports_every_phase_with_its_peak_memory(tmp_path: Path) ->
 def test_extract_quick_prints_both_ratios(tmp_path: Path) -> None:
     out = _run("extract.py", "--quick", "--devices", "cpu", "--json", str(tmp_path / "e.json"))
     rows = json.loads((tmp_path / "e.json").read_text())
-    assert [r["kind"] for r in rows] == ["array", "files"]
-    for r in rows:
+    assert [r["kind"] for r in rows] == ["array", "files", "sweep"]
+    for r in rows[:2]:
         assert r["ratio"] == r["end_to_end_img_s"] / r["forward_img_s"] and r["ratio_cpu_time"] > 0
-    assert out.count("**") == 4
+    sweep = rows[2]  # the default layer sweep against one layer (issue 21)
+    assert sweep["layers"] > 1 and sweep["ratio"] == sweep["sweep_s"] / sweep["one_layer_s"]
+    assert sweep["ratio_cpu_time"] > 0
+    assert out.count("**") == 6
