@@ -172,6 +172,9 @@ class Recommendation(_Open):
     metric: str = "accuracy"  # what accuracy/score measure: accuracy, or a retrieval metric (ndcg@10, ...)
     score: float | None = None  # the score at k (classification: = accuracy)
     full_score: float | None = None  # the full layer's score (classification: = full_accuracy)
+    layer: str | None = None  # the layer k neurons are kept from (a sweep chooses it)
+    reference_layer: str | None = None  # the layer whose full-layer score δ applies to
+    reference_score: float | None = None  # that reference layer's full-layer score
 
 
 class DatasetInfo(_Open):

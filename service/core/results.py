@@ -136,6 +136,8 @@ def recommend_for(
             criterion=criterion,  # type: ignore[arg-type]
             intervals=stored_intervals(result.report),
         )
+    if own and rec.layer is None:  # a single-layer job's answer names its layer, its own reference
+        rec = rec.model_copy(update={"layer": own, "reference_layer": own, "reference_score": rec.full_accuracy})
     if not curve and (rec.verdict is None or budget is not None or limits is not None):
         curve = curve_of(session, job.id)  # an older stored answer, or a question the stored one cannot answer
     quantised = [QuantisedScore.model_validate(q) for q in result.report.get("quantised") or []]

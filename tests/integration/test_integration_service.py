@@ -12,10 +12,17 @@ from redundancy.advice.recommend import intervals_from_summary
 from redundancy.report import Report
 from redundancy.verdict import advise
 from service.core import migrate
-from tests.service.conftest import stored_answer
+from tests.service.conftest import single_layer, stored_answer
 
 # What only the stored answer has: the paired bootstrap of (subset − threshold), full layer resampled too.
 PAIRED_ONLY = {"holds_ci_lower", "margin_ci_low", "margin_ci_high", "ci_method"}
+
+
+def engine_answer(report: Report, *args, **kwargs):
+    """`advise` for a single-layer job as the engine stores it (named after its layer)."""
+    return single_layer(advise(report.curve, report.dataset.classes, report.model.d, *args, **kwargs),
+                        report.model.layer)
+
 
 pytestmark = pytest.mark.integration
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -50,8 +57,7 @@ def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, s
     intervals = intervals_from_summary(report.summary)
     # Stored recommendations equal the engine's own for the job's deltas ...
     for stored in report.recommendations:
-        again = advise(report.curve, report.dataset.classes, report.model.d, stored.delta,
-                          stored.mode, stored.criterion, intervals=intervals)
+        again = engine_answer(report, stored.delta, stored.mode, stored.criterion, intervals=intervals)
         assert again.model_dump(exclude=PAIRED_ONLY) == stored.model_dump(exclude=PAIRED_ONLY)
     # ... and any δ is answered from the stored curve exactly as the engine computes it.
     for delta in (0.0, 0.01, 0.02, 0.05, 0.1, 0.5):
@@ -59,8 +65,8 @@ def test_submit_poll_succeed_and_recommend_from_the_stored_curve(client, wait, s
             got = client.get(f"/v1/jobs/{job_id}/recommendation",
                              params={"delta": delta, "delta_mode": mode, "criterion": "worst_seed"})
             assert got.status_code == 200, got.text
-            want = stored_answer(report.model_dump(mode="json"), delta, mode, "worst_seed") or advise(
-                report.curve, report.dataset.classes, report.model.d, delta, mode, "worst_seed", intervals=intervals)
+            want = stored_answer(report.model_dump(mode="json"), delta, mode, "worst_seed") or engine_answer(
+                report, delta, mode, "worst_seed", intervals=intervals)
             body = got.json()
             expected = want.model_dump(mode="json", by_alias=True)
             assert {k: body[k] for k in expected} == expected, (delta, mode)
@@ -229,13 +235,12 @@ def test_logistic_job_with_baselines_refinement_and_plots(client, wait, small_jo
     intervals = intervals_from_summary(report.summary)
     assert intervals
     for stored in report.recommendations:
-        again = advise(report.curve, report.dataset.classes, report.model.d, stored.delta,
-                          stored.mode, stored.criterion, intervals=intervals)
+        again = engine_answer(report, stored.delta, stored.mode, stored.criterion, intervals=intervals)
         assert again.model_dump(exclude=PAIRED_ONLY) == stored.model_dump(exclude=PAIRED_ONLY)
     for delta in (0.01, 0.3):
         got = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": delta}).json()
-        want = (stored_answer(report.model_dump(mode="json"), delta, "relative", "mean") or advise(
-            report.curve, report.dataset.classes, report.model.d, delta, "relative", "mean", intervals=intervals,
+        want = (stored_answer(report.model_dump(mode="json"), delta, "relative", "mean") or engine_answer(
+            report, delta, "relative", "mean", intervals=intervals,
         )).model_dump(mode="json", by_alias=True)
         assert {k: got[k] for k in want} == want
     png = client.get(f"/v1/jobs/{job_id}/plot.png")

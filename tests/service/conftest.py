@@ -169,6 +169,14 @@ def stored_answer(report: dict[str, Any], delta: float, mode: str, criterion: st
     return None
 
 
+def single_layer(rec: Recommendation, layer: str | None) -> Recommendation:
+    """The engine's answer as a single-layer job serves it: named after the job's layer, which is its own
+    reference (a single layer is the sweep of one, issue 21)."""
+    if layer is None:
+        return rec
+    return rec.model_copy(update={"layer": layer, "reference_layer": layer, "reference_score": rec.full_accuracy})
+
+
 def small_job(**over: Any) -> dict[str, Any]:
     body: dict[str, Any] = copy.deepcopy(SMALL_JOB_EXAMPLE)
     body.update(over)

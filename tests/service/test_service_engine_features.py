@@ -15,7 +15,7 @@ from redundancy.verdict import advise, complete
 from service.core.db import session_scope
 from service.core.results import curve_of
 from service.main import create_app
-from tests.service.conftest import stored_answer
+from tests.service.conftest import single_layer, stored_answer
 from workers.runner import execute_job
 
 PROBLEM = "application/problem+json"
@@ -150,6 +150,7 @@ def test_recommendations_equal_the_engines_from_the_stored_curve(harness, rich_j
                 want = complete(recommend(served.curve, served.dataset.classes, served.model.d, delta, mode, crit,
                                           intervals=intervals), served.curve, list(served.dataset.classes),
                                 quantised=served.quantised)
+                want = single_layer(want, served.model.layer)
                 params = {"delta": delta, "delta_mode": mode, "criterion": crit}
                 for path, extra in ((f"/v1/jobs/{job['id']}/recommendation", {}),
                                     ("/v1/recommendations", {"model": "resnet18", "dataset": "digits"})):
@@ -298,8 +299,9 @@ def test_logistic_job_with_the_real_engine_end_to_end(harness):
                                    params={"delta": delta, "criterion": crit})
             assert r.status_code == 200, r.text
             got = r.json()
-            want = stored_answer(report.model_dump(mode="json"), delta, "relative", crit) or advise(
-                report.curve, report.dataset.classes, report.model.d, delta, "relative", crit, intervals=intervals)
+            want = stored_answer(report.model_dump(mode="json"), delta, "relative", crit) or single_layer(advise(
+                report.curve, report.dataset.classes, report.model.d, delta, "relative", crit, intervals=intervals),
+                report.model.layer)
             assert {k: got[k] for k in want.model_dump(by_alias=True)} == want.model_dump(mode="json",
                                                                                           by_alias=True)
             assert got["holds_ci_lower"] is not None and got["ci_low"] is not None
