@@ -17,6 +17,7 @@ import pytest
 from redundancy.advice.recommend import intervals_from_summary
 from redundancy.report import Report
 from redundancy.verdict import advise
+from tests.service.conftest import single_layer
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,8 +67,8 @@ def test_embedded_serve_runs_a_job_end_to_end(tmp_path, small_job, shard_size):
             assert got["status"] == "succeeded", (got, log.read_text()[-3000:])
             report = Report.model_validate(c.get(f"/v1/jobs/{job['id']}/result").json())
             rec = c.get(f"/v1/jobs/{job['id']}/recommendation", params={"delta": 0.05, "delta_mode": "absolute"})
-            want = advise(report.curve, report.dataset.classes, report.model.d, 0.05, "absolute",
-                             intervals=intervals_from_summary(report.summary))
+            want = single_layer(advise(report.curve, report.dataset.classes, report.model.d, 0.05, "absolute",
+                                       intervals=intervals_from_summary(report.summary)), report.model.layer)
             assert rec.json() | want.model_dump(mode="json", by_alias=True) == rec.json()
             assert rec.json()["fraction"] == want.fraction and rec.json()["k"] == want.k
         assert (tmp_path / "data" / "advisor.sqlite").exists() and (tmp_path / "data" / "broker.sqlite").exists()

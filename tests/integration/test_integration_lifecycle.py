@@ -20,6 +20,7 @@ from service.core import lifecycle, queries, results
 from service.core.errors import AlreadyFinished, IdempotencyConflict, JobNotFound, NotFinished, NotSucceeded
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow
 from service.core.status import JobStatus, status_check_sql
+from tests.service.conftest import single_layer
 
 CONFIG = AnalysisConfig.model_validate(SMALL_JOB_EXAMPLE)
 OWNER = "owner-a"
@@ -214,7 +215,8 @@ def test_succeed_writes_the_rows_and_the_status_together(session):
     stored = results.load_report(session, got)
     assert stored["recommendations"] == [r.model_dump(mode="json", by_alias=True) for r in report.recommendations]
     rec = results.recommend_for(session, got, delta=0.3, delta_mode="absolute", criterion=None)
-    assert rec == advise(report.curve, report.dataset.classes, report.model.d, 0.3, "absolute", "mean")
+    assert rec == single_layer(advise(report.curve, report.dataset.classes, report.model.d, 0.3, "absolute", "mean"),
+                               report.model.layer)
 
 
 def test_succeed_of_a_lost_attempt_writes_nothing(session):
