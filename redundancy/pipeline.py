@@ -26,6 +26,7 @@ from redundancy.config import AnalysisConfig, data_config_as_json
 from redundancy.deploy.head import model_facts
 from redundancy.errors import DatasetFormatError, InvalidConfigError
 from redundancy.hashing import hash_json
+from redundancy.preflight import layer_memory_reason
 from redundancy.probing import plan_subsets
 from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random, training_problem
 from redundancy.probing.retrieval import DECILE_NAMES
@@ -164,14 +165,11 @@ def resolve_layers(config: AnalysisConfig, loaded: LoadedModel) -> list[str]:
 
 
 def check_layer_memory(config: AnalysisConfig, widths: list[int], budget: int) -> None:
-    """Refuse before extraction when the float64 train Gram of the joined layers, (Σ d_ℓ)²·8 bytes, exceeds
-    `budget` (`Runtime.max_layer_stats_bytes`): the sweep accumulates one Gram over all its columns."""
-    need = 8 * sum(widths) ** 2
-    if need > budget:
-        raise InvalidConfigError(
-            f"the layers' statistics need {need:,} bytes ((Σd)² float64 with Σd = {sum(widths)} over "
-            f"{len(widths)} layers), more than the budget of {budget:,} bytes: sweep fewer or narrower layers",
-            field="layers")
+    """Refuse before extraction when the layers' statistics (`redundancy.preflight.layer_stats_bytes`) exceed
+    `budget` (`Runtime.max_layer_stats_bytes`): the backstop of the service's check at submission."""
+    reason = layer_memory_reason(widths, budget)
+    if reason is not None:
+        raise InvalidConfigError(reason, field="layers")
 
 
 def needs_train_features(config: AnalysisConfig) -> bool:
