@@ -319,8 +319,8 @@ def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
             weights_sha256=plan.stats.weights_sha256 or "", data_config=dict(plan.stats.data_config or {}),
         )
     except ArtifactError as exc:
-        if exc.field in ("method", "layer"):  # a baseline the job did not run, or one with no head at its k
-            raise ArtifactNotSupported(plan.job_id, "method", exc.message) from exc
+        if exc.field in ("method", "layer"):  # a baseline the job did not run (or no head at its k); a swept layer
+            raise ArtifactNotSupported(plan.job_id, exc.field, exc.message) from exc  # whose statistics were not kept
         raise ArtifactUnavailable(plan.job_id, exc.message) from exc
     if plan.fmt != "onnx":
         return save_artifact(art, target)

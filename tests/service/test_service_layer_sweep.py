@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -55,3 +56,47 @@ def test_a_sweep_within_budget_is_accepted(tmp_path: Path, settings_factory: Any
     with client:
         r = client.post("/v1/jobs", json=small_job(layers="sweep"))
         assert r.status_code in (201, 202), r.text
+
+
+def _sweep_analysis(config: Any) -> Any:
+    """The fake sweep with joined statistics over both layers' columns (32 + 64), as the engine keeps them."""
+    from redundancy.pipeline import Analysis
+    from redundancy.sources.stats import GramStats
+    from tests.service.conftest import CLASSES, FAKE_DATA_CONFIG, FAKE_WEIGHTS_SHA, fake_rows, fake_sweep_report
+
+    x, y = fake_rows(config)
+    joined = np.concatenate([x[:, :32] * 2.0, x], axis=1)
+    return Analysis(fake_sweep_report(config), GramStats.from_features(joined, y, len(CLASSES)),
+                    (FAKE_WEIGHTS_SHA, dict(FAKE_DATA_CONFIG)))
+
+
+def test_a_head_on_any_swept_layer(harness: Any, tmp_path: Path) -> None:
+    from redundancy.deploy import build_artifact, layer_report, layer_stats, load_artifact
+    from redundancy.report import Recommendation, Report
+    from tests.service.conftest import FAKE_DATA_CONFIG, FAKE_WEIGHTS_SHA
+
+    harness.engine.report_fn = _sweep_analysis
+    job = harness.submit()
+    assert harness.run(job["id"]) == "succeeded"
+    url = f"/v1/jobs/{job['id']}"
+    default = harness.client.get(f"{url}/artifact/card", params={"delta": 0.05})
+    head = harness.client.get(f"{url}/artifact", params={"delta": 0.05, "layer": "head"})
+    unknown = harness.client.get(f"{url}/artifact", params={"delta": 0.05, "layer": "nope"})
+    assert default.status_code == 200 and head.status_code == 200, (default.text, head.text)
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "layer"
+    card = default.json()["model"]  # the answer across layers keeps neurons of `stage`, the earlier layer
+    assert (card["layer"], card["d"], card["intermediates_index"]) == ("stage", 32, 0)
+    assert "head" in head.headers["content-disposition"]
+
+    path = tmp_path / "head.safetensors"
+    path.write_bytes(head.content)
+    got = load_artifact(path)
+    report = Report.model_validate(harness.client.get(f"{url}/result").json())
+    rec = Recommendation.model_validate(
+        harness.client.get(f"{url}/recommendation", params={"delta": 0.05, "layer": "head"}).json())
+    stats = _sweep_analysis(report.config).stats
+    view = layer_report(report, "head")
+    want = build_artifact(view, layer_stats(view, stats), rec, weights_sha256=FAKE_WEIGHTS_SHA,
+                          data_config=dict(FAKE_DATA_CONFIG))
+    assert got.d == 64 and np.array_equal(got.indices, want.indices)
+    assert np.allclose(got.weight, want.weight, rtol=0, atol=1e-12)
