@@ -51,3 +51,33 @@ def test_ui_js_asks_the_recommendation_with_the_picked_layer() -> None:
     assert "layers.map((x) =>\n    el(\"option\", { value: x.layer }" in fill.group(1)
     # the chart follows the answer's layer: its own summary, not the reference layer's
     assert "drawCurve($(\"#curve\"), layerSummary(report, rec.layer), rec)" in js
+
+
+SWEEP_JOB = {
+    "model": {"name": "resnet18", "weights": "random"},
+    "dataset": {"spec": "digits", "max_train": 200, "max_test": 100},
+    "image_size": 32, "layers": ["layer2", "layer4", "pre_logits"], "fractions": [0.25, 0.5, 1.0], "seeds": 2,
+    "deltas": [0.05], "bootstrap": 0, "baselines": [],
+}
+
+
+@pytest.mark.browser
+def test_the_picker_re_asks_the_answer_for_the_picked_layer(serve, browser) -> None:  # type: ignore[no-untyped-def]
+    from tests.ui.test_ui_browser import _answer_text, _by, _select, _wait, _wait_for_result
+
+    server = serve()
+    driver = browser
+    with server.client() as api:
+        job = api.post("/v1/jobs", json=SWEEP_JOB).json()
+        driver.get(f"{server.base}/ui/jobs/{job['id']}")
+        _wait_for_result(driver, server)
+        _wait(driver).until(lambda d: d.find_element(*_by("#layer-picker")).is_displayed())
+        offered = [o.get_attribute("value") for o in driver.find_elements(*_by("#layer option"))]
+        assert offered == ["", "layer2", "layer4", "pre_logits"]
+        for layer in ("layer2", "pre_logits", ""):
+            want = api.get(f"/v1/jobs/{job['id']}/recommendation",
+                           params={"delta": 0.05, **({"layer": layer} if layer else {})}).json()
+            _select(driver, "#layer", layer)
+            _wait(driver).until(lambda d, w=want: d.find_element(*_by("#answer")).text == _answer_text(w)
+                                and f"Layer {w['layer']}." in d.find_element(*_by("#answer-note")).text)
+            assert driver.find_element(*_by("#answer")).get_attribute("data-k") == str(want["k"])
