@@ -26,8 +26,16 @@ from redundancy.config import AnalysisConfig, data_config_as_json
 from redundancy.deploy.head import model_facts
 from redundancy.errors import DatasetFormatError, InvalidConfigError
 from redundancy.hashing import hash_json
+from redundancy.preflight import layer_memory_reason
 from redundancy.probing import plan_subsets
-from redundancy.probing.engine import Probed, probe_baselines, probe_context, probe_random, training_problem
+from redundancy.probing.engine import (
+    Probed,
+    fit_statistics,
+    probe_baselines,
+    probe_context,
+    probe_random,
+    training_problem,
+)
 from redundancy.probing.retrieval import DECILE_NAMES
 from redundancy.progress import ImagesProgressFn, ProgressFn, StopFn, Tracker
 from redundancy.quantise import measure_int8
@@ -164,14 +172,11 @@ def resolve_layers(config: AnalysisConfig, loaded: LoadedModel) -> list[str]:
 
 
 def check_layer_memory(config: AnalysisConfig, widths: list[int], budget: int) -> None:
-    """Refuse before extraction when the float64 train Gram of the joined layers, (Σ d_ℓ)²·8 bytes, exceeds
-    `budget` (`Runtime.max_layer_stats_bytes`): the sweep accumulates one Gram over all its columns."""
-    need = 8 * sum(widths) ** 2
-    if need > budget:
-        raise InvalidConfigError(
-            f"the layers' statistics need {need:,} bytes ((Σd)² float64 with Σd = {sum(widths)} over "
-            f"{len(widths)} layers), more than the budget of {budget:,} bytes: sweep fewer or narrower layers",
-            field="layers")
+    """Refuse before extraction when the layers' statistics (`redundancy.preflight.layer_stats_bytes`) exceed
+    `budget` (`Runtime.max_layer_stats_bytes`): the backstop of the service's check at submission."""
+    reason = layer_memory_reason(widths, budget)
+    if reason is not None:
+        raise InvalidConfigError(reason, field="layers")
 
 
 def needs_train_features(config: AnalysisConfig) -> bool:
@@ -330,9 +335,7 @@ def analyze_from_shards(
 def layer_features(features: Features, start: int, stop: int, pooling: str) -> Features:
     """One layer's columns `[start, stop)` of a joined store: its statistics are the diagonal block of the
     joined ones (exactly), its stored features the same columns."""
-    st = features.stats
-    stats = GramStats(n=st.n, total=st.total[start:stop].copy(), gram=st.gram[start:stop, start:stop].copy(),
-                      class_sums=st.class_sums[:, start:stop].copy(), class_counts=st.class_counts.copy())
+    stats = features.stats.columns(start, stop)
 
     def cols(x: np.ndarray | None) -> np.ndarray | None:
         return None if x is None else np.ascontiguousarray(x[:, start:stop])
@@ -359,7 +362,24 @@ def report_from_features(
             pooling = extractor.poolings.get(name, features.pooling)
             runs.append(_layer_report(config, prep, layer_features(features, offsets[i], offsets[i + 1], pooling),
                                       device, tracker, cache_hit, name))
+        joined = sweep_stats(config, features, [r.analysis.stats for r in runs], offsets)
+        return dataclasses.replace(combine_layers(config, runs, prep), stats=joined)
     return combine_layers(config, runs, prep)
+
+
+def sweep_stats(config: AnalysisConfig, features: Features, per_layer: list[GramStats | None],
+                offsets: list[int]) -> GramStats | None:
+    """What a head on any layer of a sweep is fitted from: the joined statistics of the probe's fit rows
+    (`fit_statistics`), each layer's diagonal block set to exactly the statistics its own probe was fitted from
+    (`redundancy.deploy.layer_stats` cuts it out again). None for the logistic probe (no head from statistics)."""
+    if config.probe != "ridge" or any(st is None for st in per_layer):
+        return None
+    joined = fit_statistics(config, features)
+    joined = joined.columns(0, joined.d)  # a copy: the extraction's own statistics stay as they are
+    for st, a, b in zip(per_layer, offsets, offsets[1:], strict=False):
+        assert st is not None and st.n == joined.n
+        joined.total[a:b], joined.gram[a:b, a:b], joined.class_sums[:, a:b] = st.total, st.gram, st.class_sums
+    return joined
 
 
 @dataclass

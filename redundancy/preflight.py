@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,11 @@ import timm
 from huggingface_hub import try_to_load_from_cache
 from timm.models import get_pretrained_cfg
 
-from redundancy.config import BUNDLED_MODEL, MAX_NAME_CHARS
+from redundancy.config import BUNDLED_MODEL, MAX_NAME_CHARS, SWEEP
 from redundancy.errors import RedundancyError, UnknownModelError
 from redundancy.sources.datasets.registry import parse_spec
 from redundancy.sources.encoders import uses_feature_source_name
+from redundancy.sources.models.layers import widths_without_weights
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")
@@ -169,6 +170,41 @@ def request_problems(request: Mapping[str, Any], *, files: bool = False) -> list
         seen = {p.field for p in out}
         out += [p for p in missing_files(request) if p.field not in seen]
     return out
+
+
+def layer_stats_bytes(widths: Sequence[int]) -> int:
+    """The float64 train Gram of the joined layers, (Σ d_ℓ)²·8 bytes: the sweep accumulates one Gram over all
+    its columns (each layer's statistics are its diagonal block)."""
+    return 8 * sum(widths) ** 2
+
+
+def layer_memory_reason(widths: Sequence[int], budget: int) -> str | None:
+    """Why the layers' statistics cannot fit in `budget` bytes (`Runtime.max_layer_stats_bytes`), or None."""
+    need = layer_stats_bytes(widths)
+    if need <= budget:
+        return None
+    return (f"the layers' statistics need {need:,} bytes ((Σd)² float64 with Σd = {sum(widths)} over "
+            f"{len(widths)} layers), more than the budget of {budget:,} bytes: sweep fewer or narrower layers")
+
+
+def layer_memory_problems(request: Mapping[str, Any], budget: int) -> list[Problem]:
+    """A sweep (`layers` given) over a timm model whose layers' statistics exceed `budget`, judged before the
+    job starts from the widths of a weightless meta-device model (`widths_without_weights`, 0.07-0.25 s).
+    Whatever cannot be judged so (an unknown model or layer, a model the meta device cannot run) is left to
+    the run-time check of the same rule (`redundancy.pipeline.check_layer_memory`)."""
+    layers, model = request.get("layers"), _section(request, "model")
+    name, size = model.get("name"), request.get("image_size")
+    if layers is None or not isinstance(name, str) or uses_feature_source_name(name) or not timm.is_model(name):
+        return []
+    if layers not in (SWEEP, [SWEEP]) and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
+        return []
+    try:
+        widths = widths_without_weights(name, None if layers in (SWEEP, [SWEEP]) else layers,
+                                        size if isinstance(size, int) and not isinstance(size, bool) else None)
+    except Exception:  # noqa: BLE001 - not judged here: the worker measures the widths on a real image
+        return []
+    reason = layer_memory_reason(widths, budget)
+    return [] if reason is None else [Problem("layers", reason)]
 
 
 def merge(first: list[tuple[str, str]], more: list[Problem]) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from advisor_client.errors import (
     WaitTimeout,
 )
 from advisor_client.http import RetryPolicy
-from advisor_client.models import DatasetInfo, JobInfo, Problem, ProblemField, Recommendation
+from advisor_client.models import DatasetInfo, JobInfo, LayerResult, Problem, ProblemField, Recommendation
 
 __all__ = [
     "Advisor",
@@ -33,6 +33,7 @@ __all__ = [
     "JobIdNotResolved",
     "JobInfo",
     "JobNotSucceeded",
+    "LayerResult",
     "NotFound",
     "Problem",
     "ProblemField",

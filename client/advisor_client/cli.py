@@ -62,6 +62,11 @@ def _names(text: str) -> list[str]:
     return [] if text.strip().lower() == "none" else [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _layers(text: str) -> list[str] | str:
+    """`--layers sweep` is the default sweep; otherwise comma-separated layer names."""
+    return "sweep" if text.strip().lower() == "sweep" else [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _setting(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -102,6 +107,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--max-train", type=int)
     p.add_argument("--max-test", type=int)
     p.add_argument("--layer")
+    p.add_argument("--layers", type=_layers, help="the layer sweep: comma-separated layer names, or sweep (every "
+                   "stage plus pre_logits); the answer is the (layer, k) with the fewest kept neurons")
     p.add_argument("--image-size", type=int)
     p.add_argument("--fractions", type=_floats, help="comma-separated, in (0, 1]")
     p.add_argument("--seeds", type=int)
@@ -141,6 +148,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dtype", choices=["float32", "float16", "int8"], help="storage dtype for --max-bytes")
     p.add_argument("--max-worst-class-drop", type=float, help="fairness limit: worst-class loss (absolute)")
     p.add_argument("--max-gini-increase", type=float, help="fairness limit: Gini rise (absolute)")
+    p.add_argument("--layer", help="a layer sweep: answer for this swept layer alone (default: across its layers)")
     p.set_defaults(func=_runner(cmd_recommend))
 
     p = sub.add_parser("export", parents=[common], help="Log a finished job to MLflow (extra: mlflow).")
@@ -239,7 +247,7 @@ def cmd_status(args: argparse.Namespace, advisor: Advisor) -> int:
 def cmd_recommend(args: argparse.Namespace, advisor: Advisor) -> int:
     rec = advisor.job(args.job_id).recommendation(
         args.delta, args.mode, args.criterion, max_dims=args.max_dims, max_bytes=args.max_bytes, dtype=args.dtype,
-        max_worst_class_drop=args.max_worst_class_drop, max_gini_increase=args.max_gini_increase)
+        max_worst_class_drop=args.max_worst_class_drop, max_gini_increase=args.max_gini_increase, layer=args.layer)
     if args.json:
         _emit(_rec(rec))
     else:
@@ -355,8 +363,8 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
                                           ("dataset.spec", "--dataset", "spec" in dataset)) if not there]
     if missing:
         raise BadInput(missing)
-    named = ("layer", "image_size", "fractions", "seeds", "probe", "deltas", "delta_mode", "criterion", "baselines",
-             "cka", "refine_resolution", "bootstrap", "seed")
+    named = ("layer", "layers", "image_size", "fractions", "seeds", "probe", "deltas", "delta_mode", "criterion",
+             "baselines", "cka", "refine_resolution", "bootstrap", "seed")
     options = {k: v for k, v in body.items() if k not in ("model", "dataset")}
     options.update({k: getattr(args, k) for k in named if getattr(args, k) is not None})
     mlflow = dict(options.get("mlflow") or {})
@@ -520,12 +528,20 @@ def format_jobs(infos: list[JobInfo], answers: dict[str, Recommendation | None],
 def format_recommendation(rec: Recommendation) -> str:
     f = rec.fairness
     return (
-        f"δ = {rec.delta:g} ({rec.mode}, {rec.criterion}): keep {rec.k} of {rec.d} neurons "
+        f"δ = {rec.delta:g} ({rec.mode}, {rec.criterion}): keep {rec.k} of {rec.d} neurons {layer_words(rec)}"
         f"(fraction {rec.fraction:g}, DR {rec.dr:.3f}); accuracy {100 * rec.accuracy:.1f}% vs "
         f"{100 * rec.full_accuracy:.1f}% full (threshold {100 * rec.threshold:.1f}%); "
         f"Gini {f.gini_change:+.4f}, worst class {100 * f.worst_class_change:+.1f} pts\n  {rec.note}"
         + "".join(f"\n  {line}" for line in deploy_lines(rec))
     )
+
+
+def layer_words(rec: Recommendation) -> str:
+    """`of layer L ` (a sweep whose reference is another layer: `of layer L (δ against the full R) `), or ''."""
+    if rec.layer is None:
+        return ""
+    other = rec.reference_layer is not None and rec.reference_layer != rec.layer
+    return f"of layer {rec.layer} " + (f"(δ against the full {rec.reference_layer}) " if other else "")
 
 
 def deploy_lines(rec: Recommendation) -> list[str]:

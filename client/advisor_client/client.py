@@ -33,6 +33,7 @@ from advisor_client.models import (
     JobInfo,
     JobPage,
     JobStatus,
+    LayerResult,
     Recommendation,
 )
 from advisor_client.progress import ProgressBar
@@ -91,16 +92,20 @@ class Advisor:
         deltas: list[float] | None = None,
         *,
         idempotency_key: str | None = None,
+        layers: list[str] | str | None = None,
         **options: Any,
     ) -> Job:
         """Submit an analysis; returns at once with the queued job.
+
+        `layers`: the layer sweep, a list of module names (and/or `pre_logits`) or `"sweep"` (every stage
+        plus `pre_logits`); the answer is then the (layer, k) with the fewest kept neurons (see :meth:`Job.layers`).
 
         `model` is a timm name or `{"name", "weights"}`; `dataset` a spec (`"digits"`, `"npz:PATH"`,
         ...) or `{"spec", "max_train", "max_test"}`; `options` are the other fields of the job body
         (`delta_mode`, `fractions`, `seeds`, `probe`, `image_size`, ...). One `Idempotency-Key` is
         generated per call (or pass your own) and sent on every retry, so a retried submit never
         creates a second job."""
-        body = job_body(model, dataset, deltas, **options)
+        body = job_body(model, dataset, deltas, layers=layers, **options)
         key = idempotency_key or f"advisor-client-{uuid.uuid4()}"
         resp = self.http.request("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
         return Job(self, JobInfo.model_validate(resp.json()))
@@ -277,14 +282,17 @@ class Job:
         dtype: str | None = None,
         max_worst_class_drop: float | None = None,
         max_gini_increase: float | None = None,
+        layer: str | None = None,
     ) -> Recommendation:
         """The minimal fraction within δ and its fairness cost, every method side by side and the verdict,
         from the stored curve. Unset arguments take the job's own (its first δ, its delta_mode, its
         criterion). A budget (`max_dims`, `max_bytes` at `dtype`: float32, float16, int8) fills
-        `budget`; fairness limits (absolute) fill `constrained`."""
+        `budget`; fairness limits (absolute) fill `constrained`. A layer sweep answers across its layers
+        (`layer` on the answer names the chosen one); `layer` pins one swept layer (δ relative to its own full
+        layer)."""
         params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "max_dims": max_dims,
                   "max_bytes": max_bytes, "dtype": dtype, "max_worst_class_drop": max_worst_class_drop,
-                  "max_gini_increase": max_gini_increase}
+                  "max_gini_increase": max_gini_increase, "layer": layer}
         resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/recommendation", params=params)
         return Recommendation.model_validate(resp.json())
 
@@ -292,6 +300,11 @@ class Job:
         """One recommendation per δ the job was submitted with."""
         deltas = self.info.request.get("deltas") or [None]
         return [self.recommendation(delta=d) for d in deltas]
+
+    def layers(self) -> list[LayerResult]:
+        """A layer sweep's layers from its report (one per swept layer, in forward order; a single-layer job:
+        its one layer, or [] from an older server)."""
+        return [LayerResult.model_validate(x) for x in self.report().get("layers") or []]
 
     def report(self) -> dict[str, Any]:
         """The engine's full report as stored (config, model, dataset, curve, summary, ...)."""
@@ -329,13 +342,15 @@ class Job:
         *,
         method: str | None = None,
         fmt: str | None = None,
+        layer: str | None = None,
     ) -> Path:
         """Save the artifact for the recommendation at δ (the kept neuron indices or projection, and
         the probe head) to `path`: `method` random_subset (default), first_k, pca, random_projection;
-        `fmt` safetensors (default) or onnx. Needs a server that serves `/v1/jobs/{id}/artifact`; an
-        older one answers 404 (`NotFound`)."""
+        `fmt` safetensors (default) or onnx; `layer` a swept layer (default: the answer's). Needs a server
+        that serves `/v1/jobs/{id}/artifact`; an older one answers 404 (`NotFound`)."""
         out = Path(path)
-        params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "method": method, "format": fmt}
+        params = {"delta": delta, "delta_mode": mode, "criterion": criterion, "method": method, "format": fmt,
+                  "layer": layer}
         resp = self.advisor.http.request("GET", f"/v1/jobs/{self.id}/artifact", params=params)
         out.write_bytes(resp.content)
         return out

@@ -74,6 +74,12 @@ class JobInfo(_Open):
     def done(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def layers(self) -> list[str] | str | None:
+        """The job's `layers` as submitted: a list of layer names, `"sweep"`, or None (one `layer`)."""
+        value = self.request.get("layers")
+        return value if isinstance(value, (list, str)) else None
+
 
 class JobPage(_Open):
     items: list[JobInfo]
@@ -175,6 +181,26 @@ class Recommendation(_Open):
     layer: str | None = None  # the layer k neurons are kept from (a sweep chooses it)
     reference_layer: str | None = None  # the layer whose full-layer score δ applies to
     reference_score: float | None = None  # that reference layer's full-layer score
+
+
+class LayerResult(_Open):
+    """One layer of a layer sweep (the report's `layers`): its width, full-layer score, the training-side score
+    the reference layer is chosen by, its own f* at the first δ, and what running the network up to it costs."""
+
+    layer: str
+    index: int | None = None  # timm: the `forward_intermediates` index that cuts the network here
+    d: int
+    pooling: str | None = None
+    full_accuracy: float
+    full_score: float | None = None
+    selection: str | None = None  # gcv (lower is better) or val (higher is better)
+    selection_score: float | None = None
+    reference: bool = False  # the reference layer: δ applies to its full-layer score
+    fraction: float
+    k: int
+    macs: int | None = None
+    macs_fraction: float | None = None
+    latency_fraction: float | None = None
 
 
 class DatasetInfo(_Open):

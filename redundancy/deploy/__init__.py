@@ -17,6 +17,7 @@ from redundancy.deploy.artifact import (
 from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
 from redundancy.deploy.export import export_artifacts, report_model_facts
 from redundancy.deploy.head import SubsetClassifier, SubsetHead, attach, backbone_sha256, model_facts
+from redundancy.deploy.layers import layer_report, layer_stats
 from redundancy.deploy.methods import ARTIFACT_METHODS, build_method_artifact
 from redundancy.deploy.multitask import build_multitask_artifacts
 from redundancy.sources.features_store import load_stats, save_stats
@@ -38,6 +39,8 @@ __all__ = [
     "choose_seed",
     "export_artifacts",
     "fit_head",
+    "layer_report",
+    "layer_stats",
     "load_artifact",
     "load_stats",
     "model_facts",

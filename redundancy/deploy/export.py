@@ -9,6 +9,7 @@ from typing import Any
 from redundancy.deploy.artifact import build_artifact, save_artifact
 from redundancy.deploy.errors import ArtifactError
 from redundancy.deploy.head import model_facts
+from redundancy.deploy.layers import layer_report, layer_stats
 from redundancy.report import Recommendation, Report
 from redundancy.sources.models import load_model
 from redundancy.sources.stats import GramStats
@@ -37,10 +38,9 @@ def export_artifacts(
                             "(load_stats)", field="stats")
     sha, data_config = facts or report_model_facts(report)
     out = Path(out_dir)
-    return [
-        save_artifact(
-            build_artifact(report, stats, rec, weights_sha256=sha, data_config=data_config),
-            out / artifact_name(report, rec),
-        )
-        for rec in report.recommendations
-    ]
+    out_paths = []
+    for rec in report.recommendations:
+        view = layer_report(report, rec.layer)  # a sweep: the answer's layer, its block of the joined statistics
+        art = build_artifact(view, layer_stats(view, stats), rec, weights_sha256=sha, data_config=data_config)
+        out_paths.append(save_artifact(art, out / artifact_name(view, rec)))
+    return out_paths

@@ -9,6 +9,7 @@ from typing import Any
 from redundancy.advice.multitask import MultiTaskRecommendation, TaskCurve, check_compatible
 from redundancy.advice.recommend import RANDOM_KINDS
 from redundancy.deploy.artifact import Artifact, build_artifact, choose_seed
+from redundancy.deploy.layers import layer_stats
 from redundancy.report import Report
 from redundancy.sources.stats import GramStats
 
@@ -26,7 +27,7 @@ def build_multitask_artifacts(
     check_compatible({name: TaskCurve.from_report(r) for name, r in reports.items()})
     seed = choose_seed(*([p for p in r.curve if p.kind in RANDOM_KINDS and p.k == answer.k] for r in reports.values()))
     return {
-        name: build_artifact(r, stats[name], answer, weights_sha256=weights_sha256, data_config=data_config,
-                             seed=seed)
+        name: build_artifact(r, layer_stats(r, stats[name]), answer, weights_sha256=weights_sha256,
+                             data_config=data_config, seed=seed)  # a sweep: its reference layer's block
         for name, r in reports.items()
     }

@@ -52,13 +52,22 @@ class TrainingProblem:
     y_val: np.ndarray | None
 
 
+def fit_statistics(config: AnalysisConfig, features: Features) -> GramStats:
+    """The statistics of the rows the ridge probe fits on: the fit split's (accumulated in the extraction
+    pass), plus the validation rows' under GCV."""
+    f = features
+    if config.ridge_fit_splits() == ("train",):
+        return f.stats
+    return f.stats.merge(GramStats.from_features(f.x_val, f.y_val, f.stats.num_classes))
+
+
 def training_problem(config: AnalysisConfig, features: Features) -> TrainingProblem:
     """GCV needs no held-out rows, so it fits on train + validation; `val` keeps the split."""
     f = features
+    stats = fit_statistics(config, features)
     if config.ridge_fit_splits() == ("train",):
-        return TrainingProblem(f.stats, f.stats.standardised(), f.x_val, f.y_val)
+        return TrainingProblem(stats, stats.standardised(), f.x_val, f.y_val)
     c = f.stats.num_classes
-    stats = f.stats.merge(GramStats.from_features(f.x_val, f.y_val, c))  # the fit split's pass is reused
     if statistics_suffice(stats):
         return TrainingProblem(stats, stats.standardised(), None, None)
     x = np.concatenate([f.x_train, f.x_val]).astype(np.float64)

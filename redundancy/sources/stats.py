@@ -72,6 +72,12 @@ class GramStats:
             class_counts=self.class_counts + other.class_counts,
         )
 
+    def columns(self, start: int, stop: int) -> GramStats:
+        """The statistics of the columns `[start, stop)` alone (one layer of a sweep's joined columns): the
+        diagonal block of the Gram and those columns of the sums, exactly (copies)."""
+        return GramStats(n=self.n, total=self.total[start:stop].copy(), gram=self.gram[start:stop, start:stop].copy(),
+                         class_sums=self.class_sums[:, start:stop].copy(), class_counts=self.class_counts.copy())
+
     # Derived quantities -------------------------------------------------------------------------
 
     @property

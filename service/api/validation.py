@@ -18,7 +18,7 @@ import timm
 from fastapi import Request
 
 from redundancy.errors import RedundancyError
-from redundancy.preflight import CHECKPOINT_SUFFIXES, Problem, request_problems
+from redundancy.preflight import CHECKPOINT_SUFFIXES, Problem, layer_memory_problems, request_problems
 from redundancy.sources.datasets.embeddings import Columns, check_embeddings
 from redundancy.sources.datasets.registry import parse_spec
 from service.api.errors import validation_problems
@@ -62,6 +62,8 @@ def config_problems(raw: Mapping[str, Any], settings: Settings) -> list[Problem]
                          show_roots=settings.show_data_roots, model_name=model.get("name"))
     if not any(p.field == "dataset.spec" for p in out):
         out += embeddings_header_problems(raw)
+    if not any(p.field == "model.name" for p in out):
+        out += layer_memory_problems(raw, settings.max_layer_stats_bytes)
     url = raw.get("callback_url")
     if isinstance(url, str) and url:
         reason = callback_url_problem(url, Allowance.parse(settings.webhook_allow))

@@ -42,6 +42,7 @@ from redundancy.config import data_config_as_json
 from redundancy.deploy import ArtifactError, load_stats, save_artifact, save_stats
 from redundancy.deploy.artifact import FORMAT, card_path
 from redundancy.deploy.export import artifact_name
+from redundancy.deploy.layers import layer_report, layer_stats
 from redundancy.deploy.methods import build_method_artifact
 from redundancy.deploy.onnx_export import to_onnx
 from redundancy.errors import RedundancyError
@@ -217,9 +218,9 @@ def _stats_row(session: Session, job: Job) -> JobStats:
 
 def plan_artifact(
     session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None,
-    method: str = "random_subset", fmt: str = "safetensors",
+    method: str = "random_subset", fmt: str = "safetensors", layer: str | None = None,
 ) -> ArtifactPlan:
-    """The recommendation for δ (from the stored curve, as `GET …/recommendation` answers it), the
+    """The recommendation for δ (with `layer`, that swept layer's alone), the
     statistics reference and the ETag: a hash of the job, the statistics file's sha256, the
     recommendation and the artifact format and engine version, so equal inputs give the same head."""
     stored = results.load_report(session, job)  # NotSucceeded for a job that has not succeeded
@@ -236,12 +237,8 @@ def plan_artifact(
             job.id, "probe", f"a head is refitted from the layer statistics, which needs the ridge probe; this "
             f"job used the {report.probe!r} probe (submit it again with probe=ridge)")
     row = _stats_row(session, job)
-    rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion)
-    if rec.layer is not None and rec.layer != report.model.layer:  # a sweep keeps the reference layer's statistics
-        raise ArtifactNotSupported(
-            job.id, "layer", f"the answer at δ {delta:g} keeps {rec.k} neurons of layer {rec.layer!r}, but this job "
-            f"kept the statistics of its reference layer {report.model.layer!r} only: submit a job with layers: "
-            f"[{rec.layer!r}] for its head")
+    rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion, layer=layer)
+    report = _layer_view(job.id, report, rec.layer)
     key = json.dumps(
         {"job": job.id, "stats": row.sha256, "recommendation": rec.model_dump(mode="json", by_alias=True),
          "format": FORMAT, "engine": __version__, "method": method, "file_format": fmt},
@@ -252,6 +249,15 @@ def plan_artifact(
         etag=hashlib.sha256(key.encode()).hexdigest()[:32], filename=method_file_name(report, rec, method, fmt),
         method=method, fmt=fmt,
     )
+
+
+def _layer_view(job_id: str, report: Report, layer: str | None) -> Report:
+    """A sweep: the report seen from the answer's layer (`redundancy.deploy.layer_report`), whose block of the
+    joined statistics the head is fitted from (`layer_stats`, in `_build`)."""
+    try:
+        return layer_report(report, layer)
+    except ArtifactError as exc:
+        raise ArtifactNotSupported(job_id, exc.field or "layer", exc.message) from exc
 
 
 def materialise(plan: ArtifactPlan, cache: Path | None = None) -> Path:
@@ -309,12 +315,12 @@ def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
         raise ArtifactGone(plan.job_id, exc.message) from exc
     try:
         art = build_method_artifact(
-            plan.report, stats, plan.recommendation, plan.method, weights_sha256=plan.stats.weights_sha256 or "",
-            data_config=dict(plan.stats.data_config or {}),
+            plan.report, layer_stats(plan.report, stats), plan.recommendation, plan.method,
+            weights_sha256=plan.stats.weights_sha256 or "", data_config=dict(plan.stats.data_config or {}),
         )
     except ArtifactError as exc:
-        if exc.field == "method":  # a baseline the job did not run, or one with no head at its k
-            raise ArtifactNotSupported(plan.job_id, "method", exc.message) from exc
+        if exc.field in ("method", "layer"):  # a baseline the job did not run (or no head at its k); a swept layer
+            raise ArtifactNotSupported(plan.job_id, exc.field, exc.message) from exc  # whose statistics were not kept
         raise ArtifactUnavailable(plan.job_id, exc.message) from exc
     if plan.fmt != "onnx":
         return save_artifact(art, target)

@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     # ---- limits: what one caller may send and hold, and where its paths may point --------------
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_active_jobs: int = Field(100, ge=1)
+    max_layer_stats_bytes: int = Field(4 * 2**30, ge=1)
+    """The float64 statistics of a job's layers, (Σd)²·8 bytes, must fit here: a layer sweep that does not is
+    refused at submission (422 naming `layers`) and, as a backstop, by the worker (the engine's Runtime)."""
     rate_limit: str = "50/second;1500/minute"
     retry_after: int = Field(5, ge=1)
     """The ``Retry-After`` (seconds) of a 503 (database down or busy) and of a 429 for too many active jobs."""

@@ -24,5 +24,6 @@ def make_runtime(settings: Settings) -> Runtime:
         allow_download=settings.allow_download,
         device=settings.device,
         remote_cache=settings.remote_feature_cache,
+        max_layer_stats_bytes=settings.max_layer_stats_bytes,
         confine_to=settings.allowed_roots,  # every file a dataset opens, symlinks followed
     )

@@ -61,6 +61,8 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
             assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
             one = client.get(f"/v1/jobs/{single.json()['id']}/result").json()
             sweep_artifact = client.get(f"/v1/jobs/{sweep_id}/artifact", params={"delta": 0.05})
+            first = result["layers"][0]["layer"]  # a head on any swept layer (`layer=` pins it)
+            first_card = client.get(f"/v1/jobs/{sweep_id}/artifact/card", params={"delta": 0.05, "layer": first})
             artifact = client.get(f"/v1/jobs/{single.json()['id']}/artifact", params={"delta": 0.05})
     finally:
         dispose_all()
@@ -80,10 +82,11 @@ def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_pat
     assert unknown.status_code == 422 and "nope" in unknown.text
     assert svg.status_code == 200 and "one line per layer" in svg.text  # the sweep's panel
     assert all(f"{x['layer']} (d {x['d']})" in svg.text for x in layers)
-    if rec["layer"] == result["model"]["layer"]:  # the sweep keeps its reference layer's statistics
-        assert sweep_artifact.status_code == 200
-    else:
-        assert sweep_artifact.status_code == 422 and "layers" in sweep_artifact.text
+    assert sweep_artifact.status_code == 200, sweep_artifact.text  # the sweep keeps every layer's statistics
+    assert rec["layer"] in sweep_artifact.headers["content-disposition"]
+    assert first_card.status_code == 200, first_card.text
+    card = first_card.json()["model"]
+    assert (card["layer"], card["d"], card["intermediates_index"]) == (first, layers[0]["d"], layers[0]["index"])
     assert artifact.status_code == 200, artifact.text
     header = json.loads(artifact.content[8:8 + int.from_bytes(artifact.content[:8], "little")])
     meta = json.loads(header["__metadata__"]["redundancy"]) if "redundancy" in header["__metadata__"] else None

@@ -241,3 +241,37 @@ def client(harness: Harness) -> TestClient:
 def job_body() -> Callable[..., dict[str, Any]]:
     """`job_body(**overrides)`: a small valid POST /v1/jobs body."""
     return small_job
+
+
+SWEEP_LAYERS = (("stage", 32, 0.45), ("head", D, 0.4))  # (layer, d, the full-layer probe's GCV): head is the reference
+
+
+def fake_sweep_report(config: AnalysisConfig) -> Report:
+    """A two-layer sweep, `stage` (d 32) and `head` (d 64, the reference by its lower GCV), each curve the fake
+    engine's shape at its width; the answers across layers by the engine's own `redundancy.sweep`."""
+    from redundancy.report import LayerAnswer, LayerResult
+    from redundancy.sweep import LayerCurve, across_layers, choose_reference
+
+    base = fake_report(config)
+    curves = []
+    for name, d, gcv in SWEEP_LAYERS:
+        curve = [p.model_copy(update={"k": max(1, round(p.fraction * d)), "selection": "gcv",
+                                      "selection_score": gcv + 0.01 * p.seed}) for p in base.curve]
+        curves.append(LayerCurve(name, d, curve))
+    ref = choose_reference(curves)
+    recs = [across_layers(curves, CLASSES, dl, config.delta_mode, config.criterion, ref) for dl in config.deltas]
+    table = []
+    for i, lc in enumerate(curves):
+        own = [across_layers([lc], CLASSES, dl, config.delta_mode, config.criterion) for dl in config.deltas]
+        summary = summarize(lc.curve)
+        full = next(s for s in summary if s.k == lc.d)
+        table.append(LayerResult(
+            layer=lc.layer, index=i, d=lc.d, pooling="avg", full_accuracy=full.accuracy_mean,
+            full_score=full.accuracy_mean, selection="gcv", selection_score=SWEEP_LAYERS[i][2], reference=i == ref,
+            fraction=own[0].fraction, k=own[0].k, summary=summary, curve=lc.curve,
+            answers=[LayerAnswer(delta=r.delta, k=r.k, fraction=r.fraction, score=r.accuracy,
+                                 met_below_full=r.met_below_full) for r in own]))
+    model = base.model.model_copy(update={"layer": curves[ref].layer, "d": curves[ref].d})
+    return base.model_copy(update={"model": model, "curve": curves[ref].curve, "summary": table[ref].summary,
+                                   "recommendations": recs, "layers": table,
+                                   "layer_selection": "2 layers probed (a fake sweep)"})

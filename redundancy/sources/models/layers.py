@@ -44,6 +44,25 @@ def default_sweep(model: torch.nn.Module) -> list[str]:
     return [*names, PENULTIMATE]
 
 
+def widths_without_weights(model_name: str, layers: Sequence[str] | None, image_size: int | None) -> list[int]:
+    """The widths of `layers` (None: the default sweep) of timm's `model_name`, without weights or compute: the
+    model built on the meta device and one meta-tensor forward at `image_size` (None: the model's own), as
+    `FeatureExtractor` reads them: 0.07-0.25 s on a Xeon core (Lite0, ResNet-50, ViT-S/L, ConvNeXt-B).
+    Raises what timm or the forward raises."""
+    import timm  # lazy: the extractor itself needs no timm
+
+    with torch.device("meta"):
+        model = timm.create_model(model_name, pretrained=False).eval()
+    c, h, w = (int(x) for x in (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224)))
+    if image_size is not None:
+        h = w = image_size
+    extractor = FeatureExtractor(model, layers=list(layers) if layers is not None else default_sweep(model))
+    with torch.inference_mode():
+        extractor(torch.empty((1, c, h, w), device="meta"))
+    assert extractor.widths is not None
+    return list(extractor.widths)
+
+
 def intermediates_index(model: torch.nn.Module, layer: str) -> int | None:
     """The `forward_intermediates` index of `layer` (its position in `feature_info`); None when it is none."""
     names = feature_info_modules(model)

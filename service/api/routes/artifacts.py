@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from service.api.cache import etag_matches
 from service.api.deps import OwnerDep, SessionDep, SettingsDep
-from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId
+from service.api.params import PROBLEM, CriterionQ, DeltaModeQ, DeltaQ, JobId, LayerQ
 from service.core import artifacts, queries
 from service.core.deltas import resolve_delta
 
@@ -45,11 +45,12 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
 
 
 def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, delta_mode: str | None,
-          criterion: str | None, method: str = "random_subset", fmt: str = "safetensors") -> artifacts.ArtifactPlan:
+          criterion: str | None, method: str = "random_subset", fmt: str = "safetensors",
+          layer: str | None = None) -> artifacts.ArtifactPlan:
     job = queries.get_job(session, job_id, owner)
     d = resolve_delta(delta, job.request.get("deltas"))
     return artifacts.plan_artifact(session, job, delta=d, delta_mode=delta_mode, criterion=criterion, method=method,
-                                   fmt=fmt)
+                                   fmt=fmt, layer=layer)
 
 
 @router.get(
@@ -76,11 +77,13 @@ def get_artifact(
     criterion: CriterionQ = None,
     method: MethodQ = "random_subset",
     fmt: FormatQ = "safetensors",
+    layer: LayerQ = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """Fitted from the job's kept layer statistics with the answer's probe and λ (the seed chosen by its
-    training-side selection score), for a stored δ or any new one; built once per ETag."""
-    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method, fmt)
+    training-side selection score), for a stored δ or any new one; built once per ETag. A layer sweep: on the
+    answer's layer, or with `layer=` on that swept layer."""
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method, fmt, layer)
     headers = {"ETag": f'"{plan.etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{plan.etag}"'):
         return Response(status_code=304, headers=headers)
@@ -108,9 +111,10 @@ def get_artifact_card(
     delta_mode: DeltaModeQ = None,
     criterion: CriterionQ = None,
     method: MethodQ = "random_subset",
+    layer: LayerQ = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method)
+    plan = _plan(session, owner, job_id, delta, delta_mode, criterion, method, layer=layer)
     etag = f"card-{plan.etag}"
     headers = {"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     if etag_matches(if_none_match, f'"{etag}"'):

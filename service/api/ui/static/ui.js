@@ -369,7 +369,13 @@ function fillRecommendation(rec, report) {
     row("bootstrap CI of the accuracy", ci),
     row("holds under the CI's lower bound", yesNo(rec.holds_ci_lower)),
     row("f* from refinement probes", yesNo(rec.refined)));
-  if (report) drawCurve($("#curve"), report.summary, rec);
+  if (report) drawCurve($("#curve"), layerSummary(report, rec.layer), rec);
+}
+
+/** The summary of the answer's layer: a sweep keeps one per layer; otherwise (or unknown) the report's own. */
+function layerSummary(report, layer) {
+  const x = (report.layers || []).find((l) => l.layer === layer);
+  return x && x.summary && x.summary.length ? x.summary : report.summary;
 }
 
 function fillBaselines(report) {
@@ -396,6 +402,10 @@ function fillLayers(report) {
   $("#layers-card").hidden = layers.length < 2;
   if (layers.length < 2) return;
   $("#layer-selection").textContent = report.layer_selection || "";
+  // The picker: "" asks the answer across layers; a name pins that layer (`layer=`, δ against its own full layer).
+  $("#layer").replaceChildren(el("option", { value: "" }, "best across layers"), ...layers.map((x) =>
+    el("option", { value: x.layer }, `${x.layer} (d ${x.d}${x.reference ? ", reference" : ""})`)));
+  $("#layer-picker").hidden = false;
   $("#layers tbody").replaceChildren(...layers.map((x) => row(
     x.layer + (x.reference ? " (reference)" : ""), String(x.d), pct(x.full_accuracy),
     x.selection_score === null || x.selection_score === undefined ? "–" : `${x.selection} ${x.selection_score.toFixed(4)}`,
@@ -415,6 +425,7 @@ async function jobPage() {
     const q = new URLSearchParams({ delta, delta_mode: $("#mode").value, criterion: $("#criterion").value });
     if ($("#max-drop").value !== "") q.set("max_worst_class_drop", $("#max-drop").value);
     if ($("#max-gini").value !== "") q.set("max_gini_increase", $("#max-gini").value);
+    if ($("#layer").value !== "") q.set("layer", $("#layer").value);
     try {
       const rec = await api(`${base}/recommendation?${q}`);
       if (mine !== asked) return;
@@ -466,6 +477,7 @@ async function jobPage() {
   $("#criterion").addEventListener("change", refreshRecommendation);
   $("#max-drop").addEventListener("change", refreshRecommendation);
   $("#max-gini").addEventListener("change", refreshRecommendation);
+  $("#layer").addEventListener("change", refreshRecommendation);
   $("#delta-form").addEventListener("submit", (ev) => { ev.preventDefault(); refreshRecommendation(); });
 
   $("#cancel").addEventListener("click", async () => {
