@@ -276,5 +276,11 @@ def pca_axes(corpus: np.ndarray) -> np.ndarray:
     every dot product and norm, so PCA at k = d ranks as the full layer (up to rounding)."""
     x = np.asarray(corpus, dtype=np.float64)
     xc = x - x.mean(0)
-    evals, evecs = np.linalg.eigh(xc.T @ xc)
+    return axes_of(xc.T @ xc)
+
+
+def axes_of(centred_gram: np.ndarray) -> np.ndarray:
+    """The eigenvectors of a centred Gram `X_cᵀX_c`, by descending eigenvalue (`pca_axes` from the corpus
+    rows; a retrieval artifact from the job's kept statistics, `GramStats.centred_gram`)."""
+    evals, evecs = np.linalg.eigh(np.asarray(centred_gram, dtype=np.float64))
     return evecs[:, ::-1].copy()
