@@ -112,3 +112,19 @@ def test_random_subset_is_the_engines_draw_and_onnx_gives_the_kept_dims(
     got = session.run(["embedding"], {"features": vectors["x_test"]})[0]
     assert got.shape == (60, art.k) and np.abs(got - art.reduce(vectors["x_test"])).max() < 1e-5
     assert harness.client.get(url, params={"delta": 0.1}).headers["etag"] == r.headers["etag"]
+
+
+def test_a_method_the_retrieval_job_did_not_run_is_a_422_naming_method(
+    harness: Any, vectors: dict[str, np.ndarray], tmp_path: Path,
+) -> None:
+    runtime = Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work", data_root=tmp_path)
+    harness.engine.report_fn = lambda config: run_analysis(config, runtime)
+    body = small_job(dataset={"spec": f"embeddings:{tmp_path / 'vectors.npz'}"}, task="retrieval",
+                     fractions=[0.5, 1.0], seeds=2, deltas=[0.1], bootstrap=0, baselines=[])
+    body.pop("model", None)
+    job = harness.submit(body)
+    assert harness.run_all() == ["succeeded"]
+    r = harness.client.get(f"/v1/jobs/{job['id']}/artifact", params={"method": "first_k"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "method" in r.text and "first_k" in r.text
+    assert harness.client.get(f"/v1/jobs/{job['id']}/artifact").status_code == 200
