@@ -84,6 +84,9 @@ class SubsetHead(nn.Module):
 
     def __init__(self, artifact: Artifact, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
+        if artifact.weight is None or artifact.bias is None:
+            raise ArtifactError("a retrieval artifact has no head: `reducer(artifact)` gives its kept dimensions",
+                                field="weight")
         self.d = artifact.d
         self.classes = artifact.classes
         self.register_buffer("indices", torch.as_tensor(np.asarray(artifact.indices), dtype=torch.long))
