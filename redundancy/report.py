@@ -149,6 +149,12 @@ class Fairness(BaseModel):
     worst_class_at_std: float = 0.0
     range_full_std: float = 0.0
     range_at_std: float = 0.0
+    worst_decile_full: float | None = Field(
+        None, description="Retrieval only (None for classification): the mean score of the worst 10 % of queries "
+        "(the lowest ⌈n/10⌉ per-query scores), full layer: mean over seeds of each seed's own.")
+    worst_decile_at: float | None = Field(None, description="Retrieval only: the worst decile's mean score at the "
+                                          "fraction, mean over seeds of each seed's own.")
+    worst_decile_change: float | None = Field(None, description="worst_decile_at − worst_decile_full.")
     seeds_full: int = Field(1, description="Seeds behind the *_full values (the full layer: one).")
     seeds_at: int = Field(1, description="Seeds behind the *_at values.")
     most_hurt_classes: list[ClassLoss] = Field(

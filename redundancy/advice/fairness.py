@@ -4,6 +4,10 @@ Every metric is computed on each seed's own per-class accuracy vector and then a
 (the mean of per-seed Ginis, not the Gini of the seed-mean vector: averaging the vectors first
 smooths away each seed's own errors and can flip the sign of the change). The spread is the
 standard deviation over seeds (ddof = 1; 0 for one seed).
+
+For retrieval the vector is the mean score of each decile of queries, ascending
+(`probing.retrieval.decile_means`), so its lowest entry is the mean score of the worst 10 % of queries:
+`worst_decile_*` names it (None for classification).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from redundancy.probing.retrieval import DECILE_NAMES
 from redundancy.report import ClassLoss, Fairness
 
 
@@ -70,6 +75,9 @@ def fairness_cost(
         a_mean, a_std = per_seed(metric, at)
         fields |= {f"{name}_full": f_mean, f"{name}_at": a_mean, f"{name}_change": a_mean - f_mean,
                    f"{name}_full_std": f_std, f"{name}_at_std": a_std}
+    if list(classes) == list(DECILE_NAMES):  # retrieval: the vector is the query deciles' mean scores
+        fields |= {"worst_decile_full": fields["worst_class_full"], "worst_decile_at": fields["worst_class_at"],
+                   "worst_decile_change": fields["worst_class_change"]}
     full_mean = full.mean(0)
     change = (at - full_mean).mean(0)  # per-seed mean of each class's change against the full layer
     order = [int(i) for i in np.argsort(change, kind="stable") if change[i] < -1e-12][:top]

@@ -3,6 +3,7 @@
     from redundancy.deploy import attach, load_artifact
     art = load_artifact("head.safetensors")
     clf = attach(timm_model, art)        # clf(images) -> logits of the compressed classifier
+    cut = reducer(art)                   # a retrieval artifact (no head): cut(embeddings) -> kept dims
 """
 
 from redundancy.advice.multitask import MultiTaskRecommendation, TaskCurve, recommend_multitask
@@ -16,16 +17,26 @@ from redundancy.deploy.artifact import (
 )
 from redundancy.deploy.errors import ArtifactError, IncompatibleTasksError
 from redundancy.deploy.export import export_artifacts, report_model_facts
-from redundancy.deploy.head import SubsetClassifier, SubsetHead, attach, backbone_sha256, model_facts
+from redundancy.deploy.head import (
+    DimensionReducer,
+    SubsetClassifier,
+    SubsetHead,
+    attach,
+    backbone_sha256,
+    model_facts,
+    reducer,
+)
 from redundancy.deploy.layers import layer_report, layer_stats
 from redundancy.deploy.methods import ARTIFACT_METHODS, build_method_artifact
 from redundancy.deploy.multitask import build_multitask_artifacts
+from redundancy.deploy.retrieval import build_retrieval_artifact
 from redundancy.sources.features_store import load_stats, save_stats
 
 __all__ = [
     "ARTIFACT_METHODS",
     "Artifact",
     "ArtifactError",
+    "DimensionReducer",
     "IncompatibleTasksError",
     "MultiTaskRecommendation",
     "SubsetClassifier",
@@ -36,6 +47,7 @@ __all__ = [
     "build_artifact",
     "build_method_artifact",
     "build_multitask_artifacts",
+    "build_retrieval_artifact",
     "choose_seed",
     "export_artifacts",
     "fit_head",
@@ -44,6 +56,7 @@ __all__ = [
     "load_artifact",
     "load_stats",
     "model_facts",
+    "reducer",
     "recommend_multitask",
     "report_model_facts",
     "save_artifact",

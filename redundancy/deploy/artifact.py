@@ -46,6 +46,9 @@ FORMAT = "redundancy-subset-head/1"
 # a projection artifact (pca, random_projection: `redundancy.deploy.methods`): `projection` (d × k) and
 # `offset` (d) tensors beside the head, `logits = (x_raw − offset) @ projection @ weight + bias`
 PROJECTION_FORMAT = "redundancy-projection-head/1"
+# a retrieval artifact (`redundancy.deploy.retrieval`): the kept dimensions only, no head (no `weight`, `bias`):
+# `indices`, and for pca / random_projection `projection` (d × k); `kept = x_raw[:, indices] [@ projection]`
+RETRIEVAL_FORMAT = "redundancy-retrieval-dims/1"
 _OPTIONAL = ("projection", "offset")
 _HEADER_KEY = "redundancy.artifact"
 _CHECKSUM_KEY = "redundancy.checksum"
@@ -68,8 +71,8 @@ PROMISE = (
 @dataclass(frozen=True)
 class Artifact:
     indices: np.ndarray  # (k,) int64, ascending channel indices of the layer
-    weight: np.ndarray  # (k, C) float64, standardisation folded in
-    bias: np.ndarray  # (C,) float64
+    weight: np.ndarray | None  # (k, C) float64, standardisation folded in; None: a retrieval artifact (no head)
+    bias: np.ndarray | None  # (C,) float64; None with `weight`
     metadata: dict[str, Any]
     projection: np.ndarray | None = None  # (d, k) float64: pca / random_projection (indices: all d channels)
     offset: np.ndarray | None = None  # (d,) float64, subtracted before the projection
@@ -77,6 +80,11 @@ class Artifact:
     @property
     def method(self) -> str:
         return str(self.metadata.get("subset", {}).get("method", "random_subset"))
+
+    @property
+    def has_head(self) -> bool:
+        """False for a retrieval artifact: the kept dimensions only (`reduce`), no classifier."""
+        return self.weight is not None and self.bias is not None
 
     @property
     def d(self) -> int:
@@ -96,7 +104,7 @@ class Artifact:
 
     @property
     def weights_sha256(self) -> str:
-        return str(self.metadata["model"]["weights_sha256"])
+        return str(self.metadata["model"].get("weights_sha256") or "")
 
     @property
     def data_config(self) -> dict[str, Any]:
@@ -111,16 +119,18 @@ class Artifact:
 
     def logits(self, x_raw: np.ndarray) -> np.ndarray:
         """`x_raw[:, indices] @ W + b` on the raw layer output (n × d), in float64."""
+        if self.weight is None or self.bias is None:
+            raise ArtifactError("a retrieval artifact has no head: `reduce` gives the kept dimensions", field="weight")
+        return self.reduce(x_raw) @ self.weight + self.bias
+
+    def reduce(self, x_raw: np.ndarray) -> np.ndarray:
+        """The k kept dimensions of raw layer outputs (n × d): a gather, or `(x − offset) @ projection`."""
         x = np.asarray(x_raw, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.d:
             raise ArtifactError(
                 f"features have shape {x.shape}; the artifact expects (n, {self.d}) raw layer outputs", field="d"
             )
-        return self.reduce(x) @ self.weight + self.bias
-
-    def reduce(self, x_raw: np.ndarray) -> np.ndarray:
-        """The k kept dimensions of raw layer outputs: a gather, or `(x − offset) @ projection`."""
-        x = np.asarray(x_raw, dtype=np.float64)[:, self.indices]
+        x = x[:, self.indices]
         if self.projection is None:
             return x
         return (x - (0.0 if self.offset is None else self.offset)) @ self.projection
@@ -299,10 +309,10 @@ def artifact_metadata(
 # -- files ------------------------------------------------------------------------------------------
 
 
-def _checksum(indices: np.ndarray, weight: np.ndarray, bias: np.ndarray, header: str,
-              *extra: np.ndarray) -> str:
+def _checksum(header: str, *arrays: np.ndarray) -> str:
+    """sha256 over the tensors' bytes in file order (indices, [weight, bias,] optional ones), then the header."""
     h = hashlib.sha256()
-    for a in (indices, weight, bias, *extra):
+    for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(header.encode())
     return h.hexdigest()
@@ -317,29 +327,30 @@ def save_artifact(artifact: Artifact, path: str | Path) -> Path:
     """Write `path` (.safetensors) and its model card (`card_path`), each atomically. Returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        "indices": np.ascontiguousarray(artifact.indices, dtype=np.int64),
-        "weight": np.ascontiguousarray(artifact.weight, dtype=np.float64),
-        "bias": np.ascontiguousarray(artifact.bias, dtype=np.float64),
-    }
-    for name in _OPTIONAL:
+    tensors = {"indices": np.ascontiguousarray(artifact.indices, dtype=np.int64)}
+    for name in ("weight", "bias", *_OPTIONAL):
         if getattr(artifact, name) is not None:
             tensors[name] = np.ascontiguousarray(getattr(artifact, name), dtype=np.float64)
     header = json.dumps(artifact.metadata, sort_keys=True, separators=(",", ":"))
-    checksum = _checksum(tensors["indices"], tensors["weight"], tensors["bias"], header,
-                         *(tensors[n] for n in _OPTIONAL if n in tensors))
+    checksum = _checksum(header, *tensors.values())
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={_HEADER_KEY: header, _CHECKSUM_KEY: checksum})
     os.replace(set_export_mode(tmp), path)
     card = {**artifact.metadata, "file": path.name, "sha256": checksum,
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in tensors.items()},
-            "usage": "logits = x_raw[:, indices] @ weight + bias   (x_raw: the layer's raw output)"
-            if artifact.projection is None else
-            "logits = (x_raw[:, indices] - offset) @ projection @ weight + bias   (x_raw: the layer's raw output)"}
+            "usage": _usage(artifact)}
     card_tmp = card_path(path).with_name(f".{card_path(path).name}.{os.getpid()}.tmp")
     card_tmp.write_text(json.dumps(card, indent=2))
     os.replace(set_export_mode(card_tmp), card_path(path))
     return path
+
+
+def _usage(artifact: Artifact) -> str:
+    kept = "x_raw[:, indices]" if artifact.projection is None else (
+        "x_raw[:, indices] @ projection" if artifact.offset is None else "(x_raw[:, indices] - offset) @ projection")
+    if not artifact.has_head:
+        return f"kept = {kept}   (x_raw: the full embeddings; index and query the kept dimensions)"
+    return f"logits = {kept} @ weight + bias   (x_raw: the layer's raw output)"
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -369,18 +380,20 @@ def load_artifact(
     tensors, header = _read(path)
     text = header.get(_HEADER_KEY)
     _require(text is not None, f"{path.name} has no redundancy metadata in its header", "metadata")
-    for name in ("indices", "weight", "bias"):
+    meta = json.loads(text or "{}")
+    fmt = meta.get("format")
+    _require(fmt in (FORMAT, PROJECTION_FORMAT, RETRIEVAL_FORMAT),
+             f"{path.name} is format {fmt!r}, not {FORMAT!r}", "format")
+    for name in ("indices",) if fmt == RETRIEVAL_FORMAT else ("indices", "weight", "bias"):
         _require(name in tensors, f"{path.name} has no {name!r} tensor", name)
-    idx, w, b = tensors["indices"], tensors["weight"], tensors["bias"]
+    idx, w, b = tensors["indices"], tensors.get("weight"), tensors.get("bias")
     extra = {n: tensors[n] for n in _OPTIONAL if n in tensors}
     _require(
-        header.get(_CHECKSUM_KEY) == _checksum(idx, w, b, text or "", *extra.values()),
+        header.get(_CHECKSUM_KEY) == _checksum(text or "", *(t for t in (idx, w, b) if t is not None),
+                                               *extra.values()),
         f"{path.name} is corrupted: its tensors and metadata do not match the checksum in its header",
         "checksum",
     )
-    meta = json.loads(text or "{}")
-    _require(meta.get("format") in (FORMAT, PROJECTION_FORMAT),
-             f"{path.name} is format {meta.get('format')!r}, not {FORMAT!r}", "format")
     for part in ("model", "dataset", "recommendation", "subset"):
         _require(isinstance(meta.get(part), dict), f"{path.name} has no {part!r} section in its metadata", "metadata")
     art = Artifact(indices=idx, weight=w, bias=b, metadata=meta, **extra)
@@ -400,7 +413,6 @@ def load_artifact(
 
 def _validate_tensors(art: Artifact) -> None:
     idx, w, b, d = art.indices, art.weight, art.bias, art.d
-    c = len(art.classes)
     _require(idx.ndim == 1 and idx.dtype == np.int64 and idx.size > 0, "indices must be a non-empty int64 vector",
              "indices")
     _require(bool(np.all(idx[1:] > idx[:-1])), "indices must be strictly increasing (channel order)", "indices")
@@ -410,6 +422,9 @@ def _validate_tensors(art: Artifact) -> None:
                  f"expected ({idx.size}, k)", "projection")
         _require(art.offset is None or art.offset.shape == (idx.size,), "offset must have one value per index",
                  "offset")
+    if w is None or b is None:
+        return
+    c = len(art.classes)
     _require(w.shape == (art.k, c), f"weight has shape {w.shape}, expected ({art.k}, {c})", "weight")
     _require(b.shape == (c,), f"bias has shape {b.shape}, expected ({c},)", "bias")
     _require(bool(np.isfinite(w).all() and np.isfinite(b).all()), "weight and bias must be finite", "weight")

@@ -10,6 +10,7 @@ from redundancy.deploy.artifact import build_artifact, save_artifact
 from redundancy.deploy.errors import ArtifactError
 from redundancy.deploy.head import model_facts
 from redundancy.deploy.layers import layer_report, layer_stats
+from redundancy.deploy.retrieval import build_retrieval_artifact
 from redundancy.report import Recommendation, Report
 from redundancy.sources.models import load_model
 from redundancy.sources.stats import GramStats
@@ -32,12 +33,17 @@ def export_artifacts(
 ) -> list[Path]:
     """Write one artifact (and its model card) per recommendation of `report` into `out_dir`, fitted
     from `stats` (`run_analysis(...).stats`, or a job's saved ones: `load_stats`). Without `facts`
-    (`run_analysis(...).model_facts`) the model is reloaded for them (`report_model_facts`)."""
+    (`run_analysis(...).model_facts`) the model is reloaded for them (`report_model_facts`). A retrieval
+    report's artifacts are the kept dimensions of its random subsets (`build_retrieval_artifact`): no head,
+    no model reloaded."""
+    out = Path(out_dir)
+    if report.config.task == "retrieval":
+        return [save_artifact(build_retrieval_artifact(report, rec, stats=stats), out / artifact_name(report, rec))
+                for rec in report.recommendations]
     if stats is None:
         raise ArtifactError("no statistics to fit the heads from; pass the analysis's or the job's saved ones "
                             "(load_stats)", field="stats")
     sha, data_config = facts or report_model_facts(report)
-    out = Path(out_dir)
     out_paths = []
     for rec in report.recommendations:
         view = layer_report(report, rec.layer)  # a sweep: the answer's layer, its block of the joined statistics

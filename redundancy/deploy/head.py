@@ -1,4 +1,5 @@
-"""Use an artifact: a subset head as an `nn.Module`, attached to the timm backbone it was fitted on."""
+"""Use an artifact: a subset head as an `nn.Module`, attached to the timm backbone it was fitted on; or,
+for a retrieval artifact (no head), the reduction alone (`reducer`)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,48 @@ def model_facts(loaded: LoadedModel, image_size: int | None) -> tuple[str, dict[
     return backbone_sha256(loaded.module), cfg
 
 
+class DimensionReducer(nn.Module):
+    """`x[..., indices]`, then `(· − offset) @ projection` for pca / random_projection: a full embedding
+    (… × d) to the artifact's k kept dimensions. Takes a tensor or an array (a numpy array back for one)."""
+
+    def __init__(self, artifact: Artifact, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.d, self.k, self.method = artifact.d, artifact.k, artifact.method
+        self.register_buffer("indices", torch.as_tensor(np.asarray(artifact.indices), dtype=torch.long))
+        self.projection: torch.Tensor | None
+        self.offset: torch.Tensor | None
+        for name in ("projection", "offset"):
+            value = getattr(artifact, name)
+            self.register_buffer(name, None if value is None else torch.as_tensor(value, dtype=dtype))
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        if isinstance(x, np.ndarray):
+            return self.forward(torch.as_tensor(x)).detach().cpu().numpy()  # type: ignore[union-attr]
+        if x.shape[-1] != self.d:
+            raise ArtifactError(f"the embeddings have {x.shape[-1]} dimensions; the artifact keeps {self.k} of "
+                                f"d = {self.d}", field="d")
+        kept = x.index_select(-1, self.indices)
+        if self.projection is None:
+            return kept
+        kept = kept.to(self.dtype)
+        return (kept - (0.0 if self.offset is None else self.offset)) @ self.projection
+
+
+def reducer(artifact: Artifact, dtype: torch.dtype = torch.float32) -> DimensionReducer:
+    """The callable that cuts full embeddings to the artifact's kept dimensions (any artifact; the whole
+    use of a retrieval one: index the corpus and query with `reducer(art)(x)`)."""
+    return DimensionReducer(artifact, dtype=dtype).eval()
+
+
 class SubsetHead(nn.Module):
     """`logits = x[..., indices] @ W + b` on the raw layer output (… × d), as a `Linear(k, C)`."""
 
     def __init__(self, artifact: Artifact, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
+        if artifact.weight is None or artifact.bias is None:
+            raise ArtifactError("a retrieval artifact has no head: `reducer(artifact)` gives its kept dimensions",
+                                field="weight")
         self.d = artifact.d
         self.classes = artifact.classes
         self.register_buffer("indices", torch.as_tensor(np.asarray(artifact.indices), dtype=torch.long))
@@ -101,6 +139,9 @@ def attach(
 ) -> SubsetClassifier:
     """The backbone (copied, in eval mode) with the artifact's subset head. Refuses, naming the field, a
     model of another architecture, other weights (backbone hash) or a layer of another width."""
+    if not artifact.has_head:
+        raise ArtifactError("a retrieval artifact has no head to attach: `redundancy.deploy.reducer(artifact)` cuts "
+                            "the model's embeddings to the kept dimensions", field="weight")
     meta = artifact.metadata["model"]
     name = _model_name(model)
     if name is not None and name != meta["name"]:

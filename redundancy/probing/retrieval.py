@@ -31,8 +31,9 @@ every mean, bootstrap and fairness vector):
 The task's score is the mean of the per-query scores. **Fairness** reads a vector per curve point:
 for retrieval it is the mean score of each decile of its queries (the per-query scores sorted
 ascending and cut by `numpy.array_split` into 10 groups), so `worst_class` is the worst decile's
-mean score and the Gini is the Gini of the ten decile means (the between-decile part of the
-per-query Gini, a lower bound of it). The per-query scores are what the paired bootstrap resamples.
+mean score (the lowest ⌈n/10⌉ queries; `Fairness.worst_decile_*` names it) and the Gini is the Gini
+of the ten decile means (the between-decile part of the per-query Gini, a lower bound of it). The
+per-query scores are what the paired bootstrap resamples.
 """
 
 from __future__ import annotations
@@ -276,5 +277,11 @@ def pca_axes(corpus: np.ndarray) -> np.ndarray:
     every dot product and norm, so PCA at k = d ranks as the full layer (up to rounding)."""
     x = np.asarray(corpus, dtype=np.float64)
     xc = x - x.mean(0)
-    evals, evecs = np.linalg.eigh(xc.T @ xc)
+    return axes_of(xc.T @ xc)
+
+
+def axes_of(centred_gram: np.ndarray) -> np.ndarray:
+    """The eigenvectors of a centred Gram `X_cᵀX_c`, by descending eigenvalue (`pca_axes` from the corpus
+    rows; a retrieval artifact from the job's kept statistics, `GramStats.centred_gram`)."""
+    evals, evecs = np.linalg.eigh(np.asarray(centred_gram, dtype=np.float64))
     return evecs[:, ::-1].copy()

@@ -88,7 +88,7 @@ def embeddings_header_problems(raw: Mapping[str, Any]) -> list[Problem]:
     try:
         _scheme, arg = parse_spec(spec)
         path = Path(arg).expanduser()
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():  # a directory: explicit pairs as tables
             return []
         check_embeddings(path, Columns(dataset.get("embedding_column") or "embedding",
                                        dataset.get("label_column") or "label", dataset.get("split_column") or "split"))

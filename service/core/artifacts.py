@@ -18,6 +18,11 @@ directory (:func:`remove_job_files`, from :func:`service.core.lifecycle.delete`)
 
 Reads (the API): :func:`plan_artifact` resolves a δ to its recommendation and an ETag without
 touching the file; :func:`materialise` fits the head (or finds it already built) and returns the files.
+
+A retrieval job's artifact has no head: the kept dimensions only (`redundancy.deploy.build_retrieval_artifact`).
+Its random subset, first k and random projection need no statistics (they are drawn from the report's
+seeds) and are built into the local cache (``Settings.stats_cache_dir``); its PCA needs the corpus
+statistics, which the worker keeps for a retrieval job as for a ridge one.
 """
 
 from __future__ import annotations
@@ -40,13 +45,15 @@ from sqlalchemy.orm import Session
 from redundancy import __version__
 from redundancy.config import data_config_as_json
 from redundancy.deploy import ArtifactError, load_stats, save_artifact, save_stats
-from redundancy.deploy.artifact import FORMAT, card_path
+from redundancy.deploy.artifact import FORMAT, RETRIEVAL_FORMAT, card_path
 from redundancy.deploy.export import artifact_name
 from redundancy.deploy.layers import layer_report, layer_stats
 from redundancy.deploy.methods import build_method_artifact
 from redundancy.deploy.onnx_export import to_onnx
+from redundancy.deploy.retrieval import build_retrieval_artifact
 from redundancy.errors import RedundancyError
 from redundancy.report import Recommendation, Report
+from redundancy.sources.stats import GramStats
 from service.core import results
 from service.core.config import Settings, get_settings
 from service.core.errors import ArtifactGone, ArtifactNotSupported, ArtifactUnavailable
@@ -90,9 +97,9 @@ class KeptStats:
     reason: str | None = None
 
 
-RETRIEVAL_NO_HEAD = (
-    "a retrieval job trains no head: its answer is which dimensions to keep in the vector index (the "
-    "recommendation's k and method; first_k keeps the first k), not a classifier to download")
+RETRIEVAL_NO_STATS = (
+    "a retrieval job's PCA artifact needs the corpus statistics, and none were kept for this job (it ran before "
+    "retrieval artifacts existed): submit it again, or ask for method random_subset, first_k or random_projection")
 
 
 def is_remote(path: str | Path | None) -> bool:
@@ -108,13 +115,12 @@ def keep_stats(
     With `remote` (the URL of a remote store, issue 23) the file is then uploaded to
     ``<remote>/jobs/<job id>/stats-<attempt>.npz``, the reference is that URL, and the local file is removed."""
     report = analysis.report
-    if report.config.task == "retrieval":
-        return KeptStats(reason=RETRIEVAL_NO_HEAD)
-    if report.probe != "ridge":
+    retrieval = report.config.task == "retrieval"  # no head; its PCA artifact reads the corpus statistics
+    if report.probe != "ridge" and not retrieval:
         return KeptStats(reason=f"the {report.probe} probe's heads cannot be refitted from statistics")
-    if analysis.stats is None or analysis.model_facts is None:
+    if analysis.stats is None or (analysis.model_facts is None and not retrieval):
         return KeptStats(reason="the engine returned no layer statistics for this job")
-    weights_sha256, data_config = analysis.model_facts
+    weights_sha256, data_config = analysis.model_facts or (None, None)
     path = job_dir(store, job_id) / f"{STATS_PREFIX}{attempt}.npz"
     try:
         save_stats(analysis.stats, path)
@@ -132,7 +138,7 @@ def keep_stats(
         return KeptStats(
             path=kept_at, sha256=sha, size_bytes=size,
             weights_sha256=weights_sha256,
-            data_config=data_config_as_json(data_config),
+            data_config=None if data_config is None else data_config_as_json(data_config),
         )
     except Exception as exc:  # noqa: BLE001 - a full disk or a bad mount must not fail the analysis
         discard(KeptStats(path=path))
@@ -198,7 +204,7 @@ class ArtifactPlan:
     job_id: str
     report: Report
     recommendation: Recommendation
-    stats: JobStats
+    stats: JobStats | None  # None: a retrieval artifact that needs no statistics
     etag: str
     filename: str
     method: str = "random_subset"
@@ -216,6 +222,16 @@ def _stats_row(session: Session, job: Job) -> JobStats:
     return row
 
 
+def _retrieval_stats_row(session: Session, job: Job, method: str) -> JobStats | None:
+    """A retrieval artifact reads statistics for its PCA only (the corpus's principal axes)."""
+    if method != "pca":
+        return None
+    row = session.get(JobStats, job.id)
+    if row is None or row.path is None:
+        raise ArtifactUnavailable(job.id, RETRIEVAL_NO_STATS)
+    return row
+
+
 def plan_artifact(
     session: Session, job: Job, *, delta: float, delta_mode: str | None, criterion: str | None,
     method: str = "random_subset", fmt: str = "safetensors", layer: str | None = None,
@@ -230,18 +246,19 @@ def plan_artifact(
         raise ArtifactUnavailable(
             job.id, f"its stored report was written by another engine version and cannot be read "
             f"({exc.error_count()} field errors)") from exc
-    if report.config.task == "retrieval":
-        raise ArtifactNotSupported(job.id, "task", RETRIEVAL_NO_HEAD)
-    if report.probe != "ridge":
+    retrieval = report.config.task == "retrieval"
+    if report.probe != "ridge" and not retrieval:
         raise ArtifactNotSupported(
             job.id, "probe", f"a head is refitted from the layer statistics, which needs the ridge probe; this "
             f"job used the {report.probe!r} probe (submit it again with probe=ridge)")
-    row = _stats_row(session, job)
+    row = _retrieval_stats_row(session, job, method) if retrieval else _stats_row(session, job)
     rec = results.recommend_for(session, job, delta=delta, delta_mode=delta_mode, criterion=criterion, layer=layer)
     report = _layer_view(job.id, report, rec.layer)
     key = json.dumps(
-        {"job": job.id, "stats": row.sha256, "recommendation": rec.model_dump(mode="json", by_alias=True),
-         "format": FORMAT, "engine": __version__, "method": method, "file_format": fmt},
+        {"job": job.id, "stats": row.sha256 if row else None,
+         "recommendation": rec.model_dump(mode="json", by_alias=True),
+         "format": RETRIEVAL_FORMAT if retrieval else FORMAT, "engine": __version__, "method": method,
+         "file_format": fmt},
         sort_keys=True, separators=(",", ":"),
     )
     return ArtifactPlan(
@@ -264,8 +281,13 @@ def materialise(plan: ArtifactPlan, cache: Path | None = None) -> Path:
     """The artifact file for the plan (its model card beside it): built once per ETag, kept in the
     job's directory, and served from there afterwards. Statistics in a remote store are copied into
     `cache` (``Settings.stats_cache_dir``) by sha256 and the heads are kept there (a cache of the store)."""
-    assert plan.stats.path is not None
-    if is_remote(plan.stats.path):  # a remote store: a local copy by sha256, heads in the local cache
+    stats_path: Path | None
+    if plan.stats is None:  # a retrieval artifact drawn from the report alone: built into the local cache
+        stats_path = None
+        target = (cache or get_settings().stats_cache_dir) / plan.job_id / "heads" / plan.etag / plan.filename
+    elif plan.stats.path is None:
+        raise ArtifactUnavailable(plan.job_id, plan.stats.reason or "no layer statistics were kept for this job")
+    elif is_remote(plan.stats.path):  # a remote store: a local copy by sha256, heads in the local cache
         if cache is None:
             cache = get_settings().stats_cache_dir
         stats_path = _local_stats(plan, cache)
@@ -284,6 +306,7 @@ def materialise(plan: ArtifactPlan, cache: Path | None = None) -> Path:
 def _local_stats(plan: ArtifactPlan, cache: Path) -> Path:
     """The statistics file of a remote store, copied into ``<cache>/<job id>/<sha256>.npz`` (checked against
     the recorded sha256; a cache, safe to delete, removed with the job)."""
+    assert plan.stats is not None
     url, sha = str(plan.stats.path), plan.stats.sha256 or "unknown"
     local = cache / plan.job_id / f"{sha}.npz"
     if local.is_file():
@@ -306,18 +329,29 @@ def _local_stats(plan: ArtifactPlan, cache: Path) -> Path:
     return local
 
 
-def _build(plan: ArtifactPlan, stats_path: Path, target: Path) -> Path:
+def _load(plan: ArtifactPlan, stats_path: Path | None) -> GramStats | None:
+    if stats_path is None:
+        return None
     if not stats_path.is_file():
         raise ArtifactGone(plan.job_id, f"{stats_path} does not exist")
     try:
-        stats = load_stats(stats_path)
+        return load_stats(stats_path)
     except RedundancyError as exc:  # unreadable or inconsistent (redundancy.sources.features_store)
         raise ArtifactGone(plan.job_id, exc.message) from exc
+
+
+def _build(plan: ArtifactPlan, stats_path: Path | None, target: Path) -> Path:
+    stats = _load(plan, stats_path)
+    sha = plan.stats.weights_sha256 if plan.stats else None
+    data_config = dict(plan.stats.data_config or {}) if plan.stats else {}
     try:
-        art = build_method_artifact(
-            plan.report, layer_stats(plan.report, stats), plan.recommendation, plan.method,
-            weights_sha256=plan.stats.weights_sha256 or "", data_config=dict(plan.stats.data_config or {}),
-        )
+        if plan.report.config.task == "retrieval":
+            art = build_retrieval_artifact(plan.report, plan.recommendation, plan.method, stats=stats,
+                                           weights_sha256=sha, data_config=data_config)
+        else:
+            assert stats is not None
+            art = build_method_artifact(plan.report, layer_stats(plan.report, stats), plan.recommendation,
+                                        plan.method, weights_sha256=sha or "", data_config=data_config)
     except ArtifactError as exc:
         if exc.field in ("method", "layer"):  # a baseline the job did not run (or no head at its k); a swept layer
             raise ArtifactNotSupported(plan.job_id, exc.field, exc.message) from exc  # whose statistics were not kept

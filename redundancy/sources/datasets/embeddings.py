@@ -8,6 +8,8 @@ file's first bytes:
   **Or explicit retrieval pairs** (`task: retrieval` only): `corpus` (n_c × d), `queries` (n_q × d) and
   `qrels` (m × 2 or m × 3 integers: query row, corpus row[, relevance]; rows with relevance ≤ 0 are
   dropped, relevance is binary). The corpus becomes the train split, the queries the test split.
+- **a directory** of explicit retrieval pairs as tables: `corpus` and `queries` (`id`, `embedding`) and
+  `qrels` (`query_id`, `doc_id`[, `relevance`]), each `.parquet` or `.jsonl` (`pair_files`).
 - `.parquet`: one row per sample; an embedding column (fixed-size list or list of floats), a label
   column (integers or strings) and a split column (`train` / `test`); the column names come from
   the dataset fields `embedding_column`, `label_column`, `split_column`.
@@ -30,13 +32,14 @@ from typing import Any, Literal
 import numpy as np
 
 from redundancy.errors import DatasetFormatError, DatasetNotFoundError
-from redundancy.hashing import hash_file
+from redundancy.hashing import hash_file, hash_json
+from redundancy.sources.datasets import pair_files
 from redundancy.sources.datasets.base import ImageDataset
 from redundancy.sources.datasets.rows import RowSplit, encode_labels
 
 # The widest representation accepted: the probe keeps a d × d float64 Gram (2 GiB at 16,384).
 MAX_EMBEDDING_WIDTH = 16_384
-EmbeddingsFormat = Literal["npz", "parquet", "safetensors"]
+EmbeddingsFormat = Literal["npz", "parquet", "safetensors", "pairs"]  # pairs: a directory of tables
 SPLIT_NAMES = ("train", "test")
 ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 PAIR_ARRAYS = ("corpus", "queries", "qrels")
@@ -87,17 +90,19 @@ def embeddings_format(path: Path) -> EmbeddingsFormat:
 def check_embeddings(path: Path, columns: Columns = Columns()) -> EmbeddingsHeader:
     """Cheap checks from the file's header: the arrays or columns exist, shapes and dtypes fit, the
     width is within 1 .. MAX_EMBEDDING_WIDTH. Raises DatasetNotFoundError / DatasetFormatError."""
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise DatasetNotFoundError(f"embeddings file not found: {path}")
-    fmt = embeddings_format(path)
+    fmt = "pairs" if path.is_dir() else embeddings_format(path)
     try:
-        if fmt == "npz":
+        if fmt == "pairs":
+            header = _pairs_dir_header(path)
+        elif fmt == "npz":
             header = _npz_header(path)
         elif fmt == "safetensors":
             header = _safetensors_header(path)
         else:
             header = _parquet_header(path, columns)
-    except DatasetFormatError:
+    except (DatasetFormatError, DatasetNotFoundError):
         raise
     except Exception as exc:  # a truncated or foreign file: the reader's own words
         raise DatasetFormatError(f"{path.name} is not a readable .{fmt} file: {type(exc).__name__}: {exc}") from exc
@@ -108,6 +113,8 @@ def check_embeddings(path: Path, columns: Columns = Columns()) -> EmbeddingsHead
 def load_embeddings(spec: str, path: Path, columns: Columns = Columns()) -> ImageDataset:
     """The file's vectors as a dataset of `RowSplit`s (float32 rows), content-hashed."""
     header = check_embeddings(path, columns)
+    if header.format == "pairs":
+        return load_pairs_dir(spec, path)
     if header.format == "npz" and is_pairs(path):
         return load_pairs(spec, path)
     if header.format == "npz":
@@ -249,6 +256,48 @@ def load_pairs(spec: str, path: Path) -> ImageDataset:
                         test=splits["test"], qrels=qrels)  # type: ignore[arg-type]
 
 
+def _pair_tables(path: Path) -> tuple[Path, Path, Path]:
+    return (pair_files.find_table(path, "corpus"), pair_files.find_table(path, "queries"),
+            pair_files.find_table(path, "qrels", (*pair_files.TABLE_SUFFIXES, ".tsv")))
+
+
+def _pairs_dir_header(path: Path) -> EmbeddingsHeader:
+    """A directory of explicit pairs: the three tables exist and corpus and queries have one width."""
+    corpus, queries, _qrels = _pair_tables(path)
+    d_c, d_q = pair_files.vectors_width(corpus), pair_files.vectors_width(queries)
+    if d_c != d_q:
+        raise DatasetFormatError(f"{path.name}/: {corpus.name} has width {d_c} but {queries.name} {d_q}")
+    return EmbeddingsHeader(path, "pairs", d_c, {})
+
+
+def load_pairs_dir(spec: str, path: Path) -> ImageDataset:
+    """A directory of explicit pairs as a dataset, as `load_pairs` makes of an .npz: the corpus as train, the
+    queries with a relevant pair as test, the relevant (query row, corpus row) pairs as `qrels`."""
+    corpus_path, queries_path, qrels_path = _pair_tables(path)
+    doc_ids, corpus = pair_files.read_vectors(corpus_path)
+    query_ids, queries = pair_files.read_vectors(queries_path)
+    kept, qrels = pair_files.pair_rows(qrels_path, pair_files.read_qrels(qrels_path), query_ids, doc_ids)
+    x = {"train": corpus, "test": queries[kept]}
+    if corpus.shape[1] != queries.shape[1]:
+        raise DatasetFormatError(f"{path.name}/: corpus has width {corpus.shape[1]} but queries {queries.shape[1]}")
+    _check_width(path, corpus.shape[1])
+    for split in SPLIT_NAMES:
+        _check_values(path, split, x[split], corpus.shape[1])
+    ident = f"embeddings:pairs-dir:sha256={content_hash(path)}"
+    splits = {s: RowSplit(np.ascontiguousarray(x[s], dtype=np.float32),
+                          np.full(len(x[s]), 0 if s == "train" else 1, dtype=np.int64), f"{ident}:{s}")
+              for s in SPLIT_NAMES}
+    return ImageDataset(spec=spec, classes=list(PAIR_CLASSES), train=splits["train"],  # type: ignore[arg-type]
+                        test=splits["test"], qrels=qrels)  # type: ignore[arg-type]
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of an embeddings file, or of a pairs directory's three tables (names and contents)."""
+    if not path.is_dir():
+        return hash_file(path)
+    return hash_json({p.name: hash_file(p) for p in _pair_tables(path)})
+
+
 def is_pairs(path: Path) -> bool:
     """Whether an embeddings file is an explicit-pairs .npz (it holds `qrels`)."""
     if not path.is_file() or embeddings_format(path) != "npz":
@@ -356,26 +405,10 @@ def _parquet_header(path: Path, columns: Columns) -> EmbeddingsHeader:
 
 def _parquet_arrays(path: Path, columns: Columns) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], None]:
     import pyarrow as pa  # lazy: the optional `text` extra
-    import pyarrow.compute as pc  # lazy: as above
     import pyarrow.parquet as pq  # lazy: as above
 
     table = pq.read_table(path, columns=[columns.embedding, columns.label, columns.split])
-    emb = table.column(columns.embedding).combine_chunks()
-    if emb.null_count:
-        raise DatasetFormatError(f"{path.name}: {emb.null_count} row(s) have no {columns.embedding!r} vector")
-    if pa.types.is_fixed_size_list(emb.type):
-        d = emb.type.list_size
-    else:
-        lengths = pc.list_value_length(emb).to_numpy(zero_copy_only=False)
-        d = int(lengths[0]) if len(lengths) else 0
-        ragged = np.flatnonzero(lengths != d)
-        if len(ragged):
-            raise DatasetFormatError(
-                f"{path.name}: ragged vectors in {columns.embedding!r}: row 0 has {d} values but "
-                f"{len(ragged)} row(s) differ (row {ragged[0]} has {lengths[ragged[0]]})"
-            )
-    flat = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)  # nulls become NaN
-    x_all = flat.reshape(len(emb), d)
+    x_all = pair_files.as_matrix(table.column(columns.embedding).combine_chunks(), path, columns.embedding)
     labels = table.column(columns.label)
     if labels.null_count:
         raise DatasetFormatError(f"{path.name}: {labels.null_count} row(s) have no label in {columns.label!r}")

@@ -4,7 +4,9 @@
   text with a space, as BEIR's sentence-transformers evaluation does);
 - `queries.jsonl`: `_id` and `text`;
 - `qrels/test.tsv` (BEIR) or `qrels.tsv`: a header line, then `query-id <tab> corpus-id <tab> score`;
-  pairs with a score ≤ 0 are dropped, relevance is binary.
+  or `qrels/test.jsonl`, `qrels.jsonl`, `qrels.parquet`: columns `query_id`, `doc_id`, optional
+  `relevance` (BEIR's `query-id`, `corpus-id`, `score` too; `pair_files.read_qrels`). Pairs with a
+  score ≤ 0 are dropped, relevance is binary.
 
 Only the queries named in the qrels are kept (in file order); the corpus is every document. The corpus
 becomes the train split (label `corpus`), the queries the test split (label `query`), and the qrels
@@ -21,10 +23,11 @@ import numpy as np
 from redundancy.errors import DatasetFormatError, DatasetNotFoundError
 from redundancy.hashing import hash_file, hash_json
 from redundancy.sources.datasets.base import ImageDataset
+from redundancy.sources.datasets.pair_files import pair_rows, read_qrels
 from redundancy.sources.datasets.rows import RowSplit
 
 PAIR_CLASSES = ["corpus", "query"]
-QRELS_FILES = ("qrels/test.tsv", "qrels.tsv")
+QRELS_FILES = ("qrels/test.tsv", "qrels.tsv", "qrels/test.jsonl", "qrels.jsonl", "qrels.parquet")
 
 
 def _jsonl(path: Path) -> list[dict[str, object]]:
@@ -47,6 +50,8 @@ def _qrels(directory: Path) -> tuple[Path, list[tuple[str, str]]]:
     path = next((directory / f for f in QRELS_FILES if (directory / f).is_file()), None)
     if path is None:
         raise DatasetNotFoundError(f"{directory.name}/: no {' or '.join(QRELS_FILES)}")
+    if path.suffix != ".tsv":
+        return path, read_qrels(path)
     pairs = []
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter="\t")
@@ -70,22 +75,13 @@ def load_text_pairs(spec: str, directory: Path) -> ImageDataset:
     corpus = _jsonl(directory / "corpus.jsonl")
     queries = _jsonl(directory / "queries.jsonl")
     qrels_path, pairs = _qrels(directory)
-    doc_row = {str(d["_id"]): i for i, d in enumerate(corpus)}
-    wanted = {q for q, _ in pairs}
-    kept = [q for q in queries if str(q["_id"]) in wanted]
-    query_row = {str(q["_id"]): i for i, q in enumerate(kept)}
-    unknown = sorted({q for q, _ in pairs} - set(query_row))[:3] + sorted({d for _, d in pairs} - set(doc_row))[:3]
-    if unknown:
-        raise DatasetFormatError(f"{qrels_path.name} names ids that are not in queries.jsonl / corpus.jsonl: "
-                                 f"{', '.join(map(repr, unknown))}")
-    if not pairs:
-        raise DatasetFormatError(f"{qrels_path.name} holds no relevant pair (score > 0)")
+    rows, qrels = pair_rows(qrels_path, pairs, [str(q["_id"]) for q in queries], [str(d["_id"]) for d in corpus])
+    kept = [queries[i] for i in rows]
     texts = {
         "train": np.array([(f"{d['title']} {d['text']}" if d.get("title") else str(d["text"])) for d in corpus],
                           dtype=object),
         "test": np.array([str(q["text"]) for q in kept], dtype=object),
     }
-    qrels = np.unique(np.array([(query_row[q], doc_row[d]) for q, d in pairs], dtype=np.int64), axis=0)
     ident = "text-pairs:" + hash_json([hash_file(directory / "corpus.jsonl"), hash_file(directory / "queries.jsonl"),
                                        hash_file(qrels_path)])
     splits = {s: RowSplit(texts[s], np.full(len(texts[s]), 0 if s == "train" else 1, dtype=np.int64), f"{ident}:{s}")

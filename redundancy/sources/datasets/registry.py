@@ -31,7 +31,8 @@ DATASET_SCHEMES: dict[str, str] = {
     "oxford_pets": "torchvision Oxford-IIIT Pets (trainval / test) under the data root.",
     "flowers102": "torchvision Flowers-102 (train / test) under the data root.",
     "embeddings:<path>": "precomputed vectors, no model: .npz (x_train, y_train, x_test, y_test), .parquet "
-    "(embedding, label and split columns) or .safetensors.",
+    "(embedding, label and split columns) or .safetensors; a directory: explicit retrieval pairs, corpus and "
+    "queries (id, embedding) and qrels (query_id, doc_id, relevance) as .parquet or .jsonl.",
     "text:<path>": "labelled texts for an hf: model: .csv, .jsonl or .parquet (text, label, optional split columns); "
     "a directory: explicit retrieval pairs, BEIR layout (corpus.jsonl, queries.jsonl, qrels/test.tsv).",
 }

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from redundancy.hashing import hash_file
-from redundancy.sources.datasets.embeddings import Columns, check_embeddings
+from redundancy.sources.datasets.embeddings import Columns, check_embeddings, content_hash
 from redundancy.sources.datasets.rows import RowSplit
 from redundancy.sources.encoders.base import FeatureSource
 
@@ -20,7 +19,7 @@ class Precomputed(FeatureSource):
         header = check_embeddings(path, columns)  # cheap: shapes from the header, the width within the cap
         self.name = "precomputed"
         self.weights_source = "file"
-        self.weights_identity = f"sha256:{hash_file(path)}"
+        self.weights_identity = f"sha256:{content_hash(path)}"  # a file, or a pairs directory's tables
         self.layer = PRECOMPUTED_LAYER
         self.pooling = f"none (precomputed {header.format} vectors, width {header.d})"
         self.data_config = {"input_size": [header.d], "format": header.format}

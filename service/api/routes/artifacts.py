@@ -1,4 +1,5 @@
-"""/v1/jobs/{id}/artifact: the subset head for any δ as .safetensors, and its JSON model card (issue 12)."""
+"""/v1/jobs/{id}/artifact: the subset head for any δ as .safetensors, and its JSON model card (issue 12); for a
+retrieval job the kept dimensions only, no head (issue 20)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _errors(ok: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
         409: {**PROBLEM, "description": "Not succeeded (yet), or no statistics were kept for it (the reason says why)"},
         410: {**PROBLEM, "description": "Its statistics file is gone from the artifact store"},
         422: {**PROBLEM, "description": "δ out of range (names `delta`), or a probe that cannot give a head "
-              "(logistic; names `probe`), or a retrieval job, which trains no head (names `task`)"},
+              "(logistic; names `probe`), or a method the job did not run (names `method`)"},
     }
 
 
@@ -62,7 +63,9 @@ def _plan(session: SessionDep, owner: str, job_id: str, delta: float | None, del
         "description": "One .safetensors file: `indices` (int64, the kept neurons in channel order), `weight` "
         "(k × C) and `bias` (C), so that `logits = x_raw[:, indices] @ weight + bias` on the layer's raw output; "
         "the metadata (model, weights hash, layer, input transform, dataset, recommendation, the subset's own "
-        "test accuracy) in its header. Load it with `redundancy.deploy.load_artifact`.",
+        "test accuracy) in its header. Load it with `redundancy.deploy.load_artifact`. A retrieval job's artifact "
+        "has no head: `indices` (and `projection` for pca / random_projection) and the metric, score and full_score "
+        "in its metadata; `redundancy.deploy.reducer(art)` cuts full embeddings to the kept dimensions.",
         "headers": {"ETag": {"description": "Same job, statistics, recommendation and engine → same ETag.",
                              "schema": {"type": "string"}}},
     }),

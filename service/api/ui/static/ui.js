@@ -80,6 +80,19 @@ function showError(box, err) {
 }
 
 /** One line for a recommendation: "keep k of d neurons (fraction f, DR = …)". */
+/** What the job page calls its score and its fairness groups: accuracy and classes, or for a retrieval job
+ * its metric (ndcg@10 → "nDCG@10") and the deciles of queries. */
+function scoreLabels(metric) {
+  const names = { "ndcg@10": "nDCG@10", "recall@10": "recall@10", "map@10": "mAP@10", "top10_overlap": "top-10 overlap" };
+  if (!metric || metric === "accuracy") {
+    return { score: "accuracy", title: "Accuracy", gini: "Gini of per-class accuracy", worst: "worst class",
+      hurt: "Classes that lose most", group: "class", subject: "random neuron subsets" };
+  }
+  const name = names[metric] || metric;
+  return { score: name, title: name, gini: "Gini of query-decile scores", worst: "worst decile of queries",
+    hurt: "Query deciles that lose most", group: "query decile", subject: "random dimension subsets" };
+}
+
 function answerText(rec) {
   if (!rec.met_below_full) return `keep the full layer: no tested fraction below 1 stays within δ = ${rec.delta}`;
   return `keep ${rec.k} of ${rec.d} neurons (fraction ${rec.fraction}, DR = ${rec.dr.toFixed(3)})`;
@@ -341,7 +354,12 @@ function fillRecommendation(rec, report) {
   $("#answer").textContent = answerText(rec);
   $("#answer").dataset.fraction = String(rec.fraction);
   $("#answer").dataset.k = String(rec.k);
-  $("#answer-detail").textContent = `${rec.metric || "accuracy"} ${pct(rec.accuracy)} against ${pct(rec.full_accuracy)} for the full `
+  const lab = scoreLabels(rec.metric);
+  $("#curve-title").textContent = `${lab.title} against the fraction kept`;
+  $("#curve-hint").textContent = `Seed-mean ${lab.score} of ${lab.subject} (log axis); dashed: the threshold; red: f*.`;
+  $("#hurt-title").textContent = lab.hurt;
+  $("#hurt-group").textContent = lab.group;
+  $("#answer-detail").textContent = `${lab.score} ${pct(rec.accuracy)} against ${pct(rec.full_accuracy)} for the full `
     + `layer; threshold ${pct(rec.threshold)} (δ = ${rec.delta}, ${rec.mode}, criterion ${rec.criterion})`;
   Object.assign($("#answer-detail").dataset, {
     threshold: String(rec.threshold), delta: String(rec.delta), mode: rec.mode, criterion: rec.criterion });
@@ -354,9 +372,9 @@ function fillRecommendation(rec, report) {
   $("#constrained").textContent = rec.constrained ? `Under the fairness limits: ${rec.constrained.note}` : "";
   const f = rec.fairness;
   $("#fairness tbody").replaceChildren(
-    row("Gini of per-class accuracy", f.gini_full.toFixed(4), f.gini_at.toFixed(4), signed(f.gini_change)),
+    row(lab.gini, f.gini_full.toFixed(4), f.gini_at.toFixed(4), signed(f.gini_change)),
     row("coefficient of variation", f.cv_full.toFixed(4), f.cv_at.toFixed(4), signed(f.cv_change)),
-    row("worst class", pct(f.worst_class_full), pct(f.worst_class_at), signedPts(f.worst_class_change)),
+    row(lab.worst, pct(f.worst_class_full), pct(f.worst_class_at), signedPts(f.worst_class_change)),
     row("best − worst", pct(f.range_full), pct(f.range_at), signedPts(f.range_change)));
   const hurt = (f.most_hurt_classes || []).slice(0, 5);
   $("#hurt tbody").replaceChildren(...hurt.map((c) =>
@@ -364,9 +382,9 @@ function fillRecommendation(rec, report) {
   const ci = (rec.ci_low !== null && rec.ci_low !== undefined) ? `${pct(rec.ci_low)} – ${pct(rec.ci_high)}` : "not computed (bootstrap = 0)";
   const yesNo = (b) => b === null || b === undefined ? "–" : (b ? "yes" : "no");
   $("#robustness tbody").replaceChildren(
-    row("worst seed accuracy at f*", pct(rec.worst_seed_accuracy)),
+    row(`worst seed ${lab.score} at f*`, pct(rec.worst_seed_accuracy)),
     row("holds for the worst seed", yesNo(rec.holds_worst_seed)),
-    row("bootstrap CI of the accuracy", ci),
+    row(`bootstrap CI of the ${lab.score}`, ci),
     row("holds under the CI's lower bound", yesNo(rec.holds_ci_lower)),
     row("f* from refinement probes", yesNo(rec.refined)));
   if (report) drawCurve($("#curve"), layerSummary(report, rec.layer), rec);
