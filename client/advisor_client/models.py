@@ -117,6 +117,10 @@ class Fairness(_Open):
     range_at_std: float = 0.0
     seeds_full: int | None = None
     seeds_at: int | None = None
+    # Retrieval only: the mean score of the worst 10 % of queries (per seed, then averaged); None otherwise.
+    worst_decile_full: float | None = None
+    worst_decile_at: float | None = None
+    worst_decile_change: float | None = None
     most_hurt_classes: list[ClassLoss]
 
 
