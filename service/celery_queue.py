@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from service.core import tracing
 from service.core.queue import RUN_JOB_TASK
 
 
@@ -19,7 +20,10 @@ class CeleryJobQueue:
         self.celery, self.queue = celery, queue
 
     def enqueue(self, job_id: str) -> None:
-        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+        """Send the job; when traced, its message carries the trace context (``traceparent`` header), so the
+        worker's spans join the request's trace."""
+        with tracing.span("enqueue", kind="producer", job_id=job_id, **{"messaging.destination.name": self.queue}):
+            self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue, headers=tracing.inject())
 
     def ping(self, timeout: float = 3.0) -> str | None:
         """None when reachable, else a short reason."""
