@@ -3,9 +3,8 @@
 * :func:`start`: each worker process sets up its exporter (``worker_process_init`` for a prefork child;
   a solo or threads pool has no child, so :func:`task_span` sets it up on its first task);
 * :func:`task_span`: a task's span, continuing the trace its message carries (``traceparent`` in the
-  message's headers, put there by :class:`service.celery_queue.CeleryJobQueue` or :func:`inject_headers`);
-* :func:`inject_headers`: messages the worker itself publishes (a sharded job's chord) carry the task's
-  trace on, so the shards and the reduce join the job's one trace.
+  message's headers, put there by :func:`service.celery_queue.carry_trace` for every message sent, the
+  API's jobs and a sharded job's chord alike, so the shards and the reduce join the job's one trace).
 
 The stages' spans come from the progress monitor (:class:`workers.monitor.JobMonitor`).
 """
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from celery import Task
-from celery.signals import before_task_publish, worker_process_init
+from celery.signals import worker_process_init
 
 from service.core import tracing
 from service.core.config import get_settings
@@ -46,10 +45,3 @@ def task_span(task: Task, job_id: str, **attributes: Any) -> Iterator[None]:
     with tracing.span(f"task {task.name}", kind="consumer", parent=parent, job_id=job_id,
                       **{"messaging.message.id": task.request.id}, **attributes):
         yield
-
-
-@before_task_publish.connect
-def inject_headers(headers: dict[str, Any] | None = None, **_: object) -> None:
-    """A message this process sends from inside a traced task carries the trace on (kept if it has one)."""
-    if headers is not None and not any(name in headers for name in tracing.fields()):
-        headers.update(tracing.inject())

@@ -6,12 +6,13 @@ Every function here does nothing when the extra is not installed or no endpoint 
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``): no import error, no span, an empty carrier.
 
 Spans (their names): ``HTTP <method> <route>`` (``service.api.traces``), ``enqueue``
-(``service.celery_queue``), ``task <name>`` (``workers.traced``), one span per engine stage
-(:class:`StageSpans`, fed by the worker's progress monitor: ``load_model``, ``load_data``, ``extract``,
-``probe``, ``advise``) and ``store`` (the worker writing the result). The context crosses processes in
-the Celery message's headers (W3C ``traceparent``: :func:`inject`, :func:`extract`) and threads as an
-object (:func:`current`, :func:`attached`). Attributes: ``advisor.job_id`` and ``advisor.owner``, the
-first 12 hex digits of the SHA-256 of the caller's API key (the owner the database keeps), never the key.
+(``service.celery_queue``, which also puts the context in every message sent), ``task <name>``
+(``workers.traced``), one span per engine stage (:class:`StageSpans`, fed by the worker's progress
+monitor: ``load_model``, ``load_data``, ``extract``, ``probe``, ``advise``) and ``store`` (the worker
+writing the result). The context crosses processes in the Celery message's headers (W3C ``traceparent``:
+:func:`inject`, :func:`extract`) and threads as an object (:func:`current`, :func:`attached`). Attributes:
+``advisor.job_id`` and ``advisor.owner``, the first 12 hex digits of the SHA-256 of the caller's API key
+(the owner the database keeps), never the key.
 No auto-instrumentation package: four hand-written spans need three small dependencies and no monkey-patching.
 """
 
