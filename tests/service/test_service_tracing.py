@@ -177,3 +177,14 @@ def test_without_the_extra_the_module_imports_and_does_nothing(tmp_path: Path, m
     assert bare.setup(settings, "worker") is False and not bare.enabled()
     with bare.span("nothing") as s, bare.attached(object()):
         assert s is None and bare.inject() == {} and bare.ids() is None and bare.fields() == set()
+
+
+def test_the_otel_extra_is_declared_and_installed_by_make_and_the_image() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {req.split(">")[0].split("=")[0].strip() for req in extras["otel"]}
+    assert names == {"opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"}
+    assert "otel" in (root / "Makefile").read_text().split("pip install -q -e '.[", 1)[1].split("]", 1)[0].split(",")
+    assert "otel" in (root / "Dockerfile").read_text().split("ARG EXTRAS=", 1)[1].splitlines()[0].split(",")
