@@ -9,22 +9,35 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import http.server
 import importlib.util
 import json
 import logging
+import os
+import subprocess
 import sys
+import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import after_setup_logger
 from fastapi.testclient import TestClient
 
+from service.celery_queue import CeleryJobQueue
 from service.core import tracing
-from service.core.config import Settings
+from service.core.config import Settings, get_settings
 from service.core.logs import JsonLines
+from service.core.outbox import SendLater
+from service.main import create_app
 from tests.service.conftest import FakeEngine, small_job
+from workers import celery_app, tasks
+from workers.runner import execute_job
+from workers.traced import message_headers
 
 KEY = "tracing-test-key-0123456789"
 
@@ -48,14 +61,6 @@ def spans() -> Iterator[Any]:
 def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worker_stages(
     spans: Any, tmp_path: Path, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from celery.contrib.testing.worker import start_worker
-
-    from service.celery_queue import CeleryJobQueue
-    from service.core.outbox import SendLater
-    from service.main import create_app
-    from workers import celery_app, tasks
-    from workers.runner import execute_job
-
     settings = settings_factory(tmp_path, broker_url="memory://", result_backend_url="cache+memory://",
                                 api_keys=KEY, queue=f"traced-{tmp_path.name}")
     monkeypatch.setitem(celery_app.app.conf, "advisor_settings", settings)  # what the tasks read
@@ -100,8 +105,6 @@ def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worke
 
 
 def test_the_message_carries_the_context_and_the_task_continues_it(spans: Any) -> None:
-    from workers.traced import message_headers
-
     with tracing.span("request") as outer:
         carrier = tracing.inject()
     assert set(carrier) >= {"traceparent"}
@@ -180,11 +183,70 @@ def test_without_the_extra_the_module_imports_and_does_nothing(tmp_path: Path, m
 
 
 def test_the_otel_extra_is_declared_and_installed_by_make_and_the_image() -> None:
-    import tomllib
-
     root = Path(__file__).resolve().parents[2]
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     names = {req.split(">")[0].split("=")[0].strip() for req in extras["otel"]}
     assert names == {"opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"}
     assert "otel" in (root / "Makefile").read_text().split("pip install -q -e '.[", 1)[1].split("]", 1)[0].split(",")
     assert "otel" in (root / "Dockerfile").read_text().split("ARG EXTRAS=", 1)[1].splitlines()[0].split(",")
+
+
+def test_a_configured_process_exports_its_spans_by_otlp_http(tmp_path: Path) -> None:
+    """ADVISOR_OTEL_ENDPOINT set: a fresh process (as `advisor worker` would) sets up the SDK and POSTs its
+    spans as OTLP protobuf to ``<endpoint>/v1/traces`` (a collector stand-in on loopback)."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the handler's API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    code = (
+        "from opentelemetry import trace\n"
+        "from service.core import tracing\n"
+        "from service.core.config import Settings\n"
+        "assert tracing.setup(Settings(), 'worker')\n"
+        "with tracing.span('extract', job_id='job-1'):\n"
+        "    pass\n"
+        "trace.get_tracer_provider().shutdown()\n"
+    )
+    env = {**os.environ, "ADVISOR_OTEL_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "DATA_DIR": str(tmp_path)}
+    try:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert [(path, ctype) for path, ctype, _ in received] == [("/v1/traces", "application/x-protobuf")]
+    request = ExportTraceServiceRequest.FromString(received[0][2])
+    (resource,) = request.resource_spans
+    attrs = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert attrs["service.name"] == "redundancy-advisor" and attrs["advisor.component"] == "worker"
+    (exported,) = [s for scope in resource.scope_spans for s in scope.spans]
+    assert exported.name == "extract"
+    assert {a.key: a.value.string_value for a in exported.attributes}["advisor.job_id"] == "job-1"
+
+
+def test_a_worker_asked_for_json_writes_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Celery's after_setup_logger (sent once the worker has set up its handlers) switches them to JSON."""
+    monkeypatch.setenv("ADVISOR_LOG_FORMAT", "json")
+    get_settings.cache_clear()
+    logger = logging.getLogger("tests.tracing.worker")
+    handler = logging.StreamHandler()
+    logger.addHandler(handler)
+    try:
+        after_setup_logger.send(sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="",
+                                colorize=False)
+        assert isinstance(handler.formatter, JsonLines)
+    finally:
+        logger.removeHandler(handler)
+        get_settings.cache_clear()
