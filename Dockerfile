@@ -7,8 +7,9 @@ FROM python:3.11-slim AS base
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # Optional parts (pyproject.toml extras): text = hf: encoders and text: datasets, onnx = ONNX artifacts,
-# mlflow = the job option `mlflow` (which also needs the client package, installed below), s3 = an S3/MinIO store.
-ARG EXTRAS=text,onnx,mlflow,s3
+# mlflow = the job option `mlflow` (which also needs the client package, installed below), s3 = an S3/MinIO store,
+# otel = OpenTelemetry traces (ADVISOR_OTEL_ENDPOINT).
+ARG EXTRAS=text,onnx,mlflow,s3,otel
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

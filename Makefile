@@ -13,7 +13,7 @@ $(BIN)/python:
 # Torch first, pinned: an unpinned resolver run may fetch a multi-GB build from elsewhere.
 $(VENV)/.installed: pyproject.toml client/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q -e '.[dev,text,onnx,mlflow]' -e './client[webhooks]'
+	$(BIN)/pip install -q -e '.[dev,text,onnx,mlflow,otel]' -e './client[webhooks]'
 	touch $@
 
 setup: $(VENV)/.installed

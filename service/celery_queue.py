@@ -7,8 +7,12 @@ no API, no workers, so both sides may import it.
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery
+from celery.signals import before_task_publish
+
+from service.core import tracing
 from service.core.queue import RUN_JOB_TASK
 
 
@@ -19,7 +23,9 @@ class CeleryJobQueue:
         self.celery, self.queue = celery, queue
 
     def enqueue(self, job_id: str) -> None:
-        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+        """Send the job, in an ``enqueue`` span when traced (its message carries it on: :func:`carry_trace`)."""
+        with tracing.span("enqueue", kind="producer", job_id=job_id, **{"messaging.destination.name": self.queue}):
+            self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
 
     def ping(self, timeout: float = 3.0) -> str | None:
         """None when reachable, else a short reason."""
@@ -42,3 +48,12 @@ class CeleryJobQueue:
                     return int(ch.queue_declare(queue=self.queue, passive=True).message_count)
         except Exception:  # noqa: BLE001 - unknown depth
             return None
+
+
+@before_task_publish.connect
+def carry_trace(headers: dict[str, Any] | None = None, **_: object) -> None:
+    """Every message this process sends (a job from the API, a sharded job's chord from a worker) carries the
+    current trace context in its headers (W3C ``traceparent``), so the task that receives it continues the
+    job's one trace (:func:`workers.traced.task_span`). Nothing when tracing is off."""
+    if headers is not None and not any(name in headers for name in tracing.fields()):
+        headers.update(tracing.inject())

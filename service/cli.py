@@ -26,7 +26,7 @@ import threading
 import time
 
 from redundancy.cli import main as engine_cli
-from service.core import process
+from service.core import logs, process
 from service.core.config import Settings, get_settings
 from service.startup import print_component, quiet_celery, quiet_libraries, uvicorn_log_config
 
@@ -146,7 +146,7 @@ def _apply_data_dir(args: argparse.Namespace) -> None:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(level, get_settings().log_format)  # text, or JSON lines with job and trace ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     io: dict[str, object] = {**SERVER_IO, "http": LimitedHttpToolsProtocol}  # heads capped: 431
     try:
-        log_config = uvicorn_log_config(args.log_level, args.verbose)
+        log_config = uvicorn_log_config(args.log_level, args.verbose, json_lines=settings.log_format == "json")
         if args.workers > 1:  # each process builds its app from the environment (service.main:app)
             uvicorn.run("service.main:app", host=args.host, port=args.port, log_config=log_config, log_level=None,
                         workers=args.workers, **io)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from service.api.app import build_app
 from service.broker import CeleryQueue
+from service.core import tracing
 from service.core.config import Settings, get_settings
 from service.core.outbox import SendLater
 from service.core.queue import JobQueue
@@ -28,6 +29,7 @@ def create_app(
     """The API on ``settings`` (default: the environment). Without ``queue`` jobs go to Celery through
     the configured broker; a test passes its own queue and runs jobs in-process."""
     settings = settings or get_settings()
+    tracing.setup(settings, "api")  # OTLP traces when the `otel` extra is installed and an endpoint set
     if queue is not None:
         return build_app(settings, queue, maintenance=maintenance, on_shutdown=on_shutdown)
     broker = CeleryQueue(settings)

@@ -29,11 +29,14 @@ def quiet_celery() -> None:
     warnings.filterwarnings("ignore", category=SecurityWarning)
 
 
-def uvicorn_log_config(level: str, verbose: bool) -> dict[str, Any]:
-    """Uvicorn's own logging config, with its start-up lines (`uvicorn.error` INFO) held back when quiet."""
+def uvicorn_log_config(level: str, verbose: bool, json_lines: bool = False) -> dict[str, Any]:
+    """Uvicorn's own logging config, with its start-up lines (`uvicorn.error` INFO) held back when quiet;
+    ``json_lines``: its lines as JSON too (``ADVISOR_LOG_FORMAT=json``, :class:`service.core.logs.JsonLines`)."""
     from uvicorn.config import LOGGING_CONFIG  # lazy: the worker process never loads uvicorn
 
     cfg = copy.deepcopy(LOGGING_CONFIG)
+    if json_lines:
+        cfg["formatters"] = {name: {"()": "service.core.logs.JsonLines"} for name in cfg["formatters"]}
     lvl = level.upper()
     for name in ("uvicorn", "uvicorn.access"):
         cfg["loggers"][name]["level"] = lvl

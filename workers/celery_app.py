@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import after_setup_logger, worker_process_init, worker_ready
 from kombu.transport import sqlalchemy as sqla_transport
 
 from redundancy.threads import cap_threads
 from service.celery_queue import CeleryJobQueue
+from service.core import logs
 from service.core.config import Settings, get_settings
 from service.core.maintenance import run_maintenance_once
 from service.core.queue import celery_config
@@ -46,6 +47,12 @@ app = make_celery()
 def _cap_threads(**_: object) -> None:
     """Each prefork child: torch and BLAS threads capped to one job's share (ADVISOR_JOB_THREADS)."""
     cap_threads(get_settings().threads_per_job)
+
+
+@after_setup_logger.connect
+def _log_format(logger: logging.Logger | None = None, **_: object) -> None:
+    """ADVISOR_LOG_FORMAT=json: the worker's lines as JSON too, with job and trace ids (service.core.logs)."""
+    logs.use_format(get_settings().log_format, logger)
 
 
 @worker_ready.connect

@@ -15,7 +15,7 @@ import time
 from sqlalchemy.orm import Session
 
 from redundancy.progress import ProgressEvent, stage_overall
-from service.core import lifecycle
+from service.core import lifecycle, tracing
 from service.core.config import Settings
 from service.core.db import session_scope
 
@@ -37,6 +37,7 @@ class JobMonitor:
         self._images: tuple[int, int] | None = None  # (done, total) during extraction
         self._images_started: float | None = None
         self.timings: dict[str, float] = {}
+        self._spans = tracing.StageSpans(job_id)  # a trace span per engine stage (when traced)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"job-monitor-{job_id[:8]}", daemon=True)
         # Pool-independent soft time limit (the solo pool cannot enforce Celery's): stop at the next
@@ -53,6 +54,7 @@ class JobMonitor:
                 if self._stage is not None and self._stage_started is not None:
                     self.timings[self._stage] = self.timings.get(self._stage, 0.0) + now - self._stage_started
                 self._stage, self._stage_started = stage, now
+                self._spans.enter(stage)
             self._progress = max(self._progress, min(1.0, max(0.0, float(event.overall))))
             self._message = event.message or None
             if event.images_done is not None and event.images_total is not None:
@@ -68,7 +70,8 @@ class JobMonitor:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._spans.close(exc)
         self._stop.set()
         self._thread.join(timeout=10)
         with self._lock:

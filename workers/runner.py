@@ -26,7 +26,7 @@ from redundancy import AnalysisConfig, Runtime
 from redundancy.errors import Cancelled, RedundancyError
 from redundancy.pipeline import Analysis, run_analysis
 from redundancy.progress import ProgressFn, StopFn
-from service.core import artifacts, lifecycle, mlflow_runs, queries, uploads
+from service.core import artifacts, lifecycle, mlflow_runs, queries, tracing, uploads
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.errors import InvalidInput
@@ -146,20 +146,21 @@ def run_claimed(
     with session_scope(settings.db_url) as s:
         if monitor.cancel.is_set() and not lifecycle.is_held(s, job_id, attempt):
             return "skipped"
-    kept = artifacts.keep_stats(
-        settings.artifact_path, job_id, attempt, analysis,
-        remote=settings.store_root if settings.store_is_remote else None,
-    )  # before the commit
-    try:
-        with session_scope(settings.db_url) as s:
-            stored = lifecycle.succeed(s, job_id, attempt, analysis.report, monitor.timings, kept)
-    except Exception as exc:  # noqa: BLE001 - nothing of the result was committed
-        artifacts.discard(kept)
-        log.error("job %s: storing the result failed: %s", job_id, "".join(traceback.format_exception(exc)))
-        return fail(
-            "result_write_failed",
-            f"The analysis finished but its result could not be stored: {type(exc).__name__}: {exc}"[:2000],
-        )
+    with tracing.span("store", job_id=job_id):  # the statistics, then the result in one transaction
+        kept = artifacts.keep_stats(
+            settings.artifact_path, job_id, attempt, analysis,
+            remote=settings.store_root if settings.store_is_remote else None,
+        )  # before the commit
+        try:
+            with session_scope(settings.db_url) as s:
+                stored = lifecycle.succeed(s, job_id, attempt, analysis.report, monitor.timings, kept)
+        except Exception as exc:  # noqa: BLE001 - nothing of the result was committed
+            artifacts.discard(kept)
+            log.error("job %s: storing the result failed: %s", job_id, "".join(traceback.format_exception(exc)))
+            return fail(
+                "result_write_failed",
+                f"The analysis finished but its result could not be stored: {type(exc).__name__}: {exc}"[:2000],
+            )
     if not stored:
         artifacts.discard(kept)
         return "skipped"

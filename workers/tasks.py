@@ -12,6 +12,7 @@ from service.core.queue import REDUCE_SHARDS_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 from workers.celery_app import app
 from workers.runner import execute_job
 from workers.shards import Rows, execute_reduce, execute_shard, plan
+from workers.traced import task_span
 
 DB_RETRIES = 60  # messages received while the database is unreachable: tried again this many times
 
@@ -23,7 +24,8 @@ def run_job(self: Task, job_id: str) -> str:
     that a message redelivered after this process died takes the job over at once (``known_dead``)."""
     settings = app.conf.advisor_settings
     try:
-        return execute_job(job_id, settings, worker_name=process_id(), shard=_plan)
+        with task_span(self, job_id):  # the job's trace, continued from its message
+            return execute_job(job_id, settings, worker_name=process_id(), shard=_plan)
     except sa_exc.OperationalError as exc:  # the database is away: do not ack the job's only message away
         if self.request.retries >= DB_RETRIES:
             raise  # the maintenance sweep re-sends it (within ADVISOR_REQUEUE_MAX_AFTER)
@@ -49,10 +51,12 @@ def run_shard(self: Task, job_id: str, attempt: int, index: int, start: int, sto
         if self.request.retries < settings.shard_retries:
             raise self.retry(exc=exc, countdown=1, max_retries=settings.shard_retries)
 
-    return execute_shard(job_id, attempt, index, (start, stop), settings, retry)
+    with task_span(self, job_id, **{"advisor.shard": index}):
+        return execute_shard(job_id, attempt, index, (start, stop), settings, retry)
 
 
 @app.task(name=REDUCE_SHARDS_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def reduce_shards(self: Task, outcomes: list[str], job_id: str, attempt: int, ranges: list[list[int]]) -> str:
     """Sum the shards' statistics and run the probes; finish the job."""
-    return execute_reduce(outcomes, job_id, attempt, [(a, b) for a, b in ranges], app.conf.advisor_settings)
+    with task_span(self, job_id):
+        return execute_reduce(outcomes, job_id, attempt, [(a, b) for a, b in ranges], app.conf.advisor_settings)

@@ -24,6 +24,7 @@ from service.api.openapi import operation_id
 from service.api.routes import artifacts, catalog, datasets, deliveries, health, jobs, recommendations
 from service.api.schemas import Problem
 from service.api.shedding import LoadShedding
+from service.api.traces import RequestSpans
 from service.api.ui import install_ui
 from service.api.validation import body_problems
 from service.core.config import Settings
@@ -125,5 +126,6 @@ def build_app(
     app.add_middleware(LoadShedding, settings=settings)  # 503 + Retry-After at once past the in-flight bounds
     app.add_middleware(EdgeLimits, settings=settings)
     app.add_middleware(RequestTiming, metrics=app.state.request_metrics)  # outermost: times everything
+    app.add_middleware(RequestSpans)  # a trace span per request when tracing is on (service.core.tracing)
 
     return app

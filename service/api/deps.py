@@ -13,6 +13,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from service.api.errors import ProblemError
+from service.core import tracing
 from service.core.config import Settings, hash_api_key
 from service.core.db import get_sessionmaker
 from service.core.queue import BrokerProbe, JobQueue
@@ -40,7 +41,9 @@ async def get_owner(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> str:
     """The caller's identity: the SHA-256 of its API key, or "" when the server has no keys."""
-    return owner_of(settings, x_api_key, authorization)
+    owner = owner_of(settings, x_api_key, authorization)
+    tracing.annotate(owner=owner)  # a prefix of the hash on the request's span, never the key
+    return owner
 
 
 def owner_of(settings: Settings, x_api_key: str | None, authorization: str | None) -> str:

@@ -98,6 +98,9 @@ Environment variables (all optional):
 ``ADVISOR_UPLOAD_QUOTA_BYTES``  Bytes of uploaded files one key may hold (default 20 GiB); more: 429.
                                 Uploads live in the artifact store under ``uploads/`` (workers
                                 with a remote store fetch them into ``$DATA_DIR/cache/uploads``).
+``ADVISOR_OTEL_ENDPOINT``       OTLP/HTTP collector for traces, e.g. ``http://collector:4318`` (needs
+                                the ``otel`` extra; the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` works
+                                too). Unset: no tracing. ``ADVISOR_LOG_FORMAT``: ``text`` or ``json``.
 ==============================  =============================================================
 
 Fixed limits (in the request schema, so the OpenAPI document declares them) are in
@@ -111,6 +114,7 @@ import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -232,6 +236,13 @@ class Settings(BaseSettings):
     """Uploaded files one key may hold at once; one more: 429."""
     upload_quota_bytes: int = Field(20 * 2**30, ge=1024)
     """Bytes of uploaded files one key may hold at once; past it: 429 (counted while the file streams in)."""
+
+    # ---- issue 23: traces and logs (service.core.tracing, service.core.logs) -------------------------
+    otel_endpoint: str | None = None
+    """``ADVISOR_OTEL_ENDPOINT``: OTLP/HTTP base URL traces are exported to (the ``otel`` extra); unset, the
+    standard ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`` is used if set, else nothing is traced."""
+    log_format: Literal["text", "json"] = "text"
+    """``ADVISOR_LOG_FORMAT``: ``json`` writes one JSON object a line with the job id and trace id."""
 
     # ---- issue 23: one store for every host (feature cache, shards, statistics, uploads, heads) ----
     store_url: str | None = None

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import queue as queue_mod
 import threading
+from typing import Any
 
+from service.core import tracing
 from service.core.config import Settings
 from service.core.maintenance import resend
 from service.core.queue import JobQueue
@@ -31,8 +33,8 @@ class SendLater:
 
     def __init__(self, settings: Settings, inner: JobQueue) -> None:
         self.settings, self.inner = settings, inner
-        # job ids; None: stop; an Event: set it when reached (drain)
-        self._ids: queue_mod.Queue[str | threading.Event | None] = queue_mod.Queue(maxsize=BACKLOG)
+        # (job id, the sender's trace context); None: stop; an Event: set it when reached (drain)
+        self._ids: queue_mod.Queue[tuple[str, Any] | threading.Event | None] = queue_mod.Queue(maxsize=BACKLOG)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.sent = self.failed = self.left_to_sweep = 0
@@ -40,7 +42,7 @@ class SendLater:
     def enqueue(self, job_id: str) -> None:
         self._start()
         try:
-            self._ids.put_nowait(job_id)
+            self._ids.put_nowait((job_id, tracing.current()))  # the request's trace goes on in the send
         except queue_mod.Full:
             self.left_to_sweep += 1  # committed as queued and unsent: the sweep sends it
 
@@ -64,14 +66,16 @@ class SendLater:
 
     def _loop(self) -> None:
         while True:
-            job_id = self._ids.get()
-            if job_id is None:
+            item = self._ids.get()
+            if item is None:
                 return
-            if isinstance(job_id, threading.Event):
-                job_id.set()
+            if isinstance(item, threading.Event):
+                item.set()
                 continue
+            job_id, trace_context = item
             try:
-                ok = resend(self.settings, job_id, 0, self.inner)
+                with tracing.attached(trace_context):
+                    ok = resend(self.settings, job_id, 0, self.inner)
             except Exception:  # noqa: BLE001 - e.g. the database is away: the sweep sends it later
                 log.warning("could not send job %s now; the sweep will", job_id, exc_info=True)
                 ok = False
@@ -86,10 +90,10 @@ class SendLater:
         that is away (each try costs a socket timeout)."""
         while True:
             try:
-                job_id = self._ids.get_nowait()
+                item = self._ids.get_nowait()
             except queue_mod.Empty:
                 return
-            if not isinstance(job_id, str):
-                self._ids.put(job_id)  # keep the stop request or the marker
+            if not isinstance(item, tuple):
+                self._ids.put(item)  # keep the stop request or the marker
                 return
             self.left_to_sweep += 1

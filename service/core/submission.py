@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from redundancy.config import AnalysisConfig
-from service.core import lifecycle, queries
+from service.core import lifecycle, queries, tracing
 from service.core.config import Settings
 from service.core.errors import TooManyActiveJobs
 from service.core.models import Job
@@ -46,6 +46,7 @@ def submit(
     check_quota(session, owner, idempotency_key, settings)
     job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key,
                                     callback_url=callback_url, mlflow=mlflow)
+    tracing.annotate(job_id=job.id)  # on the request's span, when traced
     if created and getattr(queue, "defers_send", False):  # sent by another thread (service.core.outbox):
         queue.enqueue(job.id)  # returns at once; no broker call while this request holds a connection
     elif created:
