@@ -27,7 +27,6 @@ from redundancy.config import BUNDLED_MODEL, MAX_NAME_CHARS, SWEEP
 from redundancy.errors import RedundancyError, UnknownModelError
 from redundancy.sources.datasets.registry import parse_spec
 from redundancy.sources.encoders import uses_feature_source_name
-from redundancy.sources.models.layers import widths_without_weights
 
 SPECIAL_WEIGHTS: tuple[str, ...] = ("hub", "bundled", "random")  # `model.weights` values that are no path
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt", ".bin")
@@ -198,6 +197,8 @@ def layer_memory_problems(request: Mapping[str, Any], budget: int) -> list[Probl
         return []
     if layers not in (SWEEP, [SWEEP]) and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
         return []
+    from redundancy.sources.models.layers import widths_without_weights  # lazy: models import this module
+
     try:
         widths = widths_without_weights(name, None if layers in (SWEEP, [SWEEP]) else layers,
                                         size if isinstance(size, int) and not isinstance(size, bool) else None)
