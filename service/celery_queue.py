@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from celery import Celery
 
-from service.core.queue import RUN_JOB_TASK
+from service.core.queue import RUN_JOB_TASK, device_queues, queue_name
 
 
 class CeleryJobQueue:
-    """Send a job to ``queue`` by task name, check the broker, read the queue's depth, through ``celery``."""
+    """Send a job to its device queue under ``queue`` (``<queue>.cpu`` / ``<queue>.gpu``) by task name, check
+    the broker, read the queues' depth, through ``celery``."""
 
     def __init__(self, celery: Celery, queue: str) -> None:
         self.celery, self.queue = celery, queue
 
     def enqueue(self, job_id: str) -> None:
-        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue)
+        self.enqueue_to(job_id, "cpu")
+
+    def enqueue_to(self, job_id: str, route: str | None) -> None:
+        """Send ``job_id`` to the queue of ``route`` (``cpu``, ``gpu``; None: cpu)."""
+        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_name(self.queue, route))
 
     def ping(self, timeout: float = 3.0) -> str | None:
         """None when reachable, else a short reason."""
@@ -33,12 +38,29 @@ class CeleryJobQueue:
         return None
 
     def depth(self) -> int | None:
-        """Messages waiting in the job queue; None when it cannot be read (the maintenance sweep then falls
-        back to its time-based backoff)."""
+        """Messages waiting in all the job queues (the device queues and the bare one); None when it cannot be
+        read (the maintenance sweep then falls back to its time-based backoff)."""
+        return self._depth(device_queues(self.queue))
+
+    def depth_of(self, route: str) -> int | None:
+        """Messages waiting in one device queue (``cpu`` or ``gpu``); None when it cannot be read."""
+        return self._depth([queue_name(self.queue, route)])
+
+    def _depth(self, names: list[str]) -> int | None:
         try:
             with self.celery.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2.0)
                 with conn.channel() as ch:
-                    return int(ch.queue_declare(queue=self.queue, passive=True).message_count)
+                    return sum(_waiting(ch, name) for name in names)
         except Exception:  # noqa: BLE001 - unknown depth
             return None
+
+
+def _waiting(channel: object, name: str) -> int:
+    """Messages in queue ``name``; a queue never declared holds none (a passive declare of it fails)."""
+    try:
+        return int(channel.queue_declare(queue=name, passive=True).message_count)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - only "no such queue" means zero
+        if "NOT_FOUND" in str(exc) or "404" in str(exc) or "no queue" in str(exc).lower():
+            return 0
+        raise

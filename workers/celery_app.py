@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
 from kombu.transport import sqlalchemy as sqla_transport
 
 from redundancy.threads import cap_threads
 from service.celery_queue import CeleryJobQueue
 from service.core.config import Settings, get_settings
 from service.core.maintenance import run_maintenance_once
-from service.core.queue import celery_config
+from service.core.queue import celery_config, worker_queues
 
 log = logging.getLogger("workers")
 
@@ -40,6 +40,19 @@ def _tune_sqla_polling(interval: float) -> None:
 
 
 app = make_celery()
+
+
+@celeryd_after_setup.connect
+def _queues_by_device(sender: object = None, instance: object = None, **_: object) -> None:
+    """``--queues cpu`` / ``gpu`` / ``cpu,gpu`` name the device queues (``<ADVISOR_QUEUE>.cpu|.gpu``); no
+    ``--queues``, or the bare ``ADVISOR_QUEUE``, consumes every device queue (``worker_queues``)."""
+    queues = instance.app.amqp.queues  # type: ignore[attr-defined]
+    selected = list(queues.consume_from)
+    wanted = worker_queues(app.conf.advisor_settings.queue, ",".join(selected))
+    for name in wanted:
+        queues.select_add(name)
+    queues.deselect([name for name in selected if name not in wanted])
+    log.info("consuming queues %s", ", ".join(wanted))
 
 
 @worker_process_init.connect

@@ -123,6 +123,7 @@ def create(
     idempotency_key: str | None,
     callback_url: str | None = None,
     mlflow: dict[str, Any] | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
     same config, same callback URL, same ``mlflow`` option: ``{tracking_uri, experiment}``, logged when the
@@ -150,6 +151,7 @@ def create(
         callback_url=callback_url,
         mlflow=mlflow,
         mlflow_run={"state": "pending", "run_id": None, "error": None, "at": None} if mlflow else None,
+        **(placement or {}),  # device, device_fallback_after, route, stage (service.core.placement)
     )
     session.add(job)
     try:
@@ -480,3 +482,18 @@ def delete(session: Session, job_id: str, owner: str, settings: Settings | None 
     session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
     session.commit()
     artifacts.remove_job_files(stats_path, job.id, settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# queued on the gpu queue → queued on the cpu queue (issue 23: queues by device)
+
+
+def fall_back_to_cpu(session: Session, job_id: str, waited: float) -> bool:
+    """A job that waited ``waited`` seconds in the gpu queue, no gpu worker taking it, moves to the cpu queue
+    (only while it is still queued there): unsent, so the sweep sends it to the cpu queue at once; when it fell
+    back stays on the job. A gpu worker that later finds its old message has nothing to claim."""
+    return _update(
+        session, job_id, Job.status == QUEUED, Job.route == "gpu",
+        route="cpu", fell_back_at=utcnow(), enqueued_at=None, stage=None, queue_depth=None,
+        message=f"no gpu worker took it within {waited:g} s: fell back to the cpu queue",
+    )
