@@ -46,9 +46,10 @@ app = make_celery()
 def _queues_by_device(sender: object = None, instance: object = None, **_: object) -> None:
     """``--queues cpu`` / ``gpu`` / ``cpu,gpu`` name the device queues (``<ADVISOR_QUEUE>.cpu|.gpu``); no
     ``--queues``, or the bare ``ADVISOR_QUEUE``, consumes every device queue (``worker_queues``)."""
-    queues = instance.app.amqp.queues  # type: ignore[attr-defined]
+    celery = instance.app  # type: ignore[attr-defined]
+    queues = celery.amqp.queues
     selected = list(queues.consume_from)
-    wanted = worker_queues(app.conf.advisor_settings.queue, ",".join(selected))
+    wanted = worker_queues(celery.conf.advisor_settings.queue, ",".join(selected))
     for name in wanted:
         queues.select_add(name)
     queues.deselect([name for name in selected if name not in wanted])
