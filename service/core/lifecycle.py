@@ -133,7 +133,7 @@ def create(
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
-            return _replay(existing, chash, callback_url, mlflow, idempotency_key), False
+            return _replay(existing, chash, callback_url, mlflow, idempotency_key, placement), False
     job = Job(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -161,7 +161,7 @@ def create(
         existing = _by_key(session, owner, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, chash, callback_url, mlflow, idempotency_key or ""), False
+        return _replay(existing, chash, callback_url, mlflow, idempotency_key or "", placement), False
     return job, True
 
 
@@ -169,8 +169,13 @@ def _by_key(session: Session, owner: str, key: str) -> Job | None:
     return session.scalar(sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
-def _replay(existing: Job, chash: str, callback_url: str | None, mlflow: dict[str, Any] | None, key: str) -> Job:
-    if existing.config_hash != chash or existing.callback_url != callback_url or (existing.mlflow or None) != mlflow:
+def _replay(existing: Job, chash: str, callback_url: str | None, mlflow: dict[str, Any] | None, key: str,
+            placement: dict[str, Any] | None = None) -> Job:
+    asked = placement or {}
+    if (existing.config_hash != chash or existing.callback_url != callback_url
+            or (existing.mlflow or None) != mlflow
+            or (existing.device or "auto", existing.device_fallback_after)
+            != (asked.get("device", "auto"), asked.get("device_fallback_after"))):
         raise IdempotencyConflict(key, existing.id)
     return existing
 

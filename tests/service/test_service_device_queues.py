@@ -241,3 +241,25 @@ def test_the_resend_of_a_lost_message_goes_to_the_jobs_device_queue(harness, job
     routed = Routed()
     assert run_maintenance_once(harness.settings, routed)["requeued"] == 1
     assert routed.sent == [f"{job['id']}->gpu"]
+
+
+def test_same_idempotency_key_with_another_device_is_a_409(client, job_body) -> None:
+    first = client.post("/v1/jobs", json=job_body(device="cuda"), headers={"Idempotency-Key": "k1"})
+    again = client.post("/v1/jobs", json=job_body(device="cuda"), headers={"Idempotency-Key": "k1"})
+    other = client.post("/v1/jobs", json=job_body(device="cpu"), headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert other.status_code == 409, other.text
+
+
+def test_a_cuda_job_on_a_process_without_cuda_fails_naming_device(monkeypatch) -> None:
+    """A gpu-queue job that reaches a worker without CUDA fails with a clear error, not an internal one."""
+    import torch
+
+    from redundancy import Runtime
+    from redundancy.errors import DeviceUnavailableError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError) as err:
+        Runtime(device="cuda").resolve_device()
+    assert err.value.field == "device" and err.value.code == "device_unavailable"
+    assert Runtime(device="auto").resolve_device() == "cpu" and Runtime(device="cpu").resolve_device() == "cpu"
