@@ -43,8 +43,10 @@ class CeleryJobQueue:
         return self._depth(device_queues(self.queue))
 
     def depth_of(self, route: str) -> int | None:
-        """Messages waiting in one device queue (``cpu`` or ``gpu``); None when it cannot be read."""
-        return self._depth([queue_name(self.queue, route)])
+        """Messages waiting for one route's workers: the gpu queue, or the cpu queue and the bare one (which
+        every worker without ``--queues`` also takes); None when it cannot be read."""
+        legacy = [self.queue] if route == "cpu" else []
+        return self._depth([*legacy, queue_name(self.queue, route)])
 
     def _depth(self, names: list[str]) -> int | None:
         try:

@@ -33,7 +33,7 @@ from service.core.housekeeping import maybe_gc
 from service.core.lifecycle import MAX_ATTEMPTS
 from service.core.models import as_utc, utcnow
 from service.core.process import known_dead
-from service.core.queue import BrokerProbe, JobQueue, send_job
+from service.core.queue import ROUTES, BrokerProbe, JobQueue, send_job
 
 log = logging.getLogger("service.maintenance")
 
@@ -47,12 +47,30 @@ def resend_budget(queued: int, probe: BrokerProbe | None) -> int | None:
     return None if depth is None else max(0, queued - depth)
 
 
+def route_budgets(routes: dict[str, str], probe: BrokerProbe | None) -> dict[str, int] | None:
+    """The same per device queue: the queued jobs routed to it that have no message waiting in it (so messages
+    left in the gpu queue by jobs that fell back to cpu never hold back a cpu job's resend). None: the probe
+    cannot read one queue's depth; then :func:`resend_budget` decides."""
+    depth_of = getattr(probe, "depth_of", None)  # the Celery queue's; a plain BrokerProbe has only depth()
+    if depth_of is None:
+        return None
+    budgets: dict[str, int] = {}
+    for route in ROUTES:
+        depth = depth_of(route)
+        if depth is None:
+            return None
+        budgets[route] = max(0, sum(1 for r in routes.values() if r == route) - depth)
+    return budgets
+
+
 def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe | None = None) -> dict[str, int]:
     now = utcnow()
     requeued = revived = failed = 0
     with session_scope(settings.db_url) as s:
         queued = queries.queued_jobs(s)
-    budget = resend_budget(len(queued), probe)
+        routes = placement.queued_routes(s)
+    per_route = route_budgets(routes, probe)
+    budget = resend_budget(len(queued), probe) if per_route is None else None
     due_rows = []
     for row in queued:
         created, sent = as_utc(row.created_at), as_utc(row.enqueued_at)
@@ -67,6 +85,8 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
     # FIFO broker: the messages still waiting are the most recently sent ones, so the longest-unsent
     # jobs are the ones whose messages are lost.
     due_rows.sort(key=lambda r: as_utc(r.enqueued_at or r.created_at))
+    if per_route is not None:
+        due_rows = [row for row in due_rows if _take(per_route, routes.get(row.id, "cpu"))]
     for row in due_rows[:budget]:
         if resend(settings, row.id, row.enqueue_count, queue):
             requeued += 1
@@ -96,6 +116,13 @@ def run_maintenance_once(settings: Settings, queue: JobQueue, probe: BrokerProbe
     if any(stats.values()):
         log.warning("maintenance: %s", stats)
     return stats
+
+
+def _take(budgets: dict[str, int], route: str) -> bool:
+    if budgets.get(route, 0) <= 0:
+        return False
+    budgets[route] -= 1
+    return True
 
 
 def fall_back_due(settings: Settings, now: dt.datetime, probe: BrokerProbe | None) -> int:

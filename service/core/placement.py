@@ -32,6 +32,12 @@ def route_of(session: Session, job_id: str) -> str | None:
     return session.scalar(sa.select(Job.route).where(Job.id == job_id))
 
 
+def queued_routes(session: Session) -> dict[str, str]:
+    """Every queued job's route (``cpu`` for one sent before routes existed)."""
+    rows = session.execute(sa.select(Job.id, Job.route).where(Job.status == JobStatus.QUEUED)).all()
+    return {r.id: r.route or "cpu" for r in rows}
+
+
 def fallback_at(job: Job) -> dt.datetime | None:
     """When a job waiting in the gpu queue falls back to the cpu queue (None: never)."""
     created = as_utc(job.created_at)

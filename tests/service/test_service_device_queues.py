@@ -263,3 +263,29 @@ def test_a_cuda_job_on_a_process_without_cuda_fails_naming_device(monkeypatch) -
         Runtime(device="cuda").resolve_device()
     assert err.value.field == "device" and err.value.code == "device_unavailable"
     assert Runtime(device="auto").resolve_device() == "cpu" and Runtime(device="cpu").resolve_device() == "cpu"
+
+
+def test_messages_left_in_the_gpu_queue_do_not_hold_back_a_cpu_resend(harness, job_body) -> None:
+    """Jobs that fell back leave their old messages in the gpu queue; the resend bound counts per queue."""
+
+    class Probe(DepthProbe):
+        def depth(self) -> int | None:
+            return self.gpu  # all of them in the gpu queue
+
+    job = harness.submit(job_body(device="cpu"))
+    harness.sent.clear()  # the broker lost it
+    with session_scope(harness.settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(
+            enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+    assert run_maintenance_once(harness.settings, harness, Probe(gpu=5))["requeued"] == 1
+    assert harness.sent == [job["id"]]
+    harness.sent.clear()
+    with session_scope(harness.settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(
+            enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+
+    class CpuWaiting(Probe):
+        def depth_of(self, route: str) -> int | None:
+            return 1 if route == "cpu" else self.gpu
+
+    assert run_maintenance_once(harness.settings, harness, CpuWaiting(gpu=5))["requeued"] == 0, "its message waits"
