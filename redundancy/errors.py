@@ -90,3 +90,10 @@ class IncompatibleTasksError(RedundancyError, ValueError):
 
     code = "incompatible_tasks"
     field = "dataset"
+
+
+class DeviceUnavailableError(RedundancyError):
+    """The job asked for a CUDA device and the process running it has none (a gpu-queue job on a cpu host)."""
+
+    code = "device_unavailable"
+    field = "device"

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redundancy.errors import DeviceUnavailableError
+
 
 def _default_home() -> Path:
     return Path(os.environ.get("ADVISOR_HOME", Path.home() / ".cache" / "redundancy-advisor"))
@@ -35,4 +37,7 @@ class Runtime:
 
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"device {self.device!r} was asked for, but this process has no CUDA "
+                                         "device (a worker on the gpu queue needs one, or ADVISOR_DEVICE=cpu)")
         return self.device

@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="Run a Celery worker for analysis jobs.")
     worker.add_argument("--data-dir", default=None, help="Overrides DATA_DIR.")
-    worker.add_argument("-Q", "--queues", default=None, help="Default: ADVISOR_QUEUE (analysis).")
+    worker.add_argument("-Q", "--queues", default=None,
+                        help="cpu, gpu or cpu,gpu: the device queues (<ADVISOR_QUEUE>.cpu|.gpu) it takes jobs from; "
+                        "a gpu-queue job runs on cuda, a cpu-queue job on cpu (ADVISOR_DEVICE, when set, wins). "
+                        "Default: both.")
     worker.add_argument("-P", "--pool", default="prefork", help="prefork (default; hard time limits enforced) or solo.")
     worker.add_argument("-c", "--concurrency", type=int, default=1, help="Jobs at once (default 1: one GPU).")
     worker.add_argument("-n", "--hostname", default=None)

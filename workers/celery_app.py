@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import after_setup_logger, worker_process_init, worker_ready
+from celery.signals import after_setup_logger, celeryd_after_setup, worker_process_init, worker_ready
 from kombu.transport import sqlalchemy as sqla_transport
 
 from redundancy.threads import cap_threads
@@ -19,7 +19,7 @@ from service.celery_queue import CeleryJobQueue
 from service.core import logs
 from service.core.config import Settings, get_settings
 from service.core.maintenance import run_maintenance_once
-from service.core.queue import celery_config
+from service.core.queue import celery_config, worker_queues
 
 log = logging.getLogger("workers")
 
@@ -41,6 +41,20 @@ def _tune_sqla_polling(interval: float) -> None:
 
 
 app = make_celery()
+
+
+@celeryd_after_setup.connect
+def _queues_by_device(sender: object = None, instance: object = None, **_: object) -> None:
+    """``--queues cpu`` / ``gpu`` / ``cpu,gpu`` name the device queues (``<ADVISOR_QUEUE>.cpu|.gpu``); no
+    ``--queues``, or the bare ``ADVISOR_QUEUE``, consumes every device queue (``worker_queues``)."""
+    celery = instance.app  # type: ignore[attr-defined]
+    queues = celery.amqp.queues
+    selected = list(queues.consume_from)
+    wanted = worker_queues(celery.conf.advisor_settings.queue, ",".join(selected))
+    for name in wanted:
+        queues.select_add(name)
+    queues.deselect([name for name in selected if name not in wanted])
+    log.info("consuming queues %s", ", ".join(wanted))
 
 
 @worker_process_init.connect

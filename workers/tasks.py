@@ -10,6 +10,7 @@ from redundancy import AnalysisConfig
 from service.core.process import process_id
 from service.core.queue import REDUCE_SHARDS_TASK, RUN_JOB_TASK, RUN_SHARD_TASK
 from workers.celery_app import app
+from workers.routing import delivered_queue, device_settings
 from workers.runner import execute_job
 from workers.shards import Rows, execute_reduce, execute_shard, plan
 from workers.traced import task_span
@@ -22,7 +23,7 @@ def run_job(self: Task, job_id: str) -> str:
     """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic. The claim names this
     process (``host:pid:start:boot``, :func:`service.core.process.process_id`), not Celery's node name, so
     that a message redelivered after this process died takes the job over at once (``known_dead``)."""
-    settings = app.conf.advisor_settings
+    settings = device_settings(app.conf.advisor_settings, self.request)  # cuda from the gpu queue, cpu from cpu
     try:
         with task_span(self, job_id):  # the job's trace, continued from its message
             return execute_job(job_id, settings, worker_name=process_id(), shard=_plan)
@@ -37,15 +38,16 @@ def _plan(job_id: str, attempt: int, config: AnalysisConfig) -> bool:
 
 
 def _send_chord(job_id: str, attempt: int, ranges: list[Rows]) -> None:
-    """The shards as a chord: any worker on the queue takes a shard; the reduce runs after the last."""
-    header = [run_shard.s(job_id, attempt, i, a, b) for i, (a, b) in enumerate(ranges)]
-    chord(header)(reduce_shards.s(job_id, attempt, [list(r) for r in ranges]))
+    """The shards as a chord: any worker on the job's device queue takes a shard; the reduce runs after the last."""
+    queue = {"queue": q} if (q := delivered_queue(run_job.request)) else {}
+    header = [run_shard.s(job_id, attempt, i, a, b).set(**queue) for i, (a, b) in enumerate(ranges)]
+    chord(header)(reduce_shards.s(job_id, attempt, [list(r) for r in ranges]).set(**queue))
 
 
 @app.task(name=RUN_SHARD_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=False)
 def run_shard(self: Task, job_id: str, attempt: int, index: int, start: int, stop: int) -> str:
     """Extract one shard of a job (its result, "done" or not, is what the chord's reduce receives)."""
-    settings = app.conf.advisor_settings
+    settings = device_settings(app.conf.advisor_settings, self.request)
 
     def retry(exc: Exception) -> None:
         if self.request.retries < settings.shard_retries:
@@ -58,5 +60,6 @@ def run_shard(self: Task, job_id: str, attempt: int, index: int, start: int, sto
 @app.task(name=REDUCE_SHARDS_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def reduce_shards(self: Task, outcomes: list[str], job_id: str, attempt: int, ranges: list[list[int]]) -> str:
     """Sum the shards' statistics and run the probes; finish the job."""
+    settings = device_settings(app.conf.advisor_settings, self.request)
     with task_span(self, job_id):
-        return execute_reduce(outcomes, job_id, attempt, [(a, b) for a, b in ranges], app.conf.advisor_settings)
+        return execute_reduce(outcomes, job_id, attempt, [(a, b) for a, b in ranges], settings)

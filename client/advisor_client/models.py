@@ -44,6 +44,24 @@ class JobLinks(_Open):
     artifact: str | None = None
 
 
+class JobDevice(_Open):
+    """Where a job runs (queues by device): the `device` asked for, the queue it is routed to (cpu | gpu) and when
+    it fell back from the gpu to the cpu queue."""
+
+    requested: str = "auto"
+    queue: str | None = None
+    fallback_after: float | None = None
+    fell_back_at: dt.datetime | None = None
+
+
+class JobWaiting(_Open):
+    """While a job waits in the gpu queue: the queue's depth and when it falls back to the cpu queue."""
+
+    worker: str = "gpu"
+    queue_depth: int | None = None
+    fallback_at: dt.datetime | None = None
+
+
 class JobInfo(_Open):
     """A snapshot of a job (`GET /v1/jobs/{id}`)."""
 
@@ -64,6 +82,8 @@ class JobInfo(_Open):
     # The job option `mlflow` and how logging went: {tracking_uri, experiment, state (pending | logged | failed |
     # skipped), run_id, error, logged_at}; None for a job without it (or from a server without the option).
     mlflow: dict[str, Any] | None = None
+    device: JobDevice = Field(default_factory=JobDevice)  # absent from a server without queues by device
+    waiting: JobWaiting | None = None
     links: JobLinks
     # Extraction progress in images, when the server reports it (read if present, else None).
     images_done: int | None = None

@@ -13,6 +13,7 @@ from redundancy.report import Recommendation
 from service.core.links import job_links
 from service.core.mlflow_runs import MlflowOption, shown_state
 from service.core.models import DatasetUpload, Job, as_utc
+from service.core.placement import fallback_at
 from service.core.status import JobStatus
 from service.core.uploads import spec_of
 from service.core.webhooks import normalise_callback_url
@@ -107,6 +108,10 @@ def _document_fields(schema: dict[str, Any]) -> None:
     schema["examples"] = [DEMO_JOB, SMALL_JOB_EXAMPLE, LOGISTIC_JOB_EXAMPLE]
 
 
+SERVICE_FIELDS = {"callback_url", "mlflow", "device", "device_fallback_after"}
+"""The request fields that are the service's, not the engine's."""
+
+
 class JobCreate(AnalysisConfig):
     """An analysis to run: the engine's `AnalysisConfig`, field for field, validated by the engine's own
     rules. Omitted fields take the engine's defaults (the paper's 14-fraction grid, 5 seeds, ridge probes,
@@ -133,6 +138,22 @@ class JobCreate(AnalysisConfig):
         examples=[{"tracking_uri": "https://mlflow.example.com", "experiment": "redundancy-advisor"}],
     )
 
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where the job runs: `cuda` → a gpu worker's queue; `cpu` → a cpu worker's queue; `auto` → the "
+        "gpu queue when the server has gpu workers (`ADVISOR_GPU_WORKERS`), else the cpu queue. The answer does "
+        "not depend on it.",
+        examples=["cuda"],
+    )
+    device_fallback_after: float | None = Field(
+        None,
+        ge=0,
+        le=7 * 86400,
+        description="Seconds a job in the gpu queue may wait for a gpu worker before it moves to the cpu queue "
+        "(recorded as the job's `fell_back_at`); null: it waits for a gpu worker however long.",
+        examples=[600],
+    )
+
     @field_validator("callback_url")
     @classmethod
     def _normalised_callback_url(cls, value: str | None) -> str | None:
@@ -142,7 +163,7 @@ class JobCreate(AnalysisConfig):
 
     def analysis_config(self) -> AnalysisConfig:
         """The engine's part of the request (everything but the service's own fields)."""
-        return AnalysisConfig.model_validate(self.model_dump(exclude={"callback_url", "mlflow"}))
+        return AnalysisConfig.model_validate(self.model_dump(exclude=SERVICE_FIELDS))
 
 
 class JobError(BaseModel):
@@ -176,11 +197,34 @@ class MlflowState(MlflowOption):
     logged_at: str | None = Field(None, description="When the worker logged it, or tried to (ISO 8601).")
 
 
+class Waiting(BaseModel):
+    """What a queued job waits for, while it waits in the gpu queue."""
+
+    worker: Literal["gpu"] = Field("gpu", description="The kind of worker the job waits for.")
+    queue_depth: int | None = Field(None, description="Messages waiting in the gpu queue when the server last "
+                                    "looked (every maintenance round); null: not read yet or unreadable.")
+    fallback_at: dt.datetime | None = Field(None, description="When it moves to the cpu queue if no gpu worker "
+                                            "took it; null: never (no `device_fallback_after`).")
+
+
+class JobDevice(BaseModel):
+    requested: Literal["auto", "cpu", "cuda"] = Field("auto", description="The request's `device`.")
+    queue: Literal["cpu", "gpu"] | None = Field(None, description="The queue it is routed to now.")
+    fallback_after: float | None = Field(None, description="The request's `device_fallback_after` (gpu queue).")
+    fell_back_at: dt.datetime | None = Field(None, description="When it fell back from the gpu to the cpu queue.")
+
+    @classmethod
+    def of(cls, job: Job) -> JobDevice:
+        return cls(requested=job.device or "auto", queue=job.route, fallback_after=job.device_fallback_after,
+                   fell_back_at=as_utc(job.fell_back_at))
+
+
 class JobOut(BaseModel):
     id: str
     status: JobStatus
     stage: str | None = Field(
-        None, description="load_model | load_data | extract | probe | advise while running; done at the end."
+        None, description="load_model | load_data | extract | probe | advise while running; done at the end; "
+        "`waiting for a gpu worker` while queued in the gpu queue."
     )
     progress: float = Field(ge=0.0, le=1.0, description="Overall progress, 0..1.")
     message: str | None = None
@@ -199,6 +243,9 @@ class JobOut(BaseModel):
     request: dict[str, Any] = Field(description="The normalised analysis configuration.")
     callback_url: str | None = Field(None, description="Where the job's webhook event goes, if anywhere.")
     mlflow: MlflowState | None = Field(None, description="The job's `mlflow` option and how logging went.")
+    device: JobDevice = Field(default_factory=JobDevice, description="The device asked for and the queue it went to.")
+    waiting: Waiting | None = Field(None, description="While queued in the gpu queue (stage `waiting for a gpu "
+                                    "worker`): the queue's depth and when it falls back to the cpu queue.")
     links: JobLinks
 
     model_config = ConfigDict(
@@ -261,8 +308,16 @@ class JobOut(BaseModel):
             request=job.request,
             callback_url=job.callback_url,
             mlflow=shown_state(job),
+            device=JobDevice.of(job),
+            waiting=_waiting(job),
             links=JobLinks.of(job.id),
         )
+
+
+def _waiting(job: Job) -> Waiting | None:
+    if job.status != JobStatus.QUEUED or job.route != "gpu":
+        return None
+    return Waiting(queue_depth=job.queue_depth, fallback_at=fallback_at(job))
 
 
 class JobList(BaseModel):

@@ -14,8 +14,10 @@ Environment variables (all optional):
                                 psycopg 3. Default: ``sqlite:///$DATA_DIR/advisor.sqlite``.
 ``BROKER_URL``                  Celery broker, e.g. ``redis://redis:6379/0``. Default:
                                 ``sqla+sqlite:///$DATA_DIR/broker.sqlite`` (embedded).
-``ADVISOR_QUEUE``               Queue the jobs go to and the worker consumes (default
-                                ``analysis``; the compose file uses ``gpu``).
+``ADVISOR_QUEUE``               Base name of the job queues (default ``analysis``): jobs go to
+                                ``<name>.cpu`` or ``<name>.gpu`` by their ``device``.
+``ADVISOR_GPU_WORKERS``         GPU workers exist: a ``device: auto`` job goes to the gpu queue
+                                (default false: to the cpu queue).
 ``ADVISOR_API_KEYS``            Comma-separated API keys, plain or ``sha256:<hex>``. Empty: no
                                 auth. When set, every ``/v1`` call needs ``X-API-Key`` or
                                 ``Authorization: Bearer``, and a key sees only its own jobs.
@@ -138,6 +140,8 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("BROKER_URL", "ADVISOR_BROKER_URL", "broker_url")
     )
     queue: str = "analysis"
+    gpu_workers: bool = False
+    """``ADVISOR_GPU_WORKERS``: gpu workers exist, so a ``device: auto`` job goes to the gpu queue (else cpu)."""
     api_keys: str = ""
     device: str = "auto"
     allow_download: bool = False

@@ -123,6 +123,7 @@ def create(
     idempotency_key: str | None,
     callback_url: str | None = None,
     mlflow: dict[str, Any] | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> tuple[Job, bool]:
     """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
     same config, same callback URL, same ``mlflow`` option: ``{tracking_uri, experiment}``, logged when the
@@ -132,7 +133,7 @@ def create(
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)
         if existing is not None:
-            return _replay(existing, chash, callback_url, mlflow, idempotency_key), False
+            return _replay(existing, chash, callback_url, mlflow, idempotency_key, placement), False
     job = Job(
         id=str(uuid.uuid4()),
         owner=owner,
@@ -150,6 +151,7 @@ def create(
         callback_url=callback_url,
         mlflow=mlflow,
         mlflow_run={"state": "pending", "run_id": None, "error": None, "at": None} if mlflow else None,
+        **(placement or {}),  # device, device_fallback_after, route, stage (service.core.placement)
     )
     session.add(job)
     try:
@@ -159,7 +161,7 @@ def create(
         existing = _by_key(session, owner, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
-        return _replay(existing, chash, callback_url, mlflow, idempotency_key or ""), False
+        return _replay(existing, chash, callback_url, mlflow, idempotency_key or "", placement), False
     return job, True
 
 
@@ -167,8 +169,13 @@ def _by_key(session: Session, owner: str, key: str) -> Job | None:
     return session.scalar(sa.select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
-def _replay(existing: Job, chash: str, callback_url: str | None, mlflow: dict[str, Any] | None, key: str) -> Job:
-    if existing.config_hash != chash or existing.callback_url != callback_url or (existing.mlflow or None) != mlflow:
+def _replay(existing: Job, chash: str, callback_url: str | None, mlflow: dict[str, Any] | None, key: str,
+            placement: dict[str, Any] | None = None) -> Job:
+    asked = placement or {}
+    if (existing.config_hash != chash or existing.callback_url != callback_url
+            or (existing.mlflow or None) != mlflow
+            or (existing.device or "auto", existing.device_fallback_after)
+            != (asked.get("device", "auto"), asked.get("device_fallback_after"))):
         raise IdempotencyConflict(key, existing.id)
     return existing
 
@@ -480,3 +487,18 @@ def delete(session: Session, job_id: str, owner: str, settings: Settings | None 
     session.execute(sa.delete(Job).where(Job.id == job.id, Job.status == job.status))
     session.commit()
     artifacts.remove_job_files(stats_path, job.id, settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# queued on the gpu queue → queued on the cpu queue (issue 23: queues by device)
+
+
+def fall_back_to_cpu(session: Session, job_id: str, waited: float) -> bool:
+    """A job that waited ``waited`` seconds in the gpu queue, no gpu worker taking it, moves to the cpu queue
+    (only while it is still queued there): unsent, so the sweep sends it to the cpu queue at once; when it fell
+    back stays on the job. A gpu worker that later finds its old message has nothing to claim."""
+    return _update(
+        session, job_id, Job.status == QUEUED, Job.route == "gpu",
+        route="cpu", fell_back_at=utcnow(), enqueued_at=None, stage=None, queue_depth=None,
+        message=f"no gpu worker took it within {waited:g} s: fell back to the cpu queue",
+    )

@@ -95,6 +95,14 @@ class Job(Base):
     # how that went: {state: pending | logged | failed, run_id, error, at} (service.core.mlflow_runs)
     mlflow: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     mlflow_run: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # queues by device (issue 23): the requested device (auto | cpu | cuda), the seconds a gpu-queue job may wait
+    # before it falls back to cpu (null: never), the queue it is routed to (cpu | gpu; null: sent before
+    # routes existed, i.e. cpu), when it fell back, and the gpu queue's depth as the maintenance sweep last read it
+    device: Mapped[str | None] = mapped_column(sa.String(8), nullable=True)
+    device_fallback_after: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    route: Mapped[str | None] = mapped_column(sa.String(8), nullable=True)
+    fell_back_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    queue_depth: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False

@@ -7,7 +7,7 @@ producer and the consumer cannot disagree on the task name, the queue or the bro
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from service.core.config import Settings
 
@@ -16,6 +16,81 @@ RUN_JOB_TASK = "advisor.run_job"
 RUN_SHARD_TASK = "advisor.run_shard"
 REDUCE_SHARDS_TASK = "advisor.reduce_shards"
 """A sharded job's tasks (issue 13), sent by a worker as a chord, never by the API."""
+
+
+Route = Literal["cpu", "gpu"]
+"""Which device queue a job waits in (issue 23): ``cpu`` or ``gpu``."""
+ROUTES: tuple[Route, ...] = ("cpu", "gpu")
+GPU_WAITING_STAGE = "waiting for a gpu worker"
+"""The stage of a queued job in the gpu queue (``GET /v1/jobs/{id}``; its ``waiting`` gives the queue's depth)."""
+
+
+def route_for(device: str | None, gpu_workers: bool) -> Route:
+    """The one routing rule: ``cpu`` → the cpu queue; ``cuda`` (or ``cuda:N``) → the gpu queue; ``auto`` (or
+    none) → the gpu queue only when the operator says gpu workers exist (``ADVISOR_GPU_WORKERS``), else cpu."""
+    if device == "cpu":
+        return "cpu"
+    if device is not None and device.startswith("cuda"):
+        return "gpu"
+    return "gpu" if gpu_workers else "cpu"
+
+
+def queue_name(base: str, route: str | None) -> str:
+    """The broker queue of a route: ``<ADVISOR_QUEUE>.cpu`` or ``<ADVISOR_QUEUE>.gpu`` (no route: cpu).
+    Producer, workers, the maintenance sweep and the depth reader all name queues through this."""
+    return f"{base}.{route if route in ROUTES else 'cpu'}"
+
+
+def device_queues(base: str) -> list[str]:
+    """Every queue a worker with no ``--queues`` consumes: the device queues, and the bare ``ADVISOR_QUEUE``
+    (messages sent before queues by device existed)."""
+    return [base, *(queue_name(base, r) for r in ROUTES)]
+
+
+def worker_queues(base: str, requested: str | None) -> list[str]:
+    """``advisor worker --queues``: ``cpu``, ``gpu``, ``cpu,gpu``; none, or the bare ``ADVISOR_QUEUE``, means
+    every device queue (so an embedded or single-worker setup runs everything); any other name as is."""
+    names: list[str] = []
+    for part in (requested or base).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part == base:
+            names += device_queues(base)
+        elif part in ROUTES:
+            names.append(queue_name(base, part))
+        else:
+            names.append(part)
+    return list(dict.fromkeys(names)) or device_queues(base)
+
+
+def route_of_queue(base: str, name: str | None) -> Route | None:
+    """The route of a queue :func:`queue_name` named (None: the bare queue, or another one)."""
+    for route in ROUTES:
+        if name == queue_name(base, route):
+            return route
+    return None
+
+
+def run_device(route: str | None, worker_device: str) -> str:
+    """The device a job runs on: the worker's ``ADVISOR_DEVICE`` when it names one (an operator's override,
+    e.g. ``cuda:1``, or ``cpu`` on a test host); else ``cuda`` for a job from the gpu queue, ``cpu`` from the
+    cpu queue, and ``auto`` for a job sent before routes existed."""
+    if worker_device != "auto":
+        return worker_device
+    if route == "gpu":
+        return "cuda"
+    return "cpu" if route == "cpu" else "auto"
+
+
+def send_job(queue: JobQueue, job_id: str, route: str | None) -> None:
+    """Hand ``job_id`` to ``queue`` for ``route``: through its ``enqueue_to`` when it has one (the Celery
+    queue, which picks the device queue); a plain :class:`JobQueue` (an in-process fake) gets the id."""
+    enqueue_to = getattr(queue, "enqueue_to", None)
+    if enqueue_to is not None:
+        enqueue_to(job_id, route)
+    else:
+        queue.enqueue(job_id)
 
 
 class JobQueue(Protocol):
@@ -52,8 +127,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         transport_options["socket_timeout"] = settings.broker_timeout
         transport_options["socket_connect_timeout"] = settings.broker_timeout
     return {
+        # Every send names its device queue (``queue_name``). The bare ADVISOR_QUEUE stays the default: a worker
+        # with no --queues consumes it, which ``workers.celery_app`` widens to every device queue.
         "task_default_queue": settings.queue,
-        "task_routes": {name: {"queue": settings.queue} for name in (RUN_JOB_TASK, RUN_SHARD_TASK, REDUCE_SHARDS_TASK)},
         "task_create_missing_queues": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

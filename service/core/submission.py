@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from redundancy.config import AnalysisConfig
-from service.core import lifecycle, queries, tracing
+from service.core import lifecycle, placement, queries, tracing
 from service.core.config import Settings
 from service.core.errors import TooManyActiveJobs
 from service.core.models import Job
-from service.core.queue import JobQueue
+from service.core.queue import JobQueue, send_job
 
 log = logging.getLogger("service.core.submission")
 
@@ -38,20 +38,25 @@ def submit(
     callback_url: str | None,
     queue: JobQueue,
     mlflow: dict[str, Any] | None = None,
+    device: str = "auto",
+    device_fallback_after: float | None = None,
     settings: Settings,
 ) -> tuple[Job, bool]:
     """Quota, then a queued job (or the earlier one, for a replay: ``created`` False), handed to ``queue``
     and marked sent. A queue that fails leaves the job queued: the maintenance sweep sends it again.
-    ``mlflow`` (``{tracking_uri, experiment}``, checked by the API) is where the worker logs it on success."""
+    ``mlflow`` (``{tracking_uri, experiment}``, checked by the API) is where the worker logs it on success;
+    ``device`` routes it to the cpu or gpu queue (:func:`service.core.queue.route_for`), from which it falls
+    back to the cpu queue after ``device_fallback_after`` seconds when given."""
     check_quota(session, owner, idempotency_key, settings)
     job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key,
-                                    callback_url=callback_url, mlflow=mlflow)
+                                    callback_url=callback_url, mlflow=mlflow,
+                                    placement=placement.placement(device, device_fallback_after, settings))
     tracing.annotate(job_id=job.id)  # on the request's span, when traced
     if created and getattr(queue, "defers_send", False):  # sent by another thread (service.core.outbox):
         queue.enqueue(job.id)  # returns at once; no broker call while this request holds a connection
     elif created:
         try:
-            queue.enqueue(job.id)
+            send_job(queue, job.id, job.route)
             lifecycle.mark_sent(session, job.id)
             session.refresh(job)
         except Exception:  # noqa: BLE001 - the job stays queued; the maintenance sweep enqueues it again

@@ -342,6 +342,7 @@ def test_worker_startup_sweep_reads_the_real_redis_depth(tmp_path, settings_fact
     import redis
 
     from service.celery_queue import CeleryJobQueue
+    from service.core.queue import device_queues
     from workers.celery_app import make_celery
 
     queue = f"backlog-{uuid.uuid4().hex}"
@@ -358,5 +359,5 @@ def test_worker_startup_sweep_reads_the_real_redis_depth(tmp_path, settings_fact
             assert run_maintenance_once(settings, sender, sender)["requeued"] == 0
         assert sender.depth() == 3
     finally:
-        redis.Redis.from_url(url.replace("/0", "/13")).delete(queue)
+        redis.Redis.from_url(url.replace("/0", "/13")).delete(*device_queues(queue))
         app.pool.force_close_all()

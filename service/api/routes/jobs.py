@@ -89,7 +89,8 @@ def submit_job(
     uploads.check_reference(session, owner, body.dataset.spec)
     job, created = submission.submit(session, body.analysis_config(), owner=owner, idempotency_key=idempotency_key,
                                      callback_url=body.callback_url, queue=queue, settings=settings,
-                                     mlflow=body.mlflow.model_dump() if body.mlflow else None)
+                                     mlflow=body.mlflow.model_dump() if body.mlflow else None,
+                                     device=body.device, device_fallback_after=body.device_fallback_after)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"

@@ -1,0 +1,69 @@
+"""Where a job runs (issue 23, queues by device): the columns a submission sets from the request's ``device``
+and ``device_fallback_after``, the jobs due to fall back to the cpu queue, and the gpu queue's depth that
+``GET /v1/jobs/{id}`` shows a waiting job. The routing rule itself is :func:`service.core.queue.route_for`;
+the fallback transition is :func:`service.core.lifecycle.fall_back_to_cpu`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from service.core.config import Settings
+from service.core.models import Job, as_utc
+from service.core.queue import GPU_WAITING_STAGE, route_for
+from service.core.status import JobStatus
+
+
+def placement(device: str, fallback_after: float | None, settings: Settings) -> dict[str, Any]:
+    """A new job's device columns: the device asked for, its route and, in the gpu queue, the waiting stage and
+    the fallback time (which a cpu-queue job has no use for)."""
+    route = route_for(device, settings.gpu_workers)
+    gpu = route == "gpu"
+    return {"device": device, "route": route, "device_fallback_after": fallback_after if gpu else None,
+            "stage": GPU_WAITING_STAGE if gpu else None}
+
+
+def route_of(session: Session, job_id: str) -> str | None:
+    """The queue a job is routed to (None: sent before routes existed, or deleted)."""
+    return session.scalar(sa.select(Job.route).where(Job.id == job_id))
+
+
+def queued_routes(session: Session) -> dict[str, str]:
+    """Every queued job's route (``cpu`` for one sent before routes existed)."""
+    rows = session.execute(sa.select(Job.id, Job.route).where(Job.status == JobStatus.QUEUED)).all()
+    return {r.id: r.route or "cpu" for r in rows}
+
+
+def fallback_at(job: Job) -> dt.datetime | None:
+    """When a job waiting in the gpu queue falls back to the cpu queue (None: never)."""
+    created = as_utc(job.created_at)
+    if job.route != "gpu" or job.device_fallback_after is None or created is None:
+        return None
+    return created + dt.timedelta(seconds=job.device_fallback_after)
+
+
+def due_fallbacks(session: Session, now: dt.datetime) -> Sequence[tuple[str, float]]:
+    """(id, seconds allowed) of queued gpu-queue jobs whose fallback time has passed."""
+    rows = session.execute(
+        sa.select(Job.id, Job.created_at, Job.device_fallback_after).where(
+            Job.status == JobStatus.QUEUED, Job.route == "gpu", Job.device_fallback_after.is_not(None))
+    ).all()
+    return [(r.id, r.device_fallback_after) for r in rows
+            if (as_utc(r.created_at) or now) + dt.timedelta(seconds=r.device_fallback_after) <= now]
+
+
+def waiting_on_gpu(session: Session) -> int:
+    """How many queued jobs wait in the gpu queue."""
+    return session.scalar(sa.select(sa.func.count()).select_from(Job).where(
+        Job.status == JobStatus.QUEUED, Job.route == "gpu")) or 0
+
+
+def note_gpu_depth(session: Session, depth: int | None) -> None:
+    """Record the gpu queue's depth on every job waiting in it (what their ``waiting`` shows)."""
+    session.execute(sa.update(Job).where(Job.status == JobStatus.QUEUED, Job.route == "gpu")
+                    .values(queue_depth=depth, stage=GPU_WAITING_STAGE))
+    session.commit()

@@ -1,0 +1,291 @@
+"""Queues by device (issue 23 item 3): the routing rule, the queue names every side uses, the worker's queues and
+device, the request's `device` field, the gpu queue's waiting jobs and their fallback to the cpu queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from service.core.db import session_scope
+from service.core.maintenance import run_maintenance_once
+from service.core.models import Job
+from service.core.queue import (
+    GPU_WAITING_STAGE,
+    celery_config,
+    device_queues,
+    queue_name,
+    route_for,
+    route_of_queue,
+    run_device,
+    send_job,
+    worker_queues,
+)
+from tests.service.conftest import RecordingQueue
+
+PROBLEM = "application/problem+json"
+
+
+# ---- the rules, as functions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "gpu_workers", "route"), [
+    ("cpu", False, "cpu"), ("cpu", True, "cpu"),
+    ("cuda", False, "gpu"), ("cuda", True, "gpu"), ("cuda:1", False, "gpu"),
+    ("auto", False, "cpu"), ("auto", True, "gpu"), (None, False, "cpu"), (None, True, "gpu"),
+])
+def test_route_for(device: str | None, gpu_workers: bool, route: str) -> None:
+    assert route_for(device, gpu_workers) == route
+
+
+def test_queue_names_derive_from_the_base_queue() -> None:
+    assert queue_name("analysis", "cpu") == "analysis.cpu"
+    assert queue_name("analysis", "gpu") == "analysis.gpu"
+    assert queue_name("analysis", None) == "analysis.cpu"  # a job sent before routes existed
+    assert device_queues("analysis") == ["analysis", "analysis.cpu", "analysis.gpu"]
+    assert route_of_queue("analysis", "analysis.gpu") == "gpu"
+    assert route_of_queue("analysis", "analysis.cpu") == "cpu"
+    assert route_of_queue("analysis", "analysis") is None and route_of_queue("analysis", None) is None
+
+
+@pytest.mark.parametrize(("requested", "queues"), [
+    (None, ["analysis", "analysis.cpu", "analysis.gpu"]),
+    ("analysis", ["analysis", "analysis.cpu", "analysis.gpu"]),  # today's `--queues analysis`: everything
+    ("cpu", ["analysis.cpu"]),
+    ("gpu", ["analysis.gpu"]),
+    ("cpu,gpu", ["analysis.cpu", "analysis.gpu"]),
+    (" gpu , gpu ", ["analysis.gpu"]),
+    ("other", ["other"]),
+    ("", ["analysis", "analysis.cpu", "analysis.gpu"]),
+])
+def test_worker_queues(requested: str | None, queues: list[str]) -> None:
+    assert worker_queues("analysis", requested) == queues
+
+
+@pytest.mark.parametrize(("route", "worker_device", "device"), [
+    ("gpu", "auto", "cuda"), ("cpu", "auto", "cpu"), (None, "auto", "auto"),
+    ("gpu", "cpu", "cpu"),  # a test host forces cpu on its gpu-queue worker
+    ("cpu", "cuda:1", "cuda:1"),
+])
+def test_run_device(route: str | None, worker_device: str, device: str) -> None:
+    assert run_device(route, worker_device) == device
+
+
+def test_a_task_runs_on_the_device_of_the_queue_it_came_through(settings) -> None:
+    from workers.routing import delivered_queue, device_settings
+
+    def request(queue: str | None) -> SimpleNamespace:
+        return SimpleNamespace(delivery_info={"routing_key": queue} if queue else None)
+
+    base = settings.queue
+    assert device_settings(settings, request(f"{base}.gpu")).device == "cuda"
+    assert device_settings(settings, request(f"{base}.cpu")).device == "cpu"
+    assert device_settings(settings, request(None)) is settings  # eager: the worker's own setting
+    assert delivered_queue(request(f"{base}.gpu")) == f"{base}.gpu"
+    forced = settings.model_copy(update={"device": "cpu"})
+    assert device_settings(forced, request(f"{base}.gpu")).device == "cpu"
+
+
+def test_send_job_picks_the_device_queue_when_the_queue_can(settings) -> None:
+    class Routed(RecordingQueue):
+        def enqueue_to(self, job_id: str, route: str | None) -> None:
+            self.sent.append(f"{job_id}->{route}")
+
+    routed, plain = Routed(), RecordingQueue()
+    send_job(routed, "j1", "gpu")
+    send_job(plain, "j2", "gpu")
+    assert routed.sent == ["j1->gpu"] and plain.sent == ["j2"]
+
+
+def test_the_celery_queue_sends_to_the_device_queue(settings) -> None:
+    from service.celery_queue import CeleryJobQueue
+
+    sent: list[tuple[str, list[str], str]] = []
+    celery = SimpleNamespace(send_task=lambda name, args, queue: sent.append((name, args, queue)))
+    q = CeleryJobQueue(celery, "analysis")  # type: ignore[arg-type]
+    q.enqueue_to("a", "gpu")
+    q.enqueue_to("b", None)
+    q.enqueue("c")
+    assert [(a[0], s) for _, a, s in sent] == [("a", "analysis.gpu"), ("b", "analysis.cpu"), ("c", "analysis.cpu")]
+
+
+def test_a_worker_with_no_queues_consumes_every_device_queue_and_cpu_gpu_name_them(settings) -> None:
+    from workers.celery_app import _queues_by_device, make_celery
+
+    s = settings.model_copy(update={"queue": "qtest"})
+    assert celery_config(s)["task_default_queue"] == "qtest"
+    for select, want in ((None, {"qtest", "qtest.cpu", "qtest.gpu"}), (["gpu"], {"qtest.gpu"}),
+                         (["cpu"], {"qtest.cpu"}), (["qtest"], {"qtest", "qtest.cpu", "qtest.gpu"})):
+        app = make_celery(s)
+        if select:
+            app.amqp.queues.select(select)
+        _queues_by_device(instance=SimpleNamespace(app=app))
+        assert set(app.amqp.queues.consume_from) == want, select
+
+
+# ---- the request field ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ({"device": "gpu"}, "device"),
+    ({"device": "cuda:0"}, "device"),
+    ({"device": 3}, "device"),
+    ({"device_fallback_after": -1}, "device_fallback_after"),
+    ({"device_fallback_after": "soon"}, "device_fallback_after"),
+])
+def test_bad_device_is_422_naming_the_field(client, job_body, override, field) -> None:
+    r = client.post("/v1/jobs", json=job_body(**override))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert field in [e["field"] for e in r.json()["errors"]]
+
+
+def test_device_is_not_part_of_the_analysis(harness, job_body) -> None:
+    """The same analysis asked on cpu and on cuda has one config hash (the answer does not depend on it)."""
+    cpu = harness.submit(job_body(device="cpu"))
+    cuda = harness.submit(job_body(device="cuda"))
+    assert cpu["config_hash"] == cuda["config_hash"]
+    assert "device" not in cpu["request"]
+
+
+def test_routes_of_new_jobs(harness, job_body, settings) -> None:
+    auto = harness.submit(job_body())
+    cpu = harness.submit(job_body(device="cpu", device_fallback_after=5))
+    assert auto["device"] == {"requested": "auto", "queue": "cpu", "fallback_after": None, "fell_back_at": None}
+    assert cpu["device"]["queue"] == "cpu" and cpu["device"]["fallback_after"] is None  # nothing to fall back from
+    assert auto["waiting"] is None and auto["stage"] is None
+
+
+def test_auto_goes_to_the_gpu_queue_when_gpu_workers_exist(settings_factory, tmp_path, engine, job_body) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+
+    s = settings_factory(tmp_path, gpu_workers=True)
+    with TestClient(create_app(s, queue=RecordingQueue(), maintenance=False)) as c:
+        job = c.post("/v1/jobs", json=job_body()).json()
+    assert job["device"]["queue"] == "gpu" and job["stage"] == GPU_WAITING_STAGE
+
+
+# ---- waiting in the gpu queue, and falling back ---------------------------------------------------
+
+
+class DepthProbe:
+    def __init__(self, gpu: int) -> None:
+        self.gpu = gpu
+
+    def depth(self) -> int | None:
+        return None
+
+    def depth_of(self, route: str) -> int | None:
+        return self.gpu if route == "gpu" else 0
+
+
+def _age(settings, job_id: str, seconds: float) -> None:
+    with session_scope(settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job_id)
+                  .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)))
+
+
+def test_a_cuda_job_waits_for_a_gpu_worker_with_the_queue_depth(harness, job_body) -> None:
+    job = harness.submit(job_body(device="cuda"))
+    assert job["status"] == "queued" and job["stage"] == GPU_WAITING_STAGE
+    assert job["device"]["queue"] == "gpu"
+    assert job["waiting"] == {"worker": "gpu", "queue_depth": None, "fallback_at": None}
+    stats = run_maintenance_once(harness.settings, harness, DepthProbe(gpu=3))
+    assert stats["fell_back"] == 0  # no device_fallback_after: it waits however long
+    got = harness.client.get(f"/v1/jobs/{job['id']}").json()
+    assert got["stage"] == GPU_WAITING_STAGE and got["waiting"]["queue_depth"] == 3
+
+
+def test_a_cuda_job_falls_back_to_the_cpu_queue_after_its_time(harness, job_body) -> None:
+    job = harness.submit(job_body(device="cuda", device_fallback_after=30))
+    created = dt.datetime.fromisoformat(job["created_at"].replace("Z", "+00:00"))
+    fallback_at = dt.datetime.fromisoformat(job["waiting"]["fallback_at"].replace("Z", "+00:00"))
+    assert fallback_at - created == dt.timedelta(seconds=30)
+    harness.sent.clear()
+    assert run_maintenance_once(harness.settings, harness, DepthProbe(gpu=1))["fell_back"] == 0, "not yet"
+    assert harness.sent == []
+    _age(harness.settings, job["id"], 31)
+    assert run_maintenance_once(harness.settings, harness, DepthProbe(gpu=1))["fell_back"] == 1
+    assert harness.sent == [job["id"]], "sent again at once (to the cpu queue)"
+    got = harness.client.get(f"/v1/jobs/{job['id']}").json()
+    assert got["status"] == "queued" and got["waiting"] is None and got["stage"] is None
+    assert got["device"]["queue"] == "cpu" and got["device"]["requested"] == "cuda"
+    assert got["device"]["fell_back_at"] is not None and "fell back to the cpu queue" in got["message"]
+    assert run_maintenance_once(harness.settings, harness, DepthProbe(gpu=1))["fell_back"] == 0, "once"
+    assert harness.run_all() == ["succeeded"]
+    done = harness.client.get(f"/v1/jobs/{job['id']}").json()
+    assert done["status"] == "succeeded" and done["device"]["fell_back_at"] == got["device"]["fell_back_at"]
+
+
+def test_a_claimed_job_does_not_fall_back(harness, job_body) -> None:
+    job = harness.submit(job_body(device="cuda", device_fallback_after=1))
+    assert harness.run_all() == ["succeeded"]  # a gpu worker took it in time
+    _age(harness.settings, job["id"], 60)
+    assert run_maintenance_once(harness.settings, harness)["fell_back"] == 0
+    assert harness.client.get(f"/v1/jobs/{job['id']}").json()["device"]["fell_back_at"] is None
+
+
+def test_the_resend_of_a_lost_message_goes_to_the_jobs_device_queue(harness, job_body) -> None:
+    class Routed(RecordingQueue):
+        def enqueue_to(self, job_id: str, route: str | None) -> None:
+            self.sent.append(f"{job_id}->{route}")
+
+    job = harness.submit(job_body(device="cuda"))
+    with session_scope(harness.settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(enqueued_at=None))
+    _age(harness.settings, job["id"], 10)
+    routed = Routed()
+    assert run_maintenance_once(harness.settings, routed)["requeued"] == 1
+    assert routed.sent == [f"{job['id']}->gpu"]
+
+
+def test_same_idempotency_key_with_another_device_is_a_409(client, job_body) -> None:
+    first = client.post("/v1/jobs", json=job_body(device="cuda"), headers={"Idempotency-Key": "k1"})
+    again = client.post("/v1/jobs", json=job_body(device="cuda"), headers={"Idempotency-Key": "k1"})
+    other = client.post("/v1/jobs", json=job_body(device="cpu"), headers={"Idempotency-Key": "k1"})
+    assert first.status_code == again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert other.status_code == 409, other.text
+
+
+def test_a_cuda_job_on_a_process_without_cuda_fails_naming_device(monkeypatch) -> None:
+    """A gpu-queue job that reaches a worker without CUDA fails with a clear error, not an internal one."""
+    import torch
+
+    from redundancy import Runtime
+    from redundancy.errors import DeviceUnavailableError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError) as err:
+        Runtime(device="cuda").resolve_device()
+    assert err.value.field == "device" and err.value.code == "device_unavailable"
+    assert Runtime(device="auto").resolve_device() == "cpu" and Runtime(device="cpu").resolve_device() == "cpu"
+
+
+def test_messages_left_in_the_gpu_queue_do_not_hold_back_a_cpu_resend(harness, job_body) -> None:
+    """Jobs that fell back leave their old messages in the gpu queue; the resend bound counts per queue."""
+
+    class Probe(DepthProbe):
+        def depth(self) -> int | None:
+            return self.gpu  # all of them in the gpu queue
+
+    job = harness.submit(job_body(device="cpu"))
+    harness.sent.clear()  # the broker lost it
+    with session_scope(harness.settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(
+            enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+    assert run_maintenance_once(harness.settings, harness, Probe(gpu=5))["requeued"] == 1
+    assert harness.sent == [job["id"]]
+    harness.sent.clear()
+    with session_scope(harness.settings.db_url) as s:
+        s.execute(sa.update(Job).where(Job.id == job["id"]).values(
+            enqueued_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)))
+
+    class CpuWaiting(Probe):
+        def depth_of(self, route: str) -> int | None:
+            return 1 if route == "cpu" else self.gpu
+
+    assert run_maintenance_once(harness.settings, harness, CpuWaiting(gpu=5))["requeued"] == 0, "its message waits"
