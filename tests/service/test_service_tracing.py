@@ -33,6 +33,7 @@ from service.core import tracing
 from service.core.config import Settings, get_settings
 from service.core.logs import JsonLines
 from service.core.outbox import SendLater
+from service.core.queue import device_queues
 from service.main import create_app
 from tests.service.conftest import FakeEngine, small_job
 from workers import celery_app, tasks
@@ -69,7 +70,8 @@ def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worke
     celery = celery_app.make_celery(settings)
     queue = SendLater(settings, CeleryJobQueue(celery, settings.queue))  # the API's path: a send thread
     app = create_app(settings, queue=queue, maintenance=False)
-    with start_worker(celery, pool="solo", perform_ping_check=False), TestClient(app) as client:
+    with start_worker(celery, pool="solo", perform_ping_check=False, queues=device_queues(settings.queue)), \
+            TestClient(app) as client:
         r = client.post("/v1/jobs", json=small_job(), headers={"X-API-Key": KEY})
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
