@@ -31,7 +31,7 @@ from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from redundancy.advice.fairness import gini
+from redundancy.advice.fairness import point_gini
 from redundancy.advice.recommend import intervals_from_summary, recommend, summarize
 from redundancy.config import Criterion, DeltaMode
 from redundancy.report import CurvePoint, FractionSummary, Recommendation, Report
@@ -115,10 +115,9 @@ def title(rep: Report, marks: list[Marker]) -> str:
 
 
 def _seed_gini(points: list[CurvePoint], k: int, kind: str) -> float | None:
-    """Mean over seeds of each seed's Gini of per-class accuracy at subset size k (the design's rule:
-    fairness per seed, never of the seed-averaged vector)."""
-    vals = [gini(np.asarray(p.per_class_accuracy)) for p in points if p.kind == kind and p.k == k
-            and p.per_class_accuracy]
+    """Mean over seeds of each seed's Gini (`point_gini`: of per-class accuracy, or retrieval's per-query
+    scores) at subset size k (the design's rule: fairness per seed, never of the seed-averaged vector)."""
+    vals = [point_gini(p) for p in points if p.kind == kind and p.k == k and p.per_class_accuracy]
     return float(np.mean(vals)) if vals else None
 
 
@@ -224,7 +223,7 @@ def _draw_gini(ax: Axes, rep: Report, random: list[FractionSummary],
         label, colour, marker = BASELINE_STYLE[kind]
         _line(ax, groups, [_seed_gini(rep.curve, g.k, kind) for g in groups], color=colour, marker=marker,
               ms=4, ls="--", label=label)
-    per = "per-class accuracy" if rep.dataset.fairness_groups is None else "query-decile scores"
+    per = "per-class accuracy" if rep.dataset.fairness_groups is None else "per-query scores"
     ax.set_ylabel(f"Gini of {per}\n(mean of per-seed Ginis)")
     ax.set_xlabel("fraction of neurons kept (log scale)")
 

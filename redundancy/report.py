@@ -85,6 +85,10 @@ class CurvePoint(BaseModel):
     cka_debiased: float | None = Field(
         None, description="Part-vs-whole CKA with the debiased estimator (test features), when asked for."
     )
+    query_gini: float | None = Field(
+        None, description="Retrieval only (None for classification): the Gini coefficient of this point's "
+        "per-query scores, all scored queries (not of the decile means); what `Fairness.gini_*` reads."
+    )
 
 
 class FractionSummary(BaseModel):
@@ -122,15 +126,18 @@ class ClassLoss(BaseModel):
 
 
 _PER_SEED = "mean over seeds of the metric on each seed's own per-class accuracy vector"
+_QUERY_GINI = "mean over seeds of the Gini of each seed's own per-query scores, exact, not of the decile means"
 
 
 class Fairness(BaseModel):
     """Inequality of per-class accuracy. Every `*_full` / `*_at` is the mean over seeds of the metric computed
     on each seed's own per-class vector (not the metric of the seed-mean vector); `*_std` is its spread over
-    seeds (ddof 1; 0 for one seed); `*_change` is `*_at − *_full`."""
+    seeds (ddof 1; 0 for one seed); `*_change` is `*_at − *_full`. Retrieval: the vector is the query deciles'
+    mean scores, except the Gini, which is of each seed's per-query scores (`CurvePoint.query_gini`)."""
 
-    gini_full: float = Field(description=f"Gini coefficient, full layer: {_PER_SEED}.")
-    gini_at: float = Field(description=f"Gini coefficient at the recommended fraction: {_PER_SEED}.")
+    gini_full: float = Field(description=f"Gini coefficient, full layer: {_PER_SEED} (retrieval: {_QUERY_GINI}).")
+    gini_at: float = Field(description=f"Gini coefficient at the recommended fraction: {_PER_SEED} (retrieval: "
+                           f"{_QUERY_GINI}).")
     gini_change: float = Field(description="gini_at − gini_full (positive: less equal).")
     cv_full: float = Field(description=f"Coefficient of variation, full layer: {_PER_SEED}.")
     cv_at: float = Field(description=f"Coefficient of variation at the fraction: {_PER_SEED}.")
@@ -141,7 +148,7 @@ class Fairness(BaseModel):
     range_full: float = Field(description=f"max − min per-class accuracy, full layer: {_PER_SEED}.")
     range_at: float = Field(description=f"max − min per-class accuracy at the fraction: {_PER_SEED}.")
     range_change: float
-    gini_full_std: float = 0.0
+    gini_full_std: float = Field(0.0, description="Spread over seeds of gini_full (std, ddof 1).")
     gini_at_std: float = Field(0.0, description="Spread over seeds of gini_at (std, ddof 1).")
     cv_full_std: float = 0.0
     cv_at_std: float = 0.0

@@ -4,13 +4,13 @@ and the storage a kept width costs. Pure functions over stored curve points (not
 - **Methods** (`METHODS`): random subsets (grid and refinement points), the first k neurons, PCA, random
   projections. Each is answered at its fewest dimensions meeting δ by the recommendation's own rule
   (`advice.threshold` for the bar, `advice.meets` for the criterion), with its fairness against the
-  full layer per seed (`fairness.fairness_cost`).
+  full layer per seed (`advice.fairness_at`).
 - **Verdict**: the method with the fewest kept dimensions among those that meet δ below d; ties go
   to the cheaper serving (a slice < a gather < a d × k matrix product plus a mean, `SERVING`).
 - **Nested**: first-k at least as good as the random subsets at every k both tested below d, within
   the random subsets' seed spread (`first_k ≥ mean − std`).
 - **Fairness limits**: the smallest k meeting δ with `worst_class_change ≥ −max_worst_class_drop`
-  and `gini_change ≤ max_gini_increase` (absolute; both per seed, as `fairness_cost` computes them).
+  and `gini_change ≤ max_gini_increase` (absolute; both per seed, as `fairness_at` computes them).
 - **Budgets**: the best score each method reaches at k ≤ `budgets.budget_k`, with its fairness.
 """
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redundancy.advice.fairness import fairness_cost
 from redundancy.advice.recommend import (
     RANDOM_KINDS,
     Intervals,
     criterion_stat,
+    fairness_at,
     meets,
-    per_seed_vectors,
     recommend,
     summarize,
 )
@@ -108,7 +107,6 @@ class _Curve:
 
     def __init__(self, curve: Sequence[CurvePoint], classes: list[str], d: int) -> None:
         self.curve, self.classes, self.d = curve, classes, d
-        self.full_vectors = per_seed_vectors(curve, d)
         self.summaries = {m: summarize(curve, kinds=kinds) for m, kinds in METHODS.items()}
         self.summaries = {m: s for m, s in self.summaries.items() if s}
         random = self.summaries.get("random_subset", [])
@@ -118,7 +116,7 @@ class _Curve:
         self.full = full
 
     def fairness(self, method: str, k: int) -> Fairness:
-        return fairness_cost(self.full_vectors, per_seed_vectors(self.curve, k, METHODS[method]), self.classes)
+        return fairness_at(self.curve, self.classes, self.d, k, METHODS[method])
 
     def answer(self, method: str, s: FractionSummary, criterion: Criterion, met: bool) -> MethodAnswer:
         rank, serving = SERVING[method]

@@ -7,28 +7,22 @@ standard deviation over seeds (ddof = 1; 0 for one seed).
 
 For retrieval the vector is the mean score of each decile of queries, ascending
 (`probing.retrieval.decile_means`), so its lowest entry is the mean score of the worst 10 % of queries:
-`worst_decile_*` names it (None for classification).
+`worst_decile_*` names it (None for classification). The Gini is exact: each curve point's Gini of its
+per-query scores (`CurvePoint.query_gini`), per seed then averaged (`point_gini`, `fairness_of`), not the
+Gini of the ten decile means (a lower bound of it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from redundancy.probing.inequality import gini
 from redundancy.probing.retrieval import DECILE_NAMES
-from redundancy.report import ClassLoss, Fairness
+from redundancy.report import ClassLoss, CurvePoint, Fairness
 
-
-def gini(values: np.ndarray) -> float:
-    """Gini coefficient `Σ_i (2i − C − 1)·a_(i) / (C·Σ a)` over ascending-sorted values (i = 1..C)."""
-    a = np.sort(np.asarray(values, dtype=np.float64))
-    c = a.shape[0]
-    total = a.sum()
-    if c == 0 or total <= 0:
-        return 0.0
-    i = np.arange(1, c + 1)
-    return float(((2 * i - c - 1) * a).sum() / (c * total))
+__all__ = ["METRICS", "coefficient_of_variation", "fairness_cost", "fairness_of", "gini", "point_gini", "per_seed"]
 
 
 def coefficient_of_variation(values: np.ndarray) -> float:
@@ -52,8 +46,18 @@ METRICS: dict[str, Callable[[np.ndarray], float]] = {
 
 def per_seed(metric: Callable[[np.ndarray], float], vectors: np.ndarray) -> tuple[float, float]:
     """Mean and spread (std over seeds, ddof = 1) of a metric applied to each seed's vector."""
-    values = np.array([metric(v) for v in np.atleast_2d(vectors)])
+    return _mean_spread([metric(v) for v in np.atleast_2d(vectors)])
+
+
+def _mean_spread(per_seed_values: Sequence[float]) -> tuple[float, float]:
+    values = np.asarray(per_seed_values, dtype=np.float64)
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def point_gini(p: CurvePoint) -> float:
+    """A curve point's Gini: of its per-query scores (retrieval, `query_gini`), else of its per-class accuracy
+    (classification; also a retrieval curve stored before `query_gini` existed: the decile means' Gini)."""
+    return p.query_gini if p.query_gini is not None else gini(np.asarray(p.per_class_accuracy))
 
 
 def fairness_cost(
@@ -91,3 +95,15 @@ def fairness_cost(
             for i in order
         ],
     )
+
+
+def fairness_of(full: Sequence[CurvePoint], at: Sequence[CurvePoint], classes: list[str], top: int = 3) -> Fairness:
+    """`fairness_cost` of the full layer's points (one per seed) against the points at one k, with the Gini
+    per point by `point_gini`: for retrieval the exact Gini of per-query scores. The one place every answer
+    (recommendation, methods, limits, budgets, multi-dataset) gets its fairness from points."""
+    f = fairness_cost(np.array([p.per_class_accuracy for p in full]), np.array([p.per_class_accuracy for p in at]),
+                      classes, top)
+    g_full, g_full_std = _mean_spread([point_gini(p) for p in full])
+    g_at, g_at_std = _mean_spread([point_gini(p) for p in at])
+    return f.model_copy(update={"gini_full": g_full, "gini_at": g_at, "gini_change": g_at - g_full,
+                                "gini_full_std": g_full_std, "gini_at_std": g_at_std})

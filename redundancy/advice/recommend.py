@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from redundancy.advice.fairness import fairness_cost
+from redundancy.advice.fairness import fairness_of
 from redundancy.advice.savings import savings
 from redundancy.advice.uncertainty import PairedBootstrap
 from redundancy.config import Criterion, DeltaMode
@@ -70,16 +70,19 @@ def _defined_mean(values: Sequence[float | None]) -> tuple[float | None, int]:
     return (float(np.mean(ok)) if ok else None), len(ok)
 
 
-def per_seed_vectors(curve: Sequence[CurvePoint], k: int, kinds: tuple[str, ...] = RANDOM_KINDS) -> np.ndarray:
-    """`(seeds, C)`: each seed's per-class accuracy at subset size k."""
-    return np.array([p.per_class_accuracy for p in curve if p.kind in kinds and p.k == k])
+def points_at(curve: Sequence[CurvePoint], k: int, kinds: tuple[str, ...] = RANDOM_KINDS) -> list[CurvePoint]:
+    """Each seed's point of the given kinds at subset size k."""
+    return [p for p in curve if p.kind in kinds and p.k == k]
 
 
-def fairness_at(curve: Sequence[CurvePoint], classes: list[str], d: int, k: int) -> Fairness:
-    """The fairness cost of keeping `k` of `d` neurons: `fairness_cost` on each seed's own per-class
-    vector at k and at the full layer (never the seed-averaged vector). The one place the single- and
-    multi-dataset answers get it from."""
-    return fairness_cost(per_seed_vectors(curve, d), per_seed_vectors(curve, k), classes)
+def fairness_at(
+    curve: Sequence[CurvePoint], classes: list[str], d: int, k: int, kinds: tuple[str, ...] = RANDOM_KINDS
+) -> Fairness:
+    """The fairness cost of keeping `k` of `d` dimensions by the method behind `kinds` (random subsets by
+    default): `fairness.fairness_of` on each seed's own point at k against the full layer's random-subset
+    points (never the seed-averaged vector; retrieval's Gini from per-query scores). The one place the
+    single- and multi-dataset answers and every method's answer get it from."""
+    return fairness_of(points_at(curve, d), points_at(curve, k, kinds), classes)
 
 
 def intervals_from_summary(summary: Sequence[FractionSummary]) -> dict[int, tuple[float, float]]:
@@ -125,7 +128,7 @@ def recommend(
     Whether it holds under the test-set bootstrap: with `paired` (per-sample correctness, at analysis
     time) from the paired interval of (accuracy − threshold), the full layer resampled on the same
     images; otherwise, from a stored report, from the stored interval of the fraction's accuracy
-    against the fixed threshold (`ci_method` says which). Fairness is per seed (`fairness_cost`)."""
+    against the fixed threshold (`ci_method` says which). Fairness is per seed (`fairness_at`)."""
     if criterion not in ("mean", "worst_seed"):
         raise InvalidConfigError(f"criterion {criterion!r} is not 'mean' or 'worst_seed'", field="criterion")
     summary = summarize(curve, intervals=intervals)

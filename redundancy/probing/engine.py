@@ -212,6 +212,7 @@ def probe_random(
             selection=ctx.prober.selection, selection_score=r.score,
             cka_pair=defined(ctx.test_cka.subset_subset(k, seed, c.seed, debiased=debiased)),
             cka_debiased=defined(ctx.test_cka.part_whole(subset, debiased=True)) if debiased else None,
+            query_gini=r.query_gini,
         ))
         if r.correct is not None:
             out.correct[k].append(r.correct)
@@ -276,6 +277,7 @@ def search_baselines(ctx: ProbeContext, scorer: RetrievalScorer, entries: list[t
                 fraction=fraction, k=k, seed=seed, accuracy=res.accuracy,
                 per_class_accuracy=res.per_class_accuracy.tolist(), cka=defined(projection_cka(gram, r)),
                 lam=None, kind=kind, selection=None, selection_score=None, metric=c.score_metric,
+                query_gini=res.query_gini,
             ))
         ctx.tracker.report("probe", 0.7 + 0.3 * (i + 1) / len(units), f"baseline {kind} k={k}")
     return out

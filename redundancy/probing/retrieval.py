@@ -28,12 +28,12 @@ every mean, bootstrap and fairness vector):
 - `top10_overlap`: `|top10(q) ∩ top10_full(q)| / K`, the share of the full layer's answers the cut
   representation still returns; needs no labels, so every query counts.
 
-The task's score is the mean of the per-query scores. **Fairness** reads a vector per curve point:
-for retrieval it is the mean score of each decile of its queries (the per-query scores sorted
-ascending and cut by `numpy.array_split` into 10 groups), so `worst_class` is the worst decile's
-mean score (the lowest ⌈n/10⌉ queries; `Fairness.worst_decile_*` names it) and the Gini is the Gini
-of the ten decile means (the between-decile part of the per-query Gini, a lower bound of it). The
-per-query scores are what the paired bootstrap resamples.
+The task's score is the mean of the per-query scores. **Fairness** per curve point: its Gini is the
+exact Gini of its per-query scores (`ProbeResult.query_gini`, `CurvePoint.query_gini`, by
+`probing.inequality.gini`), and its fairness vector is the mean score of each decile of its queries
+(the per-query scores sorted ascending and cut by `numpy.array_split` into 10 groups), so
+`worst_class` is the worst decile's mean score (the lowest ⌈n/10⌉ queries; `Fairness.worst_decile_*`
+names it). The per-query scores are what the paired bootstrap resamples.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from redundancy.errors import DatasetFormatError
+from redundancy.probing.inequality import gini
 from redundancy.probing.ridge import ProbeResult
 
 TOP = 10
@@ -258,7 +259,8 @@ class RetrievalScorer:
 
     def result(self, top: np.ndarray) -> ProbeResult:
         s = self.scores(top)
-        return ProbeResult(accuracy=float(s.mean()), per_class_accuracy=decile_means(s), lam=None, correct=s)
+        return ProbeResult(accuracy=float(s.mean()), per_class_accuracy=decile_means(s), lam=None, correct=s,
+                           query_gini=gini(s))
 
     def subset(self, subset: np.ndarray) -> ProbeResult:
         """The neurons `subset` of queries and corpus."""

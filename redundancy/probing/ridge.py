@@ -59,6 +59,7 @@ class ProbeResult:
     correct: np.ndarray | None = None  # (n_test,) bool: per-sample correctness, for the bootstrap
     score: float | None = None  # training-side selection score: GCV (lower is better) or val accuracy
     lam_at_edge: bool = False  # GCV still falling at the grid's edge: the grid may be too narrow
+    query_gini: float | None = None  # retrieval: the Gini of the per-query scores (`correct`)
 
 
 def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:

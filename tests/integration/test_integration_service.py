@@ -267,7 +267,7 @@ def test_every_curve_point_field_round_trips_through_postgres(settings, client):
         CurvePoint(fraction=0.15, k=8, seed=1, accuracy=0.5, per_class_accuracy=[0.5, 0.5], cka=0.4,
                    lam=None, kind="refinement", cka_pair=None, cka_debiased=0.41),
         CurvePoint(fraction=0.1, k=5, seed=0, accuracy=0.6, per_class_accuracy=[0.6, 0.6], cka=0.7,
-                   kind="random_projection"),
+                   kind="random_projection", metric="ndcg@10", query_gini=0.3141592653589793),
         CurvePoint(fraction=1.0, k=50, seed=0, accuracy=0.9, per_class_accuracy=[0.9, 0.9], cka=1.0,
                    lam=2.5, kind="random", cka_pair=1.0, cka_debiased=1.0),
     ]

@@ -174,7 +174,7 @@ def test_a_retrieval_report_plots_its_metric_and_query_deciles() -> None:
     parsed = Report.model_validate(rep)
     assert parsed.fairness_groups == deciles and parsed.recommendations[0].metric == "ndcg@10"
     text = _svg_text(render(parsed, fmt="svg"))
-    assert "retrieval ndcg@10 (mean over queries)" in text and "Gini of query-decile scores" in text
+    assert "retrieval ndcg@10 (mean over queries)" in text and "Gini of per-query scores" in text
     assert "test accuracy" not in text
     for r in parsed.recommendations:
         assert f"f* = {r.fraction:g} at δ={r.delta:g}" in text

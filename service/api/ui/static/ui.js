@@ -89,7 +89,7 @@ function scoreLabels(metric) {
       hurt: "Classes that lose most", group: "class", subject: "random neuron subsets" };
   }
   const name = names[metric] || metric;
-  return { score: name, title: name, gini: "Gini of query-decile scores", worst: "worst decile of queries",
+  return { score: name, title: name, gini: "Gini of per-query scores", worst: "worst decile of queries",
     hurt: "Query deciles that lose most", group: "query decile", subject: "random dimension subsets" };
 }
 
