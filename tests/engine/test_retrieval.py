@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sklearn.neighbors import NearestNeighbors
 
 from redundancy import AnalysisConfig, Runtime
+from redundancy.deploy import load_artifact
 from redundancy.pipeline import run_analysis
 from redundancy.sources.extraction import Features
 from service.core import migrate
@@ -89,7 +90,10 @@ def test_retrieval_job_over_http_names_ndcg_and_matches_brute_force(tmp_path: Pa
     assert other["k"] <= rec["k"]  # a looser δ never needs more dimensions
     assert result["dataset"]["fairness_groups"][0].startswith("queries 0")
     assert all(p["metric"] == "ndcg@10" for p in result["curve"])
-    assert artifact.status_code == 422 and "task" in artifact.text
+    assert artifact.status_code == 200, artifact.text  # a retrieval artifact: the kept dimensions, no head
+    (tmp_path / "retrieval.safetensors").write_bytes(artifact.content)
+    art = load_artifact(tmp_path / "retrieval.safetensors")
+    assert art.weight is None and art.k == rec["k"] and art.d == 384 and len(set(art.indices.tolist())) == art.k
 
     corpus, corpus_y, queries, query_y = _corpus_and_queries(settings.cache_dir)
     expected = brute_ndcg10(corpus, corpus_y, queries, query_y)
