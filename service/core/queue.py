@@ -49,7 +49,8 @@ def device_queues(base: str) -> list[str]:
 
 def worker_queues(base: str, requested: str | None) -> list[str]:
     """``advisor worker --queues``: ``cpu``, ``gpu``, ``cpu,gpu``; none, or the bare ``ADVISOR_QUEUE``, means
-    every device queue (so an embedded or single-worker setup runs everything); any other name as is."""
+    every device queue (so an embedded or single-worker setup runs everything); any other name is another
+    API's ``ADVISOR_QUEUE`` (its bare and device queues), or a device queue named in full (``x.cpu``: as is)."""
     names: list[str] = []
     for part in (requested or base).split(","):
         part = part.strip()
@@ -59,8 +60,10 @@ def worker_queues(base: str, requested: str | None) -> list[str]:
             names += device_queues(base)
         elif part in ROUTES:
             names.append(queue_name(base, part))
-        else:
+        elif part.rsplit(".", 1)[-1] in ROUTES:
             names.append(part)
+        else:
+            names += device_queues(part)
     return list(dict.fromkeys(names)) or device_queues(base)
 
 

@@ -28,11 +28,11 @@ from sqlalchemy.orm import Session
 from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import migrate
 from service.core.db import dispose_all, get_sessionmaker
+from tests.integration.processes import ROOT
 
 PG_ADMIN = os.environ.get("ADVISOR_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("ADVISOR_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
 REDIS_DB = int(os.environ.get("ADVISOR_TEST_REDIS_DB", "13"))
-ROOT = Path(__file__).resolve().parents[2]
 
 SMALL_JOB: dict[str, Any] = SMALL_JOB_EXAMPLE  # random weights, digits at 32 px: seconds per job
 
@@ -151,23 +151,13 @@ def migrated(stack_env: dict[str, str]) -> None:
 @pytest.fixture(scope="session")
 def worker(stack_env: dict[str, str], migrated: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real Celery worker process: `celery -A workers.celery_app worker --pool=solo` on our queue."""
+    from tests.integration.processes import start_celery_worker, stop_process
+
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo",
-             "--concurrency=1", f"--queues={stack_env['ADVISOR_QUEUE']}", "--loglevel=info",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
-             f"--hostname=test-{stack_env['ADVISOR_QUEUE']}@%h"],
-            env=stack_env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-        )
+    proc = start_celery_worker(stack_env, stack_env["ADVISOR_QUEUE"], log, f"test-{stack_env['ADVISOR_QUEUE']}")
     time.sleep(0.5)
     yield log
-    proc.terminate()  # SIGTERM: warm shutdown
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+    stop_process(proc)  # SIGTERM: warm shutdown
     if proc.returncode not in (0, -15):
         print(log.read_text()[-4000:])
 

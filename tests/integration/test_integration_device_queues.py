@@ -18,6 +18,7 @@ import pytest
 
 from service.core.queue import GPU_WAITING_STAGE
 from tests.integration.conftest import ROOT, wait_for
+from tests.integration.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +30,6 @@ def _start_worker(env: dict[str, str], queues: str, log: Path) -> subprocess.Pop
              f"--queues={queues}", f"--hostname={queues}-{env['ADVISOR_QUEUE']}@%h"],
             env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
         )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def _poll(client: Any, job_id: str, until: Callable[[dict[str, Any]], bool], log: Path,
@@ -78,7 +69,7 @@ def device_stack(stack_env: dict[str, str], migrated: None,
     with TestClient(create_app(settings)) as client:
         yield {"client": client, "procs": procs, "logs": logs, "settings": settings, "start_gpu": start_gpu_worker}
     for p in procs.values():
-        _stop(p)
+        stop_process(p)
 
 
 def _worker_pid(settings: Any, job_id: str) -> int:

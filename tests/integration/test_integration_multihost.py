@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.processes import start_celery_worker, stop_process
 
 pytestmark = pytest.mark.integration
 moto_server = pytest.importorskip("moto.server", reason="the dev extra's moto[server] is not installed")
@@ -43,26 +42,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _start_worker(env: dict[str, str], queues: str, log: Path, name: str) -> subprocess.Popen:
-    with open(log, "wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo",
-             "--concurrency=1", f"--queues={queues}", "--loglevel=info",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", f"--hostname={name}@%h"],
-            env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +78,7 @@ def hosts(stack_env: dict[str, str], migrated: None, tmp_path_factory: pytest.Te
         dirs.append(data)
         env = {**stack_env, **aws, "ADVISOR_QUEUE": queue, "ADVISOR_STORE_URL": store, "DATA_DIR": str(data),
                "ADVISOR_SHARD_SIZE": str(SHARD_SIZE), "ADVISOR_STALE_AFTER": "15"}
-        procs.append(_start_worker(env, f"{queue},{queue}-only{i}", logs / f"w{i}.log", f"host{i}-{queue}"))
+        procs.append(start_celery_worker(env, f"{queue},{queue}-only{i}", logs / f"w{i}.log", f"host{i}-{queue}"))
     api_dir = tmp_path_factory.mktemp("api-host")
 
     def settings(q: str) -> Settings:
@@ -115,7 +94,7 @@ def hosts(stack_env: dict[str, str], migrated: None, tmp_path_factory: pytest.Te
                    "dirs": dirs, "api_dir": api_dir, "procs": procs}
     finally:
         for p in procs:
-            _stop(p)
+            stop_process(p)
         server.stop()
         mp.undo()
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,30 +19,11 @@ import numpy as np
 import pytest
 
 from redundancy import AnalysisConfig, Runtime, analyze
-from tests.integration.conftest import ROOT, wait_for
+from tests.integration.conftest import wait_for
+from tests.integration.processes import start_celery_worker, stop_process
 
 pytestmark = pytest.mark.integration
 SHARD_SIZE = 100  # the small job has 400 images (train + val + test): 4 shards
-
-
-def _start_worker(env: dict[str, str], log: Path, name: str) -> subprocess.Popen:
-    with open(log, "wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo",
-             "--concurrency=1", f"--queues={env['ADVISOR_QUEUE']}", "--loglevel=info",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", f"--hostname={name}@%h"],
-            env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +38,14 @@ def shard_stack(stack_env: dict[str, str], migrated: None, tmp_path_factory: pyt
     queue = f"advisor-shards-{uuid.uuid4().hex[:8]}"
     env = {**stack_env, "ADVISOR_QUEUE": queue, "ADVISOR_SHARD_SIZE": str(SHARD_SIZE), "ADVISOR_STALE_AFTER": "15"}
     logs = tmp_path_factory.mktemp("shard-workers")
-    procs = [_start_worker(env, logs / f"w{i}.log", f"shard{i}-{queue}") for i in range(2)]
+    procs = [start_celery_worker(env, env["ADVISOR_QUEUE"], logs / f"w{i}.log", f"shard{i}-{queue}") for i in range(2)]
     settings = Settings(database_url=env["DATABASE_URL"], broker_url=env["BROKER_URL"],
                         data_dir=Path(env["DATA_DIR"]), queue=queue, heartbeat=0.5, stale_after=15.0,
                         maintenance_interval=0.5, shard_size=SHARD_SIZE)
     with TestClient(create_app(settings)) as client:
         yield client, procs, logs, settings
     for p in procs:
-        _stop(p)
+        stop_process(p)
 
 
 @pytest.fixture(scope="module")

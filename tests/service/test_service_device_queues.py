@@ -57,7 +57,8 @@ def test_queue_names_derive_from_the_base_queue() -> None:
     ("gpu", ["analysis.gpu"]),
     ("cpu,gpu", ["analysis.cpu", "analysis.gpu"]),
     (" gpu , gpu ", ["analysis.gpu"]),
-    ("other", ["other"]),
+    ("other", ["other", "other.cpu", "other.gpu"]),  # another API's ADVISOR_QUEUE: everything it sends
+    ("analysis,other.gpu", ["analysis", "analysis.cpu", "analysis.gpu", "other.gpu"]),  # a device queue in full
     ("", ["analysis", "analysis.cpu", "analysis.gpu"]),
 ])
 def test_worker_queues(requested: str | None, queues: list[str]) -> None:
