@@ -4,6 +4,7 @@ as a ratio to ``/healthz`` measured in the same run against the same server.
     python bench/load.py --url http://127.0.0.1:8000 --job <succeeded job id> [--key K]
     python bench/load.py --spawn            # starts an embedded server, runs a tiny job, then measures
     python bench/load.py --spawn --generator hey   # the same rows, load from `hey` (apt install hey)
+    python bench/load.py --url U --key K1 --fairness K2 --clients 100   # one key floods, another reads
 
 Each of ``--clients`` (default 100 and 500) keeps one request in flight for ``--seconds``; an answer
 with a status >= 500, a transport error or no answer within ``--timeout`` counts as an error. The
@@ -81,17 +82,22 @@ async def hammer(
     seconds: float,
     timeout: float = 10.0,
     headers: dict[str, str] | None = None,
+    qps: float | None = None,
 ) -> LoadResult:
     """``clients`` tasks, each sending ``await request(client, i)`` back to back until ``seconds`` are
-    over. A status >= 500, a transport error or a timeout is an error; anything else a success."""
+    over (with ``qps``: at most that many a second per client). A status >= 500, a transport error or a
+    timeout is an error; anything else a success."""
     out = LoadResult(name, clients, seconds)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as client:
         stop = time.monotonic() + seconds
 
         async def one(worker: int) -> None:
-            i = 0
+            i, next_at = 0, time.monotonic()
             while time.monotonic() < stop:
+                if qps:  # paced: one request every 1/qps s
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at += 1 / qps
                 start = time.monotonic()
                 try:
                     r = await request(client, worker * 1_000_000 + i)
@@ -118,10 +124,13 @@ async def hammer(
 
 
 def hey(base_url: str, name: str, method: str, path: str, *, clients: int, seconds: float, timeout: float,
-        headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> LoadResult:
+        headers: dict[str, str] | None = None, body: dict[str, Any] | None = None,
+        qps: float | None = None) -> LoadResult:
     """The same measurement by `hey -z`: its summary parsed into a LoadResult (throughput over the
     answers below 500; p50/p99 from its latency distribution, which counts every answer)."""
     cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(clients), "-t", f"{max(1, round(timeout))}", "-m", method]
+    if qps:
+        cmd += ["-q", f"{qps:g}"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     if body is not None:
@@ -225,6 +234,41 @@ async def measure(url: str, job_id: str, clients: list[int], seconds: float, tim
     return results
 
 
+FAIR_PATH = "/v1/jobs?page_size=1"  # a read of one's own jobs: auth, the rate limit and one query
+
+
+async def fairness(url: str, reader_key: str, flood_key: str, *, clients: int, seconds: float, timeout: float,
+                   generator: str = "python", reader_clients: int = 2, reader_qps: float = 10.0) -> list[LoadResult]:
+    """Issue 23 probe 8: the p99 of a paced reader (``reader_clients`` × ``reader_qps`` a second, under a
+    default rate limit) on :data:`FAIR_PATH` alone, then while another key floods the same path with
+    ``clients`` closed-loop clients; and the flood's total answers a second (429s included). The reader is
+    always this process (httpx); ``generator`` sends the flood."""
+
+    def run(name: str, key: str, n: int, qps: float | None) -> Any:
+        headers = {"X-API-Key": key}
+        if generator == "hey" and qps is None:  # the paced reader is cheap, and hey drops a small run's p99
+            return asyncio.to_thread(hey, url, name, "GET", FAIR_PATH, clients=n, seconds=seconds,
+                                     timeout=timeout, headers=headers, qps=qps)
+        return hammer(url, name, get(FAIR_PATH), clients=n, seconds=seconds, timeout=timeout, headers=headers,
+                      qps=qps)
+
+    alone = await run("reader alone", reader_key, reader_clients, reader_qps)
+    under, flood = await asyncio.gather(run("reader, flooded", reader_key, reader_clients, reader_qps),
+                                        run("flood", flood_key, clients, None))
+    return [alone, under, flood]
+
+
+def fairness_report(results: list[LoadResult]) -> str:
+    """Every answer counts here (a 429 is an answer): answers a second, p50/p99 and the statuses."""
+    lines = [f"{'who':<18}{'clients':>8}{'answers/s':>11}{'p50 ms':>9}{'p99 ms':>9}  statuses"]
+    for r in results:
+        answers = sum(n for code, n in r.statuses.items())
+        lines.append(f"{r.name:<18}{r.clients:>8}{answers / r.seconds:>11.0f}{r.percentile(0.5) * 1e3:>9.1f}"
+                     f"{r.percentile(0.99) * 1e3:>9.1f}  {dict(sorted(r.statuses.items()))}"
+                     f"{f' errors {r.errors}' if r.errors else ''}{f' timeouts {r.timeouts}' if r.timeouts else ''}")
+    return "\n".join(lines)
+
+
 def _spawn_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
     # capacity, not policy: the per-client rate limit would answer most of one machine's clients 429
@@ -271,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="Also write the results here.")
     p.add_argument("--generator", choices=("python", "hey"), default="python",
                    help="Who sends the load: this process (httpx) or `hey` (must be on PATH).")
+    p.add_argument("--fairness", metavar="FLOOD_KEY",
+                   help=f"Instead of the rows: a paced reader (--key) on {FAIR_PATH} alone, then while this "
+                        "second key floods it with the first --clients (issue 23, probe 8).")
     args = p.parse_args(argv)
+    if args.fairness and (not args.key or args.spawn):
+        p.error("--fairness needs --key (the reader's key) and a server with both keys (--url, not --spawn)")
     if args.generator == "hey" and shutil.which("hey") is None:
         p.error("--generator hey needs `hey` on PATH (apt-get install hey)")
     server = None
@@ -286,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="advisor-load-"))
         server = _spawn_server(tmp / "data", port)
         url = f"http://127.0.0.1:{port}"
+    if args.fairness:
+        n = int(args.clients.split(",")[0])
+        print(f"# {cpu_name()}; load average {os.getloadavg()[0]:.1f} at start; {args.seconds:.0f} s per row; "
+              f"{url}; load from {args.generator}", flush=True)
+        print(fairness_report(asyncio.run(fairness(url, args.key, args.fairness, clients=n, seconds=args.seconds,
+                                                   timeout=args.timeout, generator=args.generator))))
+        return 0
     try:
         job = args.job or _tiny_job(url)
         post_body = None

@@ -46,3 +46,17 @@ def test_load_bench_reads_hey_summaries() -> None:
     assert (r.percentile(0.5), r.percentile(0.99)) == (0.0060, 0.0309)
     assert r.error_samples == ["Get \"http://127.0.0.1:8000/v1/jobs\": dial tcp 127.0.0.1:8000: connect: "
                                "connection refused"]
+
+
+def test_load_bench_fairness_report_counts_429s_as_answers() -> None:
+    """`bench/load.py --fairness` (issue 23, probe 8): the flood's rate is every answer a second, the 429s
+    of the rate limit included; the reader's p99 is shown beside its statuses."""
+    sys.path.insert(0, str(ROOT))
+    from bench.load import LoadResult, fairness_report
+
+    reader = LoadResult("reader alone", 2, 10.0, latencies=[0.01] * 98 + [0.05] * 2, statuses={200: 100})
+    flood = LoadResult("flood", 100, 10.0, latencies=[0.002] * 500, statuses={200: 500, 429: 4500})
+    lines = fairness_report([reader, flood]).splitlines()
+    assert lines[1].split()[:5] == ["reader", "alone", "2", "10", "10.0"]
+    assert "50.0" in lines[1] and "{200: 100}" in lines[1]
+    assert lines[2].split()[:3] == ["flood", "100", "500"] and "429: 4500" in lines[2]

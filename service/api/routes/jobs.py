@@ -126,7 +126,7 @@ async def list_jobs(
 
     def build(session: Session) -> Response:
         rows, token = queries.list_jobs(
-            session,
+            queries.one_statement_read(session),
             owner,
             page_size=page_size,
             page_token=page_token,
