@@ -37,7 +37,7 @@ test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # The fast tier while editing: every test but `slow` (tests/engine: real models, subprocesses),
-# `integration` (Postgres, Redis, Celery) and `browser` (chromium); under 3 minutes on 2 cores.
+# `integration` (Postgres, Redis, Celery) and `browser` (chromium); about 5 minutes on 2 busy cores.
 # `make test` stays the full run (and .ci/run's).
 test-fast: setup
 	$(BIN)/lint-imports
