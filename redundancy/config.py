@@ -251,10 +251,11 @@ class AnalysisConfig(BaseModel):
         None,
         json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}},
         description="The layer sweep (issue 21): a list of module names (and/or `pre_logits`) probed from ONE forward "
-        "pass, or `sweep`: every stage's output (timm `feature_info`) plus `pre_logits`. The answer picks the "
+        "pass, or `sweep`: every stage's output (timm `feature_info`) plus `pre_logits`; for `hf:` encoders "
+        "`hidden.0` … `hidden.N` (every other one past 12) plus `output` when it differs. The answer picks the "
         "(layer, k) with the fewest kept neurons within δ of the best full layer, that layer chosen by its "
-        "training-side (GCV / validation) score, never the test set. None: the single `layer`. timm models only; "
-        "classification only.",
+        "training-side (GCV / validation) score, never the test set. None: the single `layer`. Not for "
+        "precomputed vectors; classification only.",
     )
 
     @field_validator("layers", mode="before")
@@ -272,8 +273,8 @@ class AnalysisConfig(BaseModel):
             raise ValueError("give either layer or layers, not both (a single layer is layers: [name])")
         model = info.data.get("model")
         name = getattr(model, "name", "")
-        if name == PRECOMPUTED or name.startswith("hf:"):
-            raise ValueError(f"layers (the sweep) is implemented for timm models only, not {name!r}")
+        if name == PRECOMPUTED:
+            raise ValueError(f"layers (the sweep): {PRECOMPUTED!r} vectors are one layer already, none to sweep")
         if info.data.get("task", "classification") != "classification":
             raise ValueError("layers (the sweep) needs task 'classification': retrieval has no training-side "
                              "score to choose a layer without the test set")

@@ -166,8 +166,8 @@ def _layer_key(config: AnalysisConfig, loaded: LoadedModel) -> dict:
 def resolve_layers(config: AnalysisConfig, loaded: LoadedModel) -> list[str]:
     """The layers of the job, in forward order as asked: `layers`, the model's default sweep, or `layer`."""
     names = config.layer_names()
-    if names is None:
-        names = list(default_sweep(loaded.module))
+    if names is None:  # `sweep`: the model family's default (a Hugging Face encoder resolved its own)
+        names = list(loaded.layers) if uses_feature_source(config) else list(default_sweep(loaded.module))
     return [n or PENULTIMATE for n in names]
 
 
@@ -218,6 +218,8 @@ def prepare(config: AnalysisConfig, runtime: Runtime, tracker: Tracker | None = 
     if uses_feature_source(config):
         with tracker.stage("load_model"):
             source = load_feature_source(config, runtime)
+            if config.layers is not None:  # an hf: sweep (precomputed vectors have no layers)
+                check_layer_memory(config, source.widths, runtime.max_layer_stats_bytes)  # type: ignore[attr-defined]
         with tracker.stage("load_data"):
             data = prepare_data(config, runtime)
         return Prepared(source, source, None, source.data_config, data, None)  # type: ignore[arg-type]

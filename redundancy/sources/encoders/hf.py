@@ -8,6 +8,12 @@ module, `max_seq_length` and `do_lower_case` in `sentence_bert_config.json`), so
 state i (0: the embeddings, N: the last layer) with the same pooling and no normalisation; none:
 the pooled output the model is meant to be used with.
 
+The layer sweep (`layers`, issue 21): a list of `hidden.i` and `output` (that pooled output), or `sweep`
+(`hf_default_sweep`: every hidden state, every other one past 12, the last always, then `output` when it
+differs from the last hidden state, i.e. when the layout L2-normalises). ONE forward pass per batch
+(`output_hidden_states=True`) gives all of them, each pooled as a single-layer job pools it, laid side by
+side in the order asked as the timm extractor lays them (`layers`, `widths`, `offsets`, `poolings`).
+
 Offline by default: a name is looked up in the local Hugging Face cache only, unless downloads are
 allowed (`ADVISOR_ALLOW_DOWNLOAD`) and `HF_HUB_OFFLINE` is not set. Texts are truncated at the
 model's maximum length (the report's `input_size`), and each chunk of rows is sorted by length so
@@ -18,13 +24,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from redundancy.config import SWEEP
 from redundancy.errors import UnknownLayerError, UnknownModelError, WeightsUnavailableError
 from redundancy.hashing import hash_file, hash_json
 from redundancy.sources.datasets.rows import RowSplit
@@ -35,6 +42,8 @@ ST_POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tok
 ST_MODULES = {"Transformer", "Pooling", "Normalize"}
 CHUNK_BATCHES = 32  # rows are sorted by length within chunks of this many batches
 _LAYER = re.compile(r"hidden\.(\d+)")
+OUTPUT = "output"  # in `layers`: the pooled output the model is meant to be used with (normalised as its layout says)
+DENSE_SWEEP_LAYERS = 12  # the default sweep takes every hidden state up to this one, every other one past it
 _MAX_SANE_LENGTH = 1_000_000  # tokenizers without a limit say 1e30
 
 
@@ -88,6 +97,25 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UnknownModelError(f"cannot read {path}: {exc}") from exc
 
 
+def hf_default_sweep(n_layers: int, output_differs: bool) -> list[str]:
+    """`hidden.0` (the embeddings) … `hidden.{n_layers}`, every other one past `DENSE_SWEEP_LAYERS` (the last
+    always), then `output` when the model's usual embedding differs from the last hidden state's pooling."""
+    keep = [i for i in range(n_layers + 1)
+            if i <= DENSE_SWEEP_LAYERS or (i - DENSE_SWEEP_LAYERS) % 2 == 0 or i == n_layers]
+    return [f"hidden.{i}" for i in keep] + ([OUTPUT] if output_differs else [])
+
+
+def parse_layer(name: str, n_layers: int) -> int | None:
+    """The hidden-state index of `hidden.i` (0 … n_layers), None for `output`; UnknownLayerError otherwise."""
+    match = _LAYER.fullmatch(name)
+    if name == OUTPUT:
+        return None
+    if match is None or int(match.group(1)) > n_layers:
+        raise UnknownLayerError(f"hf model layers are hidden.0 … hidden.{n_layers}, not {name!r} "
+                                f"({OUTPUT!r}: the model's usual pooled output)")
+    return int(match.group(1))
+
+
 class SentenceTransformerLayout:
     """What a sentence-transformers directory says about pooling, normalisation and length."""
 
@@ -136,11 +164,15 @@ def pool(tokens: torch.Tensor, mask: torch.Tensor, modes: list[str]) -> torch.Te
 
 
 class HfEncoder(FeatureSource):
-    """A transformers encoder and its tokenizer, with the pooling that makes one vector per text."""
+    """A transformers encoder and its tokenizer, with the pooling that makes one vector per text: of one layer
+    (`layer`), or of several from one forward pass (`layers`: names, or `sweep`)."""
 
-    def __init__(self, name: str, layer: str | None, pooling: str | None, allow_download: bool = False) -> None:
+    def __init__(self, name: str, layer: str | None, pooling: str | None, allow_download: bool = False, *,
+                 layers: Sequence[str] | str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer  # lazy: the optional `text` extra
 
+        if layer is not None and layers is not None:
+            raise ValueError("give layer or layers, not both")
         root = locate(name, allow_download)
         st = SentenceTransformerLayout(root)
         try:
@@ -151,14 +183,16 @@ class HfEncoder(FeatureSource):
                 f"cannot load {root} with transformers: {type(exc).__name__}: {str(exc)[:300]}"
             ) from exc
         n_layers = int(getattr(self.model.config, "num_hidden_layers", 0) or 0)
-        self.hidden: int | None = None
-        if layer is not None:
-            match = _LAYER.fullmatch(layer)
-            if match is None or int(match.group(1)) > n_layers:
-                raise UnknownLayerError(f"hf model layers are hidden.0 … hidden.{n_layers}, not {layer!r}")
-            self.hidden = int(match.group(1))
         self.modes = st.modes if pooling is None else [{"mean": "mean_tokens", "cls": "cls_token"}[pooling]]
-        self.normalize = st.normalize and layer is None and pooling is None
+        # the model's usual output is normalised as its layout says; a hidden state never is
+        self.normalize = st.normalize and pooling is None and (layer is None or layer == OUTPUT)
+        if layers is None:  # one layer, named as before: `hidden.i`, or what the output is
+            self.layers = [layer or ("sentence-transformers output" if st.present else "last hidden state")]
+            self.taps = [None if layer is None else parse_layer(layer, n_layers)]
+        else:
+            self.layers = hf_default_sweep(n_layers, self.normalize) if layers == SWEEP else list(layers)
+            self.taps = [parse_layer(n, n_layers) for n in self.layers]
+        self.hidden = self.taps[0] if len(self.taps) == 1 else None  # the single-layer attribute, as before
         self.lowercase = st.lowercase
         self.max_length = self._max_length(st)
         self.name = name
@@ -166,13 +200,39 @@ class HfEncoder(FeatureSource):
         self.weights_identity = "hf:" + hash_json(sorted(
             (str(p.relative_to(root)), hash_file(p)) for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts
         ))
-        self.layer = layer or ("sentence-transformers output" if st.present else "last hidden state")
+        self.layer = ",".join(self.layers)  # the one name of a single-layer encoder
         how = "+".join(m.removesuffix("_tokens").removesuffix("_token") for m in self.modes)
-        self.pooling = (f"{how} over tokens (attention-masked)" + (", L2-normalised" if self.normalize else "")
-                        + (" as modules.json says" if st.present and pooling is None else "")
-                        + f"; texts truncated at {self.max_length} tokens")
+        self.poolings = {
+            n: (f"{how} over tokens (attention-masked)" + (", L2-normalised" if self._normalised(tap) else "")
+                + (" as modules.json says" if st.present and pooling is None else "")
+                + f"; texts truncated at {self.max_length} tokens")
+            for n, tap in zip(self.layers, self.taps, strict=True)
+        }
+        self.pooling = (self.poolings[self.layer] if len(self.layers) == 1
+                        else "; ".join(f"{n}: {p}" for n, p in self.poolings.items()))
         self.data_config = {"input_size": [self.max_length], "max_length": self.max_length, "modes": self.modes,
-                            "normalize": self.normalize, "lowercase": self.lowercase, "hidden": self.hidden}
+                            "normalize": self.normalize, "lowercase": self.lowercase,
+                            "hidden": self.hidden if len(self.taps) == 1 else self.taps}
+        self._widths: list[int] | None = None
+
+    def _normalised(self, tap: int | None) -> bool:
+        return tap is None and self.normalize
+
+    @property
+    def widths(self) -> list[int]:
+        """Each layer's width (from the first batch, or from one forward of one short text when asked before)."""
+        if self._widths is None:
+            self.forward(self.tokenize(["width"]), next(self.model.parameters()).device)
+        assert self._widths is not None
+        return list(self._widths)
+
+    @property
+    def offsets(self) -> list[int]:
+        """Column offsets of the layers in the joined vector: columns `offsets[i] : offsets[i + 1]` are layer i."""
+        out = [0]
+        for w in self.widths:
+            out.append(out[-1] + w)
+        return out
 
     def _max_length(self, st: SentenceTransformerLayout) -> int:
         limits = [st.max_length, getattr(self.tokenizer, "model_max_length", None),
@@ -188,14 +248,19 @@ class HfEncoder(FeatureSource):
                                    return_tensors="pt"))
 
     def forward(self, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
-        """Pooled float32 features of one tokenised batch, on `device`."""
+        """Pooled float32 features of one tokenised batch, on `device`: every layer's, side by side, from ONE
+        forward pass of the model."""
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         cuda = device.type == "cuda"
         with torch.inference_mode(), torch.autocast(device.type, enabled=cuda, dtype=torch.bfloat16):
-            out = self.model(**batch, output_hidden_states=self.hidden is not None)
-        tokens = (out.last_hidden_state if self.hidden is None else out.hidden_states[self.hidden]).float()
-        feats = pool(tokens, batch["attention_mask"], self.modes)
-        return torch.nn.functional.normalize(feats, p=2, dim=1) if self.normalize else feats
+            out = self.model(**batch, output_hidden_states=any(t is not None for t in self.taps))
+        parts = []
+        for tap in self.taps:
+            tokens = (out.last_hidden_state if tap is None else out.hidden_states[tap]).float()
+            feats = pool(tokens, batch["attention_mask"], self.modes)
+            parts.append(torch.nn.functional.normalize(feats, p=2, dim=1) if self._normalised(tap) else feats)
+        self._widths = [int(p.shape[1]) for p in parts]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def sorted_batches(self, texts: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
         """(positions, texts) of each batch of one chunk, longest texts first (by characters)."""

@@ -38,7 +38,8 @@ def load_feature_source(config: AnalysisConfig, runtime: Runtime) -> FeatureSour
     scheme, _ = parse_spec(config.dataset.spec)
     if scheme != "text":
         raise InvalidConfigError(f"hf: models take text: datasets here, not {scheme!r}", field="dataset.spec")
-    return HfEncoder(config.model.name, config.layer, config.model.pooling, runtime.allow_download)
+    return HfEncoder(config.model.name, config.layer, config.model.pooling, runtime.allow_download,
+                     layers=config.layers)
 
 
 def model_sources() -> list[dict[str, object]]:
