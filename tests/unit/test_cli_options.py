@@ -76,7 +76,7 @@ def test_every_flag_reaches_its_field() -> None:
     flags = {opt.flag for opt in config_options()}
     values = {flag: v for flag, v in values.items() if flag in flags}  # fields not (yet) in this config
     alone = {flag: v for flag, v in alone.items() if flag in flags}
-    # --layers (timm models only, not beside --layer): tests/unit/test_layer_sweep.py
+    # --layers (not beside --layer): tests/unit/test_layer_sweep.py
     missing = flags - set(values) - set(alone) - {"--model", "--dataset", "--layers"}
     assert not missing, f"add the new flags to this test: {missing}"
     # an hf: model over a text: dataset: the one pairing every flag (`--pooling` too) is valid with
