@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from redundancy import AnalysisConfig, Runtime, analyze
+from redundancy.errors import InvalidConfigError, UnknownLayerError
 from redundancy.report import Report
 from redundancy.sources.datasets.rows import RowSplit
 from redundancy.sources.encoders.hf import OUTPUT, HfEncoder
@@ -96,3 +97,17 @@ def test_a_sweep_job_answers_with_a_layer_and_its_last_layer_equals_a_single_lay
     assert abs(last.full_accuracy - single.full_accuracy) <= 1e-6
     assert np.allclose(np.asarray([c[-1] for c in _curve(single)]), [p.accuracy for p in last.curve], atol=1e-6)
     assert [c[:-1] for c in _curve(single)] == [(p.kind, p.fraction, p.k, p.seed) for p in last.curve]
+
+
+def test_a_sweep_too_big_for_the_budget_or_naming_no_layer_is_refused(
+    minilm_dir: Path, conditions: Path, tmp_path: Path
+) -> None:
+    base = {"model": {"name": f"hf:{minilm_dir}"},
+            "dataset": {"spec": f"text:{conditions}", "label_column": "condition"}}
+    small = Runtime(cache_dir=tmp_path / "cache", work_dir=tmp_path, max_layer_stats_bytes=10**6)
+    with pytest.raises(InvalidConfigError) as err:  # 8 layers × 384: (3072)² × 8 bytes
+        analyze(AnalysisConfig.model_validate({**base, "layers": "sweep"}), small)
+    assert err.value.field == "layers" and f"{8 * 3072 ** 2:,} bytes" in err.value.message
+    with pytest.raises(UnknownLayerError, match=r"hidden.0 … hidden.6, not 'hidden.9'") as bad:
+        analyze(AnalysisConfig.model_validate({**base, "layers": ["hidden.2", "hidden.9"]}), small)
+    assert bad.value.field == "layers"

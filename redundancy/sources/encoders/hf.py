@@ -105,14 +105,15 @@ def hf_default_sweep(n_layers: int, output_differs: bool) -> list[str]:
     return [f"hidden.{i}" for i in keep] + ([OUTPUT] if output_differs else [])
 
 
-def parse_layer(name: str, n_layers: int) -> int | None:
-    """The hidden-state index of `hidden.i` (0 … n_layers), None for `output`; UnknownLayerError otherwise."""
+def parse_layer(name: str, n_layers: int, field: str = "layer") -> int | None:
+    """The hidden-state index of `hidden.i` (0 … n_layers), None for `output`; UnknownLayerError (naming the config
+    `field`) otherwise."""
     match = _LAYER.fullmatch(name)
     if name == OUTPUT:
         return None
     if match is None or int(match.group(1)) > n_layers:
         raise UnknownLayerError(f"hf model layers are hidden.0 … hidden.{n_layers}, not {name!r} "
-                                f"({OUTPUT!r}: the model's usual pooled output)")
+                                f"({OUTPUT!r}: the model's usual pooled output)", field=field)
     return int(match.group(1))
 
 
@@ -191,7 +192,7 @@ class HfEncoder(FeatureSource):
             self.taps = [None if layer is None else parse_layer(layer, n_layers)]
         else:
             self.layers = hf_default_sweep(n_layers, self.normalize) if layers == SWEEP else list(layers)
-            self.taps = [parse_layer(n, n_layers) for n in self.layers]
+            self.taps = [parse_layer(n, n_layers, "layers") for n in self.layers]
         self.hidden = self.taps[0] if len(self.taps) == 1 else None  # the single-layer attribute, as before
         self.lowercase = st.lowercase
         self.max_length = self._max_length(st)
