@@ -89,13 +89,7 @@ class SubsetHead(nn.Module):
                                 field="weight")
         self.d = artifact.d
         self.classes = artifact.classes
-        self.register_buffer("indices", torch.as_tensor(np.asarray(artifact.indices), dtype=torch.long))
-        # pca / random_projection: `(x − offset) @ projection` before the head (None: a gather alone)
-        self.projection: torch.Tensor | None
-        self.offset: torch.Tensor | None
-        for name in ("projection", "offset"):
-            value = getattr(artifact, name)
-            self.register_buffer(name, None if value is None else torch.as_tensor(value, dtype=dtype))
+        self.reduce = DimensionReducer(artifact, dtype=dtype)  # the kept dimensions (pca / rp: projected)
         self.linear = nn.Linear(artifact.k, len(artifact.classes), dtype=dtype)
         with torch.no_grad():
             self.linear.weight.copy_(torch.as_tensor(artifact.weight.T, dtype=dtype))
@@ -104,10 +98,7 @@ class SubsetHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.d:
             raise ArtifactError(f"the head gets {x.shape[-1]} features; it was fitted on d = {self.d}", field="d")
-        kept = x.index_select(-1, self.indices).to(self.linear.weight.dtype)
-        if self.projection is not None:
-            kept = (kept - (0.0 if self.offset is None else self.offset)) @ self.projection
-        return self.linear(kept)
+        return self.linear(self.reduce(x).to(self.linear.weight.dtype))
 
 
 class SubsetClassifier(nn.Module):
