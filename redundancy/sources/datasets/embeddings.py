@@ -248,12 +248,7 @@ def load_pairs(spec: str, path: Path) -> ImageDataset:
         if bad.any():
             raise DatasetFormatError(f"{path.name}: qrels name {name} row {int(qrels[bad][0, col])}, outside "
                                      f"0..{n - 1}")
-    ident = f"embeddings:pairs:sha256={hash_file(path)}"
-    splits = {s: RowSplit(np.ascontiguousarray(x[s], dtype=np.float32),
-                          np.full(len(x[s]), 0 if s == "train" else 1, dtype=np.int64), f"{ident}:{s}")
-              for s in SPLIT_NAMES}
-    return ImageDataset(spec=spec, classes=list(PAIR_CLASSES), train=splits["train"],  # type: ignore[arg-type]
-                        test=splits["test"], qrels=qrels)  # type: ignore[arg-type]
+    return _pairs_dataset(spec, f"embeddings:pairs:sha256={hash_file(path)}", x, qrels)
 
 
 def _pair_tables(path: Path) -> tuple[Path, Path, Path]:
@@ -283,7 +278,12 @@ def load_pairs_dir(spec: str, path: Path) -> ImageDataset:
     _check_width(path, corpus.shape[1])
     for split in SPLIT_NAMES:
         _check_values(path, split, x[split], corpus.shape[1])
-    ident = f"embeddings:pairs-dir:sha256={content_hash(path)}"
+    return _pairs_dataset(spec, f"embeddings:pairs-dir:sha256={content_hash(path)}", x, qrels)
+
+
+def _pairs_dataset(spec: str, ident: str, x: dict[str, np.ndarray], qrels: np.ndarray) -> ImageDataset:
+    """Explicit pairs as a dataset: the corpus (`x["train"]`) as train, the queries (`x["test"]`) as test, the
+    relevant (query row, corpus row) pairs as `qrels`; the rows' labels only say which side they are."""
     splits = {s: RowSplit(np.ascontiguousarray(x[s], dtype=np.float32),
                           np.full(len(x[s]), 0 if s == "train" else 1, dtype=np.int64), f"{ident}:{s}")
               for s in SPLIT_NAMES}
