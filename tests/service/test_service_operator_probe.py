@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
@@ -20,33 +19,15 @@ from service.core.models import WebhookDelivery
 from service.core.webhook_delivery import post, run_deliveries_once
 from service.main import create_app
 from tests.service.conftest import small_job
+from tests.service.hooks import HookReceiver
 from workers.runner import execute_job
 
 
-class Receiver:
-    """An HTTP server on 127.0.0.1 that answers 204 and keeps (path, event, monotonic time) of each POST."""
+class Receiver(HookReceiver):
+    """Keeps (path, event, monotonic time) of each POST."""
 
-    def __init__(self) -> None:
-        self.got: list[tuple[str, dict, float]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.got.append((self.path, json.loads(body), time.monotonic()))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def record(self, path: str, headers: dict[str, str], body: bytes) -> tuple[str, dict, float]:
+        return path, json.loads(body), time.monotonic()
 
 
 @pytest.fixture

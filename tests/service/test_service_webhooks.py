@@ -10,9 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,6 +20,7 @@ from service.api.schemas import SMALL_JOB_EXAMPLE
 from service.core import webhooks
 from service.core.webhook_delivery import run_deliveries_once
 from service.main import create_app
+from tests.service.hooks import HookReceiver
 from workers.runner import execute_job
 
 
@@ -29,31 +28,15 @@ def small_job(**over: object) -> dict:
     return {**copy.deepcopy(SMALL_JOB_EXAMPLE), **over}
 
 
-class Receiver:
-    """An HTTP server on 127.0.0.1 that answers with the scripted codes (then 204) and keeps what it got."""
+class Receiver(HookReceiver):
+    """Keeps (lower-cased headers, body) of each POST; `url` is where the jobs send."""
 
     def __init__(self, codes: list[int] | None = None) -> None:
-        self.codes = list(codes or [])
-        self.got: list[tuple[dict[str, str], bytes]] = []
-        outer = self
+        super().__init__(codes)
+        self.url = f"{self.base}/hooks/advisor?src=test"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(outer.codes.pop(0) if outer.codes else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/advisor?src=test"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def record(self, path: str, headers: dict[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
+        return headers, body
 
 
 @pytest.fixture
