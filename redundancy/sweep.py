@@ -79,6 +79,12 @@ def fewest(layers: Sequence[LayerCurve], bar: float, criterion: Criterion) -> tu
     return best
 
 
+def on_own_layer(rec: Recommendation, layer: str) -> Recommendation:
+    """A single-layer answer as the sweep of one names it: `layer` is both its layer and its reference, the
+    reference score its own full-layer score (what `across_layers` gives for one layer)."""
+    return rec.model_copy(update={"layer": layer, "reference_layer": layer, "reference_score": rec.full_accuracy})
+
+
 def across_layers(
     layers: Sequence[LayerCurve], classes: list[str], delta: float, mode: DeltaMode = "relative",
     criterion: Criterion = "mean", reference: int | None = None,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from redundancy.advice.recommend import intervals_from_summary, recommend
 from redundancy.report import CurvePoint, FractionSummary, LayerResult, QuantisedScore, Recommendation, Report
-from redundancy.sweep import LayerCurve, across_layers
+from redundancy.sweep import LayerCurve, across_layers, on_own_layer
 from redundancy.verdict import Budget, FairnessLimits, complete
 from service.core.errors import InvalidInput, NotSucceeded, ResultMissing
 from service.core.models import CurvePointRow, Job, JobResult, RecommendationRow, utcnow
@@ -136,8 +136,8 @@ def recommend_for(
             criterion=criterion,  # type: ignore[arg-type]
             intervals=stored_intervals(result.report),
         )
-    if own and rec.layer is None:  # a single-layer job's answer names its layer, its own reference
-        rec = rec.model_copy(update={"layer": own, "reference_layer": own, "reference_score": rec.full_accuracy})
+    if own and rec.layer is None:  # a single-layer job's answer names its layer (an older stored one too)
+        rec = on_own_layer(rec, own)
     if not curve and (rec.verdict is None or budget is not None or limits is not None):
         curve = curve_of(session, job.id)  # an older stored answer, or a question the stored one cannot answer
     quantised = [QuantisedScore.model_validate(q) for q in result.report.get("quantised") or []]
