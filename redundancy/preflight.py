@@ -13,6 +13,7 @@ distance: `tf_efficientnet_lite` with weights `bundled` suggests tf_efficientnet
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,15 +198,21 @@ def layer_memory_problems(request: Mapping[str, Any], budget: int) -> list[Probl
         return []
     if layers not in (SWEEP, [SWEEP]) and not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
         return []
-    from redundancy.sources.models.layers import widths_without_weights  # lazy: models import this module
-
     try:
-        widths = widths_without_weights(name, None if layers in (SWEEP, [SWEEP]) else layers,
-                                        size if isinstance(size, int) and not isinstance(size, bool) else None)
+        widths = _layer_widths(name, None if layers in (SWEEP, [SWEEP]) else tuple(layers),
+                               size if isinstance(size, int) and not isinstance(size, bool) else None)
     except Exception:  # noqa: BLE001 - not judged here: the worker measures the widths on a real image
         return []
     reason = layer_memory_reason(widths, budget)
     return [] if reason is None else [Problem("layers", reason)]
+
+
+@functools.lru_cache(maxsize=256)
+def _layer_widths(name: str, layers: tuple[str, ...] | None, size: int | None) -> tuple[int, ...]:
+    """`widths_without_weights`, once per (model, layers, size) in a process: every sweep POST asks it."""
+    from redundancy.sources.models.layers import widths_without_weights  # lazy: models import this module
+
+    return tuple(widths_without_weights(name, layers, size))
 
 
 def merge(first: list[tuple[str, str]], more: list[Problem]) -> list[tuple[str, str]]:
