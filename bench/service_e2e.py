@@ -71,7 +71,7 @@ def main() -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(ddir),
              "--log-level", "warning"],
-            env=_embedded_env(ddir), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=_embedded_env(ddir) | {"ADVISOR_DATA_ROOTS": str(work)}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
