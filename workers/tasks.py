@@ -23,14 +23,14 @@ def run_job(self: Task, job_id: str) -> str:
     """Run one job by id. Duplicate or stale messages are harmless: the claim is atomic. The claim names this
     process (``host:pid:start:boot``, :func:`service.core.process.process_id`), not Celery's node name, so
     that a message redelivered after this process died takes the job over at once (``known_dead``)."""
-    settings = device_settings(app.conf.advisor_settings, self.request)  # cuda from the gpu queue, cpu from cpu
     try:
+        settings = device_settings(app.conf.advisor_settings, self.request, job_id)  # cuda from the gpu queue
         with task_span(self, job_id):  # the job's trace, continued from its message
             return execute_job(job_id, settings, worker_name=process_id(), shard=_plan)
     except sa_exc.OperationalError as exc:  # the database is away: do not ack the job's only message away
         if self.request.retries >= DB_RETRIES:
             raise  # the maintenance sweep re-sends it (within ADVISOR_REQUEUE_MAX_AFTER)
-        raise self.retry(exc=exc, countdown=settings.db_retry_delay, max_retries=DB_RETRIES) from exc
+        raise self.retry(exc=exc, countdown=app.conf.advisor_settings.db_retry_delay, max_retries=DB_RETRIES) from exc
 
 
 def _plan(job_id: str, attempt: int, config: AnalysisConfig) -> bool:
@@ -47,7 +47,7 @@ def _send_chord(job_id: str, attempt: int, ranges: list[Rows]) -> None:
 @app.task(name=RUN_SHARD_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=False)
 def run_shard(self: Task, job_id: str, attempt: int, index: int, start: int, stop: int) -> str:
     """Extract one shard of a job (its result, "done" or not, is what the chord's reduce receives)."""
-    settings = device_settings(app.conf.advisor_settings, self.request)
+    settings = device_settings(app.conf.advisor_settings, self.request, job_id)
 
     def retry(exc: Exception) -> None:
         if self.request.retries < settings.shard_retries:
@@ -60,6 +60,6 @@ def run_shard(self: Task, job_id: str, attempt: int, index: int, start: int, sto
 @app.task(name=REDUCE_SHARDS_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def reduce_shards(self: Task, outcomes: list[str], job_id: str, attempt: int, ranges: list[list[int]]) -> str:
     """Sum the shards' statistics and run the probes; finish the job."""
-    settings = device_settings(app.conf.advisor_settings, self.request)
+    settings = device_settings(app.conf.advisor_settings, self.request, job_id)
     with task_span(self, job_id):
         return execute_reduce(outcomes, job_id, attempt, [(a, b) for a, b in ranges], settings)

@@ -32,6 +32,11 @@ def route_of(session: Session, job_id: str) -> str | None:
     return session.scalar(sa.select(Job.route).where(Job.id == job_id))
 
 
+def requested_device(session: Session, job_id: str) -> str | None:
+    """The ``device`` a job asked for (None: deleted)."""
+    return session.scalar(sa.select(Job.device).where(Job.id == job_id))
+
+
 def queued_routes(session: Session) -> dict[str, str]:
     """Every queued job's route (``cpu`` for one sent before routes existed)."""
     rows = session.execute(sa.select(Job.id, Job.route).where(Job.status == JobStatus.QUEUED)).all()

@@ -75,15 +75,18 @@ def route_of_queue(base: str, name: str | None) -> Route | None:
     return None
 
 
-def run_device(route: str | None, worker_device: str) -> str:
+def run_device(route: str | None, worker_device: str, requested: str | None = "auto") -> str:
     """The device a job runs on: the worker's ``ADVISOR_DEVICE`` when it names one (an operator's override,
-    e.g. ``cuda:1``, or ``cpu`` on a test host); else ``cuda`` for a job from the gpu queue, ``cpu`` from the
-    cpu queue, and ``auto`` for a job sent before routes existed."""
+    e.g. ``cuda:1``, or ``cpu`` on a test host); else ``cuda`` for a job from the gpu queue, ``cpu`` for a job
+    that asked for the cpu (``requested``, the job's ``device``), and otherwise ``auto``: the worker's own best
+    (``cuda`` when it has one). So an ``auto`` job in the cpu queue, where it goes when no gpu workers are
+    declared (``ADVISOR_GPU_WORKERS``), still uses the GPU of the worker that takes it (the embedded server
+    on a GPU machine, one worker for every queue)."""
     if worker_device != "auto":
         return worker_device
     if route == "gpu":
         return "cuda"
-    return "cpu" if route == "cpu" else "auto"
+    return "cpu" if requested == "cpu" else "auto"
 
 
 def send_job(queue: JobQueue, job_id: str, route: str | None) -> None:

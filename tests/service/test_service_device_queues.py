@@ -65,28 +65,37 @@ def test_worker_queues(requested: str | None, queues: list[str]) -> None:
     assert worker_queues("analysis", requested) == queues
 
 
-@pytest.mark.parametrize(("route", "worker_device", "device"), [
-    ("gpu", "auto", "cuda"), ("cpu", "auto", "cpu"), (None, "auto", "auto"),
-    ("gpu", "cpu", "cpu"),  # a test host forces cpu on its gpu-queue worker
-    ("cpu", "cuda:1", "cuda:1"),
+@pytest.mark.parametrize(("route", "worker_device", "requested", "device"), [
+    ("gpu", "auto", "cuda", "cuda"), ("gpu", "auto", "auto", "cuda"),
+    ("cpu", "auto", "cpu", "cpu"),  # asked for the cpu: the cpu, whatever the worker has
+    # no gpu workers declared: an auto job is in the cpu queue, and runs on the best device of the worker that
+    # takes it (bench/gpu.sh on an H200 found the embedded server extracting on the CPU: 65 s for 10,000 images)
+    ("cpu", "auto", "auto", "auto"),
+    ("cpu", "auto", "cuda", "auto"),  # fell back from the gpu queue: whatever the cpu-queue worker has
+    (None, "auto", "auto", "auto"), (None, "auto", "cpu", "cpu"),
+    ("gpu", "cpu", "cuda", "cpu"),  # a test host forces cpu on its gpu-queue worker
+    ("cpu", "cuda:1", "cpu", "cuda:1"),
 ])
-def test_run_device(route: str | None, worker_device: str, device: str) -> None:
-    assert run_device(route, worker_device) == device
+def test_run_device(route: str | None, worker_device: str, requested: str, device: str) -> None:
+    assert run_device(route, worker_device, requested) == device
 
 
-def test_a_task_runs_on_the_device_of_the_queue_it_came_through(settings) -> None:
+def test_a_task_runs_on_the_device_of_the_queue_it_came_through_and_of_its_job(harness, job_body) -> None:
     from workers.routing import delivered_queue, device_settings
 
     def request(queue: str | None) -> SimpleNamespace:
         return SimpleNamespace(delivery_info={"routing_key": queue} if queue else None)
 
+    settings = harness.settings
+    auto, cpu = harness.submit(job_body())["id"], harness.submit(job_body(device="cpu"))["id"]
     base = settings.queue
-    assert device_settings(settings, request(f"{base}.gpu")).device == "cuda"
-    assert device_settings(settings, request(f"{base}.cpu")).device == "cpu"
-    assert device_settings(settings, request(None)) is settings  # eager: the worker's own setting
+    assert device_settings(settings, request(f"{base}.gpu"), auto).device == "cuda"
+    assert device_settings(settings, request(f"{base}.cpu"), cpu).device == "cpu"
+    assert device_settings(settings, request(f"{base}.cpu"), auto).device == "auto"  # the worker's best
+    assert device_settings(settings, request(None), cpu) is settings  # eager: the worker's own setting
     assert delivered_queue(request(f"{base}.gpu")) == f"{base}.gpu"
     forced = settings.model_copy(update={"device": "cpu"})
-    assert device_settings(forced, request(f"{base}.gpu")).device == "cpu"
+    assert device_settings(forced, request(f"{base}.gpu"), auto).device == "cpu"
 
 
 def test_send_job_picks_the_device_queue_when_the_queue_can(settings) -> None:
