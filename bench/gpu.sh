@@ -49,6 +49,8 @@ from pathlib import Path
 out, took = Path(sys.argv[1]), sys.argv[2]
 rows = [r for name in ("extract.json", "extract_files.json") if (out / name).is_file()
         for r in json.loads((out / name).read_text())]
+sweeps = [r for r in rows if r.get("kind") == "sweep"]  # bench/extract.py's layer-sweep rows (issue 21)
+rows = [r for r in rows if "end_to_end_img_s" in r]
 dev = json.loads((out / "device.json").read_text())
 svc = json.loads((out / "service.json").read_text())
 g = dev["probe_grid"]
@@ -59,9 +61,12 @@ for r in rows:
     print(f"| extraction, {r['model']} {r['image_size']} px, {r['kind']}, batch {r['batch']} | "
           f"{r['end_to_end_img_s']:,.0f} img/s end to end, {r['forward_img_s']:,.0f} img/s pure forward | "
           f"**{r['ratio']:.2f}** |")
+for r in sweeps:
+    print(f"| layer sweep ({r['layers']} layers) / one layer, {r['model']} {r['image_size']} px, {r['n']:,} images | "
+          f"{r['sweep_s']:.2f} s against {r['one_layer_s']:.2f} s | **{r['ratio']:.2f}** |")
 print(f"| probe grid, 66 ridge probes, n = {dev.get('n', 50000):,}, d = {dev.get('d', 2048):,} | "
       f"{g['grid_s_device']:.2f} s on {dev['device']}, {g['grid_s_cpu']:.2f} s on the CPU | **{g['ratio']:.1f}×** |")
 t = ", ".join(f"{k} {v:.1f} s" for k, v in svc["timings"].items())
-print(f"| service, POST → recommendation, {svc['images']:,} images, Lite0 (bundled) | {t} | "
+print(f"| service, POST → recommendation, {svc['images']:,} images, Lite0 (bundled), job on {svc['device']} | {t} | "
       f"**{svc['seconds']:.1f} s** |")
 PY
