@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 import threading
 
-from service.core import lifecycle, placement, queries
+from service.core import lifecycle, placement, queries, tracing
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.housekeeping import maybe_gc
@@ -141,13 +141,16 @@ def fall_back_due(settings: Settings, now: dt.datetime, probe: BrokerProbe | Non
 
 
 def resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
-    """Claim the right to resend (so two API replicas do not both resend), then send to the job's device queue."""
+    """Claim the right to resend (so two API replicas do not both resend), then send to the job's device queue,
+    in the trace of the request that submitted it (its message carries that context: the worker's spans join the
+    job's one trace however often it is sent, by the outbox, the sweep or a starting worker)."""
     with session_scope(settings.db_url) as s:
         if not lifecycle.mark_sent(s, job_id, seen_count=seen_count):
             return False
-        route = placement.route_of(s, job_id)
+        route, trace_context = queries.send_target(s, job_id)
     try:
-        send_job(queue, job_id, route)
+        with tracing.continued(trace_context):
+            send_job(queue, job_id, route)
     except Exception:  # noqa: BLE001 - broker down: try again next round
         log.warning("could not enqueue job %s", job_id, exc_info=True)
         with session_scope(settings.db_url) as s:

@@ -103,6 +103,9 @@ class Job(Base):
     route: Mapped[str | None] = mapped_column(sa.String(8), nullable=True)
     fell_back_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     queue_depth: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    # the W3C trace context of the request that submitted it ({"traceparent": ...}; null: not traced), the
+    # parent of every message sent for it, so a re-sent job's worker spans join its one trace (issue 23)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONType, nullable=True)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False

@@ -27,11 +27,6 @@ def placement(device: str, fallback_after: float | None, settings: Settings) -> 
             "stage": GPU_WAITING_STAGE if gpu else None}
 
 
-def route_of(session: Session, job_id: str) -> str | None:
-    """The queue a job is routed to (None: sent before routes existed, or deleted)."""
-    return session.scalar(sa.select(Job.route).where(Job.id == job_id))
-
-
 def queued_routes(session: Session) -> dict[str, str]:
     """Every queued job's route (``cpu`` for one sent before routes existed)."""
     rows = session.execute(sa.select(Job.id, Job.route).where(Job.status == JobStatus.QUEUED)).all()

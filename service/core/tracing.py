@@ -10,7 +10,9 @@ Spans (their names): ``HTTP <method> <route>`` (``service.api.traces``), ``enque
 (``workers.traced``), one span per engine stage (:class:`StageSpans`, fed by the worker's progress
 monitor: ``load_model``, ``load_data``, ``extract``, ``probe``, ``advise``) and ``store`` (the worker
 writing the result). The context crosses processes in the Celery message's headers (W3C ``traceparent``:
-:func:`inject`, :func:`extract`) and threads as an object (:func:`current`, :func:`attached`). Attributes:
+:func:`inject`, :func:`extract`) and threads as an object (:func:`current`, :func:`attached`); the submitting
+request's context is kept with the job (``jobs.trace_context``), and every send of the job's message runs in it
+(:func:`continued`), so a job re-sent by the maintenance sweep stays in its one trace. Attributes:
 ``advisor.job_id`` and ``advisor.owner``, the first 12 hex digits of the SHA-256 of the caller's API key
 (the owner the database keeps), never the key.
 No auto-instrumentation package: four hand-written spans need three small dependencies and no monkey-patching.
@@ -171,6 +173,14 @@ def attached(ctx: Any) -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def continued(carrier: Mapping[str, Any] | None) -> Iterator[None]:
+    """Run the block in the trace ``carrier`` names (W3C headers as :func:`inject` wrote them, e.g. a job's
+    stored submission context); as is when it is empty or tracing is off."""
+    with attached(extract(carrier) if carrier else None):
+        yield
 
 
 def job_id() -> str | None:
