@@ -502,6 +502,6 @@ def fall_back_to_cpu(session: Session, job_id: str, waited: float) -> bool:
     back stays on the job. A gpu worker that later finds its old message has nothing to claim."""
     return _update(
         session, job_id, Job.status == QUEUED, Job.route == "gpu",
-        route="cpu", fell_back_at=utcnow(), enqueued_at=None, stage=None, queue_depth=None,
+        route="cpu", fell_back_at=utcnow(), enqueued_at=None, stage=None, queue_depth=None, workers_alive=None,
         message=f"no gpu worker took it within {waited:g} s: fell back to the cpu queue",
     )
