@@ -173,6 +173,39 @@ def test_a_job_resent_by_the_sweep_stays_in_the_trace_of_its_post(
                                                       format(post.context.span_id, "016x")]
 
 
+def test_an_untraced_sender_passes_a_jobs_stored_context_on_as_is(
+    tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    """Tracing off where the job is re-sent (a prefork worker's main process sweeps at start; only its children
+    trace): the message still carries the job's stored context, so a traced worker continues the POST's trace."""
+    from redundancy.config import AnalysisConfig
+    from service.celery_queue import carry_trace
+    from service.core import lifecycle
+    from service.core.maintenance import resend
+
+    assert not tracing.enabled()
+    settings = settings_factory(tmp_path)
+    carrier = {"traceparent": "00-" + "a1" * 16 + "-" + "b2" * 8 + "-01"}
+    with session_scope(settings.db_url) as s:
+        job, _ = lifecycle.create(s, AnalysisConfig.model_validate(small_job()), owner="", idempotency_key=None,
+                                  trace_context=carrier)
+
+    class Publishing:  # what Celery does on send: before_task_publish with the message's headers
+        def __init__(self) -> None:
+            self.headers: list[dict[str, Any]] = []
+
+        def enqueue(self, job_id: str) -> None:
+            headers: dict[str, Any] = {}
+            carry_trace(headers=headers)
+            self.headers.append(headers)
+
+    queue = Publishing()
+    assert resend(settings, job.id, None, queue)
+    assert queue.headers == [carrier]
+    queue.enqueue("another")  # outside a job's send: nothing
+    assert queue.headers[-1] == {}
+
+
 def test_an_untraced_job_keeps_no_trace_context(harness: Any, job_body: Callable[..., dict[str, Any]]) -> None:
     job = harness.submit(job_body())
     with session_scope(harness.settings.db_url) as s:
