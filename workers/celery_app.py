@@ -11,14 +11,21 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import after_setup_logger, celeryd_after_setup, worker_process_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    celeryd_after_setup,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from kombu.transport import sqlalchemy as sqla_transport
 
 from redundancy.threads import cap_threads
 from service.celery_queue import CeleryJobQueue
-from service.core import logs
+from service.core import db, logs
 from service.core.config import Settings, get_settings
 from service.core.maintenance import run_maintenance_once
+from service.core.presence import PresenceThread
 from service.core.queue import celery_config, worker_queues
 
 log = logging.getLogger("workers")
@@ -59,8 +66,10 @@ def _queues_by_device(sender: object = None, instance: object = None, **_: objec
 
 @worker_process_init.connect
 def _cap_threads(**_: object) -> None:
-    """Each prefork child: torch and BLAS threads capped to one job's share (ADVISOR_JOB_THREADS)."""
+    """Each prefork child: torch and BLAS threads capped to one job's share (ADVISOR_JOB_THREADS), and database
+    connections of its own (a child forked after the worker was ready inherits the main process's pool)."""
     cap_threads(get_settings().threads_per_job)
+    db.forget_inherited()
 
 
 @after_setup_logger.connect
@@ -78,3 +87,29 @@ def _requeue_on_start(sender: object = None, **_kwargs: object) -> None:
         run_maintenance_once(settings, sender, sender)
     except Exception:  # noqa: BLE001 - a missing schema or an unreachable DB must not stop the worker
         log.warning("startup maintenance failed", exc_info=True)
+
+
+_presence: PresenceThread | None = None
+
+
+@worker_ready.connect
+def _announce(sender: object = None, **_kwargs: object) -> None:
+    """The worker beats in the database while it is up (``workers``: its queues, when last seen), so the API can
+    say whether any worker consumes the gpu queue (:mod:`service.core.presence`)."""
+    global _presence
+    try:
+        queues = sorted(app.amqp.queues.consume_from)
+        _presence = PresenceThread(app.conf.advisor_settings, str(getattr(sender, "hostname", "") or ""), queues)
+        _presence.start()
+    except Exception:  # noqa: BLE001 - the worker runs jobs without it
+        log.warning("worker presence not started", exc_info=True)
+
+
+@worker_shutdown.connect
+def _leave(**_kwargs: object) -> None:
+    """A warm shutdown deletes the worker's row (a worker killed without a word stops counting after
+    ADVISOR_STALE_AFTER, or at once on its own machine)."""
+    global _presence
+    presence, _presence = _presence, None
+    if presence is not None:
+        presence.stop()

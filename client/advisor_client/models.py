@@ -55,10 +55,12 @@ class JobDevice(_Open):
 
 
 class JobWaiting(_Open):
-    """While a job waits in the gpu queue: the queue's depth and when it falls back to the cpu queue."""
+    """While a job waits in the gpu queue: the queue's depth, how many workers consuming it are alive (None: not
+    looked yet) and when it falls back to the cpu queue."""
 
     worker: str = "gpu"
     queue_depth: int | None = None
+    workers_alive: int | None = None
     fallback_at: dt.datetime | None = None
 
 

@@ -203,6 +203,9 @@ class Waiting(BaseModel):
     worker: Literal["gpu"] = Field("gpu", description="The kind of worker the job waits for.")
     queue_depth: int | None = Field(None, description="Messages waiting in the gpu queue when the server last "
                                     "looked (every maintenance round); null: not read yet or unreadable.")
+    workers_alive: int | None = Field(None, description="Workers consuming the gpu queue that were alive then (each "
+                                      "beats every few seconds; alive until `ADVISOR_STALE_AFTER` after its last "
+                                      "beat); 0: none; null: not looked yet.")
     fallback_at: dt.datetime | None = Field(None, description="When it moves to the cpu queue if no gpu worker "
                                             "took it; null: never (no `device_fallback_after`).")
 
@@ -224,7 +227,9 @@ class JobOut(BaseModel):
     status: JobStatus
     stage: str | None = Field(
         None, description="load_model | load_data | extract | probe | advise while running; done at the end; "
-        "`waiting for a gpu worker` while queued in the gpu queue."
+        "`waiting for a gpu worker` while queued in the gpu queue, with whether a gpu worker is alive and the "
+        "queue's depth once the server has looked, e.g. `waiting for a gpu worker (none seen in the last 20 s; "
+        "queue depth 3)` or `(2 alive; queue depth 3)`."
     )
     progress: float = Field(ge=0.0, le=1.0, description="Overall progress, 0..1.")
     message: str | None = None
@@ -245,7 +250,8 @@ class JobOut(BaseModel):
     mlflow: MlflowState | None = Field(None, description="The job's `mlflow` option and how logging went.")
     device: JobDevice = Field(default_factory=JobDevice, description="The device asked for and the queue it went to.")
     waiting: Waiting | None = Field(None, description="While queued in the gpu queue (stage `waiting for a gpu "
-                                    "worker`): the queue's depth and when it falls back to the cpu queue.")
+                                    "worker …`): the queue's depth, its live workers and when it falls back to the "
+                                    "cpu queue.")
     links: JobLinks
 
     model_config = ConfigDict(
@@ -317,7 +323,7 @@ class JobOut(BaseModel):
 def _waiting(job: Job) -> Waiting | None:
     if job.status != JobStatus.QUEUED or job.route != "gpu":
         return None
-    return Waiting(queue_depth=job.queue_depth, fallback_at=fallback_at(job))
+    return Waiting(queue_depth=job.queue_depth, workers_alive=job.workers_alive, fallback_at=fallback_at(job))
 
 
 class JobList(BaseModel):

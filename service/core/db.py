@@ -85,3 +85,12 @@ def dispose_all() -> None:
             engine.dispose()
         _engines.clear()
         _makers.clear()
+
+
+def forget_inherited() -> None:
+    """In a forked child: drop the connections its engines' pools inherited from the parent without closing
+    them (they are the parent's, still in use there: the worker's presence beats and startup sweep), so the
+    child opens its own (SQLAlchemy's advice for ``os.fork``)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose(close=False)

@@ -124,11 +124,13 @@ def create(
     callback_url: str | None = None,
     mlflow: dict[str, Any] | None = None,
     placement: dict[str, Any] | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> tuple[Job, bool]:
     """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
     same config, same callback URL, same ``mlflow`` option: ``{tracking_uri, experiment}``, logged when the
     job succeeds by :mod:`service.core.mlflow_runs`). The same key with another config, callback URL or
-    ``mlflow`` option raises :class:`IdempotencyConflict`."""
+    ``mlflow`` option raises :class:`IdempotencyConflict`. ``trace_context``: the submitting request's
+    (:func:`service.core.tracing.inject`), kept as the parent of every message sent for the job."""
     chash = config.config_hash()
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)
@@ -151,6 +153,7 @@ def create(
         callback_url=callback_url,
         mlflow=mlflow,
         mlflow_run={"state": "pending", "run_id": None, "error": None, "at": None} if mlflow else None,
+        trace_context=trace_context or None,
         **(placement or {}),  # device, device_fallback_after, route, stage (service.core.placement)
     )
     session.add(job)
@@ -499,6 +502,6 @@ def fall_back_to_cpu(session: Session, job_id: str, waited: float) -> bool:
     back stays on the job. A gpu worker that later finds its old message has nothing to claim."""
     return _update(
         session, job_id, Job.status == QUEUED, Job.route == "gpu",
-        route="cpu", fell_back_at=utcnow(), enqueued_at=None, stage=None, queue_depth=None,
+        route="cpu", fell_back_at=utcnow(), enqueued_at=None, stage=None, queue_depth=None, workers_alive=None,
         message=f"no gpu worker took it within {waited:g} s: fell back to the cpu queue",
     )

@@ -10,7 +10,8 @@ The database is the truth. Periodically (in the API process, and once when a wor
   :mod:`service.core.process`) is put back to queued and enqueued again, or failed with ``worker_lost`` after
   ``MAX_ATTEMPTS`` attempts (or cancelled, if a cancel was asked for);
 * a job waiting in the **gpu queue** past its ``device_fallback_after`` moves to the cpu queue and is sent
-  there (:mod:`service.core.placement`), and every job still waiting there gets the gpu queue's depth.
+  there (:mod:`service.core.placement`), and every job still waiting there gets the gpu queue's depth and the
+  number of live workers consuming it (their own beats in the database, :mod:`service.core.presence`).
 
 Duplicate messages are harmless: a worker claims a job with a conditional UPDATE, so only one wins.
 They are still kept out of the broker: given a :class:`~service.core.queue.BrokerProbe`, a round
@@ -26,14 +27,14 @@ import datetime as dt
 import logging
 import threading
 
-from service.core import lifecycle, placement, queries
+from service.core import lifecycle, placement, presence, queries, tracing
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.housekeeping import maybe_gc
 from service.core.lifecycle import MAX_ATTEMPTS
 from service.core.models import as_utc, utcnow
 from service.core.process import known_dead
-from service.core.queue import ROUTES, BrokerProbe, JobQueue, send_job
+from service.core.queue import ROUTES, BrokerProbe, JobQueue, queue_name, send_job
 
 log = logging.getLogger("service.maintenance")
 
@@ -127,7 +128,7 @@ def _take(budgets: dict[str, int], route: str) -> bool:
 
 def fall_back_due(settings: Settings, now: dt.datetime, probe: BrokerProbe | None) -> int:
     """Move the gpu-queue jobs past their fallback time to the cpu queue (left unsent: the caller sends them);
-    note the gpu queue's depth on those still waiting. Returns how many fell back."""
+    note the gpu queue's depth and live workers on those still waiting. Returns how many fell back."""
     moved = 0
     with session_scope(settings.db_url) as s:
         for job_id, waited in placement.due_fallbacks(s, now):
@@ -136,18 +137,22 @@ def fall_back_due(settings: Settings, now: dt.datetime, probe: BrokerProbe | Non
                 moved += 1
         if placement.waiting_on_gpu(s):
             depth_of = getattr(probe, "depth_of", None)  # a BrokerProbe of the Celery queue has it
-            placement.note_gpu_depth(s, depth_of("gpu") if depth_of is not None else None)
+            alive = presence.alive(s, queue_name(settings.queue, "gpu"), settings.stale_after, now)
+            placement.note_gpu_wait(s, depth_of("gpu") if depth_of is not None else None, alive, settings.stale_after)
     return moved
 
 
 def resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQueue) -> bool:
-    """Claim the right to resend (so two API replicas do not both resend), then send to the job's device queue."""
+    """Claim the right to resend (so two API replicas do not both resend), then send to the job's device queue,
+    in the trace of the request that submitted it (its message carries that context: the worker's spans join the
+    job's one trace however often it is sent, by the outbox, the sweep or a starting worker)."""
     with session_scope(settings.db_url) as s:
         if not lifecycle.mark_sent(s, job_id, seen_count=seen_count):
             return False
-        route = placement.route_of(s, job_id)
+        route, trace_context = queries.send_target(s, job_id)
     try:
-        send_job(queue, job_id, route)
+        with tracing.continued(trace_context):
+            send_job(queue, job_id, route)
     except Exception:  # noqa: BLE001 - broker down: try again next round
         log.warning("could not enqueue job %s", job_id, exc_info=True)
         with session_scope(settings.db_url) as s:

@@ -65,7 +65,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     owner: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
     status: Mapped[JobStatus] = mapped_column(StatusType, default=JobStatus.QUEUED)
-    stage: Mapped[str | None] = mapped_column(sa.String(32))
+    stage: Mapped[str | None] = mapped_column(sa.String(128))  # 32 until migration 0011 (the gpu wait's liveness)
     progress: Mapped[float] = mapped_column(sa.Float, default=0.0)
     message: Mapped[str | None] = mapped_column(sa.Text)
     request: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -103,6 +103,11 @@ class Job(Base):
     route: Mapped[str | None] = mapped_column(sa.String(8), nullable=True)
     fell_back_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     queue_depth: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    # and how many workers consuming the gpu queue were alive then (service.core.presence; null: not looked yet)
+    workers_alive: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    # the W3C trace context of the request that submitted it ({"traceparent": ...}; null: not traced), the
+    # parent of every message sent for it, so a re-sent job's worker spans join its one trace (issue 23)
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONType, nullable=True)
 
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, uselist=False
@@ -215,6 +220,20 @@ class JobShard(Base):
     start_row: Mapped[int] = mapped_column(sa.Integer)
     stop_row: Mapped[int] = mapped_column(sa.Integer)
     images_done: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class WorkerPresence(Base):
+    """A worker process that is up (issue 23): the queues it consumes and when it last said so
+    (:mod:`service.core.presence`). Rows of workers gone without a word age out; the maintenance sweep counts
+    the live ones that consume the gpu queue for the jobs waiting there."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)  # host:pid:start:boot (service.core.process)
+    name: Mapped[str] = mapped_column(sa.String(255))  # Celery's node name, e.g. gpu1@host
+    queues: Mapped[list[str]] = mapped_column(JSONType)
+    started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
 
 class DatasetUpload(Base):

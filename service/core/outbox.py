@@ -14,9 +14,7 @@ from __future__ import annotations
 import logging
 import queue as queue_mod
 import threading
-from typing import Any
 
-from service.core import tracing
 from service.core.config import Settings
 from service.core.maintenance import resend
 from service.core.queue import JobQueue
@@ -33,8 +31,9 @@ class SendLater:
 
     def __init__(self, settings: Settings, inner: JobQueue) -> None:
         self.settings, self.inner = settings, inner
-        # (job id, the sender's trace context); None: stop; an Event: set it when reached (drain)
-        self._ids: queue_mod.Queue[tuple[str, Any] | threading.Event | None] = queue_mod.Queue(maxsize=BACKLOG)
+        # a job id; None: stop; an Event: set it when reached (drain). The request's trace needs no passing
+        # on: the job keeps it (``trace_context``), and every send of it continues it (resend)
+        self._ids: queue_mod.Queue[str | threading.Event | None] = queue_mod.Queue(maxsize=BACKLOG)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.sent = self.failed = self.left_to_sweep = 0
@@ -42,7 +41,7 @@ class SendLater:
     def enqueue(self, job_id: str) -> None:
         self._start()
         try:
-            self._ids.put_nowait((job_id, tracing.current()))  # the request's trace goes on in the send
+            self._ids.put_nowait(job_id)
         except queue_mod.Full:
             self.left_to_sweep += 1  # committed as queued and unsent: the sweep sends it
 
@@ -72,10 +71,9 @@ class SendLater:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            job_id, trace_context = item
+            job_id = item
             try:
-                with tracing.attached(trace_context):
-                    ok = resend(self.settings, job_id, 0, self.inner)
+                ok = resend(self.settings, job_id, 0, self.inner)
             except Exception:  # noqa: BLE001 - e.g. the database is away: the sweep sends it later
                 log.warning("could not send job %s now; the sweep will", job_id, exc_info=True)
                 ok = False
@@ -93,7 +91,7 @@ class SendLater:
                 item = self._ids.get_nowait()
             except queue_mod.Empty:
                 return
-            if not isinstance(item, tuple):
+            if not isinstance(item, str):
                 self._ids.put(item)  # keep the stop request or the marker
                 return
             self.left_to_sweep += 1

@@ -1,6 +1,7 @@
 """Where a job runs (issue 23, queues by device): the columns a submission sets from the request's ``device``
-and ``device_fallback_after``, the jobs due to fall back to the cpu queue, and the gpu queue's depth that
-``GET /v1/jobs/{id}`` shows a waiting job. The routing rule itself is :func:`service.core.queue.route_for`;
+and ``device_fallback_after``, the jobs due to fall back to the cpu queue, and the gpu queue's depth and live
+workers (:mod:`service.core.presence`) that ``GET /v1/jobs/{id}`` shows a waiting job, as the maintenance sweep
+last noted them (a read costs nothing more). The routing rule itself is :func:`service.core.queue.route_for`;
 the fallback transition is :func:`service.core.lifecycle.fall_back_to_cpu`."""
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ def placement(device: str, fallback_after: float | None, settings: Settings) -> 
     gpu = route == "gpu"
     return {"device": device, "route": route, "device_fallback_after": fallback_after if gpu else None,
             "stage": GPU_WAITING_STAGE if gpu else None}
-
-
-def route_of(session: Session, job_id: str) -> str | None:
-    """The queue a job is routed to (None: sent before routes existed, or deleted)."""
-    return session.scalar(sa.select(Job.route).where(Job.id == job_id))
 
 
 def requested_device(session: Session, job_id: str) -> str | None:
@@ -67,8 +63,16 @@ def waiting_on_gpu(session: Session) -> int:
         Job.status == JobStatus.QUEUED, Job.route == "gpu")) or 0
 
 
-def note_gpu_depth(session: Session, depth: int | None) -> None:
-    """Record the gpu queue's depth on every job waiting in it (what their ``waiting`` shows)."""
+def waiting_stage(depth: int | None, alive: int, window: float) -> str:
+    """The stage of a job waiting in the gpu queue: whether any worker consuming it is alive, and its depth,
+    e.g. ``waiting for a gpu worker (none seen in the last 20 s; queue depth 3)`` or ``(2 alive; queue depth 3)``."""
+    workers = f"{alive} alive" if alive else f"none seen in the last {window:g} s"
+    return f"{GPU_WAITING_STAGE} ({workers}; queue depth {'unknown' if depth is None else depth})"
+
+
+def note_gpu_wait(session: Session, depth: int | None, alive: int, window: float) -> None:
+    """Record on every job waiting in the gpu queue its depth and how many workers consuming it are alive (what
+    their ``stage`` and ``waiting`` show; ``window``: the seconds a worker counts as alive after its last beat)."""
     session.execute(sa.update(Job).where(Job.status == JobStatus.QUEUED, Job.route == "gpu")
-                    .values(queue_depth=depth, stage=GPU_WAITING_STAGE))
+                    .values(queue_depth=depth, workers_alive=alive, stage=waiting_stage(depth, alive, window)))
     session.commit()

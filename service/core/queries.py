@@ -152,6 +152,13 @@ def running_jobs(session: Session) -> Sequence[Row[tuple[str, int, bool, dt.date
     ).all()
 
 
+def send_target(session: Session, job_id: str) -> tuple[str | None, dict[str, str] | None]:
+    """(route, trace context) a job's message is sent with: its device queue (None: sent before routes
+    existed, or deleted) and the W3C context of the request that submitted it (None: not traced)."""
+    row = session.execute(sa.select(Job.route, Job.trace_context).where(Job.id == job_id)).first()
+    return (row.route, row.trace_context) if row is not None else (None, None)
+
+
 def running_owner(session: Session, job_id: str) -> str | None:
     """The worker holding the job, when it is running."""
     return session.scalar(sa.select(Job.worker).where(Job.id == job_id, Job.status == JobStatus.RUNNING))

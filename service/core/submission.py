@@ -50,7 +50,8 @@ def submit(
     check_quota(session, owner, idempotency_key, settings)
     job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key,
                                     callback_url=callback_url, mlflow=mlflow,
-                                    placement=placement.placement(device, device_fallback_after, settings))
+                                    placement=placement.placement(device, device_fallback_after, settings),
+                                    trace_context=tracing.inject())  # the request's: every send continues it
     tracing.annotate(job_id=job.id)  # on the request's span, when traced
     if created and getattr(queue, "defers_send", False):  # sent by another thread (service.core.outbox):
         queue.enqueue(job.id)  # returns at once; no broker call while this request holds a connection

@@ -10,7 +10,9 @@ Spans (their names): ``HTTP <method> <route>`` (``service.api.traces``), ``enque
 (``workers.traced``), one span per engine stage (:class:`StageSpans`, fed by the worker's progress
 monitor: ``load_model``, ``load_data``, ``extract``, ``probe``, ``advise``) and ``store`` (the worker
 writing the result). The context crosses processes in the Celery message's headers (W3C ``traceparent``:
-:func:`inject`, :func:`extract`) and threads as an object (:func:`current`, :func:`attached`). Attributes:
+:func:`inject`, :func:`extract`) and threads as an object (:func:`current`, :func:`attached`); the submitting
+request's context is kept with the job (``jobs.trace_context``), and every send of the job's message runs in it
+(:func:`continued`), so a job re-sent by the maintenance sweep stays in its one trace. Attributes:
 ``advisor.job_id`` and ``advisor.owner``, the first 12 hex digits of the SHA-256 of the caller's API key
 (the owner the database keeps), never the key.
 No auto-instrumentation package: four hand-written spans need three small dependencies and no monkey-patching.
@@ -42,6 +44,7 @@ TRACES_PATH = "/v1/traces"
 
 _tracer: Any = None  # set by setup() or install(); None: tracing is off
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("advisor_job_id", default=None)
+_carried: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("advisor_carried", default=None)
 
 
 def available() -> bool:
@@ -136,11 +139,13 @@ def annotate(*, job_id: str | None = None, owner: str | None = None) -> None:
 
 
 def inject() -> dict[str, str]:
-    """The current trace context as message headers (``traceparent``...); empty when off."""
+    """The current trace context as message headers (``traceparent``...). Off: the headers :func:`continued`
+    passes on as they are (a job's stored context re-sent by an untraced process), else empty."""
     carrier: dict[str, str] = {}
     if _tracer is not None:
         propagate.inject(carrier)
-    return carrier
+        return carrier
+    return dict(_carried.get() or {})
 
 
 def extract(headers: Mapping[str, Any]) -> Any:
@@ -171,6 +176,20 @@ def attached(ctx: Any) -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def continued(carrier: Mapping[str, Any] | None) -> Iterator[None]:
+    """Run the block in the trace ``carrier`` names (W3C headers as :func:`inject` wrote them, e.g. a job's
+    stored submission context); as is when it is empty. Where tracing is off (a prefork worker's main process
+    re-sending jobs at start), a message sent in the block still carries ``carrier`` itself, so a traced worker
+    continues the job's trace from the request's span."""
+    token = _carried.set({k: v for k, v in carrier.items() if isinstance(v, str)} if carrier else None)
+    try:
+        with attached(extract(carrier) if carrier else None):
+            yield
+    finally:
+        _carried.reset(token)
 
 
 def job_id() -> str | None:

@@ -92,8 +92,10 @@ def test_cuda_job_waits_then_falls_back_or_runs_on_the_gpu_queue_worker(device_s
     waiting = client.post("/v1/jobs", json={**small_job, "device": "cuda"}).json()
     assert waiting["stage"] == GPU_WAITING_STAGE and waiting["device"]["queue"] == "gpu"
     seen = _poll(client, waiting["id"], lambda j: (j["waiting"] or {}).get("queue_depth") is not None, cpu_log)
-    assert seen["status"] == "queued" and seen["stage"] == GPU_WAITING_STAGE
-    assert seen["waiting"]["queue_depth"] >= 1 and seen["waiting"]["fallback_at"] is None
+    assert seen["status"] == "queued" and seen["waiting"]["workers_alive"] == 0  # the cpu worker beats, on cpu
+    depth = seen["waiting"]["queue_depth"]
+    assert seen["stage"] == f"{GPU_WAITING_STAGE} (none seen in the last 20 s; queue depth {depth})"
+    assert depth >= 1 and seen["waiting"]["fallback_at"] is None
 
     # one that allows it falls back to the cpu queue after 2 s and runs on the cpu-queue worker
     fallback = client.post("/v1/jobs", json={**small_job, "device": "cuda", "device_fallback_after": 2}).json()
@@ -120,3 +122,17 @@ def test_cuda_job_waits_then_falls_back_or_runs_on_the_gpu_queue_worker(device_s
     assert _worker_pid(settings, cuda["id"]) == gpu.pid
     report = client.get(f"/v1/jobs/{cuda['id']}/result").json()
     assert report["environment"]["device"] == "cpu", "the worker's ADVISOR_DEVICE=cpu wins over the gpu queue's cuda"
+
+    # the gpu-queue worker has been beating in the database; a warm shutdown deletes its row
+    assert _gpu_workers_alive(settings) == 1
+    stop_process(gpu)
+    assert _gpu_workers_alive(settings) == 0
+
+
+def _gpu_workers_alive(settings: Any) -> int:
+    from service.core import presence
+    from service.core.db import session_scope
+    from service.core.queue import queue_name
+
+    with session_scope(settings.db_url) as s:
+        return presence.alive(s, queue_name(settings.queue, "gpu"), settings.stale_after)

@@ -8,7 +8,9 @@ missing from the artifact store."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -106,13 +108,38 @@ def test_sharded_job_equals_unsharded_analysis(shard_stack, small_job_module, un
         assert "advisor.run_shard" in (logs / f"w{i}.log").read_text(), f"worker {i} ran no shard"
 
 
+_SHARD_RECEIVED = re.compile(r"Task advisor\.run_shard\[([0-9a-f-]+)\] received")
+_SHARD_ENDED = re.compile(r"Task advisor\.run_shard\[([0-9a-f-]+)\] (?:succeeded|raised|retry|failed)")
+
+
+def _shards_in_flight(log: Path) -> set[str]:
+    """The shard tasks a worker has taken and not finished, from its own log (Celery's lines). A solo
+    worker with prefetch 1 takes a message only when it is free, so a shard it has received is the one
+    it is running."""
+    text = log.read_text(errors="replace")
+    return set(_SHARD_RECEIVED.findall(text)) - set(_SHARD_ENDED.findall(text))
+
+
+def _holding_a_shard(procs: list[subprocess.Popen], logs: Path, timeout: float = 120) -> tuple[subprocess.Popen, Path]:
+    """A live worker with a shard in flight, as soon as one has one (polled every 20 ms: a shard takes
+    0.25 s or more here, so the kill lands inside it; the caller checks that it did)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for i, p in enumerate(procs):
+            if p.poll() is None and _shards_in_flight(logs / f"w{i}.log"):
+                return p, logs / f"w{i}.log"
+        time.sleep(0.02)
+    raise AssertionError(f"no worker took a shard within {timeout}s")
+
+
 def test_killing_a_worker_mid_shard_still_gives_the_same_result(shard_stack, small_job_module, unsharded) -> None:
     client, procs, logs, _ = shard_stack
     job_id = client.post("/v1/jobs", json=small_job_module).json()["id"]
-    _poll(client, job_id, lambda j: (j["images_done"] or 0) > 0)
-    victim = next(p for p in procs if p.poll() is None)
+    victim, victim_log = _holding_a_shard(procs, logs)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
+    # its log is final now: the shard it held never finished, so the chord cannot complete on attempt 1
+    assert _shards_in_flight(victim_log), victim_log.read_text()[-3000:]
     job = wait_for(client, job_id, {"succeeded", "failed", "cancelled"}, timeout=300)
     assert job["status"] == "succeeded", job
     assert job["attempts"] >= 2  # the lost shard was recovered by a new attempt of the job

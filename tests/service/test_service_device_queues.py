@@ -4,14 +4,19 @@ device, the request's `device` field, the gpu queue's waiting jobs and their fal
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import time
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
+from service.core import placement, presence
 from service.core.db import session_scope
 from service.core.maintenance import run_maintenance_once
-from service.core.models import Job
+from service.core.models import Job, WorkerPresence
+from service.core.process import boot_id
 from service.core.queue import (
     GPU_WAITING_STAGE,
     celery_config,
@@ -184,12 +189,13 @@ def test_auto_goes_to_the_gpu_queue_when_gpu_workers_exist(settings_factory, tmp
 
 class DepthProbe:
     def __init__(self, gpu: int) -> None:
-        self.gpu = gpu
+        self.gpu, self.calls = gpu, 0
 
     def depth(self) -> int | None:
         return None
 
     def depth_of(self, route: str) -> int | None:
+        self.calls += 1
         return self.gpu if route == "gpu" else 0
 
 
@@ -203,11 +209,12 @@ def test_a_cuda_job_waits_for_a_gpu_worker_with_the_queue_depth(harness, job_bod
     job = harness.submit(job_body(device="cuda"))
     assert job["status"] == "queued" and job["stage"] == GPU_WAITING_STAGE
     assert job["device"]["queue"] == "gpu"
-    assert job["waiting"] == {"worker": "gpu", "queue_depth": None, "fallback_at": None}
+    assert job["waiting"] == {"worker": "gpu", "queue_depth": None, "workers_alive": None, "fallback_at": None}
     stats = run_maintenance_once(harness.settings, harness, DepthProbe(gpu=3))
     assert stats["fell_back"] == 0  # no device_fallback_after: it waits however long
     got = harness.client.get(f"/v1/jobs/{job['id']}").json()
-    assert got["stage"] == GPU_WAITING_STAGE and got["waiting"]["queue_depth"] == 3
+    assert got["stage"] == f"{GPU_WAITING_STAGE} (none seen in the last 20 s; queue depth 3)"
+    assert got["waiting"]["queue_depth"] == 3 and got["waiting"]["workers_alive"] == 0
 
 
 def test_a_cuda_job_falls_back_to_the_cpu_queue_after_its_time(harness, job_body) -> None:
@@ -299,3 +306,113 @@ def test_messages_left_in_the_gpu_queue_do_not_hold_back_a_cpu_resend(harness, j
             return 1 if route == "cpu" else self.gpu
 
     assert run_maintenance_once(harness.settings, harness, CpuWaiting(gpu=5))["requeued"] == 0, "its message waits"
+
+
+# ---- whether a gpu worker is alive ----------------------------------------------------------------
+
+
+def _beat(settings, worker_id: str, queues: list[str], seconds_ago: float = 0.0) -> None:
+    with session_scope(settings.db_url) as s:
+        presence.beat(s, worker_id, worker_id.split(":")[0], queues,
+                      now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago))
+
+
+def test_the_wait_says_whether_a_worker_consuming_the_gpu_queue_is_alive(harness, job_body) -> None:
+    """The sweep counts the workers' own beats in the database: alive within ADVISOR_STALE_AFTER (20 s) of their
+    last beat and not known dead; only those consuming this API's gpu queue count."""
+    s = harness.settings
+    gpu_queue, cpu_queue = queue_name(s.queue, "gpu"), queue_name(s.queue, "cpu")
+    job = harness.submit(job_body(device="cuda"))
+    probe = DepthProbe(gpu=2)
+    _beat(s, "cpuhost:11:1:b", [cpu_queue])  # alive, but not on the gpu queue
+    _beat(s, "gpuhost:12:1:b", [gpu_queue], seconds_ago=25)  # on the gpu queue, silent for 25 s
+    _beat(s, "gpuhost:13:1:b", ["other-api.gpu"])  # another API's gpu queue
+    _beat(s, f"{socket.gethostname()}:{os.getpid()}:1:{boot_id()}", [gpu_queue])  # this pid, another start: dead
+    run_maintenance_once(s, harness, probe)
+    got = harness.client.get(f"/v1/jobs/{job['id']}").json()
+    assert got["stage"] == f"{GPU_WAITING_STAGE} (none seen in the last 20 s; queue depth 2)"
+    assert got["waiting"]["workers_alive"] == 0
+
+    _beat(s, "gpuhost:12:1:b", [gpu_queue])  # it beats again
+    _beat(s, "gpuhost:14:1:b", [cpu_queue, gpu_queue])  # a cpu,gpu worker
+    probe.gpu = 5
+    run_maintenance_once(s, harness, probe)
+    calls = probe.calls
+    for _ in range(3):  # reads show what the sweep noted: no broker, no count per GET
+        got = harness.client.get(f"/v1/jobs/{job['id']}").json()
+        assert got["stage"] == f"{GPU_WAITING_STAGE} (2 alive; queue depth 5)"
+        assert got["waiting"]["workers_alive"] == 2 and got["waiting"]["queue_depth"] == 5
+    assert probe.calls == calls
+    listed = harness.client.get("/v1/jobs").json()["items"]
+    assert [j["stage"] for j in listed if j["id"] == job["id"]] == [got["stage"]]
+
+
+def test_the_stage_says_when_the_depth_is_unknown_and_fits_its_column() -> None:
+    unknown = placement.waiting_stage(None, 0, 20)
+    assert unknown == f"{GPU_WAITING_STAGE} (none seen in the last 20 s; queue depth unknown)"
+    assert placement.waiting_stage(0, 1, 7.5) == f"{GPU_WAITING_STAGE} (1 alive; queue depth 0)"
+    longest = placement.waiting_stage(10**9, 0, 86400.5)
+    assert len(longest) <= Job.__table__.c.stage.type.length
+
+
+def test_a_worker_beats_while_up_and_its_row_goes_on_a_warm_shutdown(settings) -> None:
+    s = settings.model_copy(update={"heartbeat": 0.05, "stale_after": 0.2})
+    assert presence.interval(s) == 0.05 and presence.interval(settings) == 5.0  # defaults: every 5 s
+    _beat(s, "gone:1:1:b", ["q.gpu"], seconds_ago=presence.GONE_AFTER + 60)  # a worker killed an hour ago
+    thread = presence.PresenceThread(s, "gpu1@host", ["q.gpu"])
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with session_scope(s.db_url) as db:
+                if presence.alive(db, "q.gpu", s.stale_after) == 1:
+                    break
+            time.sleep(0.02)
+        with session_scope(s.db_url) as db:
+            rows = db.execute(sa.select(WorkerPresence.id, WorkerPresence.name, WorkerPresence.queues)).all()
+        assert [(r.id, r.name, r.queues) for r in rows] == [(thread.worker_id, "gpu1@host", ["q.gpu"])], \
+            "its row, and the long-gone one cleared at its start"
+        time.sleep(0.3)  # past stale_after: it is still alive because it keeps beating
+        with session_scope(s.db_url) as db:
+            assert presence.alive(db, "q.gpu", s.stale_after) == 1
+    finally:
+        thread.stop()
+    with session_scope(s.db_url) as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(WorkerPresence)) == 0
+
+
+def test_a_started_worker_announces_its_queues_and_leaves_on_shutdown(settings, monkeypatch) -> None:
+    """The worker's signal handlers: ready starts the beats with the queues it consumes, shutdown stops them."""
+    from workers import celery_app
+
+    monkeypatch.setitem(celery_app.app.conf, "advisor_settings", settings)
+    monkeypatch.setattr(celery_app.app.amqp.queues, "_consume_from", {"q.gpu": object()})
+    celery_app._announce(sender=SimpleNamespace(hostname="gpu1@host"))
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with session_scope(settings.db_url) as db:
+                if presence.alive(db, "q.gpu", settings.stale_after):
+                    break
+            time.sleep(0.02)
+        with session_scope(settings.db_url) as db:
+            assert db.scalar(sa.select(WorkerPresence.name)) == "gpu1@host"
+    finally:
+        celery_app._leave()
+    with session_scope(settings.db_url) as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(WorkerPresence)) == 0
+
+
+def test_a_forked_child_drops_the_pool_it_inherited_without_closing_the_parents_connections(settings) -> None:
+    """A prefork child forked after the worker was ready (its presence beats hold pooled connections) opens its
+    own: workers.celery_app calls db.forget_inherited in worker_process_init."""
+    from service.core import db
+
+    engine = db.get_engine(settings.db_url)
+    inherited = engine.pool
+    with engine.connect() as parents:  # a connection the parent is using
+        db.forget_inherited()
+        assert engine.pool is not inherited
+        assert parents.execute(sa.text("SELECT 1")).scalar() == 1, "not closed under the parent"
+    with engine.connect() as own:
+        assert own.execute(sa.text("SELECT 1")).scalar() == 1

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from celery.contrib.testing.worker import start_worker
 from celery.signals import after_setup_logger
 from fastapi.testclient import TestClient
@@ -31,7 +32,10 @@ from fastapi.testclient import TestClient
 from service.celery_queue import CeleryJobQueue
 from service.core import tracing
 from service.core.config import Settings, get_settings
+from service.core.db import session_scope
 from service.core.logs import JsonLines
+from service.core.maintenance import run_maintenance_once
+from service.core.models import Job
 from service.core.outbox import SendLater
 from service.core.queue import device_queues
 from service.main import create_app
@@ -104,6 +108,108 @@ def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worke
     # the polls are requests of their own, with their own traces, naming the job they read
     polls = [s for s in finished if s.name == "HTTP GET /v1/jobs/{job_id}"]
     assert polls and all(s.context.trace_id != trace_id and s.attributes["advisor.job_id"] == job_id for s in polls)
+
+
+class LosesTheFirstMessage:
+    """The broker loses the first message sent through it (a Redis flushed, a queue purged)."""
+
+    def __init__(self, inner: CeleryJobQueue) -> None:
+        self.inner, self.lost = inner, 0
+
+    def enqueue(self, job_id: str) -> None:
+        self.enqueue_to(job_id, None)
+
+    def enqueue_to(self, job_id: str, route: str | None) -> None:
+        if self.lost == 0:
+            self.lost += 1
+            return
+        self.inner.enqueue_to(job_id, route)
+
+
+def test_a_job_resent_by_the_sweep_stays_in_the_trace_of_its_post(
+    spans: Any, tmp_path: Path, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The POST's message is lost; the maintenance sweep (a thread with no trace of its own, here the test's)
+    re-sends the job, and the worker's task and stage spans join the trace the POST started."""
+    settings = settings_factory(tmp_path, broker_url="memory://", result_backend_url="cache+memory://",
+                                api_keys=KEY, queue=f"resent-{tmp_path.name}", requeue_after=0.2)
+    monkeypatch.setitem(celery_app.app.conf, "advisor_settings", settings)
+    monkeypatch.setattr(tasks, "_plan", lambda *_: False)
+    monkeypatch.setattr(tasks, "execute_job", functools.partial(execute_job, analyze=FakeEngine()))
+    celery = celery_app.make_celery(settings)
+    broker = CeleryJobQueue(celery, settings.queue)
+    lossy = LosesTheFirstMessage(broker)
+    queue = SendLater(settings, lossy)
+    app = create_app(settings, queue=queue, maintenance=False)
+    with start_worker(celery, pool="solo", perform_ping_check=False, queues=device_queues(settings.queue)), \
+            TestClient(app) as client:
+        r = client.post("/v1/jobs", json=small_job(), headers={"X-API-Key": KEY})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        queue.drain()
+        assert lossy.lost == 1 and queue.sent == 1  # marked sent, and gone
+        time.sleep(0.3)  # past requeue_after: the sweep takes the message for lost
+        assert tracing.ids() is None  # no span current here: the sweep's thread has no trace of its own
+        assert run_maintenance_once(settings, broker)["requeued"] == 1
+        deadline = time.monotonic() + 60
+        while (status := client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": KEY}).json()["status"]) not in (
+                "succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status == "succeeded"
+    queue.stop()
+
+    finished = spans.get_finished_spans()
+    post = next(s for s in finished if s.name == "HTTP POST /v1/jobs")
+    (task,) = [s for s in finished if s.name == "task advisor.run_job"]
+    assert task.context.trace_id == post.context.trace_id, "the re-sent job's task started a trace of its own"
+    (enqueue,) = [s for s in finished if s.name == "enqueue"]  # the sweep's: the lost send never reached Celery
+    assert enqueue.parent.span_id == post.context.span_id and task.parent.span_id == enqueue.context.span_id
+    for stage in ("extract", "probe", "advise", "store"):
+        (span,) = [s for s in finished if s.name == stage]
+        assert span.context.trace_id == post.context.trace_id and span.parent.span_id == task.context.span_id
+    with session_scope(settings.db_url) as s:
+        stored = s.scalar(sa.select(Job.trace_context).where(Job.id == job_id))
+    assert stored["traceparent"].split("-")[1:3] == [format(post.context.trace_id, "032x"),
+                                                      format(post.context.span_id, "016x")]
+
+
+def test_an_untraced_sender_passes_a_jobs_stored_context_on_as_is(
+    tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> None:
+    """Tracing off where the job is re-sent (a prefork worker's main process sweeps at start; only its children
+    trace): the message still carries the job's stored context, so a traced worker continues the POST's trace."""
+    from redundancy.config import AnalysisConfig
+    from service.celery_queue import carry_trace
+    from service.core import lifecycle
+    from service.core.maintenance import resend
+
+    assert not tracing.enabled()
+    settings = settings_factory(tmp_path)
+    carrier = {"traceparent": "00-" + "a1" * 16 + "-" + "b2" * 8 + "-01"}
+    with session_scope(settings.db_url) as s:
+        job, _ = lifecycle.create(s, AnalysisConfig.model_validate(small_job()), owner="", idempotency_key=None,
+                                  trace_context=carrier)
+
+    class Publishing:  # what Celery does on send: before_task_publish with the message's headers
+        def __init__(self) -> None:
+            self.headers: list[dict[str, Any]] = []
+
+        def enqueue(self, job_id: str) -> None:
+            headers: dict[str, Any] = {}
+            carry_trace(headers=headers)
+            self.headers.append(headers)
+
+    queue = Publishing()
+    assert resend(settings, job.id, None, queue)
+    assert queue.headers == [carrier]
+    queue.enqueue("another")  # outside a job's send: nothing
+    assert queue.headers[-1] == {}
+
+
+def test_an_untraced_job_keeps_no_trace_context(harness: Any, job_body: Callable[..., dict[str, Any]]) -> None:
+    job = harness.submit(job_body())
+    with session_scope(harness.settings.db_url) as s:
+        assert s.scalar(sa.select(Job.trace_context).where(Job.id == job["id"])) is None
 
 
 def test_the_message_carries_the_context_and_the_task_continues_it(spans: Any) -> None:
