@@ -5,11 +5,11 @@ API serves them from memory after the first read: no database connection, no thr
 Entries are keyed by owner, job and the request (path and query), so one key never sees another's
 entry. Pages of finished jobs are cached too, for a short time (they grow as jobs finish).
 
-A hit is answered by :class:`CacheHits`, an ASGI middleware in front of the router: the caller's key
-and rate limit are checked (the same functions the routes' dependencies call), and the stored body is
+A hit is answered by :class:`CacheHits`, an ASGI middleware in front of the router, behind the rate gate
+(:class:`~service.api.limits.RateGate`, which checked the caller's key and rate), and the stored body is
 sent, without routing, dependency resolution, a thread, a session or a connection (a cached
 recommendation at 100 clients: 1,100 req/s through the route, 4,700 here; docs/operations.md). Anything it cannot
-answer (no entry, a bad key, over the rate) goes on to the route, which answers as always.
+answer (no entry, no valid key) goes on to the route, which answers as always.
 A miss builds the answer in the thread pool with a session of its own, opened and closed in that
 thread (the rule of :mod:`service.api.sessions`); so the routes that use :func:`cached` are
 ``async def``.
@@ -32,9 +32,7 @@ from fastapi import Request, Response
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.deps import owner_of
-from service.api.errors import ProblemError
-from service.api.limits import RateLimiter
+from service.api.deps import OWNER_STATE
 from service.core.config import Settings
 from service.core.db import get_sessionmaker
 
@@ -160,25 +158,23 @@ def _with_session(url: str, build: Callable[[Session], Response]) -> Response:
 class CacheHits:
     """ASGI middleware: a GET whose answer is in the cache is answered here (see the module's doc).
 
-    The caller is identified by :func:`~service.api.deps.owner_of` and rate-limited by
-    :meth:`~service.api.limits.RateLimiter.wait` exactly as the routes do; a request either of
-    them refuses goes on to the route, which gives the 401 or 429."""
+    The caller is who the rate gate found (:data:`~service.api.deps.OWNER_STATE`, the identity the routes
+    use too); a request it found no valid key on goes on to the route, which gives the 401."""
 
-    def __init__(self, app: ASGIApp, cache: ResponseCache, settings: Settings, limiter: RateLimiter) -> None:
-        self.app, self.cache, self.settings, self.limiter = app, cache, settings, limiter
+    def __init__(self, app: ASGIApp, cache: ResponseCache, settings: Settings) -> None:
+        self.app, self.cache, self.settings = app, cache, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not len(self.cache):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        try:
-            owner = owner_of(self.settings, request.headers.get("x-api-key"), request.headers.get("authorization"))
-        except ProblemError:
+        owner = scope.get("state", {}).get(OWNER_STATE)
+        if owner is None:  # not a /v1 path, or no valid key
             await self.app(scope, receive, send)
             return
+        request = Request(scope)
         entry = self.cache.get(request_key(request, owner))
-        if entry is None or await self.limiter.wait(owner, request) is not None:
+        if entry is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = entry.route

@@ -35,13 +35,21 @@ async def get_session(settings: SettingsDep) -> Session:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+OWNER_STATE = "advisor_owner"
+"""Where :class:`~service.api.limits.RateGate` leaves the identity it checked (``scope["state"]``)."""
+
+
 async def get_owner(
+    request: Request,
     settings: SettingsDep,
     x_api_key: Annotated[str | None, Header(description="API key (when the server requires keys).")] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> str:
-    """The caller's identity: the SHA-256 of its API key, or "" when the server has no keys."""
-    owner = owner_of(settings, x_api_key, authorization)
+    """The caller's identity: the SHA-256 of its API key, or "" when the server has no keys (as the rate gate
+    found it, when it did)."""
+    owner = request.scope.get("state", {}).get(OWNER_STATE)
+    if owner is None:
+        owner = owner_of(settings, x_api_key, authorization)
     tracing.annotate(owner=owner)  # a prefix of the hash on the request's span, never the key
     return owner
 

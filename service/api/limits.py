@@ -8,6 +8,7 @@ the database's count (``service.core.queries.active_jobs``), checked at submissi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -16,17 +17,23 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import anyio.to_thread
-from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.exceptions import HTTPException
 
-from service.api.deps import OwnerDep
+from service.api.deps import OWNER_STATE, owner_of
 from service.api.errors import ProblemError, problem_response
+from service.api.shedding import overloaded
 from service.core.config import Settings
 
 log = logging.getLogger("service.api.limits")
+
+MAX_DELAYED = 2_000
+"""429 answers one process holds back at once (``ADVISOR_RATE_LIMIT_DELAY``); past it, sent at once."""
+
+MAX_BLOCKED = 100_000
+"""Callers remembered as over their rate (:meth:`RateLimiter._local`); past it the memo starts afresh."""
 
 MAX_QUERY_VALUES = 10
 """Values one repeatable query parameter may carry (``?delta=…&delta=…`` on the plots): each δ costs
@@ -163,21 +170,25 @@ class RateLimiter:
         self.pause = settings.rate_limit_pause
         self.storage_failures = 0
         self._skip_until = 0.0
+        self._blocked: dict[str, float] = {}  # identity → when its local window frees a place (time.time())
 
     @property
     def in_memory(self) -> bool:
         return self.blocking and time.monotonic() < self._skip_until
 
-    async def wait(self, owner: str, request: Request) -> int | None:
-        """``retry_after`` for this request's caller: the key, or without keys the client address. No
-        limit: None at once. This process's own count is checked first, inline: a key over its rate in
-        one process is over it everywhere, so a flooding key's excess is answered 429 without a thread hop
-        or a Redis round trip, and never costs another key's requests. Only requests under the local
-        count ask Redis (in a worker thread), which keeps the count shared between replicas."""
+    @staticmethod
+    def identity(owner: str, client: tuple[str, int] | list[Any] | None) -> str:
+        """Who is counted: the key (its hash), or without keys the client address."""
+        return owner or f"addr:{client[0] if client else '-'}"
+
+    async def wait(self, identity: str) -> int | None:
+        """``retry_after`` for this caller (:meth:`identity`). No limit: None at once. This process's own
+        count is checked first, inline: a key over its rate in one process is over it everywhere, so a
+        flooding key's excess is answered 429 without a thread hop or a Redis round trip. Only requests
+        under the local count ask Redis (in a worker thread), which keeps the count shared between replicas."""
         if not self.items:
             return None
-        identity = owner or f"addr:{request.client.host if request.client else '-'}"
-        local = self._check(self.local, identity)
+        local = self._local(identity)
         if local is not None or not self.blocking or self.in_memory:
             return local
         return await anyio.to_thread.run_sync(self._shared, identity)
@@ -185,10 +196,22 @@ class RateLimiter:
     def retry_after(self, identity: str) -> int | None:
         """None when the request may go on; else the seconds until it may (this process's count, then
         the shared one)."""
-        local = self._check(self.local, identity)
+        local = self._local(identity)
         if local is not None or not self.blocking or self.in_memory:
             return local
         return self._shared(identity)
+
+    def _local(self, identity: str) -> int | None:
+        """This process's count. A caller refused is refused, with no count asked, until the moment its
+        window frees a place (``reset_time``): a refused request records no hit, so none can free one
+        sooner; the same answers, without walking the window for each request of a flood."""
+        until = self._blocked.get(identity)
+        if until is not None:
+            now = time.time()
+            if now < until:
+                return max(1, math.ceil(until - now))
+            del self._blocked[identity]
+        return self._check(self.local, identity, memo=True)
 
     def _shared(self, identity: str) -> int | None:
         """The shared (Redis) count; when Redis fails or does not answer, the request goes on (this
@@ -201,21 +224,145 @@ class RateLimiter:
             log.warning("rate-limit storage unavailable; counting in memory for %.0f s", self.pause, exc_info=True)
             return None
 
-    def _check(self, limiter: MovingWindowRateLimiter, identity: str) -> int | None:
+    def _check(self, limiter: MovingWindowRateLimiter, identity: str, memo: bool = False) -> int | None:
         for item in self.items:
             if limiter.hit(item, self.namespace, identity):
                 continue
             reset = limiter.get_window_stats(item, self.namespace, identity).reset_time
+            if memo:
+                if len(self._blocked) >= MAX_BLOCKED:
+                    self._blocked.clear()  # a bound, not a policy: the counts themselves stay exact
+                self._blocked[identity] = reset
             return max(1, math.ceil(reset - time.time()))
         return None
 
 
-async def rate_limited(request: Request, owner: OwnerDep) -> None:
-    """Route dependency: 429 + ``Retry-After`` when this key (or, without keys, this client address)
-    is over the rate."""
-    wait = await request.app.state.rate_limiter.wait(owner, request)
-    if wait is not None:
-        raise ProblemError(
-            429, f"Too many requests; retry in {wait} s.", slug="rate-limited", title="Too Many Requests",
-            headers={"Retry-After": str(wait)},
-        )
+def too_many_requests(wait: int, path: str) -> Any:
+    return problem_response(
+        429, f"Too many requests; retry in {wait} s.", slug="rate-limited", title="Too Many Requests",
+        instance=path, headers={"Retry-After": str(wait)},
+    )
+
+
+class NoTurn(Exception):
+    """A request that got no turn of its caller's (:class:`KeySlots`): too many wait, or it waited too long."""
+
+
+class KeySlots:
+    """At most ``per_key`` requests of each caller at once (``ADVISOR_MAX_IN_FLIGHT_PER_KEY``); the others
+    wait for a turn, first come first served, behind their own caller's requests only, at most ``max_wait``
+    seconds (``ADVISOR_MAX_TURN_WAIT``) and at most ``max_waiting`` of them (``ADVISOR_MAX_IN_FLIGHT``):
+    else :class:`NoTurn`. The semaphore of a caller with nothing in flight is dropped."""
+
+    def __init__(self, per_key: int, max_wait: float, max_waiting: int) -> None:
+        self.per_key, self.max_wait, self.max_waiting = per_key, max_wait, max_waiting
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    def in_flight(self, identity: str) -> int:
+        """Requests of ``identity`` in flight or waiting for a turn."""
+        entry = self._slots.get(identity)
+        return entry[1][0] if entry else 0
+
+    async def acquire(self, identity: str) -> None:
+        """A turn for ``identity`` (give it back with :meth:`release`), or :class:`NoTurn`."""
+        entry = self._slots.get(identity)
+        if entry is None:
+            entry = self._slots[identity] = (asyncio.Semaphore(self.per_key), [0])
+        semaphore, users = entry
+        if users[0] >= self.per_key + self.max_waiting:
+            raise NoTurn(f"{self.max_waiting} requests of this caller wait already")
+        users[0] += 1
+        try:
+            if semaphore.locked():
+                await asyncio.wait_for(semaphore.acquire(), self.max_wait)
+            else:
+                await semaphore.acquire()  # free: at once, no timer
+        except BaseException as exc:
+            self._leave(identity)
+            if isinstance(exc, TimeoutError):
+                raise NoTurn(f"no turn within {self.max_wait:g} s for this caller's requests") from None
+            raise
+
+    def release(self, identity: str) -> None:
+        self._slots[identity][0].release()
+        self._leave(identity)
+
+    def _leave(self, identity: str) -> None:
+        users = self._slots[identity][1]
+        users[0] -= 1
+        if not users[0]:
+            del self._slots[identity]
+
+
+class RateLimited:
+    """The route label of a request this gate answered 429 (``RequestTiming`` reads ``scope["route"].path``)."""
+
+    path = "<rate-limited>"
+
+
+class RateGate:
+    """ASGI middleware, in front of every other check: the caller of a ``/v1`` request is identified
+    (:func:`~service.api.deps.owner_of`, its key's hash) and counted against its rate; over it, the answer
+    is 429 problem+json with ``Retry-After`` here, before the request costs anything else (no routing,
+    no dependencies, no thread). A caller within its rate goes on with its identity in
+    ``scope["state"]`` (:data:`OWNER_STATE`), which the routes' :func:`~service.api.deps.get_owner` reads
+    instead of hashing the key again, and waits for one of its caller's turns (:class:`KeySlots`). A request
+    with no valid key goes on too: the route answers 401.
+
+    This is what keeps one key's flood from costing the others (issue 23, probe 8): its excess is refused
+    at the cost of parsing the request, the refusal asks nothing but this process's count while the key
+    stays over (:meth:`RateLimiter._local`), and it is sent after ``ADVISOR_RATE_LIMIT_DELAY`` (1 s, never
+    past its ``Retry-After``), so a client that asks again at once asks once a second per connection
+    instead of filling the event loop with refusals."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, limiter: RateLimiter) -> None:
+        self.app, self.settings, self.limiter = app, settings, limiter
+        self.delayed = 0  # 429s held back now
+        self.slots = KeySlots(settings.max_in_flight_per_key, settings.max_turn_wait, settings.max_in_flight)
+        self.shed = 0  # 503s for want of a turn
+
+    async def _hold(self, wait: int) -> None:
+        """Hold a refusal back ``ADVISOR_RATE_LIMIT_DELAY`` seconds (at most its ``Retry-After``), unless
+        :data:`MAX_DELAYED` already wait: a sleeping task, no thread, no CPU."""
+        delay = min(self.settings.rate_limit_delay, wait)
+        if delay <= 0 or self.delayed >= MAX_DELAYED:
+            return
+        self.delayed += 1
+        try:
+            await anyio.sleep(delay)
+        finally:
+            self.delayed -= 1
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        key = authorization = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-api-key" and key is None:
+                key = value.decode("latin-1")
+            elif name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        try:
+            owner = owner_of(self.settings, key, authorization)
+        except ProblemError:
+            await self.app(scope, receive, send)  # the route's 401
+            return
+        identity = RateLimiter.identity(owner, scope.get("client"))
+        wait = await self.limiter.wait(identity)
+        if wait is not None:
+            scope["route"] = RateLimited
+            await self._hold(wait)
+            await too_many_requests(wait, scope["path"])(scope, receive, send)
+            return
+        scope.setdefault("state", {})[OWNER_STATE] = owner
+        try:
+            await self.slots.acquire(identity)
+        except NoTurn as exc:
+            self.shed += 1
+            await overloaded(self.settings, str(exc).capitalize())(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release(identity)

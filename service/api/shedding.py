@@ -10,12 +10,21 @@ what piles up: at 500 clients 170 POSTs got no answer within 10 s before this bo
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import problem_response
 from service.core.config import Settings
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def overloaded(settings: Settings, why: str) -> Any:
+    """The answer to a request shed: 503 problem+json, ``Retry-After: ADVISOR_RETRY_AFTER``."""
+    return problem_response(
+        503, f"{why}; retry in {settings.retry_after} s.", slug="overloaded", title="Service Unavailable",
+        headers={"Retry-After": str(settings.retry_after)})
 
 
 class LoadShedding:
@@ -33,10 +42,7 @@ class LoadShedding:
         if writes_full or self.in_flight >= self.settings.max_in_flight:
             self.shed += 1
             what = "writes" if writes_full else "requests"
-            response = problem_response(
-                503, f"The server is at its bound of {what} in flight; retry in {self.settings.retry_after} s.",
-                slug="overloaded", title="Service Unavailable", headers={"Retry-After": str(self.settings.retry_after)})
-            await response(scope, receive, send)
+            await overloaded(self.settings, f"The server is at its bound of {what} in flight")(scope, receive, send)
             return
         self.in_flight += 1
         self.writes += write

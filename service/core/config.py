@@ -301,12 +301,22 @@ class Settings(BaseSettings):
     """Socket timeout of the rate limiter's Redis; past it the request goes on, counted in memory."""
     rate_limit_pause: float = Field(5.0, ge=0)
     """Seconds the rate limiter counts in memory (not asking Redis) after Redis failed to answer."""
+    rate_limit_delay: float = Field(1.0, ge=0, le=30)
+    """Seconds a 429 waits before it is sent (never past its ``Retry-After``; 0: at once): a client that asks
+    again at once is slowed to one request per delay per connection, so a flood of refusals cannot fill the
+    event loop that serves the other keys. Past ``MAX_DELAYED`` refusals waiting, they are sent at once."""
     ready_timeout: float = Field(1.0, gt=0)
     """Seconds /readyz waits for the broker before it answers 503."""
     max_in_flight: int = Field(1000, ge=1)
     """``/v1`` requests one API process serves at once; past it: 503 + Retry-After at once."""
     max_in_flight_writes: int = Field(64, ge=1)
     """``/v1`` writes (POST, PUT, PATCH, DELETE) one API process serves at once; past it: 503 + Retry-After."""
+    max_in_flight_per_key: int = Field(8, ge=1)
+    """``/v1`` requests of one key (one address without keys) one API process serves at once; more wait their
+    turn, in order, behind that key's own: a burst within one key's rate cannot hold every thread."""
+    max_turn_wait: float = Field(5.0, gt=0)
+    """Seconds a request may wait for its key's turn (``max_in_flight_per_key``); past it, or with
+    ``max_in_flight`` of that key's requests already waiting, 503 + Retry-After."""
 
     # ---- derived -------------------------------------------------------------------------
     @property

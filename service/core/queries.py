@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
@@ -58,6 +60,53 @@ def one_statement_read(session: Session) -> Session:
     return session
 
 
+JSON_COLUMNS = tuple(c.name for c in Job.__table__.columns if isinstance(c.type, sa.JSON))
+"""The job's JSON columns: :func:`list_job_rows` reads them as their text."""
+
+_AS_ROWS = tuple(sa.cast(c, sa.Text).label(c.name) if c.name in JSON_COLUMNS else c for c in Job.__table__.columns)
+
+
+@functools.lru_cache(maxsize=512)
+def _page_statement(
+    rows: bool, status: bool, model: bool, dataset: bool, after: bool, page_size: int
+) -> sa.Select[Any]:
+    """The select of one page of this shape (which filters, whether after a token, the size), built once: its
+    values are bound parameters, and SQLAlchemy's key for its compiled form is memoised on the statement.
+    ``rows``: every column, the JSON ones as text (:func:`list_job_rows`); else the ORM entity."""
+    q = sa.select(*_AS_ROWS) if rows else sa.select(Job)
+    q = q.where(Job.owner == sa.bindparam("owner"))
+    if status:
+        q = q.where(Job.status == sa.bindparam("status", type_=Job.__table__.c.status.type))
+    if model:
+        q = q.where(Job.model_name == sa.bindparam("model"))
+    if dataset:
+        q = q.where(Job.dataset_spec == sa.bindparam("dataset"))
+    if after:
+        t, i = sa.bindparam("after_t", type_=Job.__table__.c.created_at.type), sa.bindparam("after_id")
+        q = q.where(sa.or_(Job.created_at < t, sa.and_(Job.created_at == t, Job.id < i)))
+    return q.order_by(Job.created_at.desc(), Job.id.desc()).limit(page_size + 1)  # one more: is there a next?
+
+
+def _page_query(
+    session: Session, rows: bool, owner: str, *, page_size: int, page_token: str | None, status: JobStatus | None,
+    model: str | None, dataset: str | None,
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """The statement and parameters of one page, newest first."""
+    params: dict[str, Any] = {"owner": owner, "status": status, "model": model, "dataset": dataset}
+    if page_token:
+        t, params["after_id"] = decode_page_token(page_token)
+        params["after_t"] = t.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else t
+    q = _page_statement(rows, bool(status), bool(model), bool(dataset), bool(page_token), page_size)
+    return q, {k: v for k, v in params.items() if v is not None}
+
+
+def _cut(rows: list[Any], page_size: int) -> tuple[list[Any], str | None]:
+    if len(rows) <= page_size:
+        return rows, None
+    rows = rows[:page_size]
+    return rows, encode_page_token(rows[-1].created_at, rows[-1].id)
+
+
 def list_jobs(
     session: Session,
     owner: str,
@@ -69,26 +118,27 @@ def list_jobs(
     dataset: str | None,
 ) -> tuple[list[Job], str | None]:
     """Newest first; returns the page and the token of the next one (None at the end)."""
-    q = sa.select(Job).where(Job.owner == owner)
-    if status:
-        q = q.where(Job.status == status)
-    if model:
-        q = q.where(Job.model_name == model)
-    if dataset:
-        q = q.where(Job.dataset_spec == dataset)
-    if page_token:
-        t, i = decode_page_token(page_token)
-        t_db = t
-        if session.get_bind().dialect.name == "sqlite":
-            t_db = t_db.replace(tzinfo=None)
-        q = q.where(sa.or_(Job.created_at < t_db, sa.and_(Job.created_at == t_db, Job.id < i)))
-    q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(page_size + 1)
-    rows = list(session.scalars(q))
-    next_token = None
-    if len(rows) > page_size:
-        rows = rows[:page_size]
-        next_token = encode_page_token(rows[-1].created_at, rows[-1].id)
-    return rows, next_token
+    q, params = _page_query(session, False, owner, page_size=page_size, page_token=page_token, status=status,
+                            model=model, dataset=dataset)
+    return _cut(list(session.scalars(q, params)), page_size)
+
+
+def list_job_rows(
+    session: Session,
+    owner: str,
+    *,
+    page_size: int,
+    page_token: str | None,
+    status: JobStatus | None,
+    model: str | None,
+    dataset: str | None,
+) -> tuple[list[Row[Any]], str | None]:
+    """The page of :func:`list_jobs` as plain rows of every column of ``jobs``, the JSON ones
+    (:data:`JSON_COLUMNS`) as their text: hashable, so whoever renders a row can tell an unchanged one
+    (``service.api.job_pages``), and no JSON decoded for it. Run on the session's connection (no ORM)."""
+    q, params = _page_query(session, True, owner, page_size=page_size, page_token=page_token, status=status,
+                            model=model, dataset=dataset)
+    return _cut(list(session.connection().execute(q, params).all()), page_size)
 
 
 def active_jobs(session: Session, owner: str) -> int:

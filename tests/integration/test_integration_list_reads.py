@@ -12,6 +12,7 @@ from service.core import queries
 from service.core.db import get_sessionmaker, session_scope
 from service.core.models import Job
 from service.core.status import JobStatus
+from tests.service.job_rows import assert_pages_match_the_slow_path
 
 OWNER = "list-reads"
 
@@ -61,3 +62,10 @@ def test_a_page_is_read_in_autocommit_and_the_next_session_on_its_connection_is_
         writer.close()
     with session_scope(core_db_url) as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.owner == OWNER)) == 3
+
+
+@pytest.mark.integration
+def test_rendered_pages_equal_the_slow_path_on_each_database(core_db_url: str) -> None:
+    """Postgres gives the JSON columns back as jsonb's own text (keys reordered, spaces added): decoded, the
+    same values, so the same page byte for byte (``service.api.job_pages``)."""
+    assert assert_pages_match_the_slow_path(core_db_url, "pages") >= 20

@@ -535,3 +535,79 @@ def test_a_flooding_keys_excess_never_reaches_redis_and_another_key_still_passes
     assert asked.count("key-a") == 5  # the other 195 answered from memory: no round trip, no thread
     assert limiter.retry_after("key-b") is None and asked.count("key-b") == 1
     assert limiter.storage_failures == 0
+
+
+def test_a_caller_over_its_rate_is_refused_without_walking_its_window_until_it_frees(tmp_path, settings_factory,
+                                                                                      monkeypatch):
+    """The local count is asked until the caller is refused; then, until the moment its window frees a place,
+    the answer (the same Retry-After) comes from the remembered time alone; after it the count is asked again."""
+    from service.api import limits
+
+    s = settings_factory(tmp_path, rate_limit="3/second")
+    limiter = limits.RateLimiter(s)
+    now = [1_000_000.0]
+    monkeypatch.setattr(limits.time, "time", lambda: now[0])
+    asked: list[str] = []
+    hit = limiter.local.hit
+    limiter.local.hit = lambda item, *ids: asked.append(ids[-1]) or hit(item, *ids)  # type: ignore[method-assign]
+    answers = [limiter.retry_after("k") for _ in range(50)]
+    assert answers[:3] == [None] * 3 and set(answers[3:]) == {1}
+    assert asked.count("k") == 4  # three hits and the refusal that set the memo
+    until = limiter._blocked["k"]
+    now[0] = until - 0.5
+    assert limiter.retry_after("k") == 1 and asked.count("k") == 4
+    now[0] = until + 0.01  # the memo is over: the count decides again, and its window has a place
+    assert limiter.retry_after("k") is None and asked.count("k") == 5 and "k" not in limiter._blocked
+
+
+def test_the_rate_gate_answers_429_before_routing_and_the_route_never_sees_it(tmp_path, settings_factory,
+                                                                             monkeypatch):
+    """A key over its rate gets 429 problem+json with Retry-After from the gate: the key hashed once a request
+    (the route takes the gate's identity), labelled `<rate-limited>` in the request metrics; another key still
+    passes; a bad key is the route's 401; outside /v1 nothing is counted."""
+    from service.api import deps, limits
+
+    s = settings_factory(tmp_path, rate_limit="2/minute", api_keys="ka,kb", metrics_public=True,
+                         webhook_poll_interval=0)
+    calls: list[str] = []
+    real = deps.owner_of
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003
+        calls.append("owner_of")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "owner_of", counted)
+    monkeypatch.setattr(deps, "owner_of", counted)
+    with TestClient(create_app(s, maintenance=False)) as client:
+        a = {"X-API-Key": "ka"}
+        assert [client.get("/v1/jobs", headers=a).status_code for _ in range(2)] == [200, 200]
+        r = client.get("/v1/jobs", headers=a)
+        assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+        assert int(r.headers["retry-after"]) >= 1 and r.json()["instance"] == "/v1/jobs"
+        assert calls == ["owner_of"] * 3  # the gate's alone: the routes' dependency took its identity
+        assert client.get("/v1/jobs", headers={"Authorization": "Bearer kb"}).status_code == 200
+        bad = client.get("/v1/jobs", headers={"X-API-Key": "nope"})
+        assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
+        assert all(client.get("/healthz").status_code == 200 for _ in range(5))  # not counted
+        assert 'route="<rate-limited>",status="429"' in client.get("/metrics").text
+
+
+def test_a_refusal_is_held_back_the_rate_limit_delay_unless_too_many_wait(tmp_path, settings_factory, monkeypatch):
+    """ADVISOR_RATE_LIMIT_DELAY: a 429 is sent after the delay (a client that asks again at once asks once per
+    delay); 0 sends it at once, and so does a full bound of held refusals (MAX_DELAYED)."""
+    from service.api import limits
+
+    def first_429_seconds(delay: float, sub: str) -> float:
+        s = settings_factory(tmp_path / sub, rate_limit="1/minute", rate_limit_delay=delay, webhook_poll_interval=0)
+        with TestClient(create_app(s, maintenance=False)) as client:
+            assert client.get("/v1/jobs").status_code == 200
+            start = time.monotonic()
+            r = client.get("/v1/jobs")
+            took = time.monotonic() - start
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+            return took
+
+    assert first_429_seconds(0.4, "held") >= 0.4
+    assert first_429_seconds(0.0, "at-once") < 0.4
+    monkeypatch.setattr(limits, "MAX_DELAYED", 0)
+    assert first_429_seconds(0.4, "bound") < 0.4

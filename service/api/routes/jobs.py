@@ -125,7 +125,7 @@ async def list_jobs(
     (`ADVISOR_LIST_CACHE_TTL`); every page carries an `ETag` (304 on `If-None-Match`)."""
 
     def build(session: Session) -> Response:
-        rows, token = queries.list_jobs(
+        rows, token = queries.list_job_rows(
             queries.one_statement_read(session),
             owner,
             page_size=page_size,
@@ -134,7 +134,7 @@ async def list_jobs(
             model=model,
             dataset=dataset,
         )
-        return _json(JobList(items=[JobOut.of(j) for j in rows], next_page_token=token))
+        return Response(request.app.state.job_pages.page(rows, token), media_type="application/json")
 
     ttl = request.app.state.settings.list_cache_ttl if status_ is not None and status_.finished else 0.0
     return await cached(request, owner, None, ttl, build)
