@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -280,8 +281,8 @@ def install_error_handlers(app: FastAPI, body_problems: BodyProblems | None = No
         for err in exc.errors():
             field, location = _field_of(err.get("loc", ()))
             errors.append({"field": field, "reason": _reason(err), "location": location})
-        if body_problems is not None:
-            errors += body_problems(request, exc.body, {e["field"] for e in errors})
+        if body_problems is not None:  # in a thread: its checks may resolve host names (a callback, MLflow)
+            errors += await anyio.to_thread.run_sync(body_problems, request, exc.body, {e["field"] for e in errors})
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem_response(
             422,

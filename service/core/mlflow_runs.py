@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import ipaddress
 import logging
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -41,7 +39,7 @@ from service.core.errors import ArtifactNotSupported, ArtifactUnavailable
 from service.core.models import Job, utcnow
 from service.core.paths import confinement_error
 from service.core.status import JobStatus
-from service.core.webhooks import Allowance, address_allowed, address_category
+from service.core.webhooks import Allowance, host_problem
 
 log = logging.getLogger("service.mlflow")
 
@@ -103,18 +101,8 @@ def tracking_uri_problem(uri: str, settings: Settings) -> str | None:
         return "the URI has no host"
     if parts.username or parts.password:
         return "credentials in the URI are not allowed (the server's MLFLOW_TRACKING_* settings carry them)"
-    try:
-        infos = socket.getaddrinfo(host, port or (443 if scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        return f"the host {host!r} cannot be resolved ({exc})"
-    allow = Allowance.parse(settings.mlflow_allow)
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address_allowed(ip, allow):
-            category = address_category(ip)
-            return (f"{host} resolves to {ip}, a {category} address; a tracking server must be public (the "
-                    f"server's ADVISOR_MLFLOW_ALLOW can allow {category} ones)")
-    return None
+    return host_problem(host, port or (443 if scheme == "https" else 80), Allowance.parse(settings.mlflow_allow),
+                        "a tracking server must be public", "ADVISOR_MLFLOW_ALLOW")
 
 
 def option_problem(option: Any, settings: Settings) -> tuple[str, str, str] | None:

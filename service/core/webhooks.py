@@ -24,6 +24,7 @@ submit (422) and again before each attempt (DNS may have changed).
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime as dt
 import hashlib
 import hmac
@@ -130,6 +131,40 @@ def address_allowed(ip: IPAddress, allow: Allowance) -> bool:
     return category is None or category in allow.categories or any(ip in net for net in allow.networks)
 
 
+RESOLVE_TIMEOUT = 3.0
+"""Seconds a host name may take to resolve; past it the host counts as unresolvable."""
+
+_resolver = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="advisor-resolve")
+
+
+def resolve(host: str, port: int) -> list[Any]:
+    """``socket.getaddrinfo(host, port)`` (stream sockets) within :data:`RESOLVE_TIMEOUT` seconds, else
+    :class:`TimeoutError`. A lookup cannot be cancelled, so a hung one is left to its pool thread: a name
+    server that never answers costs each request at most the timeout, never a hang."""
+    future = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return future.result(timeout=RESOLVE_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"no answer within {RESOLVE_TIMEOUT:g} s") from None
+
+
+def host_problem(host: str, port: int, allow: Allowance, rule: str, setting: str) -> str | None:
+    """Why ``host`` may not be reached, or None: it does not resolve (in time), or one of its addresses is
+    not allowed by ``allow`` (``rule`` says what is; ``setting`` names what can allow more)."""
+    try:
+        infos = resolve(host, port)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror and TimeoutError are OSErrors
+        return f"the host {host!r} cannot be resolved ({exc})"
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address_allowed(ip, allow):
+            category = address_category(ip)
+            return (f"{host} resolves to {ip}, a {category} address; {rule} "
+                    f"(the server's {setting} can allow {category} ones)")
+    return None
+
+
 # characters left as they are in each part (RFC 3986 unreserved + sub-delims + what the part allows);
 # an existing %XX escape is kept, everything else (spaces, non-ASCII as UTF-8) is percent-encoded
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -183,16 +218,8 @@ def callback_url_problem(url: str, allow: Allowance) -> str | None:
         return "the URL has no host"
     if parts.username or parts.password:
         return "credentials in the URL are not allowed"
-    try:
-        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        return f"the host {host!r} cannot be resolved ({exc})"
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address_allowed(ip, allow):
-            category = address_category(ip)
-            return (f"{host} resolves to {ip}, a {category} address; callbacks go to public addresses only "
-                    f"(the server's ADVISOR_WEBHOOK_ALLOW can allow {category} ones)")
+    return host_problem(host, port or (443 if parts.scheme == "https" else 80), allow,
+                        "callbacks go to public addresses only", "ADVISOR_WEBHOOK_ALLOW")
     return None
 
 

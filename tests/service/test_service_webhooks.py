@@ -251,3 +251,29 @@ def test_allowance_by_category_and_cidr():
     assert webhooks.address_allowed(ipaddress.ip_address("1.1.1.1"), webhooks.Allowance.parse(""))
     with pytest.raises(ValueError, match="neither"):
         webhooks.Allowance.parse("intranet")
+
+
+def test_a_name_server_that_never_answers_costs_a_bounded_wait_not_a_hang(monkeypatch) -> None:
+    """A lookup that hangs (the schemathesis run stalled the event loop on one, 2026-12-04) ends after
+    RESOLVE_TIMEOUT as an unresolvable host, for callbacks and MLflow tracking servers alike."""
+    import socket
+    import threading
+    import time
+
+    from service.core import webhooks
+
+    release = threading.Event()
+
+    def hung(*args, **kwargs):  # noqa: ANN002, ANN003
+        release.wait(10)
+        raise socket.gaierror("released")
+
+    monkeypatch.setattr(webhooks, "RESOLVE_TIMEOUT", 0.2)
+    monkeypatch.setattr(socket, "getaddrinfo", hung)
+    try:
+        start = time.monotonic()
+        reason = webhooks.callback_url_problem("https://hangs.example.com/hook", webhooks.Allowance.parse(""))
+        assert time.monotonic() - start < 2.0
+        assert reason is not None and "cannot be resolved" in reason and "no answer within 0.2 s" in reason
+    finally:
+        release.set()
