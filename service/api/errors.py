@@ -18,6 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.staticfiles import StaticFiles
 
 from service.core import errors as domain
 
@@ -224,13 +225,31 @@ def _undecodable_body(request: Request, err: dict[str, Any]) -> JSONResponse:
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    """Every method some route serves at this path, for a 405's ``Allow`` (RFC 9110 15.5.6).
+
+    Asks the routes themselves, one method at a time: FastAPI wraps an included router in one route
+    whose own ``methods`` is empty, and the router's 405 names only the first matching route's. A route
+    that matches any method (a mount) is not asked; a static-files mount serves GET and HEAD."""
+    scope = request.scope
+
+    def full(route: Any, method: str) -> bool:
+        # Nested dicts copied: FastAPI's matching writes its context into scope["fastapi"].
+        probe = {k: dict(v) if isinstance(v, dict) else v for k, v in scope.items()}
+        probe["method"] = method
+        probe["root_path"] = scope.get("app_root_path", scope.get("root_path", ""))  # a mount moved it on
+        return route.matches(probe)[0] == Match.FULL
+
     methods: set[str] = set()
     for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "__none__"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+        if full(route, "__none__"):
+            if isinstance(getattr(route, "app", None), StaticFiles):
+                methods |= {"GET", "HEAD"}
+            continue
+        methods |= {m for m in _METHODS if full(route, m)}
     return sorted(methods)
 
 

@@ -240,6 +240,10 @@ class Settings(BaseSettings):
     """Uploaded files one key may hold at once; one more: 429."""
     upload_quota_bytes: int = Field(20 * 2**30, ge=1024)
     """Bytes of uploaded files one key may hold at once; past it: 429 (counted while the file streams in)."""
+    upload_incoming_max_age: float = Field(3600.0, gt=0)
+    """``ADVISOR_UPLOAD_INCOMING_MAX_AGE``: seconds after its last write that an upload's temporary file
+    (``uploads/<owner>/.incoming-*``, left by an API process that died mid-upload) is removed by the store's
+    collection."""
 
     # ---- issue 23: traces and logs (service.core.tracing, service.core.logs) -------------------------
     otel_endpoint: str | None = None

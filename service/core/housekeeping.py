@@ -7,6 +7,8 @@
   recently used first (a local hit touches its ``meta.json``; in a remote store the last write counts).
 * Orphans: ``<store>/jobs/<id>`` and local artifact directories of jobs the database no longer has (a
   delete whose file removal failed, a crash between the two).
+* Stale uploads: ``<store>/uploads/<owner>/.incoming-*``, the temporary file an upload streams into, not
+  written for ``ADVISOR_UPLOAD_INCOMING_MAX_AGE`` seconds (3600): an API process died mid-upload.
 
 :func:`gc` runs them all (``advisor store gc``; the maintenance sweep runs it every
 ``ADVISOR_STORE_GC_INTERVAL`` seconds); :func:`usage` reports what the store holds (``advisor store du``).
@@ -32,6 +34,7 @@ from service.core.db import session_scope
 from service.core.models import Job, utcnow
 from service.core.status import FINISHED
 from service.core.store import ShardStore
+from service.core.uploads import INCOMING_PREFIX
 
 log = logging.getLogger("service.core.housekeeping")
 
@@ -157,8 +160,36 @@ def remove_orphans(settings: Settings) -> list[str]:
     return orphans
 
 
+def remove_stale_incoming(settings: Settings, now: float | None = None) -> list[str]:
+    """Uploads' temporary files (``uploads/<owner>/.incoming-*``) last written more than
+    ``upload_incoming_max_age`` seconds ago; the removed keys. One being written is newer (each chunk
+    written touches a local file; a remote store shows the file only once it is closed), and one whose
+    store gives no time is left alone."""
+    store = ShardStore(settings.store_root)
+    root = f"{store.root}/uploads"
+    if not store.fs.exists(root):
+        return []
+    cutoff = (time.time() if now is None else now) - settings.upload_incoming_max_age
+    removed = []
+    for path, info in store.fs.find(root, detail=True).items():
+        if not str(path).rsplit("/", 1)[-1].startswith(INCOMING_PREFIX):
+            continue
+        written = _mtime(info)
+        if not 0 < written < cutoff:
+            continue
+        try:
+            store.fs.rm(path)
+        except FileNotFoundError:  # finished (moved into place) or removed meanwhile
+            continue
+        removed.append(str(path))
+    if removed:
+        log.info("store gc: removed %d upload(s) left unfinished: %s", len(removed), removed)
+    return removed
+
+
 def gc(settings: Settings) -> dict[str, int]:
-    """Retention, the feature cache's cap (the store's and this host's copy), orphans; what each removed."""
+    """Retention, the feature cache's cap (the store's and this host's copy), orphans, uploads left
+    unfinished; what each removed."""
     with _GC_LOCK:
         expired = expire_jobs(settings)
         evicted = 0
@@ -168,8 +199,9 @@ def gc(settings: Settings) -> dict[str, int]:
                 fs, root = url_to_fs(settings.remote_feature_cache)
                 evicted += len(evict_features(fs, root.rstrip("/"), settings.feature_cache_max_bytes))
         orphans = len(remove_orphans(settings))
+        stale_uploads = len(remove_stale_incoming(settings))
         _LAST_GC["at"] = time.monotonic()
-    out = {"expired_jobs": expired, "evicted_features": evicted, "orphans": orphans}
+    out = {"expired_jobs": expired, "evicted_features": evicted, "orphans": orphans, "stale_uploads": stale_uploads}
     if any(out.values()):
         log.info("store gc: %s", out)
     return out

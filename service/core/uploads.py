@@ -6,9 +6,10 @@ named by a job as ``{"dataset": {"spec": "upload:<id>"}}``.
   takes the file as it streams in: into a temporary key of the store, hashed and counted, so a file
   past ``max_upload_bytes`` or past what the key's byte quota leaves stops at that chunk
   (:class:`UploadTooLarge`, :class:`UploadQuotaExceeded`) and nothing of it is kept. :func:`finish`
-  checks the first and last bytes against the format its extension names, then moves the file to
-  ``uploads/<owner>/<sha256>.<format>`` and records it. The id is the sha256: the same file uploaded
-  twice by one key is one upload.
+  checks the first and last bytes against the format its extension names, records it within the key's
+  quota (the count and the insert in one transaction that holds the key's place, so concurrent uploads
+  cannot both take its last one), then moves the file to ``uploads/<owner>/<sha256>.<format>``. The id
+  is the sha256: the same file uploaded twice by one key is one upload.
 * **Reading, deleting**: :func:`list_uploads`, :func:`get_upload`, :func:`delete_upload` (refused while a
   queued or running job reads the file). Another key's upload is :class:`UploadNotFound`.
 * **A job**: at submission :func:`check_reference` (the upload exists and is the caller's). On the
@@ -195,8 +196,9 @@ def begin(session: Session, settings: Settings, store: ShardStore, owner: str, f
 
 
 def finish(session: Session, settings: Settings, incoming: Incoming) -> tuple[DatasetUpload, bool]:
-    """Check the file's format, move it to its key by sha256 and record it. Returns (upload, created):
-    created is False when the key already had this file (the new copy is dropped)."""
+    """Check the file's format, record it within the key's quota (:func:`_record_within_quota`: the check
+    and the row in one transaction) and move it to its key by sha256. Returns (upload, created): created
+    is False when the key already had this file (the new copy is dropped)."""
     try:
         incoming._close()
         problem = format_problem(incoming.format, incoming.size, incoming.head, incoming.tail)
@@ -207,25 +209,54 @@ def finish(session: Session, settings: Settings, incoming: Incoming) -> tuple[Da
         if existing is not None and incoming.store.fs.exists(existing.store_key):
             incoming.discard()
             return existing, False
-        if existing is None and usage(session, incoming.owner)[0] >= settings.upload_quota_files:
-            raise UploadQuotaExceeded("files", settings.upload_quota_files)  # another upload won the race
-        key = existing.store_key if existing is not None else incoming.store.upload_key(
-            owner_dir(incoming.owner), f"{uid}.{incoming.format}")
-        incoming.store.fs.mv(incoming.temp_key, key)
+        if existing is not None:  # its file had gone from the store: this upload puts it back
+            incoming.store.fs.mv(incoming.temp_key, existing.store_key)
+            return existing, False
+        key = incoming.store.upload_key(owner_dir(incoming.owner), f"{uid}.{incoming.format}")
+        row = DatasetUpload(owner=incoming.owner, id=uid, filename=incoming.filename, format=incoming.format,
+                            size_bytes=incoming.size, store_key=key, created_at=utcnow())
+        if not _record_within_quota(session, settings, row):  # the same file, by the same key, a moment earlier
+            incoming.discard()
+            return get_upload(session, incoming.owner, uid), False
     except BaseException:
         incoming.discard()
         raise
-    if existing is not None:  # its file had gone from the store: this upload put it back
-        return existing, False
-    row = DatasetUpload(owner=incoming.owner, id=uid, filename=incoming.filename, format=incoming.format,
-                        size_bytes=incoming.size, store_key=key, created_at=utcnow())
+    try:
+        incoming.store.fs.mv(incoming.temp_key, key)
+    except BaseException:  # the row must not outlive a file that never arrived
+        incoming.discard()
+        session.execute(sa.delete(DatasetUpload).where(DatasetUpload.owner == row.owner, DatasetUpload.id == uid))
+        session.commit()
+        raise
+    return row, True
+
+
+QUOTA_LOCK = 19  # Postgres: the first key of the per-owner advisory lock (issue 19, uploads)
+
+
+def _record_within_quota(session: Session, settings: Settings, row: DatasetUpload) -> bool:
+    """Insert ``row`` and commit, unless the key's uploads would then pass ``upload_quota_files`` or
+    ``upload_quota_bytes`` (:class:`UploadQuotaExceeded`, nothing written); False when the key already has
+    this file. The count and the insert are one transaction that holds the key's place: two uploads by one
+    key at quota - 1 cannot both pass. Postgres: a transaction-scoped advisory lock per owner, taken
+    before the insert; SQLite: the insert, first, takes the database's write lock, so the count after it
+    sees every committed upload and no other can commit before this transaction ends."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(QUOTA_LOCK, sa.func.hashtext(row.owner))))
     session.add(row)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:  # the same file, by the same key, finished a moment earlier: that one stands
         session.rollback()
-        return get_upload(session, incoming.owner, uid), False
-    return row, True
+        return False
+    files, used = usage(session, row.owner)  # this upload included
+    if files > settings.upload_quota_files or used > settings.upload_quota_bytes:
+        session.rollback()
+        over = files > settings.upload_quota_files
+        raise UploadQuotaExceeded("files" if over else "bytes",
+                                  settings.upload_quota_files if over else settings.upload_quota_bytes)
+    session.commit()
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,6 +162,22 @@ def test_unknown_route_and_wrong_method_are_problems(client):
     _assert_problem(client.put("/v1/jobs"), 405)
 
 
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/v1/jobs", {"GET", "POST"}),
+    ("DELETE", "/v1/datasets", {"GET", "POST"}),
+    ("PUT", "/v1/datasets/" + "a" * 64, {"GET", "DELETE"}),
+    ("POST", "/healthz", {"GET"}),
+    ("POST", "/ui/static/ui.css", {"GET", "HEAD"}),
+])
+def test_a_405_lists_the_methods_the_path_serves_in_allow(client, method, path, allowed):
+    """RFC 9110 15.5.6: a 405 must carry an Allow header naming the resource's methods."""
+    r = client.request(method, path)
+    body = _assert_problem(r, 405)
+    listed = {m.strip() for m in r.headers.get("allow", "").split(",") if m.strip()}
+    assert listed == allowed, r.headers.get("allow")
+    assert body["instance"] == path
+
+
 def test_idempotency_key_too_long_is_422(client, job_body):
     r = client.post("/v1/jobs", json=job_body(), headers={"Idempotency-Key": "x" * 300})
     assert "Idempotency-Key" in _fields(_assert_problem(r, 422) and r)

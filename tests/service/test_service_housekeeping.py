@@ -140,6 +140,34 @@ def test_gc_removes_orphans_and_du_reports(
         out = json.loads(capsys.readouterr().out)
         assert out["store"] == store and out["store/uploads"]["bytes"] == 7
         assert cli.main(["store", "gc"]) == 0
-        assert json.loads(capsys.readouterr().out) == {"expired_jobs": 0, "evicted_features": 0, "orphans": 0}
+        assert json.loads(capsys.readouterr().out) == {"expired_jobs": 0, "evicted_features": 0, "orphans": 0,
+                                                      "stale_uploads": 0}
     finally:
         cli.get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_gc_removes_incoming_uploads_left_over_and_keeps_fresh_ones(
+    tmp_path: Path, settings_factory: Callable[..., Settings], remote: bool
+) -> None:
+    """An upload streams into `uploads/<owner>/.incoming-<uuid>` before it is moved into place; an API process
+    that dies mid-upload leaves that file. One collection removes those untouched for
+    `upload_incoming_max_age` seconds, and leaves one still being written and every finished upload."""
+    store = f"memory://store-{uuid.uuid4().hex[:8]}" if remote else None
+    settings = settings_factory(tmp_path, store_url=store, upload_incoming_max_age=3600)
+    fs, root = fsspec.core.url_to_fs(settings.store_root)
+    old, fresh = f"{root}/uploads/anonymous/.incoming-{'a' * 32}", f"{root}/uploads/k1/.incoming-{'b' * 32}"
+    done = f"{root}/uploads/anonymous/{'c' * 64}.npz"
+    for key in (old, fresh, done):
+        fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+        fs.pipe_file(key, b"PK\x03\x04" + b"x" * 10)
+    two_hours_ago = time.time() - 7200
+    for key in (old, done):
+        if remote:
+            fs.store[key].created = fs.store[key].modified = dt.datetime.fromtimestamp(two_hours_ago, dt.UTC)
+        else:
+            os.utime(key, (two_hours_ago, two_hours_ago))
+    out = housekeeping.gc(settings)
+    assert out["stale_uploads"] == 1
+    assert not fs.exists(old) and fs.exists(fresh) and fs.exists(done)
+    assert housekeeping.gc(settings)["stale_uploads"] == 0

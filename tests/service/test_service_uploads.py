@@ -31,6 +31,7 @@ from service.core.models import DatasetUpload
 from service.core.store import ShardStore
 from service.main import create_app
 from tests.service.conftest import FakeEngine, Harness, fake_report, small_job
+from tests.service.upload_race import Rendezvous, hook_usage, race
 
 D_EMB = 16
 
@@ -272,6 +273,26 @@ def test_the_quota_in_files_and_in_bytes_is_429_and_nothing_is_kept(make_harness
     assert body["quota"] == "bytes" and body["limit"] == 18_000
     assert [Path(f).name for f in store_files(h.settings)] == [f"{hashlib.sha256(a).hexdigest()}.npz"]
     assert upload(h.client, c).status_code == 201  # room again for one that fits
+
+
+@pytest.mark.parametrize("quota", ["files", "bytes"])
+def test_two_uploads_racing_for_the_last_place_of_the_quota_one_wins(make_harness, monkeypatch, quota):
+    """At quota - 1 (files), or with room for one more file but not two (bytes), two uploads of one key at
+    once: both pass the check before they stream; exactly one is kept, the other is the quota's 429."""
+    first, a, b = npz_bytes(seed=0), npz_bytes(seed=1), npz_bytes(seed=2)  # 7,740 bytes each
+    limits = {"upload_quota_files": 2} if quota == "files" else {"upload_quota_bytes": 3 * len(first) - 100}
+    h = make_harness(**limits)
+    assert upload(h.client, first).status_code == 201
+    rendezvous = Rendezvous()
+    hook_usage(monkeypatch, rendezvous)
+    answers = race(lambda: upload(h.client, a, name="a.npz"), lambda: upload(h.client, b, name="b.npz"))
+    assert sorted(r.status_code for r in answers) == [201, 429], [r.text for r in answers]
+    refused = next(r for r in answers if r.status_code == 429)
+    assert assert_problem(refused, 429)["quota"] == quota
+    kept = next(r for r in answers if r.status_code == 201).json()["id"]
+    listed = {d["id"] for d in h.client.get("/v1/datasets").json()["items"]}
+    assert listed == {hashlib.sha256(first).hexdigest(), kept}
+    assert sorted(Path(f).name for f in store_files(h.settings)) == sorted(f"{i}.npz" for i in listed)
 
 
 # ---------------------------------------------------------------------------------------------
