@@ -274,7 +274,8 @@ class KeySlots:
         users[0] += 1
         try:
             if semaphore.locked():
-                await asyncio.wait_for(semaphore.acquire(), self.max_wait)
+                async with asyncio.timeout(self.max_wait):  # a timer on this task: no task of its own
+                    await semaphore.acquire()
             else:
                 await semaphore.acquire()  # free: at once, no timer
         except BaseException as exc:
