@@ -63,6 +63,16 @@ def spans() -> Iterator[Any]:
     tracing.install(None)
 
 
+
+def _finished(client, job_id: str, timeout: float = 60.0) -> str:  # noqa: ANN001
+    """The job's status once it is succeeded or failed (or its status at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while (status := client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": KEY}).json()["status"]) not in (
+            "succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return status
+
+
 def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worker_stages(
     spans: Any, tmp_path: Path, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,11 +89,7 @@ def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worke
         r = client.post("/v1/jobs", json=small_job(), headers={"X-API-Key": KEY})
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
-        deadline = time.monotonic() + 60
-        while (status := client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": KEY}).json()["status"]) not in (
-                "succeeded", "failed") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert status == "succeeded"
+        assert _finished(client, job_id) == "succeeded"
     queue.stop()
 
     finished = spans.get_finished_spans()
@@ -151,11 +157,7 @@ def test_a_job_resent_by_the_sweep_stays_in_the_trace_of_its_post(
         time.sleep(0.3)  # past requeue_after: the sweep takes the message for lost
         assert tracing.ids() is None  # no span current here: the sweep's thread has no trace of its own
         assert run_maintenance_once(settings, broker)["requeued"] == 1
-        deadline = time.monotonic() + 60
-        while (status := client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": KEY}).json()["status"]) not in (
-                "succeeded", "failed") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert status == "succeeded"
+        assert _finished(client, job_id) == "succeeded"
     queue.stop()
 
     finished = spans.get_finished_spans()
