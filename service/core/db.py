@@ -94,3 +94,12 @@ def forget_inherited() -> None:
     with _lock:
         for engine in _engines.values():
             engine.dispose(close=False)
+
+
+def hold_owner(session: Session, scope: int, owner: str) -> None:
+    """Hold ``owner``'s place in ``scope`` until this transaction ends, so that a count of its rows and an
+    insert of one are one step (a quota). Postgres: a transaction-scoped advisory lock, ``(scope,
+    hashtext(owner))``. SQLite: nothing to take here: the insert that follows takes the database's write
+    lock, which another writer waits for, so a count after the insert sees every committed row."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(scope, sa.func.hashtext(owner))))

@@ -44,6 +44,7 @@ from redundancy.progress import ImagesProgress
 from redundancy.report import Report
 from service.core import artifacts, results, webhooks
 from service.core.config import Settings
+from service.core.db import hold_owner
 from service.core.errors import AlreadyFinished, IdempotencyConflict, NotFinished
 from service.core.models import (
     CurvePointRow,
@@ -56,7 +57,7 @@ from service.core.models import (
     as_utc,
     utcnow,
 )
-from service.core.queries import get_job
+from service.core.queries import active_jobs, get_job
 from service.core.status import JobStatus
 
 log = logging.getLogger("service.core.lifecycle")
@@ -115,6 +116,9 @@ def _held(attempt: int) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]
 # queued
 
 
+ACTIVE_JOBS_LOCK = 23  # Postgres: the first key of the per-owner advisory lock of the active-jobs quota
+
+
 def create(
     session: Session,
     config: AnalysisConfig,
@@ -125,12 +129,16 @@ def create(
     mlflow: dict[str, Any] | None = None,
     placement: dict[str, Any] | None = None,
     trace_context: dict[str, str] | None = None,
+    within: Callable[[int], None] | None = None,
 ) -> tuple[Job, bool]:
     """Persist a queued job. Returns (job, created); created is False for an idempotent replay (same key,
     same config, same callback URL, same ``mlflow`` option: ``{tracking_uri, experiment}``, logged when the
     job succeeds by :mod:`service.core.mlflow_runs`). The same key with another config, callback URL or
     ``mlflow`` option raises :class:`IdempotencyConflict`. ``trace_context``: the submitting request's
-    (:func:`service.core.tracing.inject`), kept as the parent of every message sent for the job."""
+    (:func:`service.core.tracing.inject`), kept as the parent of every message sent for the job.
+    ``within(active)``: the owner's queued and running jobs counting this one, counted after its insert and
+    before the commit, under :func:`~service.core.db.hold_owner` (two submissions at the quota's last place
+    cannot both pass); it raises to refuse the job, and nothing is written."""
     chash = config.config_hash()
     if idempotency_key is not None:
         existing = _by_key(session, owner, idempotency_key)
@@ -156,8 +164,17 @@ def create(
         trace_context=trace_context or None,
         **(placement or {}),  # device, device_fallback_after, route, stage (service.core.placement)
     )
-    session.add(job)
     try:
+        if within is not None:
+            hold_owner(session, ACTIVE_JOBS_LOCK, owner)
+        session.add(job)
+        if within is not None:
+            session.flush()
+            try:
+                within(active_jobs(session, owner))
+            except BaseException:
+                session.rollback()
+                raise
         session.commit()
     except IntegrityError:  # a concurrent request with the same key won the insert
         session.rollback()

@@ -48,7 +48,12 @@ def submit(
     ``device`` routes it to the cpu or gpu queue (:func:`service.core.queue.route_for`), from which it falls
     back to the cpu queue after ``device_fallback_after`` seconds when given."""
     check_quota(session, owner, idempotency_key, settings)
-    job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key,
+
+    def within(active: int) -> None:  # counted again with this job inserted, the owner's place held
+        if active > settings.max_active_jobs:
+            raise TooManyActiveJobs(settings.max_active_jobs, settings.retry_after)
+
+    job, created = lifecycle.create(session, config, owner=owner, idempotency_key=idempotency_key, within=within,
                                     callback_url=callback_url, mlflow=mlflow,
                                     placement=placement.placement(device, device_fallback_after, settings),
                                     trace_context=tracing.inject())  # the request's: every send continues it

@@ -38,7 +38,7 @@ from redundancy.errors import DatasetFormatError, DatasetNotFoundError
 from redundancy.hashing import hash_file
 from redundancy.report import Report
 from service.core.config import Settings
-from service.core.db import session_scope
+from service.core.db import hold_owner, session_scope
 from service.core.errors import (
     InvalidUpload,
     UploadInUse,
@@ -241,8 +241,7 @@ def _record_within_quota(session: Session, settings: Settings, row: DatasetUploa
     key at quota - 1 cannot both pass. Postgres: a transaction-scoped advisory lock per owner, taken
     before the insert; SQLite: the insert, first, takes the database's write lock, so the count after it
     sees every committed upload and no other can commit before this transaction ends."""
-    if session.get_bind().dialect.name != "sqlite":
-        session.execute(sa.select(sa.func.pg_advisory_xact_lock(QUOTA_LOCK, sa.func.hashtext(row.owner))))
+    hold_owner(session, QUOTA_LOCK, row.owner)
     session.add(row)
     try:
         session.flush()

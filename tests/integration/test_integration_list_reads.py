@@ -1,5 +1,6 @@
 """The list of jobs reads its page in one statement without a transaction (issue 23: fewer round trips
-under load), and the pooled connection it used goes back to the next session transactional."""
+under load), and the pooled connection it used goes back to the next session transactional; the rendered
+pages equal the slow path's; and the active-jobs quota counts and inserts in one step, on each database."""
 
 from __future__ import annotations
 
@@ -69,3 +70,40 @@ def test_rendered_pages_equal_the_slow_path_on_each_database(core_db_url: str) -
     """Postgres gives the JSON columns back as jsonb's own text (keys reordered, spaces added): decoded, the
     same values, so the same page byte for byte (``service.api.job_pages``)."""
     assert assert_pages_match_the_slow_path(core_db_url, "pages") >= 20
+
+
+@pytest.mark.integration
+def test_two_submissions_racing_for_the_last_active_place_one_wins(core_db_url: str, monkeypatch) -> None:
+    """ADVISOR_MAX_ACTIVE_JOBS on each database: the count taken after the insert, the owner's place held
+    (Postgres: an advisory lock; SQLite: the insert's write lock), so of two submissions at max - 1 that both
+    counted max - 1 before, exactly one is created."""
+    from redundancy.config import AnalysisConfig
+    from service.core import lifecycle
+    from tests.service.conftest import small_job
+    from tests.service.upload_race import Rendezvous, race
+
+    maker = get_sessionmaker(core_db_url)
+
+    def over(active: int) -> None:
+        if active > 2:
+            raise RuntimeError("over")
+
+    def submit(seeds: int) -> object:
+        with maker() as s:
+            return lifecycle.create(s, AnalysisConfig.model_validate(small_job(seeds=seeds)), owner="race",
+                                    idempotency_key=None, within=over)[1]
+
+    assert submit(1) is True
+    meet = Rendezvous()
+    real = lifecycle.active_jobs
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003
+        out = real(*args, **kwargs)
+        meet.wait()
+        return out
+
+    monkeypatch.setattr(lifecycle, "active_jobs", counted)
+    out = race(lambda: submit(2), lambda: submit(3))
+    assert sorted(map(repr, out)) == sorted([repr(True), repr(RuntimeError("over"))]), out
+    with session_scope(core_db_url) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.owner == "race")) == 2

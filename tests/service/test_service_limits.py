@@ -118,6 +118,32 @@ def test_active_jobs_per_key_are_capped_with_429(harness, job_body):
         assert c.post("/v1/jobs", json=job_body(seeds=10)).status_code == 429
 
 
+def test_two_submissions_racing_for_the_last_active_place_cannot_both_pass(harness, job_body, monkeypatch):
+    """ADVISOR_MAX_ACTIVE_JOBS: the count and the insert are one step (the owner's place held, the count taken
+    after the insert). A rendezvous makes each thread's n-th count wait for the other's: code that counts and
+    then inserts lets both read max - 1 and both pass; here the second insert waits for the first commit."""
+    from service.core import lifecycle, queries
+    from tests.service.upload_race import Rendezvous, race
+
+    h = harness
+    h.settings.max_active_jobs = 2
+    h.submit(job_body(seeds=1))
+    meet = Rendezvous()
+    for module in (queries, lifecycle):
+        real = module.active_jobs
+
+        def counted(*args, _real=real, **kwargs):  # noqa: ANN002, ANN003
+            out = _real(*args, **kwargs)
+            meet.wait()
+            return out
+
+        monkeypatch.setattr(module, "active_jobs", counted)
+    answers = race(lambda: h.client.post("/v1/jobs", json=job_body(seeds=2)),
+                   lambda: h.client.post("/v1/jobs", json=job_body(seeds=3)))
+    assert sorted(r.status_code for r in answers) == [202, 429], [r.text for r in answers]
+    assert len(h.client.get("/v1/jobs").json()["items"]) == 2
+
+
 def test_request_rate_per_key_is_limited_with_429(tmp_path, settings_factory, recording_queue):
     settings = settings_factory(tmp_path, api_keys="alice,bob", rate_limit="5/minute")
     with TestClient(create_app(settings, queue=recording_queue, maintenance=False)) as c:
