@@ -14,18 +14,13 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from fastapi.testclient import TestClient
 
 from redundancy import AnalysisConfig, Runtime
 from redundancy.errors import InvalidConfigError
 from redundancy.pipeline import run_analysis
 from redundancy.sources.extraction import DeviceForward
 from redundancy.sources.models.layers import FeatureExtractor, default_sweep, intermediates_index
-from service.core import migrate
-from service.core.db import dispose_all
-from service.main import create_app
-from tests.service.conftest import RecordingQueue, make_settings
-from workers.runner import execute_job
+from tests.engine.served import served
 
 MODEL = {"name": "tf_efficientnet_lite0", "weights": "bundled"}
 
@@ -39,33 +34,28 @@ def _body(cifar: Path, **over: object) -> dict:
 def test_sweep_job_over_http_names_a_layer_equal_to_its_single_layer_job(tmp_path: Path,
                                                                           shared_data_dir: Path) -> None:
     cifar = shared_data_dir / "cifar10.npz"
-    settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=f"{tmp_path}:{shared_data_dir}")
-    migrate.upgrade(settings.db_url)
-    queue = RecordingQueue()
-    try:
-        with TestClient(create_app(settings, queue=queue, maintenance=False)) as client:
-            bad = client.post("/v1/jobs", json=_body(cifar, layers="all"))
-            r = client.post("/v1/jobs", json=_body(cifar, layers="sweep"))
-            assert r.status_code == 202, r.text
-            sweep_id = r.json()["id"]
-            assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
-            result = client.get(f"/v1/jobs/{sweep_id}/result").json()
-            rec = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"delta": 0.05}).json()
-            loose = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"delta": 0.3}).json()
-            pinned = client.get(f"/v1/jobs/{sweep_id}/recommendation",
-                                params={"delta": 0.05, "layer": "pre_logits"}).json()
-            unknown = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"layer": "nope"})
-            svg = client.get(f"/v1/jobs/{sweep_id}/plot.svg")
-            single = client.post("/v1/jobs", json=_body(cifar, layers=[rec["layer"]]))
-            assert single.status_code == 202, single.text
-            assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
-            one = client.get(f"/v1/jobs/{single.json()['id']}/result").json()
-            sweep_artifact = client.get(f"/v1/jobs/{sweep_id}/artifact", params={"delta": 0.05})
-            first = result["layers"][0]["layer"]  # a head on any swept layer (`layer=` pins it)
-            first_card = client.get(f"/v1/jobs/{sweep_id}/artifact/card", params={"delta": 0.05, "layer": first})
-            artifact = client.get(f"/v1/jobs/{single.json()['id']}/artifact", params={"delta": 0.05})
-    finally:
-        dispose_all()
+    with served(tmp_path, f"{tmp_path}:{shared_data_dir}") as srv:
+        client = srv.client
+        bad = client.post("/v1/jobs", json=_body(cifar, layers="all"))
+        r = client.post("/v1/jobs", json=_body(cifar, layers="sweep"))
+        assert r.status_code == 202, r.text
+        sweep_id = r.json()["id"]
+        assert srv.run_sent() == "succeeded"
+        result = client.get(f"/v1/jobs/{sweep_id}/result").json()
+        rec = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"delta": 0.05}).json()
+        loose = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"delta": 0.3}).json()
+        pinned = client.get(f"/v1/jobs/{sweep_id}/recommendation",
+                            params={"delta": 0.05, "layer": "pre_logits"}).json()
+        unknown = client.get(f"/v1/jobs/{sweep_id}/recommendation", params={"layer": "nope"})
+        svg = client.get(f"/v1/jobs/{sweep_id}/plot.svg")
+        single = client.post("/v1/jobs", json=_body(cifar, layers=[rec["layer"]]))
+        assert single.status_code == 202, single.text
+        assert srv.run_sent() == "succeeded"
+        one = client.get(f"/v1/jobs/{single.json()['id']}/result").json()
+        sweep_artifact = client.get(f"/v1/jobs/{sweep_id}/artifact", params={"delta": 0.05})
+        first = result["layers"][0]["layer"]  # a head on any swept layer (`layer=` pins it)
+        first_card = client.get(f"/v1/jobs/{sweep_id}/artifact/card", params={"delta": 0.05, "layer": first})
+        artifact = client.get(f"/v1/jobs/{single.json()['id']}/artifact", params={"delta": 0.05})
     assert bad.status_code == 422 and "layers" in bad.text
     layers = result["layers"]
     assert len(layers) >= 4 and layers[-1]["layer"] == "pre_logits"

@@ -14,19 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from sklearn.neighbors import NearestNeighbors
 
 from redundancy import AnalysisConfig, Runtime
 from redundancy.deploy import load_artifact
 from redundancy.pipeline import run_analysis
 from redundancy.sources.extraction import Features
-from service.core import migrate
-from service.core.db import dispose_all
-from service.main import create_app
 from tests.engine.minilm import unpack_minilm
-from tests.service.conftest import RecordingQueue, make_settings
-from workers.runner import execute_job
+from tests.engine.served import served
 
 pytest.importorskip("all_minilm_l6_v2")
 
@@ -60,26 +55,21 @@ def brute_ndcg10(corpus: np.ndarray, corpus_y: np.ndarray, queries: np.ndarray, 
 def test_retrieval_job_over_http_names_ndcg_and_matches_brute_force(tmp_path: Path, shared_data_dir: Path) -> None:
     model_dir = unpack_minilm(tmp_path / "minilm")
     reviews = shared_data_dir / "drugreviews.csv"
-    settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=f"{tmp_path}:{shared_data_dir}")
-    migrate.upgrade(settings.db_url)
-    queue = RecordingQueue()
     body = {"model": {"name": f"hf:{model_dir}"},
             "dataset": {"spec": f"text:{reviews}", "label_column": "condition", "max_train": 240, "max_test": 120},
             "task": "retrieval", "fractions": [0.05, 0.25, 1.0], "seeds": 2, "deltas": [0.05], "bootstrap": 100,
             "baselines": ["first_k", "pca"], "feature_dtype": "float32"}
-    try:
-        with TestClient(create_app(settings, queue=queue, maintenance=False)) as client:
-            r = client.post("/v1/jobs", json=body)
-            assert r.status_code == 202, r.text
-            job_id = r.json()["id"]
-            assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
-            assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
-            rec = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": 0.05}).json()
-            other = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": 0.3}).json()
-            result = client.get(f"/v1/jobs/{job_id}/result").json()
-            artifact = client.get(f"/v1/jobs/{job_id}/artifact")
-    finally:
-        dispose_all()
+    with served(tmp_path, f"{tmp_path}:{shared_data_dir}") as srv:
+        client, settings = srv.client, srv.settings
+        r = client.post("/v1/jobs", json=body)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        assert srv.run_sent() == "succeeded"
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "succeeded"
+        rec = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": 0.05}).json()
+        other = client.get(f"/v1/jobs/{job_id}/recommendation", params={"delta": 0.3}).json()
+        result = client.get(f"/v1/jobs/{job_id}/result").json()
+        artifact = client.get(f"/v1/jobs/{job_id}/artifact")
     assert rec["metric"] == other["metric"] == "ndcg@10", rec
     assert rec["d"] == 384 and rec["full_score"] == rec["full_accuracy"]
     assert rec["fairness"]["seeds_at"] >= 1 and rec["holds_ci_lower"] is not None
@@ -203,20 +193,15 @@ def test_explicit_pairs_npz_job_over_http(tmp_path: Path) -> None:
     np.savez(path, corpus=corpus, queries=queries, qrels=np.array([(i, i) for i in range(40)]))
     bad = tmp_path / "bad.npz"
     np.savez(bad, corpus=corpus, queries=queries, qrels=np.zeros((3, 4), dtype=np.int64))
-    settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=str(tmp_path))
-    migrate.upgrade(settings.db_url)
-    queue = RecordingQueue()
     body = {"dataset": {"spec": f"embeddings:{path}"}, "task": "retrieval", "metric": "recall@10",
             "fractions": [0.5, 1.0], "seeds": 2, "bootstrap": 0, "baselines": []}
-    try:
-        with TestClient(create_app(settings, queue=queue, maintenance=False)) as client:
-            refused = client.post("/v1/jobs", json={**body, "dataset": {"spec": f"embeddings:{bad}"}})
-            r = client.post("/v1/jobs", json=body)
-            assert r.status_code == 202, r.text
-            assert execute_job(queue.sent.pop(), settings, analyze=run_analysis, worker_name="test") == "succeeded"
-            rec = client.get(f"/v1/jobs/{r.json()['id']}/recommendation", params={"delta": 0.05}).json()
-    finally:
-        dispose_all()
+    with served(tmp_path, str(tmp_path)) as srv:
+        client = srv.client
+        refused = client.post("/v1/jobs", json={**body, "dataset": {"spec": f"embeddings:{bad}"}})
+        r = client.post("/v1/jobs", json=body)
+        assert r.status_code == 202, r.text
+        assert srv.run_sent() == "succeeded"
+        rec = client.get(f"/v1/jobs/{r.json()['id']}/recommendation", params={"delta": 0.05}).json()
     assert refused.status_code == 422 and "qrels must be integers of shape" in refused.text
     assert rec["metric"] == "recall@10" and rec["d"] == 16
     assert rec["full_score"] > 0.5  # each query's one relevant document is its own noisy copy

@@ -10,14 +10,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastapi.testclient import TestClient
 
 from redundancy import AnalysisConfig, Runtime
 from redundancy.pipeline import run_analysis
-from service.core import migrate
-from service.core.db import dispose_all
-from service.main import create_app
-from tests.service.conftest import RecordingQueue, make_settings
+from tests.engine.served import served
 
 
 def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
@@ -56,14 +52,8 @@ def test_pairs_directory_missing_a_column_is_a_422_at_submission(tmp_path: Path)
     pq.write_table(pa.table({"id": ["d0"], "vector": [[1.0, 2.0]]}), d / "corpus.parquet")
     pq.write_table(pa.table({"id": ["q0"], "embedding": [[1.0, 2.0]]}), d / "queries.parquet")
     (d / "qrels.jsonl").write_text(json.dumps({"query_id": "q0", "doc_id": "d0"}) + "\n")
-    settings = make_settings(tmp_path / "srv", rate_limit="", data_roots=str(tmp_path))
-
-    migrate.upgrade(settings.db_url)
-    try:
-        with TestClient(create_app(settings, queue=RecordingQueue(), maintenance=False)) as client:
-            r = client.post("/v1/jobs", json={"dataset": {"spec": f"embeddings:{d}"}, "task": "retrieval"})
-    finally:
-        dispose_all()
+    with served(tmp_path, str(tmp_path)) as srv:
+        r = srv.client.post("/v1/jobs", json={"dataset": {"spec": f"embeddings:{d}"}, "task": "retrieval"})
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
     errors = r.json()["errors"]
     assert any(e["field"] == "dataset.spec" and "lacks column 'embedding'" in e["reason"] for e in errors), errors
