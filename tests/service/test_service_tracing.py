@@ -64,6 +64,13 @@ def spans() -> Iterator[Any]:
 
 
 
+
+def _tasks_run_fake_jobs(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """The Celery tasks read ``settings``, never shard, and run the fake engine."""
+    monkeypatch.setitem(celery_app.app.conf, "advisor_settings", settings)
+    monkeypatch.setattr(tasks, "_plan", lambda *_: False)
+    monkeypatch.setattr(tasks, "execute_job", functools.partial(execute_job, analyze=FakeEngine()))
+
 def _finished(client, job_id: str, timeout: float = 60.0) -> str:  # noqa: ANN001
     """The job's status once it is succeeded or failed (or its status at the timeout)."""
     deadline = time.monotonic() + timeout
@@ -78,9 +85,7 @@ def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worke
 ) -> None:
     settings = settings_factory(tmp_path, broker_url="memory://", result_backend_url="cache+memory://",
                                 api_keys=KEY, queue=f"traced-{tmp_path.name}")
-    monkeypatch.setitem(celery_app.app.conf, "advisor_settings", settings)  # what the tasks read
-    monkeypatch.setattr(tasks, "_plan", lambda *_: False)  # never sharded
-    monkeypatch.setattr(tasks, "execute_job", functools.partial(execute_job, analyze=FakeEngine()))
+    _tasks_run_fake_jobs(monkeypatch, settings)
     celery = celery_app.make_celery(settings)
     queue = SendLater(settings, CeleryJobQueue(celery, settings.queue))  # the API's path: a send thread
     app = create_app(settings, queue=queue, maintenance=False)
@@ -139,9 +144,7 @@ def test_a_job_resent_by_the_sweep_stays_in_the_trace_of_its_post(
     re-sends the job, and the worker's task and stage spans join the trace the POST started."""
     settings = settings_factory(tmp_path, broker_url="memory://", result_backend_url="cache+memory://",
                                 api_keys=KEY, queue=f"resent-{tmp_path.name}", requeue_after=0.2)
-    monkeypatch.setitem(celery_app.app.conf, "advisor_settings", settings)
-    monkeypatch.setattr(tasks, "_plan", lambda *_: False)
-    monkeypatch.setattr(tasks, "execute_job", functools.partial(execute_job, analyze=FakeEngine()))
+    _tasks_run_fake_jobs(monkeypatch, settings)
     celery = celery_app.make_celery(settings)
     broker = CeleryJobQueue(celery, settings.queue)
     lossy = LosesTheFirstMessage(broker)
