@@ -296,7 +296,8 @@ class KeySlots:
 
 
 class RateLimited:
-    """The route label of a request this gate answered 429 (``RequestTiming`` reads ``scope["route"].path``)."""
+    """The route label of a request the gate answered itself, 429 or 503 (``RequestTiming`` reads
+    ``scope["route"].path``)."""
 
     path = "<rate-limited>"
 
@@ -361,6 +362,7 @@ class RateGate:
             await self.slots.acquire(identity)
         except NoTurn as exc:
             self.shed += 1
+            scope["route"] = RateLimited
             await overloaded(self.settings, str(exc).capitalize())(scope, receive, send)
             return
         try:
