@@ -23,9 +23,9 @@ def device_settings(settings: Settings, request: Any, job_id: str) -> Settings:
     """``settings`` with the device this task of ``job_id`` runs on (what :func:`service.core.runtime.make_runtime`
     hands the engine): from the queue it came through and the job's own ``device``."""
     route = route_of_queue(settings.queue, delivered_queue(request))
-    if route is None and settings.device == "auto":  # eager, or the bare queue: the worker's own setting
-        return settings
-    with session_scope(settings.db_url) as s:
-        requested = requested_device(s, job_id)
+    requested = None
+    if route == "cpu" and settings.device == "auto":  # only there does the job's own device decide
+        with session_scope(settings.db_url) as s:
+            requested = requested_device(s, job_id)
     device = run_device(route, settings.device, requested)
     return settings if device == settings.device else settings.model_copy(update={"device": device})
