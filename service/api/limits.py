@@ -207,34 +207,41 @@ class RateLimiter:
         sooner; the same answers, without walking the window for each request of a flood."""
         until = self._blocked.get(identity)
         if until is not None:
-            now = time.time()
-            if now < until:
-                return max(1, math.ceil(until - now))
+            if time.time() < until:
+                return _seconds_until(until)
             del self._blocked[identity]
-        return self._check(self.local, identity, memo=True)
+        reset = self._refusal(self.local, identity)
+        if reset is None:
+            return None
+        if len(self._blocked) >= MAX_BLOCKED:
+            self._blocked.clear()  # a bound, not a policy: the counts themselves stay exact
+        self._blocked[identity] = reset
+        return _seconds_until(reset)
 
     def _shared(self, identity: str) -> int | None:
         """The shared (Redis) count; when Redis fails or does not answer, the request goes on (this
         process's count, already taken, stands alone for ``ADVISOR_RATE_LIMIT_PAUSE`` seconds)."""
         try:
-            return self._check(self.limiter, identity)
+            reset = self._refusal(self.limiter, identity)
+            return None if reset is None else _seconds_until(reset)
         except Exception:  # noqa: BLE001 - storage down or hung: count in memory for a while
             self.storage_failures += 1
             self._skip_until = time.monotonic() + self.pause
             log.warning("rate-limit storage unavailable; counting in memory for %.0f s", self.pause, exc_info=True)
             return None
 
-    def _check(self, limiter: MovingWindowRateLimiter, identity: str, memo: bool = False) -> int | None:
+    def _refusal(self, limiter: MovingWindowRateLimiter, identity: str) -> float | None:
+        """Count one hit of ``identity`` against each limit; None when every one took it, else the moment
+        (``time.time()``) the first full window frees a place."""
         for item in self.items:
-            if limiter.hit(item, self.namespace, identity):
-                continue
-            reset = limiter.get_window_stats(item, self.namespace, identity).reset_time
-            if memo:
-                if len(self._blocked) >= MAX_BLOCKED:
-                    self._blocked.clear()  # a bound, not a policy: the counts themselves stay exact
-                self._blocked[identity] = reset
-            return max(1, math.ceil(reset - time.time()))
+            if not limiter.hit(item, self.namespace, identity):
+                return limiter.get_window_stats(item, self.namespace, identity).reset_time
         return None
+
+
+def _seconds_until(moment: float) -> int:
+    """A ``Retry-After``: whole seconds until ``moment``, at least 1."""
+    return max(1, math.ceil(moment - time.time()))
 
 
 def too_many_requests(wait: int, path: str) -> Any:
