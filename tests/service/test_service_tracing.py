@@ -71,6 +71,13 @@ def _tasks_run_fake_jobs(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None
     monkeypatch.setattr(tasks, "_plan", lambda *_: False)
     monkeypatch.setattr(tasks, "execute_job", functools.partial(execute_job, analyze=FakeEngine()))
 
+def _post(client) -> str:  # noqa: ANN001
+    """POST a small job with the test's key (202); its id."""
+    r = client.post("/v1/jobs", json=small_job(), headers={"X-API-Key": KEY})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
 def _finished(client, job_id: str, timeout: float = 60.0) -> str:  # noqa: ANN001
     """The job's status once it is succeeded or failed (or its status at the timeout)."""
     deadline = time.monotonic() + timeout
@@ -91,9 +98,7 @@ def test_one_job_is_one_trace_from_the_request_through_the_broker_into_the_worke
     app = create_app(settings, queue=queue, maintenance=False)
     with start_worker(celery, pool="solo", perform_ping_check=False, queues=device_queues(settings.queue)), \
             TestClient(app) as client:
-        r = client.post("/v1/jobs", json=small_job(), headers={"X-API-Key": KEY})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
+        job_id = _post(client)
         assert _finished(client, job_id) == "succeeded"
     queue.stop()
 
@@ -152,9 +157,7 @@ def test_a_job_resent_by_the_sweep_stays_in_the_trace_of_its_post(
     app = create_app(settings, queue=queue, maintenance=False)
     with start_worker(celery, pool="solo", perform_ping_check=False, queues=device_queues(settings.queue)), \
             TestClient(app) as client:
-        r = client.post("/v1/jobs", json=small_job(), headers={"X-API-Key": KEY})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
+        job_id = _post(client)
         queue.drain()
         assert lossy.lost == 1 and queue.sent == 1  # marked sent, and gone
         time.sleep(0.3)  # past requeue_after: the sweep takes the message for lost
