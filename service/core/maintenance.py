@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 
 from service.core import lifecycle, placement, presence, queries, tracing
 from service.core.config import Settings
@@ -33,6 +32,7 @@ from service.core.db import session_scope
 from service.core.housekeeping import maybe_gc
 from service.core.lifecycle import MAX_ATTEMPTS
 from service.core.models import as_utc, utcnow
+from service.core.periodic import Periodic
 from service.core.process import known_dead
 from service.core.queue import ROUTES, BrokerProbe, JobQueue, queue_name, send_job
 
@@ -161,24 +161,9 @@ def resend(settings: Settings, job_id: str, seen_count: int | None, queue: JobQu
     return True
 
 
-class MaintenanceThread:
+class MaintenanceThread(Periodic):
     """Runs :func:`run_maintenance_once` every ``interval`` seconds in a daemon thread."""
 
     def __init__(self, settings: Settings, queue: JobQueue, interval: float, probe: BrokerProbe | None = None) -> None:
-        self.settings, self.queue, self.interval, self.probe = settings, queue, interval, probe
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="advisor-maintenance", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                run_maintenance_once(self.settings, self.queue, self.probe)
-            except Exception:  # noqa: BLE001
-                log.warning("maintenance round failed", exc_info=True)
+        super().__init__("advisor-maintenance", interval, lambda: run_maintenance_once(settings, queue, probe),
+                         log=log, failed="maintenance round failed")

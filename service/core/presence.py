@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.models import WorkerPresence, utcnow
+from service.core.periodic import Periodic
 from service.core.process import known_dead, process_id
 
 log = logging.getLogger("service.presence")
@@ -67,38 +67,29 @@ def forget_gone(session: Session, now: dt.datetime | None = None) -> int:
     return int(gone or 0)
 
 
-class PresenceThread:
-    """Beats for this process every :func:`interval` seconds in a daemon thread; :meth:`stop` deletes its row.
-    A beat that fails (the database away) is logged and tried again at the next one."""
+class PresenceThread(Periodic):
+    """Beats for this process every :func:`interval` seconds in a daemon thread, the first at once (which also
+    clears the rows of workers long gone); :meth:`stop` deletes its row. A beat that fails (the database away)
+    is logged and tried again at the next one."""
 
     def __init__(self, settings: Settings, name: str, queues: Sequence[str]) -> None:
         self.settings, self.name, self.queues = settings, name, list(queues)
         self.worker_id = process_id()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="advisor-presence", daemon=True)
+        self._first = True
+        super().__init__("advisor-presence", interval(settings), self._beat, log=log,
+                         failed="worker presence beat failed", at_once=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout=timeout)
+    def stop(self) -> None:
+        super().stop()
         try:
             with session_scope(self.settings.db_url) as s:
                 leave(s, self.worker_id)
         except Exception:  # noqa: BLE001 - its row ages out instead
             log.warning("could not delete worker row %s", self.worker_id, exc_info=True)
 
-    def _loop(self) -> None:
-        every, first = interval(self.settings), True
-        while True:
-            try:
-                with session_scope(self.settings.db_url) as s:
-                    beat(s, self.worker_id, self.name, self.queues)
-                    if first:  # each worker start clears the rows of workers long gone
-                        forget_gone(s)
-                        first = False
-            except Exception:  # noqa: BLE001 - e.g. the database is away: the next beat tries again
-                log.warning("worker presence beat failed", exc_info=True)
-            if self._stop.wait(every):
-                return
+    def _beat(self) -> None:
+        with session_scope(self.settings.db_url) as s:
+            beat(s, self.worker_id, self.name, self.queues)
+            if self._first:  # each worker start clears the rows of workers long gone
+                forget_gone(s)
+                self._first = False

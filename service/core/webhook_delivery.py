@@ -35,6 +35,7 @@ from service.core.config import Settings
 from service.core.db import session_scope
 from service.core.links import job_links
 from service.core.models import utcnow
+from service.core.periodic import Periodic
 
 log = logging.getLogger("service.webhooks")
 
@@ -151,24 +152,9 @@ def _deliver_one(settings: Settings, delivery_id: str, seen: int, allow: webhook
     return state
 
 
-class DeliveryThread:
+class DeliveryThread(Periodic):
     """Runs :func:`run_deliveries_once` every ``interval`` seconds in a daemon thread."""
 
     def __init__(self, settings: Settings, interval: float) -> None:
-        self.settings, self.interval = settings, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="advisor-webhooks", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.settings.webhook_timeout + 5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                run_deliveries_once(self.settings)
-            except Exception:  # noqa: BLE001 - e.g. schema not migrated yet: try again next round
-                log.warning("webhook round failed", exc_info=True)
+        super().__init__("advisor-webhooks", interval, lambda: run_deliveries_once(settings), log=log,
+                         failed="webhook round failed", join_timeout=settings.webhook_timeout + 5)
